@@ -1,0 +1,169 @@
+"""The audit trail: an append-only hash chain written in the same transaction as the change it records.
+
+Each record's hash covers its own fields and the previous record's hash, so an edited, deleted or reordered
+record breaks the chain from that point; the head row catches a record removed from the end. If appending
+fails, the surrounding transaction fails with it: a change is never kept without its record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from pki.models import AuditHead, AuditRecord
+
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(details: Mapping[str, Any]) -> str:
+    return json.dumps(details, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def record_hash(
+    *,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    details: str,
+    prev_hash: str,
+) -> str:
+    body = json.dumps(
+        [seq, at.astimezone(UTC).isoformat(timespec="microseconds"), actor, action, subject_type, subject_id,
+         details, prev_hash],
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
+
+
+def _hash_of(rec: AuditRecord) -> str:
+    return record_hash(
+        seq=rec.seq,
+        at=rec.at,
+        actor=rec.actor,
+        action=rec.action,
+        subject_type=rec.subject_type,
+        subject_id=rec.subject_id,
+        details=rec.details,
+        prev_hash=rec.prev_hash,
+    )
+
+
+def append(
+    session: Session,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject_type: str = "",
+    subject_id: str | int = "",
+    details: Mapping[str, Any] | None = None,
+) -> AuditRecord:
+    """Append one record inside the caller's transaction and move the head."""
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
+    if head is None:
+        head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
+        session.add(head)
+    # Microsecond precision is what every supported database keeps; hash what will be read back.
+    at = at.astimezone(UTC)
+    rec = AuditRecord(
+        seq=head.seq + 1,
+        at=at,
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        details=canonical_json(details or {}),
+        prev_hash=head.hash,
+        hash="",
+    )
+    rec.hash = _hash_of(rec)
+    head.seq, head.hash = rec.seq, rec.hash
+    session.add(rec)
+    session.flush()
+    return rec
+
+
+@dataclass
+class VerifyResult:
+    records: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS_HASH
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+MAX_PROBLEMS = 20
+
+
+def verify(session: Session, *, batch: int = 2000) -> VerifyResult:
+    """Walk the whole chain in order, recomputing every hash; report the first problems found."""
+    result = VerifyResult()
+    expected_seq, prev = 1, GENESIS_HASH
+    for rec in _stream(session, batch):
+        result.records += 1
+        if rec.seq != expected_seq:
+            result.problems.append(f"record {expected_seq}: missing (next record found is {rec.seq})")
+        if rec.prev_hash != prev:
+            result.problems.append(f"record {rec.seq}: does not link to the record before it")
+        if _hash_of(rec) != rec.hash:
+            result.problems.append(f"record {rec.seq}: content does not match its hash (edited)")
+        if len(result.problems) >= MAX_PROBLEMS:
+            return result
+        expected_seq, prev = rec.seq + 1, rec.hash
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one_or_none()
+    result.head_seq = head.seq if head else 0
+    result.head_hash = head.hash if head else GENESIS_HASH
+    if result.head_seq != expected_seq - 1 or result.head_hash != prev:
+        result.problems.append(
+            f"chain ends at record {expected_seq - 1} but the head says {result.head_seq}"
+            " (records removed from the end, or the head was altered)"
+        )
+    return result
+
+
+def _stream(session: Session, batch: int) -> Iterator[AuditRecord]:
+    """Keyset pagination: constant memory, one query per ``batch`` records."""
+    last = 0
+    while True:
+        rows = session.exec(
+            select(AuditRecord).where(AuditRecord.seq > last).order_by(col(AuditRecord.seq)).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].seq
+        session.expunge_all()
+
+
+def records_for(session: Session, subject_type: str, subject_id: str | int) -> list[AuditRecord]:
+    return list(
+        session.exec(
+            select(AuditRecord)
+            .where(AuditRecord.subject_type == subject_type, AuditRecord.subject_id == str(subject_id))
+            .order_by(col(AuditRecord.seq))
+        ).all()
+    )
+
+
+def recent(session: Session, *, limit: int = 50, subject_type: str | None = None,
+           subject_id: str | None = None) -> list[AuditRecord]:
+    stmt = select(AuditRecord)
+    if subject_type is not None:
+        stmt = stmt.where(AuditRecord.subject_type == subject_type)
+    if subject_id is not None:
+        stmt = stmt.where(AuditRecord.subject_id == subject_id)
+    rows = session.exec(stmt.order_by(col(AuditRecord.seq).desc()).limit(limit)).all()
+    return list(reversed(rows))

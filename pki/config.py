@@ -1,0 +1,24 @@
+"""Where the home is and which database it uses (environment, then defaults)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "pki-home"
+DB_FILE = "pki.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """PKI_HOME (default ./pki-home) and PKI_DATABASE_URL (default SQLite inside the home)."""
+        env = dict(os.environ) if env is None else env
+        home = Path(env.get("PKI_HOME") or DEFAULT_HOME).resolve()
+        url = env.get("PKI_DATABASE_URL") or f"sqlite:///{home / DB_FILE}"
+        return cls(home=home, database_url=url)

@@ -1,0 +1,93 @@
+"""Value sets of the 附件7 form and of the workflow, stored by value."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class RequestState(StrEnum):
+    ENTERED = "entered"  # typed in by the 录入员, waiting for the 受理人
+    ACCEPTED = "accepted"  # 受理人 agreed, waiting for the 负责人's countersignature
+    COUNTERSIGNED = "countersigned"  # acceptance complete, waiting for the 审核员
+    RETURNED = "returned"  # 审核员 sent it back for correction
+    APPROVED = "approved"  # waiting for the 分发员 to issue
+    ISSUED = "issued"  # certificate on the key, not yet handed over
+    DISTRIBUTED = "distributed"  # handed over (terminal)
+    REJECTED = "rejected"  # 受理意见 不同意, or refused by the reviewer (terminal)
+    CANCELLED = "cancelled"  # withdrawn (terminal)
+
+
+class Action(StrEnum):
+    """What a person does to a request; the state machine and the duty rules speak in these."""
+
+    ENTER = "enter"
+    EDIT = "edit"
+    ACCEPT = "accept"  # 受理意见 同意
+    DISAGREE = "disagree"  # 受理意见 不同意
+    COUNTERSIGN = "countersign"
+    APPROVE = "approve"
+    RETURN = "return"
+    REJECT = "reject"
+    ISSUE = "issue"
+    DISTRIBUTE = "distribute"
+    CANCEL = "cancel"
+
+
+class Role(StrEnum):
+    ENTRY = "entry"  # 录入员
+    ACCEPTOR = "acceptor"  # 受理人
+    HEAD = "head"  # 负责人
+    REVIEWER = "reviewer"  # 审核员
+    DISTRIBUTOR = "distributor"  # 分发员
+    OPS = "ops"
+    ADMIN = "admin"
+
+
+class Network(StrEnum):
+    EXTRANET = "extranet"  # 政务外网
+    INTERNET = "internet"  # 互联网
+
+
+class AccessType(StrEnum):
+    TEST = "test"  # 测试接入
+    FORMAL = "formal"  # 正式接入
+
+
+class CredentialType(StrEnum):
+    USCC = "uscc"  # 统一社会信用代码
+    INSTITUTION_REGISTRATION = "institution_registration"  # 事业单位法人登记证
+
+
+class HandlerIdType(StrEnum):
+    RESIDENT_ID = "resident_id"  # 身份证
+    OTHER = "other"  # 其它
+
+
+class AccessMode(StrEnum):
+    """How a batch of units connects (附件4–6)."""
+
+    BATCH = "batch"  # 分批接入
+    ALL = "all"  # 全部接入
+
+
+ROLE_LABELS_ZH: dict[Role, str] = {
+    Role.ENTRY: "录入员",
+    Role.ACCEPTOR: "受理人",
+    Role.HEAD: "负责人",
+    Role.REVIEWER: "审核员",
+    Role.DISTRIBUTOR: "分发员",
+    Role.OPS: "运维",
+    Role.ADMIN: "管理员",
+}
+
+STATE_LABELS_ZH: dict[RequestState, str] = {
+    RequestState.ENTERED: "已录入",
+    RequestState.ACCEPTED: "已受理",
+    RequestState.COUNTERSIGNED: "负责人已签",
+    RequestState.RETURNED: "退回修改",
+    RequestState.APPROVED: "审核通过",
+    RequestState.ISSUED: "已签发",
+    RequestState.DISTRIBUTED: "已分发",
+    RequestState.REJECTED: "已拒绝",
+    RequestState.CANCELLED: "已撤销",
+}

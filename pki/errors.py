@@ -1,0 +1,128 @@
+"""The one error hierarchy of pkictl.
+
+Every refusal the service makes is a :class:`PkiError`. Each adapter (the CLI, the web app) maps it to its
+own output in exactly one place. Messages are English (``message``) and Chinese (``message_zh``): the CLI
+prints the first, the clerks' web UI the second.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+class PkiError(Exception):
+    """Base class: an operation was refused or failed; nothing was written."""
+
+    code = "error"
+
+    def __init__(self, message: str, *, message_zh: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.message_zh = message_zh or message
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One problem with one input field."""
+
+    field: str
+    message: str
+    message_zh: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+class ValidationError(PkiError):
+    """Input was refused; ``errors`` names each bad field."""
+
+    code = "invalid"
+
+    def __init__(self, errors: Iterable[FieldError]) -> None:
+        self.errors: tuple[FieldError, ...] = tuple(errors)
+        if not self.errors:
+            raise ValueError("ValidationError needs at least one FieldError")
+        super().__init__(
+            "invalid input: " + "; ".join(str(e) for e in self.errors),
+            message_zh="；".join(e.message_zh for e in self.errors),
+        )
+
+    def for_field(self, field: str) -> list[FieldError]:
+        return [e for e in self.errors if e.field == field]
+
+
+@dataclass(frozen=True)
+class RowError:
+    """The field errors of one data row of a bulk import; ``row`` is the line in the file (header = 1)."""
+
+    row: int
+    errors: tuple[FieldError, ...]
+
+    def __str__(self) -> str:
+        return f"line {self.row}: " + "; ".join(str(e) for e in self.errors)
+
+
+class ImportRowsError(PkiError):
+    """A bulk import was refused because of bad rows; nothing was imported."""
+
+    code = "invalid"
+
+    def __init__(self, rows: Sequence[RowError], *, total: int) -> None:
+        self.rows = tuple(rows)
+        self.total = total
+        first = "; ".join(str(r) for r in self.rows[:3])
+        more = f" (and {len(self.rows) - 3} more bad rows)" if len(self.rows) > 3 else ""
+        super().__init__(
+            f"{len(self.rows)} of {total} rows are invalid, nothing imported: {first}{more}",
+            message_zh=f"共 {total} 行，其中 {len(self.rows)} 行有误，未导入任何记录",
+        )
+
+
+class NotFoundError(PkiError):
+    code = "not_found"
+
+
+class AuthenticationError(PkiError):
+    """Unknown user, wrong password or disabled account (deliberately not told apart)."""
+
+    code = "authentication"
+
+    def __init__(self) -> None:
+        super().__init__("authentication failed", message_zh="用户名或密码错误")
+
+
+class PermissionDeniedError(PkiError):
+    """The user's roles do not allow the action."""
+
+    code = "forbidden"
+
+
+class SeparationOfDutiesError(PermissionDeniedError):
+    """The user took an earlier step on this request that conflicts with this one."""
+
+    code = "separation_of_duties"
+
+
+class InvalidTransitionError(PkiError):
+    """The request's state does not allow the action."""
+
+    code = "invalid_transition"
+
+
+class ConflictError(PkiError):
+    """The operation clashes with existing data (a duplicate, a concurrent change)."""
+
+    code = "conflict"
+
+
+class ConfigurationError(PkiError):
+    """Settings or policy data are missing or malformed."""
+
+    code = "configuration"
+
+
+class AuditIntegrityError(PkiError):
+    """The audit hash chain does not verify."""
+
+    code = "audit_integrity"

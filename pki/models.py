@@ -1,0 +1,170 @@
+"""Tables. Enums are stored by value; every timestamp is aware UTC (see :class:`pki.db.UTCDateTime`)."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import Column, Index, String
+from sqlalchemy import Enum as SAEnum
+from sqlmodel import Field, SQLModel
+
+from pki.db import UTCDateTime
+from pki.enums import (
+    AccessMode,
+    AccessType,
+    CredentialType,
+    HandlerIdType,
+    Network,
+    RequestState,
+)
+
+
+def _enum(enum_cls: type[Enum], *, nullable: bool = False, index: bool = False) -> Any:
+    """A VARCHAR column holding the enum's *value* (SQLAlchemy would store its name otherwise)."""
+    return Field(
+        sa_column=Column(
+            SAEnum(
+                enum_cls,
+                values_callable=lambda e: [m.value for m in e],
+                native_enum=False,
+                validate_strings=True,
+                length=32,
+                create_constraint=False,
+            ),
+            nullable=nullable,
+            index=index,
+        )
+    )
+
+
+def _utc(*, nullable: bool = True, index: bool = False) -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "pki_user"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(sa_column=Column(String(64), unique=True, nullable=False))
+    display_name: str = Field(default="", max_length=64)
+    password_hash: str = Field(max_length=255)
+    roles: str = Field(max_length=255)  # comma-separated Role values, sorted
+    active: bool = True
+    created_at: datetime = _utc(nullable=False)
+
+    def role_set(self) -> frozenset[str]:
+        return frozenset(r for r in self.roles.split(",") if r)
+
+
+class ImportBatch(SQLModel, table=True):
+    """One bulk import of a 附件4–6 unit list."""
+
+    __tablename__ = "import_batch"
+
+    id: int | None = Field(default=None, primary_key=True)
+    label: str = Field(max_length=128)
+    access_mode: AccessMode = _enum(AccessMode)
+    source_name: str = Field(default="", max_length=255)
+    row_count: int = 0
+    created_by: str = Field(max_length=64)
+    created_at: datetime = _utc(nullable=False)
+
+
+class CertificateRequest(SQLModel, table=True):
+    """One 附件7 application and where it stands."""
+
+    __tablename__ = "certificate_request"
+    __table_args__ = (
+        Index("ix_request_state_id", "state", "id"),
+        Index("ix_request_credential", "credential_number"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    state: RequestState = _enum(RequestState, index=False)
+    version: int = 1  # bumped on every change; a stale edit is refused
+
+    # 申请单位 (the applicant unit)
+    unit_name: str = Field(max_length=64)
+    legal_representative: str = Field(max_length=32)
+    unit_phone: str = Field(max_length=32)
+    unit_fax: str = Field(max_length=32)
+    province: str = Field(max_length=16, index=True)
+    address: str = Field(max_length=128)
+    county: str = Field(default="", max_length=32)
+    township: str = Field(default="", max_length=32)
+    email: str = Field(max_length=254)
+    postal_address: str = Field(max_length=128)
+    postal_code: str = Field(max_length=6)
+    credential_type: CredentialType = _enum(CredentialType)
+    credential_number: str = Field(max_length=32)
+
+    # 经办人 (the handler)
+    handler_name: str = Field(max_length=32)
+    handler_contact: str = Field(max_length=32)
+    handler_id_type: HandlerIdType = _enum(HandlerIdType)
+    handler_id_number: str = Field(max_length=32)
+
+    # 申请内容 (what is applied for)
+    network: Network = _enum(Network)
+    access_type: AccessType = _enum(AccessType, index=True)
+    target_system: str = Field(max_length=128)
+    validity_months: int
+    agreement_accepted: bool
+    application_date: date
+
+    # From a 附件4–6 unit list, when the request came in bulk
+    batch_id: int | None = Field(default=None, foreign_key="import_batch.id", index=True)
+    industry: str = Field(default="", max_length=64)
+    location: str = Field(default="", max_length=128)
+    ownership_type: str = Field(default="", max_length=32)
+    energy_consumption: str = Field(default="", max_length=128)
+    main_energy_types: str = Field(default="", max_length=128)
+
+    # 受理点意见 and who signed each step, when (cleared when an edit voids the acceptance)
+    entered_by: str = Field(max_length=64)
+    entered_at: datetime = _utc(nullable=False)
+    acceptance_opinion: str | None = Field(default=None, max_length=16)  # agree | disagree
+    acceptance_comment: str = Field(default="", max_length=500)
+    usbkey_model: str = Field(default="", max_length=128)  # USBKEY 品牌及型号
+    accepted_by: str | None = Field(default=None, max_length=64)
+    accepted_at: datetime | None = _utc()
+    countersigned_by: str | None = Field(default=None, max_length=64)
+    countersigned_at: datetime | None = _utc()
+    reviewed_by: str | None = Field(default=None, max_length=64)
+    reviewed_at: datetime | None = _utc()
+    review_decision: str | None = Field(default=None, max_length=16)  # approve | return | reject
+    review_reason: str = Field(default="", max_length=500)
+    issued_by: str | None = Field(default=None, max_length=64)
+    issued_at: datetime | None = _utc()
+    distributed_by: str | None = Field(default=None, max_length=64)
+    distributed_at: datetime | None = _utc()
+    updated_at: datetime = _utc(nullable=False)
+
+
+class AuditRecord(SQLModel, table=True):
+    """One link of the audit hash chain. ``seq`` is gapless; ``hash`` covers every column and ``prev_hash``."""
+
+    __tablename__ = "audit_record"
+    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    at: datetime = _utc(nullable=False)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    subject_type: str = Field(default="", max_length=32)
+    subject_id: str = Field(default="", max_length=64)
+    details: str = ""  # canonical JSON
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The chain's newest link. Appenders lock this row, which orders concurrent writers."""
+
+    __tablename__ = "audit_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    hash: str = Field(max_length=64)

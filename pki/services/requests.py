@@ -1,0 +1,279 @@
+"""Certificate requests: entry, edits, acceptance, countersignature, review, cancellation.
+
+Every public method is one transaction that checks the actor's role (policies/workflow.toml), separation of
+duties against the request's own audit trail, and the state machine, then writes the change and its audit
+record together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from pki import audit
+from pki.application import validate_application
+from pki.enums import Action, RequestState
+from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
+from pki.lifecycle import ACTION_LABELS_ZH, actions_from, transition
+from pki.models import AuditRecord, CertificateRequest
+from pki.services.authz import require_role
+from pki.services.context import Actor, Context
+
+SUBJECT = "request"
+REASON_MAX = 500
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    state: RequestState | None = None
+    province: str | None = None
+    access_type: str | None = None
+    search: str | None = None  # unit name substring or exact credential number
+    after_id: int | None = None  # keyset pagination: only ids greater than this
+    limit: int = 100
+
+
+class RequestService:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    # -- entry ---------------------------------------------------------------------------------------
+
+    def create(self, raw: Mapping[str, Any], *, actor: Actor) -> CertificateRequest:
+        """Enter one 附件7 application. Raises PermissionDeniedError or ValidationError (nothing written)."""
+        require_role(self._ctx.policies.workflow, actor, Action.ENTER)
+        values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
+        with self._ctx.write() as s:
+            return self.insert_validated(s, values, actor=actor)
+
+    def insert_validated(
+        self, s: Session, values: Mapping[str, Any], *, actor: Actor, batch_id: int | None = None
+    ) -> CertificateRequest:
+        """Insert an already validated record inside the caller's transaction (used by bulk import too)."""
+        now = self._ctx.now()
+        req = CertificateRequest(
+            **values, state=RequestState.ENTERED, entered_by=actor.username, entered_at=now, updated_at=now,
+            batch_id=batch_id,
+        )
+        s.add(req)
+        s.flush()
+        self._audit(s, req, actor, Action.ENTER, {"state": req.state.value, "batch": batch_id})
+        return req
+
+    def edit(
+        self, request_id: int, raw: Mapping[str, Any], *, actor: Actor, expected_version: int | None = None
+    ) -> CertificateRequest:
+        """Replace the application's fields. After acceptance this voids the acceptance (back to entered)."""
+        values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
+        with self._ctx.write() as s:
+            req = self._load_for(s, request_id, actor, Action.EDIT, expected_version)
+            changed = sorted(k for k, val in values.items() if getattr(req, k) != val)
+            for key, val in values.items():
+                setattr(req, key, val)
+            voided = req.accepted_by is not None
+            self._clear_acceptance(req)
+            self._advance(s, req, actor, Action.EDIT, {"changed": changed, "acceptance_voided": voided})
+            return req
+
+    # -- acceptance point ---------------------------------------------------------------------------
+
+    def accept(
+        self, request_id: int, *, actor: Actor, agree: bool, usbkey_model: str = "", comment: str = "",
+        expected_version: int | None = None,
+    ) -> CertificateRequest:
+        """Record 受理意见: 同意 needs the USBKEY 品牌及型号; 不同意 needs a reason and rejects the request."""
+        action = Action.ACCEPT if agree else Action.DISAGREE
+        usbkey_model, comment = usbkey_model.strip(), comment.strip()
+        if agree and not usbkey_model:
+            raise ValidationError([FieldError("usbkey", "USB key brand and model are required",
+                                              "USBKEY 品牌及型号：必填")])
+        if not agree and not comment:
+            raise ValidationError([FieldError("comment", "a reason is required to disagree",
+                                              "受理意见：不同意时须填写理由")])
+        self._check_length("usbkey", usbkey_model, 128, "USBKEY 品牌及型号")
+        self._check_length("comment", comment, REASON_MAX, "受理意见")
+        with self._ctx.write() as s:
+            req = self._load_for(s, request_id, actor, action, expected_version)
+            now = self._ctx.now()
+            req.acceptance_opinion = "agree" if agree else "disagree"
+            req.acceptance_comment = comment
+            req.usbkey_model = usbkey_model
+            req.accepted_by, req.accepted_at = actor.username, now
+            self._advance(s, req, actor, action, {"usbkey": usbkey_model, "comment": comment})
+            return req
+
+    def countersign(
+        self, request_id: int, *, actor: Actor, expected_version: int | None = None
+    ) -> CertificateRequest:
+        """The 负责人's countersignature completes the acceptance."""
+        with self._ctx.write() as s:
+            req = self._load_for(s, request_id, actor, Action.COUNTERSIGN, expected_version)
+            req.countersigned_by, req.countersigned_at = actor.username, self._ctx.now()
+            self._advance(s, req, actor, Action.COUNTERSIGN, {})
+            return req
+
+    # -- review ---------------------------------------------------------------------------------------
+
+    def review(
+        self, request_id: int, *, actor: Actor, decision: Action, reason: str = "",
+        expected_version: int | None = None,
+    ) -> CertificateRequest:
+        """Approve, return for correction or reject; returning and rejecting need a reason."""
+        if decision not in (Action.APPROVE, Action.RETURN, Action.REJECT):
+            raise ValueError(f"not a review decision: {decision}")
+        reason = reason.strip()
+        if decision is not Action.APPROVE and not reason:
+            raise ValidationError([FieldError("reason", f"a reason is required to {decision.value}",
+                                              f"{ACTION_LABELS_ZH[decision]}须填写理由")])
+        self._check_length("reason", reason, REASON_MAX, "理由")
+        with self._ctx.write() as s:
+            req = self._load_for(s, request_id, actor, decision, expected_version)
+            req.reviewed_by, req.reviewed_at = actor.username, self._ctx.now()
+            req.review_decision, req.review_reason = decision.value, reason
+            self._advance(s, req, actor, decision, {"reason": reason})
+            return req
+
+    def cancel(
+        self, request_id: int, *, actor: Actor, reason: str, expected_version: int | None = None
+    ) -> CertificateRequest:
+        reason = reason.strip()
+        if not reason:
+            raise ValidationError([FieldError("reason", "a reason is required to cancel", "撤销须填写理由")])
+        self._check_length("reason", reason, REASON_MAX, "理由")
+        with self._ctx.write() as s:
+            req = self._load_for(s, request_id, actor, Action.CANCEL, expected_version)
+            self._advance(s, req, actor, Action.CANCEL, {"reason": reason})
+            return req
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def get(self, request_id: int) -> CertificateRequest:
+        with self._ctx.read() as s:
+            return self._get(s, request_id)
+
+    def list(self, flt: RequestFilter | None = None) -> list[CertificateRequest]:
+        flt = flt or RequestFilter()
+        stmt = select(CertificateRequest)
+        if flt.state is not None:
+            stmt = stmt.where(CertificateRequest.state == flt.state)
+        if flt.province:
+            stmt = stmt.where(CertificateRequest.province == flt.province)
+        if flt.access_type:
+            stmt = stmt.where(col(CertificateRequest.access_type) == flt.access_type)
+        if flt.search:
+            term = flt.search.strip()
+            stmt = stmt.where(
+                or_(
+                    col(CertificateRequest.unit_name).contains(term, autoescape=True),
+                    CertificateRequest.credential_number == term.upper(),
+                )
+            )
+        if flt.after_id is not None:
+            stmt = stmt.where(col(CertificateRequest.id) > flt.after_id)
+        stmt = stmt.order_by(col(CertificateRequest.id)).limit(max(1, min(flt.limit, 10_000)))
+        with self._ctx.read() as s:
+            return list(s.exec(stmt).all())
+
+    def history(self, request_id: int) -> list[AuditRecord]:
+        with self._ctx.read() as s:
+            self._get(s, request_id)
+            return audit.records_for(s, SUBJECT, request_id)
+
+    def allowed_actions(self, request_id: int, actor: Actor) -> frozenset[Action]:
+        """What ``actor`` may do to this request now: state machine ∩ roles ∩ separation of duties."""
+        with self._ctx.read() as s:
+            req = self._get(s, request_id)
+            earlier = self._actions_by(s, request_id, actor.username)
+        wf = self._ctx.policies.workflow
+        return frozenset(
+            a for a in actions_from(req.state)
+            if wf.role_allows(actor.roles, a) and wf.conflict(earlier, a) is None
+        )
+
+    # -- the one gate every change passes ---------------------------------------------------------------
+
+    def _load_for(
+        self, s: Session, request_id: int, actor: Actor, action: Action, expected_version: int | None
+    ) -> CertificateRequest:
+        """Lock the request and check role, separation of duties, state and version, in that order."""
+        require_role(self._ctx.policies.workflow, actor, action)
+        req = s.exec(
+            select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
+        ).one_or_none()
+        if req is None:
+            raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+        rule = self._ctx.policies.workflow.conflict(self._actions_by(s, request_id, actor.username), action)
+        if rule is not None:
+            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
+        transition(req.state, action)  # raises InvalidTransitionError
+        if expected_version is not None and expected_version != req.version:
+            raise ConflictError(
+                f"request {request_id} was changed by someone else; reload it",
+                message_zh="该申请已被他人修改，请刷新后重试",
+            )
+        return req
+
+    def _advance(
+        self, s: Session, req: CertificateRequest, actor: Actor, action: Action, details: dict[str, Any]
+    ) -> None:
+        before = req.state
+        req.state = transition(before, action)
+        req.version += 1
+        req.updated_at = self._ctx.now()
+        s.add(req)
+        s.flush()
+        self._audit(s, req, actor, action, {"from": before.value, "to": req.state.value, **details})
+
+    def _audit(
+        self, s: Session, req: CertificateRequest, actor: Actor, action: Action, details: dict[str, Any]
+    ) -> None:
+        assert req.id is not None
+        audit.append(
+            s, at=self._ctx.now(), actor=actor.username, action=f"{SUBJECT}.{action.value}",
+            subject_type=SUBJECT, subject_id=req.id, details=details,
+        )
+
+    @staticmethod
+    def _actions_by(s: Session, request_id: int, username: str) -> set[Action]:
+        """Every workflow action ``username`` has ever taken on the request, from its audit trail."""
+        names = s.exec(
+            select(AuditRecord.action).where(
+                AuditRecord.subject_type == SUBJECT,
+                AuditRecord.subject_id == str(request_id),
+                AuditRecord.actor == username,
+            )
+        ).all()
+        out: set[Action] = set()
+        for name in names:
+            try:
+                out.add(Action(name.removeprefix(f"{SUBJECT}.")))
+            except ValueError:
+                continue
+        return out
+
+    @staticmethod
+    def _get(s: Session, request_id: int) -> CertificateRequest:
+        req = s.get(CertificateRequest, request_id)
+        if req is None:
+            raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+        return req
+
+    @staticmethod
+    def _clear_acceptance(req: CertificateRequest) -> None:
+        req.acceptance_opinion = None
+        req.acceptance_comment = ""
+        req.usbkey_model = ""
+        req.accepted_by = req.accepted_at = None
+        req.countersigned_by = req.countersigned_at = None
+        req.reviewed_by = req.reviewed_at = None
+        req.review_decision = None
+        req.review_reason = ""
+
+    @staticmethod
+    def _check_length(field: str, value: str, limit: int, label: str) -> None:
+        if len(value) > limit:
+            raise ValidationError([FieldError(field, f"at most {limit} characters", f"{label}：不能超过{limit}个字")])

@@ -1,0 +1,116 @@
+"""People and roles: adding users, authenticating, every attempt audited."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from sqlmodel import col, func, select
+
+from pki import audit
+from pki.enums import Role
+from pki.errors import AuthenticationError, ConflictError, FieldError, PermissionDeniedError, ValidationError
+from pki.models import User
+from pki.passwords import hash_password, needs_rehash, verify_password
+from pki.services.context import Actor, Context
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
+MIN_PASSWORD_LENGTH = 10
+
+
+class UserService:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def add(
+        self,
+        username: str,
+        password: str,
+        roles: Iterable[str],
+        *,
+        actor: Actor | None,
+        display_name: str = "",
+    ) -> User:
+        """Create a user. Needs an admin ``actor``, except for the very first user, who must be an admin.
+
+        Raises ValidationError (bad name, weak password, unknown role), PermissionDeniedError, ConflictError.
+        """
+        role_set = self._check_new_user(username, password, roles)
+        with self._ctx.write() as s:
+            count = s.exec(select(func.count()).select_from(User)).one()
+            if count == 0:
+                if Role.ADMIN.value not in role_set:
+                    raise PermissionDeniedError(
+                        "the first user must have the admin role", message_zh="第一个用户必须是管理员"
+                    )
+                actor_name = username
+            elif actor is None or Role.ADMIN.value not in actor.roles:
+                raise PermissionDeniedError("only an admin may add users", message_zh="只有管理员可以添加用户")
+            else:
+                actor_name = actor.username
+            if s.exec(select(User).where(User.username == username)).first() is not None:
+                raise ConflictError(f"user {username!r} already exists", message_zh=f"用户“{username}”已存在")
+            now = self._ctx.now()
+            user = User(
+                username=username,
+                display_name=display_name.strip()[:64],
+                password_hash=hash_password(password),
+                roles=",".join(sorted(role_set)),
+                created_at=now,
+            )
+            s.add(user)
+            s.flush()
+            audit.append(
+                s, at=now, actor=actor_name, action="user.add", subject_type="user", subject_id=username,
+                details={"roles": sorted(role_set)},
+            )
+            return user
+
+    def authenticate(self, username: str, password: str, *, source: str = "cli") -> Actor:
+        """Check a password. Success and failure are both audited; failure raises AuthenticationError."""
+        with self._ctx.write() as s:
+            user = s.exec(select(User).where(User.username == username)).first()
+            ok = verify_password(user.password_hash if user else None, password)
+            if user is not None and ok and user.active:
+                if needs_rehash(user.password_hash):
+                    user.password_hash = hash_password(password)
+                audit.append(
+                    s, at=self._ctx.now(), actor=username, action="auth.login", subject_type="user",
+                    subject_id=username, details={"source": source},
+                )
+                return Actor(username=user.username, roles=user.role_set())
+            reason = "unknown user" if user is None else "inactive" if ok else "bad password"
+            audit.append(
+                s, at=self._ctx.now(), actor=username[:64], action="auth.failed", subject_type="user",
+                subject_id=username[:64], details={"source": source, "reason": reason},
+            )
+        raise AuthenticationError()
+
+    def list(self) -> list[User]:
+        with self._ctx.read() as s:
+            return list(s.exec(select(User).order_by(col(User.username))).all())
+
+    def count(self) -> int:
+        with self._ctx.read() as s:
+            return int(s.exec(select(func.count()).select_from(User)).one())
+
+    @staticmethod
+    def _check_new_user(username: str, password: str, roles: Iterable[str]) -> frozenset[str]:
+        errors: list[FieldError] = []
+        if not USERNAME_RE.match(username):
+            errors.append(FieldError("username", "2–64 letters, digits, '.', '_' or '-'", "用户名格式无效"))
+        if len(password) < MIN_PASSWORD_LENGTH:
+            errors.append(
+                FieldError("password", f"at least {MIN_PASSWORD_LENGTH} characters",
+                           f"密码至少{MIN_PASSWORD_LENGTH}位")
+            )
+        role_list = list(roles)
+        known = {r.value for r in Role}
+        unknown = [r for r in role_list if r not in known]
+        if unknown or not role_list:
+            errors.append(
+                FieldError("roles", f"roles must be among {', '.join(sorted(known))}", "角色无效")
+            )
+        if errors:
+            raise ValidationError(errors)
+        return frozenset(role_list)

@@ -1,0 +1,29 @@
+"""Policy data (TOML beside this file) and the small pure code that loads and evaluates it.
+
+No database, no web framework, no PKCS#11 here. A directory given to :func:`load_policies` overrides the
+packaged files one by one (a file missing there falls back to the packaged default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from policies._load import PACKAGED
+from policies.form import FormPolicy, ProvinceTable, load_form, load_provinces
+from policies.workflow import WorkflowPolicy, load_workflow
+
+
+@dataclass(frozen=True)
+class Policies:
+    workflow: WorkflowPolicy
+    form: FormPolicy
+    provinces: ProvinceTable
+
+
+def load_policies(directory: Path | None = None) -> Policies:
+    d = directory or PACKAGED
+    return Policies(workflow=load_workflow(d), form=load_form(d), provinces=load_provinces(d))
+
+
+__all__ = ["Policies", "load_policies"]

@@ -1,0 +1,66 @@
+"""Form rules that are policy rather than format (form.toml) and the province table (provinces.toml)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from types import MappingProxyType
+
+from pki.errors import ConfigurationError
+from policies._load import need, read_toml, str_list
+
+
+@dataclass(frozen=True)
+class FormPolicy:
+    validity_months: tuple[int, ...]
+    earliest_application_date: date
+
+
+@dataclass(frozen=True)
+class Province:
+    code: str
+    name: str
+    aliases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ProvinceTable:
+    by_code: Mapping[str, Province]
+    by_name: Mapping[str, Province]  # canonical names and aliases
+
+    def lookup(self, name: str) -> Province | None:
+        return self.by_name.get(name.strip())
+
+
+def load_form(directory: Path) -> FormPolicy:
+    data = read_toml(directory, "form.toml")
+    months = need(data, "validity_months", list, "form.toml")
+    if not months or not all(isinstance(m, int) and not isinstance(m, bool) and 0 < m <= 120 for m in months):
+        raise ConfigurationError("form.toml: validity_months must be a non-empty list of 1..120")
+    earliest = need(data, "earliest_application_date", date, "form.toml")
+    return FormPolicy(validity_months=tuple(sorted(set(months))), earliest_application_date=earliest)
+
+
+def load_provinces(directory: Path) -> ProvinceTable:
+    data = read_toml(directory, "provinces.toml")
+    by_code: dict[str, Province] = {}
+    by_name: dict[str, Province] = {}
+    for i, raw in enumerate(need(data, "province", list, "provinces.toml")):
+        where = f"provinces.toml [[province]] #{i + 1}"
+        p = Province(
+            code=need(raw, "code", str, where),
+            name=need(raw, "name", str, where),
+            aliases=tuple(str_list(raw, "aliases", where)) if "aliases" in raw else (),
+        )
+        if len(p.code) != 2 or not p.code.isdigit():
+            raise ConfigurationError(f"{where}: code must be two digits")
+        if p.code in by_code:
+            raise ConfigurationError(f"{where}: duplicate code {p.code}")
+        by_code[p.code] = p
+        for n in (p.name, *p.aliases):
+            if n in by_name:
+                raise ConfigurationError(f"{where}: name {n!r} used twice")
+            by_name[n] = p
+    return ProvinceTable(by_code=MappingProxyType(by_code), by_name=MappingProxyType(by_name))

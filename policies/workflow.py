@@ -1,0 +1,75 @@
+"""Roles per action and separation of duties, as data (workflow.toml) with small pure evaluation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from pki.enums import Action, Role
+from pki.errors import ConfigurationError
+from policies._load import need, read_toml, str_list
+
+
+@dataclass(frozen=True)
+class SeparationRule:
+    name: str
+    did: frozenset[Action]
+    may_not: frozenset[Action]
+    reason: str
+    reason_zh: str
+
+
+@dataclass(frozen=True)
+class WorkflowPolicy:
+    roles_for: Mapping[Action, frozenset[Role]]
+    separation: tuple[SeparationRule, ...]
+
+    def role_allows(self, roles: Iterable[str], action: Action) -> bool:
+        return not self.roles_for.get(action, frozenset()).isdisjoint(roles)
+
+    def conflict(self, earlier_actions: Iterable[Action], action: Action) -> SeparationRule | None:
+        """The first rule broken if a person who took ``earlier_actions`` on a request now takes ``action``."""
+        earlier = frozenset(earlier_actions)
+        for rule in self.separation:
+            if action in rule.may_not and not earlier.isdisjoint(rule.did):
+                return rule
+        return None
+
+
+def _actions(values: list[str], where: str) -> frozenset[Action]:
+    try:
+        return frozenset(Action(v) for v in values)
+    except ValueError as e:
+        raise ConfigurationError(f"{where}: {e}; known actions: {', '.join(a.value for a in Action)}") from e
+
+
+def load_workflow(directory: Path) -> WorkflowPolicy:
+    data = read_toml(directory, "workflow.toml")
+    table = need(data, "actions", dict, "workflow.toml")
+    roles_for: dict[Action, frozenset[Role]] = {}
+    for action in _actions(list(table), "workflow.toml [actions]"):
+        names = str_list(table, action.value, "workflow.toml [actions]")
+        try:
+            roles_for[action] = frozenset(Role(n) for n in names)
+        except ValueError as e:
+            raise ConfigurationError(
+                f"workflow.toml [actions] {action.value}: {e}; known roles: {', '.join(r.value for r in Role)}"
+            ) from e
+    missing = set(Action) - set(roles_for)
+    if missing:
+        raise ConfigurationError(f"workflow.toml [actions]: no roles for {', '.join(sorted(missing))}")
+    rules = []
+    for i, raw in enumerate(need(data, "separation", list, "workflow.toml")):
+        where = f"workflow.toml [[separation]] #{i + 1}"
+        rules.append(
+            SeparationRule(
+                name=need(raw, "name", str, where),
+                did=_actions(str_list(raw, "did", where), where),
+                may_not=_actions(str_list(raw, "may_not", where), where),
+                reason=need(raw, "reason", str, where),
+                reason_zh=need(raw, "reason_zh", str, where),
+            )
+        )
+    return WorkflowPolicy(roles_for=MappingProxyType(roles_for), separation=tuple(rules))
