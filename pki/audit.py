@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from pki.errors import AuditIntegrityError
 from pki.models import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
@@ -70,9 +71,9 @@ def append(
 ) -> AuditRecord:
     """Append one record inside the caller's transaction and move the head."""
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
-    if head is None:
-        head = AuditHead(id=1, seq=0, hash=GENESIS_HASH)
-        session.add(head)
+    if head is None:  # the first migration creates it; a missing head means the trail was tampered with
+        raise AuditIntegrityError("the audit chain head is missing: run 'pkictl audit verify'",
+                                  message_zh="审计链头记录缺失")
     # Microsecond precision is what every supported database keeps; hash what will be read back.
     at = at.astimezone(UTC)
     rec = AuditRecord(

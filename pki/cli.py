@@ -35,7 +35,11 @@ def _service() -> Service:
     from pki.bootstrap import open_service
     from pki.config import Settings
 
-    return open_service(Settings.from_env())
+    svc = open_service(Settings.from_env())
+    # Close the pool when the command ends: leaving it to the garbage collector drops PostgreSQL connections
+    # without a goodbye and leaks them when the CLI runs in-process (tests, scripts).
+    click.get_current_context().call_on_close(svc.ctx.engine.dispose)
+    return svc
 
 
 def _password(prompt: str) -> str:
@@ -102,6 +106,7 @@ def init() -> None:
 
     settings = Settings.from_env()
     engine = init_home(settings)
+    engine.dispose()
     click.echo(f"home: {settings.home}")
     click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
 
@@ -376,11 +381,22 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
+def _database_unavailable(e: Exception) -> str | None:
+    """The first line of the driver's message if ``e`` is SQLAlchemy's OperationalError (server unreachable,
+    database locked), else None. Looked up lazily so that ``pkictl --help`` never imports SQLAlchemy."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(e, exc.OperationalError):
+        return None
+    lines = str(e.orig if e.orig is not None else e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="pkictl", standalone_mode=False)
-    except click.exceptions.Exit as e:
-        raise SystemExit(e.exit_code) from None
+        # Without standalone mode click returns, rather than raises, the code of an Exit (--help, --version).
+        code = cli.main(args=argv, prog_name="pkictl", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            raise SystemExit(code)
     except click.ClickException as e:
         e.show()
         raise SystemExit(2 if isinstance(e, click.UsageError) else e.exit_code) from None
@@ -394,6 +410,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e.message)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
+    except Exception as e:
+        reason = _database_unavailable(e)
+        if reason is None:
+            raise  # a bug: keep the traceback
+        _fail(f"database unavailable: {reason}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,92 @@
+"""Shared fixtures: a fixed clock, a fresh migrated database per test (SQLite, and PostgreSQL when
+PKI_TEST_DATABASE_URL is set), the service over it, and actors for every role."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from pki.bootstrap import migrate
+from pki.clock import FixedClock
+from pki.db import make_engine, normalize_url
+from pki.enums import Role
+from pki.services import Actor, Service
+
+PG_URL = os.environ.get("PKI_TEST_DATABASE_URL")
+# 2020-10-20 10:00 in Beijing: before the cutover, when applications were pouring in.
+T0 = datetime(2020, 10, 20, 2, 0, tzinfo=UTC)
+
+
+def _pg_schema_url(worker: str) -> tuple[str, str]:
+    schema = f"pkitest_{worker}_{uuid.uuid4().hex[:8]}"
+    url = normalize_url(PG_URL or "")
+    sep = "&" if "?" in url else "?"
+    return schema, f"{url}{sep}options=-csearch_path%3D{schema}"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path, worker_id: str) -> Iterator[str]:
+    """A URL to an empty database: a file in tmp_path, or a throw-away PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'pki.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("PKI_TEST_DATABASE_URL not set")
+    schema, url = _pg_schema_url(worker_id)
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock(T0)
+
+
+@pytest.fixture
+def service(engine: Engine, clock: FixedClock) -> Service:
+    return Service(engine, clock=clock)
+
+
+def actor(name: str, *roles: Role) -> Actor:
+    return Actor(username=name, roles=frozenset(r.value for r in roles))
+
+
+@pytest.fixture
+def people() -> dict[str, Actor]:
+    """One actor per role, a second of each workflow role, and 'omni' who holds every role."""
+    out = {
+        "clerk": actor("clerk", Role.ENTRY),
+        "clerk2": actor("clerk2", Role.ENTRY),
+        "acceptor": actor("acceptor", Role.ACCEPTOR),
+        "acceptor2": actor("acceptor2", Role.ACCEPTOR),
+        "head": actor("head", Role.HEAD),
+        "reviewer": actor("reviewer", Role.REVIEWER),
+        "reviewer2": actor("reviewer2", Role.REVIEWER),
+        "distributor": actor("distributor", Role.DISTRIBUTOR),
+        "ops": actor("ops", Role.OPS),
+        "admin": actor("admin", Role.ADMIN),
+        "omni": actor("omni", *Role),
+    }
+    return out

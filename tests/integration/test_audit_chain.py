@@ -1,0 +1,151 @@
+"""The audit hash chain: written with every change, verified end to end, tampering found."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from pki.enums import Action
+from pki.services import Actor, Service
+from tests.support.data import application, make_uscc
+
+
+def _populate(service: Service, people: dict[str, Actor], n: int = 3) -> None:
+    for i in range(n):
+        req = service.requests.create(
+            application(credential_number=make_uscc("110101", f"2000000{i}")), actor=people["clerk"]
+        )
+        assert req.id is not None
+        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+
+
+def _exec(engine: Engine, sql: str, **params: object) -> None:
+    with engine.begin() as conn:
+        conn.execute(text(sql), params)
+
+
+def test_every_change_is_recorded_and_chain_verifies(service: Service, people: dict[str, Actor]) -> None:
+    _populate(service, people, 3)
+    result = service.audit.verify()
+    assert result.ok, result.problems
+    assert result.records == 6 == result.head_seq
+    recs = service.audit.recent(limit=100)
+    assert [r.seq for r in recs] == [1, 2, 3, 4, 5, 6]
+    assert all(b.prev_hash == a.hash for a, b in zip(recs, recs[1:], strict=False))
+    assert recs[0].at.utcoffset() is not None
+
+
+def test_empty_chain_verifies(service: Service) -> None:
+    result = service.audit.verify()
+    assert result.ok and result.records == 0
+
+
+@pytest.mark.parametrize(
+    ("tamper", "expect"),
+    [
+        ("UPDATE audit_record SET actor = 'mallory' WHERE seq = 3", "record 3: content does not match"),
+        ("UPDATE audit_record SET details = '{}' WHERE seq = 2", "record 2: content does not match"),
+        ("UPDATE audit_record SET at = at + INTERVAL '1 second' WHERE seq = 4", "record 4: content"),
+        ("DELETE FROM audit_record WHERE seq = 3", "record 3: missing"),
+        ("DELETE FROM audit_record WHERE seq = 6", "chain ends at record 5 but the head says 6"),
+        ("UPDATE audit_head SET seq = 5", "head says 5"),
+    ],
+    ids=["edit-actor", "edit-details", "edit-time", "delete-middle", "delete-last", "head-rewound"],
+)
+def test_tampering_is_found(service: Service, people: dict[str, Actor], tamper: str, expect: str) -> None:
+    _populate(service, people, 3)
+    engine = service.ctx.engine
+    if engine.dialect.name == "sqlite" and "INTERVAL" in tamper:
+        tamper = "UPDATE audit_record SET at = replace(at, '02:00:00', '02:00:01') WHERE seq = 4"
+    _exec(engine, tamper)
+    result = service.audit.verify()
+    assert not result.ok
+    assert any(expect in p for p in result.problems), result.problems
+
+
+def test_reordering_is_found(service: Service, people: dict[str, Actor]) -> None:
+    """Swap records 2 and 3 (their contents move, keys stay): the links no longer match."""
+    _populate(service, people, 2)
+    engine = service.ctx.engine
+    _exec(engine, "UPDATE audit_record SET seq = 1000 WHERE seq = 2")
+    _exec(engine, "UPDATE audit_record SET seq = 2 WHERE seq = 3")
+    _exec(engine, "UPDATE audit_record SET seq = 3 WHERE seq = 1000")
+    result = service.audit.verify()
+    assert not result.ok
+    assert any("does not link" in p for p in result.problems)
+
+
+def test_change_fails_when_the_audit_write_fails(service: Service, people: dict[str, Actor]) -> None:
+    """A database that refuses audit inserts must refuse the change too: nothing half-written."""
+    engine = service.ctx.engine
+    req = service.requests.create(application(), actor=people["clerk"])
+    assert req.id is not None
+    if engine.dialect.name == "sqlite":
+        _exec(engine, "CREATE TRIGGER no_audit BEFORE INSERT ON audit_record "
+                      "BEGIN SELECT RAISE(ABORT, 'audit store full'); END")
+    else:
+        _exec(engine, "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN "
+                      "RAISE EXCEPTION 'audit store full'; END $$ LANGUAGE plpgsql")
+        _exec(engine, "CREATE TRIGGER no_audit BEFORE INSERT ON audit_record "
+                      "FOR EACH ROW EXECUTE FUNCTION no_audit()")
+    with pytest.raises(Exception, match="audit store full"):
+        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+    with pytest.raises(Exception, match="audit store full"):
+        service.requests.create(application(), actor=people["clerk"])
+    assert service.requests.get(req.id).state.value == "entered"
+    assert len(service.requests.list()) == 1
+
+
+def test_login_attempts_are_audited(service: Service) -> None:
+    service.users.add("admin", "a-long-password", ["admin"], actor=None)
+    service.users.authenticate("admin", "a-long-password")
+    with pytest.raises(Exception, match="authentication failed"):
+        service.users.authenticate("admin", "wrong-password")
+    with pytest.raises(Exception, match="authentication failed"):
+        service.users.authenticate("nobody", "whatever-pass")
+    actions = [(r.action, r.actor) for r in service.audit.recent(limit=10)]
+    assert actions == [("user.add", "admin"), ("auth.login", "admin"), ("auth.failed", "admin"),
+                       ("auth.failed", "nobody")]
+    details = [r.details for r in service.audit.recent(limit=10)]
+    assert '"reason":"bad password"' in details[2] and '"reason":"unknown user"' in details[3]
+    assert all("wrong-password" not in d for d in details)
+    assert service.audit.verify().ok
+
+
+def test_concurrent_writers_keep_one_unbroken_chain(service: Service, people: dict[str, Actor]) -> None:
+    """Writers in parallel threads queue on the chain head; no two records share a link."""
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(5):
+                code = make_uscc("110101", f"3{k:03d}{i:04d}")
+                req = service.requests.create(application(credential_number=code), actor=people["clerk"])
+                assert req.id is not None
+                service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    result = service.audit.verify()
+    assert result.ok, result.problems
+    assert result.records == 40
+
+
+def test_reviewer_decisions_are_in_the_trail(service: Service, people: dict[str, Actor]) -> None:
+    req = service.requests.create(application(), actor=people["clerk"])
+    assert req.id is not None
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+    service.requests.countersign(req.id, actor=people["head"])
+    service.requests.review(req.id, actor=people["reviewer"], decision=Action.REJECT, reason="证件过期")
+    last = service.requests.history(req.id)[-1]
+    assert (last.actor, last.action) == ("reviewer", "request.reject")
+    assert '"reason":"证件过期"' in last.details and '"to":"rejected"' in last.details
