@@ -6,6 +6,8 @@ values ready to store, or raises :class:`ValidationError` naming every bad field
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from enum import StrEnum
@@ -101,8 +103,14 @@ REQUIRED_FIELDS = frozenset(
     {k for k, (_, req) in _TEXT.items() if req}
     | set(_FORMATTED)
     | set(_ENUMS)
-    | {"handler_id_number", "credential_number", "province", "validity_months", "agreement_accepted",
-       "application_date"}
+    | {
+        "handler_id_number",
+        "credential_number",
+        "province",
+        "validity_months",
+        "agreement_accepted",
+        "application_date",
+    }
 )
 
 
@@ -112,6 +120,13 @@ class _Errors:
 
     def add(self, field: str, message: str, message_zh: str) -> None:
         self.items.append(FieldError(field, message, f"{FIELD_LABELS.get(field, field)}：{message_zh}"))
+
+
+def single_line(text: str) -> bool:
+    """No control, format or line/paragraph-separator characters: these end up in certificate subjects."""
+    return not any(
+        unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp") for ch in text
+    )
 
 
 def _blank(value: Any) -> bool:
@@ -143,7 +158,7 @@ def validate_application(raw: Mapping[str, Any], *, policies: Policies, today: d
             out[key] = ""
         elif len(s) > limit:
             errs.add(key, f"at most {limit} characters", f"不能超过{limit}个字")
-        elif any(ch in s for ch in "\r\n\t\x00"):
+        elif not single_line(s):
             errs.add(key, "must be a single line", "不能包含换行或控制字符")
         else:
             out[key] = s
@@ -171,8 +186,8 @@ def validate_application(raw: Mapping[str, Any], *, policies: Policies, today: d
     if errs.items:
         # One error per field is enough to act on; "required" wins over later format complaints.
         first: dict[str, FieldError] = {}
-        for e in errs.items:
-            first.setdefault(e.field, e)
+        for item in errs.items:
+            first.setdefault(item.field, item)
         raise ValidationError(first.values())
     return out
 
@@ -190,6 +205,8 @@ def _check_handler_id(
             errs.add("handler_id_number", e.message, e.message_zh)
     elif len(number) > 32:
         errs.add("handler_id_number", "at most 32 characters", "不能超过32个字符")
+    elif not single_line(number):
+        errs.add("handler_id_number", "must be a single line", "不能包含换行或控制字符")
     else:
         out["handler_id_number"] = number
 
@@ -216,8 +233,9 @@ def _check_credential_and_province(
         errs.add("credential_number", e.message, e.message_zh)
         return
     normalized = out["credential_number"]
-    if province is not None and len(normalized) == 18:
-        code = v.uscc_province_code(normalized)
+    if province is not None:
+        # A credit code carries the division at positions 3–8; a legacy registration number starts with it.
+        code = v.uscc_province_code(normalized) if len(normalized) == 18 else normalized[:2]
         owner = policies.provinces.by_code.get(code)
         if owner is not None and owner.code != province.code:
             errs.add(
@@ -233,12 +251,16 @@ def _check_validity(value: Any, out: dict[str, Any], errs: _Errors, policies: Po
     months: int | None = None
     if isinstance(value, int) and not isinstance(value, bool):
         months = value
-    elif isinstance(value, str) and value.strip().isdigit():
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,3}", value.strip()):
         months = int(value.strip())
     choices = policies.form.validity_months
     if months is None or months not in choices:
         allowed = ", ".join(str(m) for m in choices)
-        errs.add("validity_months", f"must be one of {allowed} months", f"应为{('、'.join(map(str, choices)))}个月之一")
+        errs.add(
+            "validity_months",
+            f"must be one of {allowed} months",
+            f"应为{('、'.join(map(str, choices)))}个月之一",
+        )
         return
     out["validity_months"] = months
 
@@ -257,7 +279,9 @@ def _check_agreement(value: Any, out: dict[str, Any], errs: _Errors) -> None:
     if agreed is None:
         errs.add("agreement_accepted", "must be yes or no", "应为“是”或“否”")
     elif not agreed:
-        errs.add("agreement_accepted", "the service agreement must be accepted", "未同意电子认证服务协议，不能申请")
+        errs.add(
+            "agreement_accepted", "the service agreement must be accepted", "未同意电子认证服务协议，不能申请"
+        )
     else:
         out["agreement_accepted"] = True
 
@@ -272,7 +296,7 @@ def _check_application_date(
         day = None
     elif isinstance(value, date):
         day = value
-    elif isinstance(value, str):
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
         try:
             day = date.fromisoformat(value.strip())
         except ValueError:

@@ -38,8 +38,16 @@ def record_hash(
     prev_hash: str,
 ) -> str:
     body = json.dumps(
-        [seq, at.astimezone(UTC).isoformat(timespec="microseconds"), actor, action, subject_type, subject_id,
-         details, prev_hash],
+        [
+            seq,
+            at.astimezone(UTC).isoformat(timespec="microseconds"),
+            actor,
+            action,
+            subject_type,
+            subject_id,
+            details,
+            prev_hash,
+        ],
         ensure_ascii=False,
         separators=(",", ":"),
     )
@@ -72,8 +80,9 @@ def append(
     """Append one record inside the caller's transaction and move the head."""
     head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
     if head is None:  # the first migration creates it; a missing head means the trail was tampered with
-        raise AuditIntegrityError("the audit chain head is missing: run 'pkictl audit verify'",
-                                  message_zh="审计链头记录缺失")
+        raise AuditIntegrityError(
+            "the audit chain head is missing: run 'pkictl audit verify'", message_zh="审计链头记录缺失"
+        )
     # Microsecond precision is what every supported database keeps; hash what will be read back.
     at = at.astimezone(UTC)
     rec = AuditRecord(
@@ -159,8 +168,9 @@ def records_for(session: Session, subject_type: str, subject_id: str | int) -> l
     )
 
 
-def recent(session: Session, *, limit: int = 50, subject_type: str | None = None,
-           subject_id: str | None = None) -> list[AuditRecord]:
+def recent(
+    session: Session, *, limit: int = 50, subject_type: str | None = None, subject_id: str | None = None
+) -> list[AuditRecord]:
     stmt = select(AuditRecord)
     if subject_type is not None:
         stmt = stmt.where(AuditRecord.subject_type == subject_type)

@@ -63,7 +63,9 @@ def open_service(settings: Settings, *, clock: Clock | None = None) -> Service:
     engine = make_engine(settings.database_url)
     database = engine.url.database
     if engine.url.get_backend_name() == "sqlite" and database and not Path(database).exists():
-        raise ConfigurationError(f"no pkictl home at {settings.home}: run 'pkictl init' first (or set PKI_HOME)")
+        raise ConfigurationError(
+            f"no pkictl home at {settings.home}: run 'pkictl init' first (or set PKI_HOME)"
+        )
     revision = schema_revision(engine)
     if revision != SCHEMA_REVISION:
         raise ConfigurationError(

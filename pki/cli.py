@@ -24,7 +24,15 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 WORKFLOW_STATES = (
-    "entered", "accepted", "countersigned", "returned", "approved", "issued", "distributed", "rejected", "cancelled",
+    "entered",
+    "accepted",
+    "countersigned",
+    "returned",
+    "approved",
+    "issued",
+    "distributed",
+    "rejected",
+    "cancelled",
 )
 
 
@@ -73,7 +81,9 @@ def _read_json_file(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValidationError([FieldError("file", f"{path}: not readable JSON ({e})", "文件不是有效的JSON")]) from e
+        raise ValidationError(
+            [FieldError("file", f"{path}: not readable JSON ({e})", "文件不是有效的JSON")]
+        ) from e
     if not isinstance(data, dict):
         raise ValidationError([FieldError("file", f"{path}: expected a JSON object", "文件应为JSON对象")])
     return data
@@ -111,6 +121,27 @@ def init() -> None:
     click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
 
 
+@cli.command()
+def demo() -> None:
+    """Create a DEMO home: one user per role (passwords printed once) and sample applications.
+
+    Never use a demo home for real certificates; `pkictl init` alone creates no users and no data.
+    """
+    from pki import demo as demo_data
+    from pki.bootstrap import init_home
+    from pki.config import Settings
+    from pki.services import Service
+
+    settings = Settings.from_env()
+    service = Service(init_home(settings))
+    users = demo_data.seed(service, settings.home)
+    click.echo(f"DEMO home at {settings.home} (marked by {demo_data.MARKER}); not for real certificates.")
+    click.echo("Demo users (passwords are shown only now):")
+    for u in users:
+        click.echo(f"  {u.username:<18} {u.role.value:<12} {u.password}")
+    click.echo(f"{len(demo_data.DEMO_UNITS)} sample applications entered; see `pkictl request list`.")
+
+
 # user -------------------------------------------------------------------------------------------------
 
 
@@ -121,10 +152,18 @@ def user() -> None:
 
 @user.command("add")
 @click.argument("name")
-@click.option("--role", "roles", multiple=True, required=True, metavar="ROLE",
-              help="entry, acceptor, head, reviewer, distributor, ops or admin; repeat for several.")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    metavar="ROLE",
+    help="entry, acceptor, head, reviewer, distributor, ops or admin; repeat for several.",
+)
 @click.option("--display-name", default="", help="Name shown in the UI.")
-@click.option("--as", "as_user", metavar="ADMIN", help="Admin adding the user (not needed for the first user).")
+@click.option(
+    "--as", "as_user", metavar="ADMIN", help="Admin adding the user (not needed for the first user)."
+)
 def user_add(name: str, roles: tuple[str, ...], display_name: str, as_user: str | None) -> None:
     """Add user NAME; the password is read from standard input (first line)."""
     svc = _service()
@@ -148,7 +187,9 @@ def user_list(as_json: bool) -> None:
         _print_json(users)
         return
     for u in users:
-        click.echo(f"{u['username']:<20} {','.join(u['roles']):<40} {'active' if u['active'] else 'inactive'}")
+        click.echo(
+            f"{u['username']:<20} {','.join(u['roles']):<40} {'active' if u['active'] else 'inactive'}"
+        )
 
 
 # request ----------------------------------------------------------------------------------------------
@@ -169,8 +210,13 @@ def _echo_request(req: Any, as_json: bool, verb: str) -> None:
 
 
 @request.command("new")
-@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Application as JSON (keys documented in docs/application-json.md).")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Application as JSON (keys documented in docs/application-json.md).",
+)
 @as_option
 @json_option
 def request_new(path: Path, as_user: str, as_json: bool) -> None:
@@ -194,30 +240,61 @@ def request_edit(request_id: int, path: Path, as_user: str, as_json: bool) -> No
 
 @request.command("import")
 @click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--defaults", "defaults_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              required=True, help="JSON with the fields every unit of the batch shares.")
+@click.option(
+    "--defaults",
+    "defaults_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON with the fields every unit of the batch shares.",
+)
 @click.option("--label", required=True, help="Batch name, e.g. '西藏 第一批'.")
-@click.option("--access-mode", type=click.Choice(["batch", "all"]), default="batch", show_default=True,
-              help="分批接入 (batch) or 全部接入 (all).")
+@click.option(
+    "--access-mode",
+    type=click.Choice(["batch", "all"]),
+    default="batch",
+    show_default=True,
+    help="分批接入 (batch) or 全部接入 (all).",
+)
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows and report the bad ones.")
 @as_option
 @json_option
-def request_import(csv_path: Path, defaults_path: Path, label: str, access_mode: str, skip_invalid: bool,
-                   as_user: str, as_json: bool) -> None:
+def request_import(
+    csv_path: Path,
+    defaults_path: Path,
+    label: str,
+    access_mode: str,
+    skip_invalid: bool,
+    as_user: str,
+    as_json: bool,
+) -> None:
     """Import a 附件4–6 unit list (CSV): one request per unit; by default nothing if any row is bad."""
     from pki.enums import AccessMode
 
     defaults = _read_json_file(defaults_path)
     svc = _service()
     actor = _login(svc, as_user)
-    result = svc.bulk.import_units(csv_path.read_bytes(), actor=actor, defaults=defaults, label=label,
-                                   access_mode=AccessMode(access_mode), source_name=csv_path.name,
-                                   skip_invalid=skip_invalid)
-    rejected = [{"line": r.row, "errors": [{"field": e.field, "message": e.message} for e in r.errors]}
-                for r in result.rejected]
+    result = svc.bulk.import_units(
+        csv_path.read_bytes(),
+        actor=actor,
+        defaults=defaults,
+        label=label,
+        access_mode=AccessMode(access_mode),
+        source_name=csv_path.name,
+        skip_invalid=skip_invalid,
+    )
+    rejected = [
+        {"line": r.row, "errors": [{"field": e.field, "message": e.message} for e in r.errors]}
+        for r in result.rejected
+    ]
     if as_json:
-        _print_json({"batch_id": result.batch_id, "total": result.total, "imported": result.request_ids,
-                     "rejected": rejected})
+        _print_json(
+            {
+                "batch_id": result.batch_id,
+                "total": result.total,
+                "imported": result.request_ids,
+                "rejected": rejected,
+            }
+        )
         return
     click.echo(f"batch {result.batch_id}: imported {len(result.request_ids)} of {result.total} rows")
     for r in result.rejected:
@@ -232,22 +309,37 @@ def request_import(csv_path: Path, defaults_path: Path, label: str, access_mode:
 @click.option("--after-id", type=int, help="Page on: only requests with a larger id.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @json_option
-def request_list(status: str | None, province: str | None, access_type: str | None, search: str | None,
-                 after_id: int | None, limit: int, as_json: bool) -> None:
+def request_list(
+    status: str | None,
+    province: str | None,
+    access_type: str | None,
+    search: str | None,
+    after_id: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
     """List requests, oldest first."""
     from pki.enums import RequestState
     from pki.serialize import request_to_dict
     from pki.services import RequestFilter
 
-    flt = RequestFilter(state=RequestState(status) if status else None, province=province,
-                        access_type=access_type, search=search, after_id=after_id, limit=limit)
-    rows = _service().requests.list(flt)
+    flt = RequestFilter(
+        state=RequestState(status) if status else None,
+        province=province,
+        access_type=access_type,
+        search=search,
+        after_id=after_id,
+        limit=limit,
+    )
+    rows = _service().requests.find(flt)
     if as_json:
         _print_json([request_to_dict(r) for r in rows])
         return
     for r in rows:
-        click.echo(f"{r.id:>7}  {r.state.value:<13} {r.access_type.value:<6} {r.province:<6} "
-                   f"{r.credential_number:<18}  {r.unit_name}")
+        click.echo(
+            f"{r.id:>7}  {r.state.value:<13} {r.access_type.value:<6} {r.province:<6} "
+            f"{r.credential_number:<18}  {r.unit_name}"
+        )
 
 
 @request.command("show")
@@ -268,21 +360,28 @@ def request_show(request_id: int, as_json: bool) -> None:
         click.echo(f"{FIELD_LABELS.get(key, key)} ({key}): {value if value not in (None, '') else '-'}")
     click.echo("history:")
     for h in history:
-        click.echo(f"  #{h['seq']} {h['at']} {h['actor']} {h['action']} {json.dumps(h['details'], ensure_ascii=False)}")
+        click.echo(
+            f"  #{h['seq']} {h['at']} {h['actor']} {h['action']} {json.dumps(h['details'], ensure_ascii=False)}"
+        )
 
 
 @request.command("accept")
 @click.argument("request_id", type=int)
-@click.option("--opinion", type=click.Choice(["agree", "disagree"]), required=True, help="受理意见 同意/不同意.")
+@click.option(
+    "--opinion", type=click.Choice(["agree", "disagree"]), required=True, help="受理意见 同意/不同意."
+)
 @click.option("--usbkey", default="", help="USBKEY 品牌及型号 (required to agree).")
 @click.option("--comment", default="", help="Remark; required to disagree.")
 @as_option
 @json_option
-def request_accept(request_id: int, opinion: str, usbkey: str, comment: str, as_user: str, as_json: bool) -> None:
+def request_accept(
+    request_id: int, opinion: str, usbkey: str, comment: str, as_user: str, as_json: bool
+) -> None:
     """Record the acceptor's opinion (受理意见)."""
     svc = _service()
-    req = svc.requests.accept(request_id, actor=_login(svc, as_user), agree=opinion == "agree",
-                              usbkey_model=usbkey, comment=comment)
+    req = svc.requests.accept(
+        request_id, actor=_login(svc, as_user), agree=opinion == "agree", usbkey_model=usbkey, comment=comment
+    )
     _echo_request(req, as_json, "accepted" if opinion == "agree" else "not accepted")
 
 
@@ -303,8 +402,14 @@ def request_countersign(request_id: int, as_user: str, as_json: bool) -> None:
 @click.option("--reject", "reject_reason", metavar="REASON")
 @as_option
 @json_option
-def request_review(request_id: int, approve: bool, return_reason: str | None, reject_reason: str | None,
-                   as_user: str, as_json: bool) -> None:
+def request_review(
+    request_id: int,
+    approve: bool,
+    return_reason: str | None,
+    reject_reason: str | None,
+    as_user: str,
+    as_json: bool,
+) -> None:
     """Approve, return or reject a countersigned request (exactly one of the three)."""
     from pki.enums import Action
 
@@ -327,7 +432,9 @@ def request_review(request_id: int, approve: bool, return_reason: str | None, re
 def request_cancel(request_id: int, reason: str, as_user: str, as_json: bool) -> None:
     """Withdraw a request that has not been issued."""
     svc = _service()
-    _echo_request(svc.requests.cancel(request_id, actor=_login(svc, as_user), reason=reason), as_json, "cancelled")
+    _echo_request(
+        svc.requests.cancel(request_id, actor=_login(svc, as_user), reason=reason), as_json, "cancelled"
+    )
 
 
 # audit ------------------------------------------------------------------------------------------------
@@ -344,8 +451,15 @@ def audit_verify(as_json: bool) -> None:
     """Recompute the chain; exit 1 if any record was edited, deleted or reordered."""
     result = _service().audit.verify()
     if as_json:
-        _print_json({"ok": result.ok, "records": result.records, "head_seq": result.head_seq,
-                     "head_hash": result.head_hash, "problems": result.problems})
+        _print_json(
+            {
+                "ok": result.ok,
+                "records": result.records,
+                "head_seq": result.head_seq,
+                "head_hash": result.head_hash,
+                "problems": result.problems,
+            }
+        )
     elif result.ok:
         click.echo(f"audit chain OK: {result.records} records, head {result.head_seq} {result.head_hash}")
     else:
@@ -363,8 +477,11 @@ def audit_show(limit: int, request_id: int | None, as_json: bool) -> None:
     """Show the newest audit records, oldest of them first."""
     from pki.serialize import audit_to_dict
 
-    recs = _service().audit.recent(limit=limit, subject_type="request" if request_id is not None else None,
-                                   subject_id=str(request_id) if request_id is not None else None)
+    recs = _service().audit.recent(
+        limit=limit,
+        subject_type="request" if request_id is not None else None,
+        subject_id=str(request_id) if request_id is not None else None,
+    )
     if as_json:
         _print_json([audit_to_dict(r) for r in recs])
         return

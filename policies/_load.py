@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,10 @@ def need(data: dict[str, Any], key: str, kind: type, where: str) -> Any:
     if key not in data:
         raise ConfigurationError(f"{where}: missing key {key!r}")
     value = data[key]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+    wrong_subtype = (kind is int and isinstance(value, bool)) or (
+        kind is date and isinstance(value, datetime)
+    )
+    if not isinstance(value, kind) or wrong_subtype:
         raise ConfigurationError(f"{where}: {key!r} must be {kind.__name__}, got {type(value).__name__}")
     return value
 
@@ -36,3 +40,12 @@ def str_list(data: dict[str, Any], key: str, where: str) -> list[str]:
     if not all(isinstance(v, str) for v in value):
         raise ConfigurationError(f"{where}: {key!r} must be a list of strings")
     return list(value)
+
+
+def tables(data: dict[str, Any], key: str, where: str) -> list[dict[str, Any]]:
+    """An array of tables ([[key]]); each entry must be a table."""
+    entries = need(data, key, list, where)
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigurationError(f"{where}: [[{key}]] entry #{i + 1} must be a table")
+    return list(entries)

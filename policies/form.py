@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -9,7 +10,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from pki.errors import ConfigurationError
-from policies._load import need, read_toml, str_list
+from policies._load import need, read_toml, str_list, tables
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,14 @@ def load_provinces(directory: Path) -> ProvinceTable:
     data = read_toml(directory, "provinces.toml")
     by_code: dict[str, Province] = {}
     by_name: dict[str, Province] = {}
-    for i, raw in enumerate(need(data, "province", list, "provinces.toml")):
+    for i, raw in enumerate(tables(data, "province", "provinces.toml")):
         where = f"provinces.toml [[province]] #{i + 1}"
         p = Province(
             code=need(raw, "code", str, where),
             name=need(raw, "name", str, where),
             aliases=tuple(str_list(raw, "aliases", where)) if "aliases" in raw else (),
         )
-        if len(p.code) != 2 or not p.code.isdigit():
+        if not re.fullmatch(r"[0-9]{2}", p.code):
             raise ConfigurationError(f"{where}: code must be two digits")
         if p.code in by_code:
             raise ConfigurationError(f"{where}: duplicate code {p.code}")

@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 from pki.enums import Action, Role
 from pki.errors import ConfigurationError
-from policies._load import need, read_toml, str_list
+from policies._load import need, read_toml, str_list, tables
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def load_workflow(directory: Path) -> WorkflowPolicy:
     if missing:
         raise ConfigurationError(f"workflow.toml [actions]: no roles for {', '.join(sorted(missing))}")
     rules = []
-    for i, raw in enumerate(need(data, "separation", list, "workflow.toml")):
+    for i, raw in enumerate(tables(data, "separation", "workflow.toml")):
         where = f"workflow.toml [[separation]] #{i + 1}"
         rules.append(
             SeparationRule(

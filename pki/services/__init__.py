@@ -16,7 +16,9 @@ from policies import Policies, load_policies
 class Service:
     """One object per process (or per test) holding every sub-service over one engine."""
 
-    def __init__(self, engine: Engine, *, policies: Policies | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self, engine: Engine, *, policies: Policies | None = None, clock: Clock | None = None
+    ) -> None:
         self.ctx = Context(engine=engine, policies=policies or load_policies(), clock=clock or SystemClock())
         self.users = UserService(self.ctx)
         self.requests = RequestService(self.ctx)

@@ -6,6 +6,7 @@ import csv
 import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from pki import audit
@@ -16,6 +17,7 @@ from pki.models import ImportBatch
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
 from pki.services.requests import RequestService
+from policies import Policies
 
 # The unit-list columns of 附件4–6, then any 附件7 field by its form label or its JSON key.
 UNIT_LIST_HEADERS: dict[str, str] = {
@@ -69,6 +71,63 @@ class ImportResult:
     rejected: list[RowError] = field(default_factory=list)
 
 
+@dataclass
+class ParsedList:
+    total: int = 0
+    good: list[dict[str, Any]] = field(default_factory=list)
+    bad: list[RowError] = field(default_factory=list)
+
+
+def _row_error(line: int, field_name: str, message: str, message_zh: str) -> RowError:
+    return RowError(line, (FieldError(field_name, message, message_zh),))
+
+
+def parse_unit_list(
+    data: bytes, defaults: Mapping[str, Any], *, policies: Policies, today: date
+) -> ParsedList:
+    """Validate every row of a unit list; ``defaults`` fill the fields the list does not carry."""
+    reader = csv.reader(io.StringIO(decode(data), newline=""))
+    headers = next(reader, None)
+    if not headers:
+        raise ValidationError([FieldError("file", "the file is empty", "文件为空")])
+    mapping = header_map(headers)
+    base = {"credential_type": "uscc", **defaults}
+    out = ParsedList()
+    first_line_of: dict[str, int] = {}
+    for line, row in enumerate(reader, start=2):
+        if not any(cell.strip() for cell in row):
+            continue
+        out.total += 1
+        if out.total > MAX_ROWS:
+            raise ValidationError([FieldError("file", f"more than {MAX_ROWS} rows", f"超过{MAX_ROWS}行")])
+        if len(row) != len(headers):
+            out.bad.append(
+                _row_error(line, "row", f"{len(row)} cells for {len(headers)} columns", "列数与表头不一致")
+            )
+            continue
+        raw = {**base, **{mapping[h]: cell for h, cell in zip(headers, row, strict=True) if cell.strip()}}
+        try:
+            values = validate_application(raw, policies=policies, today=today)
+        except ValidationError as e:
+            out.bad.append(RowError(line, e.errors))
+            continue
+        first = first_line_of.setdefault(values["credential_number"], line)
+        if first != line:
+            out.bad.append(
+                _row_error(
+                    line,
+                    "credential_number",
+                    f"same unit as line {first}",
+                    f"统一社会信用代码：与第{first}行重复",
+                )
+            )
+            continue
+        out.good.append(values)
+    if out.total == 0:
+        raise ValidationError([FieldError("file", "no data rows", "没有数据行")])
+    return out
+
+
 class BulkService:
     def __init__(self, ctx: Context, requests: RequestService) -> None:
         self._ctx = ctx
@@ -85,69 +144,50 @@ class BulkService:
         source_name: str = "",
         skip_invalid: bool = False,
     ) -> ImportResult:
-        """Validate every row (``defaults`` fill what the list does not carry), then insert in one transaction.
+        """Validate every row, then insert the batch and one request per unit in one transaction.
 
         Raises ImportRowsError when any row is bad and ``skip_invalid`` is false; then nothing is written.
         """
         require_role(self._ctx.policies.workflow, actor, Action.ENTER)
-        if not label.strip():
+        label = label.strip()
+        if not label:
             raise ValidationError([FieldError("label", "a batch label is required", "批次名称：必填")])
-        reader = csv.reader(io.StringIO(decode(data), newline=""))
-        headers = next(reader, None)
-        if not headers:
-            raise ValidationError([FieldError("file", "the file is empty", "文件为空")])
-        mapping = header_map(headers)
-        base = dict(defaults)
-        base.setdefault("credential_type", "uscc")
-        today = self._ctx.today()
-        good: list[dict[str, Any]] = []
-        bad: list[RowError] = []
-        first_line_of: dict[str, int] = {}
-        total = 0
-        for line_no, row in enumerate(reader, start=2):
-            if not any(cell.strip() for cell in row):
-                continue
-            total += 1
-            if total > MAX_ROWS:
-                raise ValidationError([FieldError("file", f"more than {MAX_ROWS} rows", f"超过{MAX_ROWS}行")])
-            if len(row) != len(headers):
-                bad.append(RowError(line_no, (FieldError("row", f"{len(row)} cells for {len(headers)} columns",
-                                                          "列数与表头不一致"),)))
-                continue
-            raw = {**base, **{mapping[h]: cell for h, cell in zip(headers, row, strict=True) if cell.strip()}}
-            try:
-                values = validate_application(raw, policies=self._ctx.policies, today=today)
-            except ValidationError as e:
-                bad.append(RowError(line_no, e.errors))
-                continue
-            number = values["credential_number"]
-            if number in first_line_of:
-                bad.append(RowError(line_no, (FieldError(
-                    "credential_number", f"same unit as line {first_line_of[number]}",
-                    f"统一社会信用代码：与第{first_line_of[number]}行重复"),)))
-                continue
-            first_line_of[number] = line_no
-            good.append(values)
-        if total == 0:
-            raise ValidationError([FieldError("file", "no data rows", "没有数据行")])
-        if bad and not skip_invalid:
-            raise ImportRowsError(bad, total=total)
-        result = ImportResult(batch_id=None, total=total, rejected=bad)
-        if not good:
+        parsed = parse_unit_list(data, defaults, policies=self._ctx.policies, today=self._ctx.today())
+        if parsed.bad and not skip_invalid:
+            raise ImportRowsError(parsed.bad, total=parsed.total)
+        result = ImportResult(batch_id=None, total=parsed.total, rejected=parsed.bad)
+        if not parsed.good:
             return result
         with self._ctx.write() as s:
             now = self._ctx.now()
-            batch = ImportBatch(label=label.strip()[:128], access_mode=access_mode, source_name=source_name[:255],
-                                row_count=len(good), created_by=actor.username, created_at=now)
+            batch = ImportBatch(
+                label=label[:128],
+                access_mode=access_mode,
+                source_name=source_name[:255],
+                row_count=len(parsed.good),
+                created_by=actor.username,
+                created_at=now,
+            )
             s.add(batch)
             s.flush()
             assert batch.id is not None
-            for values in good:
+            for values in parsed.good:
                 req = self._requests.insert_validated(s, values, actor=actor, batch_id=batch.id)
                 assert req.id is not None
                 result.request_ids.append(req.id)
-            audit.append(s, at=now, actor=actor.username, action="batch.import", subject_type="batch",
-                         subject_id=batch.id, details={"label": batch.label, "imported": len(good),
-                                                       "rejected": len(bad), "source": source_name})
+            audit.append(
+                s,
+                at=now,
+                actor=actor.username,
+                action="batch.import",
+                subject_type="batch",
+                subject_id=batch.id,
+                details={
+                    "label": label,
+                    "imported": len(parsed.good),
+                    "rejected": len(parsed.bad),
+                    "source": source_name,
+                },
+            )
             result.batch_id = batch.id
         return result

@@ -56,7 +56,11 @@ class RequestService:
         """Insert an already validated record inside the caller's transaction (used by bulk import too)."""
         now = self._ctx.now()
         req = CertificateRequest(
-            **values, state=RequestState.ENTERED, entered_by=actor.username, entered_at=now, updated_at=now,
+            **values,
+            state=RequestState.ENTERED,
+            entered_by=actor.username,
+            entered_at=now,
+            updated_at=now,
             batch_id=batch_id,
         )
         s.add(req)
@@ -82,18 +86,26 @@ class RequestService:
     # -- acceptance point ---------------------------------------------------------------------------
 
     def accept(
-        self, request_id: int, *, actor: Actor, agree: bool, usbkey_model: str = "", comment: str = "",
+        self,
+        request_id: int,
+        *,
+        actor: Actor,
+        agree: bool,
+        usbkey_model: str = "",
+        comment: str = "",
         expected_version: int | None = None,
     ) -> CertificateRequest:
         """Record 受理意见: 同意 needs the USBKEY 品牌及型号; 不同意 needs a reason and rejects the request."""
         action = Action.ACCEPT if agree else Action.DISAGREE
         usbkey_model, comment = usbkey_model.strip(), comment.strip()
         if agree and not usbkey_model:
-            raise ValidationError([FieldError("usbkey", "USB key brand and model are required",
-                                              "USBKEY 品牌及型号：必填")])
+            raise ValidationError(
+                [FieldError("usbkey", "USB key brand and model are required", "USBKEY 品牌及型号：必填")]
+            )
         if not agree and not comment:
-            raise ValidationError([FieldError("comment", "a reason is required to disagree",
-                                              "受理意见：不同意时须填写理由")])
+            raise ValidationError(
+                [FieldError("comment", "a reason is required to disagree", "受理意见：不同意时须填写理由")]
+            )
         self._check_length("usbkey", usbkey_model, 128, "USBKEY 品牌及型号")
         self._check_length("comment", comment, REASON_MAX, "受理意见")
         with self._ctx.write() as s:
@@ -119,7 +131,12 @@ class RequestService:
     # -- review ---------------------------------------------------------------------------------------
 
     def review(
-        self, request_id: int, *, actor: Actor, decision: Action, reason: str = "",
+        self,
+        request_id: int,
+        *,
+        actor: Actor,
+        decision: Action,
+        reason: str = "",
         expected_version: int | None = None,
     ) -> CertificateRequest:
         """Approve, return for correction or reject; returning and rejecting need a reason."""
@@ -127,8 +144,15 @@ class RequestService:
             raise ValueError(f"not a review decision: {decision}")
         reason = reason.strip()
         if decision is not Action.APPROVE and not reason:
-            raise ValidationError([FieldError("reason", f"a reason is required to {decision.value}",
-                                              f"{ACTION_LABELS_ZH[decision]}须填写理由")])
+            raise ValidationError(
+                [
+                    FieldError(
+                        "reason",
+                        f"a reason is required to {decision.value}",
+                        f"{ACTION_LABELS_ZH[decision]}须填写理由",
+                    )
+                ]
+            )
         self._check_length("reason", reason, REASON_MAX, "理由")
         with self._ctx.write() as s:
             req = self._load_for(s, request_id, actor, decision, expected_version)
@@ -155,7 +179,7 @@ class RequestService:
         with self._ctx.read() as s:
             return self._get(s, request_id)
 
-    def list(self, flt: RequestFilter | None = None) -> list[CertificateRequest]:
+    def find(self, flt: RequestFilter | None = None) -> list[CertificateRequest]:
         flt = flt or RequestFilter()
         stmt = select(CertificateRequest)
         if flt.state is not None:
@@ -169,7 +193,7 @@ class RequestService:
             stmt = stmt.where(
                 or_(
                     col(CertificateRequest.unit_name).contains(term, autoescape=True),
-                    CertificateRequest.credential_number == term.upper(),
+                    col(CertificateRequest.credential_number) == term.upper(),
                 )
             )
         if flt.after_id is not None:
@@ -190,7 +214,8 @@ class RequestService:
             earlier = self._actions_by(s, request_id, actor.username)
         wf = self._ctx.policies.workflow
         return frozenset(
-            a for a in actions_from(req.state)
+            a
+            for a in actions_from(req.state)
             if wf.role_allows(actor.roles, a) and wf.conflict(earlier, a) is None
         )
 
@@ -233,8 +258,13 @@ class RequestService:
     ) -> None:
         assert req.id is not None
         audit.append(
-            s, at=self._ctx.now(), actor=actor.username, action=f"{SUBJECT}.{action.value}",
-            subject_type=SUBJECT, subject_id=req.id, details=details,
+            s,
+            at=self._ctx.now(),
+            actor=actor.username,
+            action=f"{SUBJECT}.{action.value}",
+            subject_type=SUBJECT,
+            subject_id=req.id,
+            details=details,
         )
 
     @staticmethod
@@ -276,4 +306,6 @@ class RequestService:
     @staticmethod
     def _check_length(field: str, value: str, limit: int, label: str) -> None:
         if len(value) > limit:
-            raise ValidationError([FieldError(field, f"at most {limit} characters", f"{label}：不能超过{limit}个字")])
+            raise ValidationError(
+                [FieldError(field, f"at most {limit} characters", f"{label}：不能超过{limit}个字")]
+            )

@@ -45,7 +45,9 @@ class UserService:
                     )
                 actor_name = username
             elif actor is None or Role.ADMIN.value not in actor.roles:
-                raise PermissionDeniedError("only an admin may add users", message_zh="只有管理员可以添加用户")
+                raise PermissionDeniedError(
+                    "only an admin may add users", message_zh="只有管理员可以添加用户"
+                )
             else:
                 actor_name = actor.username
             if s.exec(select(User).where(User.username == username)).first() is not None:
@@ -61,7 +63,12 @@ class UserService:
             s.add(user)
             s.flush()
             audit.append(
-                s, at=now, actor=actor_name, action="user.add", subject_type="user", subject_id=username,
+                s,
+                at=now,
+                actor=actor_name,
+                action="user.add",
+                subject_type="user",
+                subject_id=username,
                 details={"roles": sorted(role_set)},
             )
             return user
@@ -75,14 +82,24 @@ class UserService:
                 if needs_rehash(user.password_hash):
                     user.password_hash = hash_password(password)
                 audit.append(
-                    s, at=self._ctx.now(), actor=username, action="auth.login", subject_type="user",
-                    subject_id=username, details={"source": source},
+                    s,
+                    at=self._ctx.now(),
+                    actor=username,
+                    action="auth.login",
+                    subject_type="user",
+                    subject_id=username,
+                    details={"source": source},
                 )
                 return Actor(username=user.username, roles=user.role_set())
             reason = "unknown user" if user is None else "inactive" if ok else "bad password"
             audit.append(
-                s, at=self._ctx.now(), actor=username[:64], action="auth.failed", subject_type="user",
-                subject_id=username[:64], details={"source": source, "reason": reason},
+                s,
+                at=self._ctx.now(),
+                actor=username[:64],
+                action="auth.failed",
+                subject_type="user",
+                subject_id=username[:64],
+                details={"source": source, "reason": reason},
             )
         raise AuthenticationError()
 
@@ -101,16 +118,17 @@ class UserService:
             errors.append(FieldError("username", "2–64 letters, digits, '.', '_' or '-'", "用户名格式无效"))
         if len(password) < MIN_PASSWORD_LENGTH:
             errors.append(
-                FieldError("password", f"at least {MIN_PASSWORD_LENGTH} characters",
-                           f"密码至少{MIN_PASSWORD_LENGTH}位")
+                FieldError(
+                    "password",
+                    f"at least {MIN_PASSWORD_LENGTH} characters",
+                    f"密码至少{MIN_PASSWORD_LENGTH}位",
+                )
             )
         role_list = list(roles)
         known = {r.value for r in Role}
         unknown = [r for r in role_list if r not in known]
         if unknown or not role_list:
-            errors.append(
-                FieldError("roles", f"roles must be among {', '.join(sorted(known))}", "角色无效")
-            )
+            errors.append(FieldError("roles", f"roles must be among {', '.join(sorted(known))}", "角色无效"))
         if errors:
             raise ValidationError(errors)
         return frozenset(role_list)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 
 import pytest
@@ -34,7 +35,7 @@ def test_every_change_is_recorded_and_chain_verifies(service: Service, people: d
     assert result.records == 6 == result.head_seq
     recs = service.audit.recent(limit=100)
     assert [r.seq for r in recs] == [1, 2, 3, 4, 5, 6]
-    assert all(b.prev_hash == a.hash for a, b in zip(recs, recs[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(recs))
     assert recs[0].at.utcoffset() is not None
 
 
@@ -84,19 +85,27 @@ def test_change_fails_when_the_audit_write_fails(service: Service, people: dict[
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
     if engine.dialect.name == "sqlite":
-        _exec(engine, "CREATE TRIGGER no_audit BEFORE INSERT ON audit_record "
-                      "BEGIN SELECT RAISE(ABORT, 'audit store full'); END")
+        _exec(
+            engine,
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_record "
+            "BEGIN SELECT RAISE(ABORT, 'audit store full'); END",
+        )
     else:
-        _exec(engine, "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN "
-                      "RAISE EXCEPTION 'audit store full'; END $$ LANGUAGE plpgsql")
-        _exec(engine, "CREATE TRIGGER no_audit BEFORE INSERT ON audit_record "
-                      "FOR EACH ROW EXECUTE FUNCTION no_audit()")
+        _exec(
+            engine,
+            "CREATE FUNCTION no_audit() RETURNS trigger AS $$ BEGIN "
+            "RAISE EXCEPTION 'audit store full'; END $$ LANGUAGE plpgsql",
+        )
+        _exec(
+            engine,
+            "CREATE TRIGGER no_audit BEFORE INSERT ON audit_record FOR EACH ROW EXECUTE FUNCTION no_audit()",
+        )
     with pytest.raises(Exception, match="audit store full"):
         service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
     with pytest.raises(Exception, match="audit store full"):
         service.requests.create(application(), actor=people["clerk"])
     assert service.requests.get(req.id).state.value == "entered"
-    assert len(service.requests.list()) == 1
+    assert len(service.requests.find()) == 1
 
 
 def test_login_attempts_are_audited(service: Service) -> None:
@@ -107,8 +116,12 @@ def test_login_attempts_are_audited(service: Service) -> None:
     with pytest.raises(Exception, match="authentication failed"):
         service.users.authenticate("nobody", "whatever-pass")
     actions = [(r.action, r.actor) for r in service.audit.recent(limit=10)]
-    assert actions == [("user.add", "admin"), ("auth.login", "admin"), ("auth.failed", "admin"),
-                       ("auth.failed", "nobody")]
+    assert actions == [
+        ("user.add", "admin"),
+        ("auth.login", "admin"),
+        ("auth.failed", "admin"),
+        ("auth.failed", "nobody"),
+    ]
     details = [r.details for r in service.audit.recent(limit=10)]
     assert '"reason":"bad password"' in details[2] and '"reason":"unknown user"' in details[3]
     assert all("wrong-password" not in d for d in details)

@@ -40,8 +40,9 @@ def to_approved(service: Service, p: dict[str, Actor], **overrides: object) -> i
     return req.id
 
 
-def test_full_path_records_each_signer_and_time(service: Service, people: dict[str, Actor],
-                                                clock: FixedClock) -> None:
+def test_full_path_records_each_signer_and_time(
+    service: Service, people: dict[str, Actor], clock: FixedClock
+) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.state is RequestState.ENTERED and req.entered_by == "clerk" and req.version == 1
     assert req.id is not None
@@ -85,7 +86,9 @@ def test_agree_needs_usbkey_model(service: Service, people: dict[str, Actor]) ->
 
 
 @pytest.mark.parametrize("decision", [Action.RETURN, Action.REJECT])
-def test_return_and_reject_need_a_reason(service: Service, people: dict[str, Actor], decision: Action) -> None:
+def test_return_and_reject_need_a_reason(
+    service: Service, people: dict[str, Actor], decision: Action
+) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
     service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
@@ -97,7 +100,9 @@ def test_return_and_reject_need_a_reason(service: Service, people: dict[str, Act
     assert out.state is expected and out.review_reason == "邮编有误"
 
 
-def test_returned_request_is_corrected_and_goes_round_again(service: Service, people: dict[str, Actor]) -> None:
+def test_returned_request_is_corrected_and_goes_round_again(
+    service: Service, people: dict[str, Actor]
+) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
     service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
@@ -109,8 +114,10 @@ def test_returned_request_is_corrected_and_goes_round_again(service: Service, pe
     # The same acceptor and reviewer may take the same steps again on the corrected request.
     service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
     service.requests.countersign(req.id, actor=people["head"])
-    assert service.requests.review(req.id, actor=people["reviewer"], decision=Action.APPROVE).state \
+    assert (
+        service.requests.review(req.id, actor=people["reviewer"], decision=Action.APPROVE).state
         is RequestState.APPROVED
+    )
 
 
 @pytest.mark.parametrize("stage", ["accepted", "countersigned"])
@@ -122,7 +129,12 @@ def test_edit_after_acceptance_voids_it(service: Service, people: dict[str, Acto
         service.requests.countersign(req.id, actor=people["head"])
     out = service.requests.edit(req.id, application(handler_name="王五"), actor=people["clerk2"])
     assert out.state is RequestState.ENTERED
-    assert (out.accepted_by, out.accepted_at, out.countersigned_by, out.usbkey_model) == (None, None, None, "")
+    assert (out.accepted_by, out.accepted_at, out.countersigned_by, out.usbkey_model) == (
+        None,
+        None,
+        None,
+        "",
+    )
     last = service.requests.history(req.id)[-1]
     assert last.action == "request.edit" and '"acceptance_voided":true' in last.details
     assert '"changed":["handler_name"]' in last.details
@@ -169,8 +181,15 @@ def test_cancel_where_it_makes_sense(service: Service, people: dict[str, Actor],
         ("reviewer", lambda svc, rid, a: svc.requests.cancel(rid, actor=a, reason="x")),
         ("admin", lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="k")),
     ],
-    ids=["acceptor-enters", "clerk-accepts", "acceptor-countersigns", "head-reviews", "distributor-edits",
-         "reviewer-cancels", "admin-accepts"],
+    ids=[
+        "acceptor-enters",
+        "clerk-accepts",
+        "acceptor-countersigns",
+        "head-reviews",
+        "distributor-edits",
+        "reviewer-cancels",
+        "admin-accepts",
+    ],
 )
 def test_roles_are_enforced(service: Service, people: dict[str, Actor], who: str, call: object) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
@@ -196,9 +215,15 @@ def test_stale_version_is_refused(service: Service, people: dict[str, Actor]) ->
     assert req.id is not None
     service.requests.edit(req.id, application(county="东城区"), actor=people["clerk"], expected_version=1)
     with pytest.raises(ConflictError):
-        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k", expected_version=1)
-    assert service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k",
-                                   expected_version=2).state is RequestState.ACCEPTED
+        service.requests.accept(
+            req.id, actor=people["acceptor"], agree=True, usbkey_model="k", expected_version=1
+        )
+    assert (
+        service.requests.accept(
+            req.id, actor=people["acceptor"], agree=True, usbkey_model="k", expected_version=2
+        ).state
+        is RequestState.ACCEPTED
+    )
 
 
 def test_list_filters_and_keyset_pages(service: Service, people: dict[str, Actor]) -> None:
@@ -206,25 +231,30 @@ def test_list_filters_and_keyset_pages(service: Service, people: dict[str, Actor
     ids = []
     for i in range(5):
         r = service.requests.create(
-            application(unit_name=f"上海能源单位{i}", province="上海",
-                        credential_number=make_uscc("310101", f"1000000{i}"),
-                        access_type="formal" if i % 2 else "test"),
+            application(
+                unit_name=f"上海能源单位{i}",
+                province="上海",
+                credential_number=make_uscc("310101", f"1000000{i}"),
+                access_type="formal" if i % 2 else "test",
+            ),
             actor=clerk,
         )
         ids.append(r.id)
     beijing = service.requests.create(application(), actor=clerk)
-    assert [r.id for r in service.requests.list()] == [*ids, beijing.id]
-    assert [r.id for r in service.requests.list(RequestFilter(province="上海", access_type="formal"))] == [
-        ids[1], ids[3]]
-    assert [r.id for r in service.requests.list(RequestFilter(search="单位3"))] == [ids[3]]
+    assert [r.id for r in service.requests.find()] == [*ids, beijing.id]
+    assert [r.id for r in service.requests.find(RequestFilter(province="上海", access_type="formal"))] == [
+        ids[1],
+        ids[3],
+    ]
+    assert [r.id for r in service.requests.find(RequestFilter(search="单位3"))] == [ids[3]]
     code = make_uscc("310101", "10000002")
-    assert [r.id for r in service.requests.list(RequestFilter(search=code.lower()))] == [ids[2]]
-    assert service.requests.list(RequestFilter(search="%")) == []
-    page1 = service.requests.list(RequestFilter(limit=2))
-    page2 = service.requests.list(RequestFilter(limit=2, after_id=page1[-1].id))
+    assert [r.id for r in service.requests.find(RequestFilter(search=code.lower()))] == [ids[2]]
+    assert service.requests.find(RequestFilter(search="%")) == []
+    page1 = service.requests.find(RequestFilter(limit=2))
+    page2 = service.requests.find(RequestFilter(limit=2, after_id=page1[-1].id))
     assert [r.id for r in page1 + page2] == ids[:4]
     service.requests.accept(beijing.id, actor=people["acceptor"], agree=True, usbkey_model="k")  # type: ignore[arg-type]
-    assert [r.id for r in service.requests.list(RequestFilter(state=RequestState.ACCEPTED))] == [beijing.id]
+    assert [r.id for r in service.requests.find(RequestFilter(state=RequestState.ACCEPTED))] == [beijing.id]
 
 
 def test_allowed_actions_combines_state_role_and_duties(service: Service, people: dict[str, Actor]) -> None:

@@ -42,8 +42,14 @@ def test_timestamps_round_trip_aware_utc(engine: Engine) -> None:
 
 def test_naive_timestamps_are_refused(engine: Engine) -> None:
     with Session(engine) as s:
-        s.add(ImportBatch(label="x", access_mode="batch", created_by="u",  # type: ignore[arg-type]
-                          created_at=datetime(2020, 1, 1)))  # noqa: DTZ001
+        s.add(
+            ImportBatch(
+                label="x",
+                access_mode="batch",
+                created_by="u",  # type: ignore[arg-type]
+                created_at=datetime(2020, 1, 1),
+            )
+        )
         with pytest.raises(Exception, match="naive datetime"):
             s.commit()
 
@@ -52,8 +58,14 @@ def test_states_are_stored_by_value(engine: Engine) -> None:
     from sqlalchemy import text
 
     with Session(engine) as s:
-        s.add(ImportBatch(label="x", access_mode="all", created_by="u",  # type: ignore[arg-type]
-                          created_at=datetime.now(UTC)))
+        s.add(
+            ImportBatch(
+                label="x",
+                access_mode="all",
+                created_by="u",  # type: ignore[arg-type]
+                created_at=datetime.now(UTC),
+            )
+        )
         s.commit()
     with engine.connect() as conn:
         assert conn.execute(text("SELECT access_mode FROM import_batch")).scalar_one() == "all"

@@ -26,8 +26,12 @@ def _accepted(service: Service, p: dict[str, Actor], *, entered_by: Actor, accep
 
 
 def _countersigned(service: Service, p: dict[str, Actor], **who: Actor) -> int:
-    rid = _accepted(service, p, entered_by=who.get("entered_by", p["clerk"]),
-                    accepted_by=who.get("accepted_by", p["acceptor"]))
+    rid = _accepted(
+        service,
+        p,
+        entered_by=who.get("entered_by", p["clerk"]),
+        accepted_by=who.get("accepted_by", p["acceptor"]),
+    )
     service.requests.countersign(rid, actor=who.get("head", p["head"]))
     return rid
 
@@ -71,7 +75,9 @@ def test_acceptor_may_not_review(service: Service, people: dict[str, Actor], dec
         service.requests.review(rid, actor=people["omni"], decision=decision, reason="r")
 
 
-def test_voided_acceptance_still_bars_the_acceptor_from_review(service: Service, people: dict[str, Actor]) -> None:
+def test_voided_acceptance_still_bars_the_acceptor_from_review(
+    service: Service, people: dict[str, Actor]
+) -> None:
     rid = _accepted(service, people, entered_by=people["clerk"], accepted_by=people["omni"])
     service.requests.edit(rid, application(county="东城区"), actor=people["clerk"])
     service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="k")
@@ -81,7 +87,9 @@ def test_voided_acceptance_still_bars_the_acceptor_from_review(service: Service,
 
 
 @pytest.mark.parametrize("decision", [Action.APPROVE, Action.RETURN])
-def test_reviewer_may_not_issue_or_distribute(service: Service, people: dict[str, Actor], decision: Action) -> None:
+def test_reviewer_may_not_issue_or_distribute(
+    service: Service, people: dict[str, Actor], decision: Action
+) -> None:
     rid = _countersigned(service, people)
     service.requests.review(rid, actor=people["omni"], decision=decision, reason="r")
     if decision is Action.RETURN:  # round again with another reviewer approving
@@ -98,13 +106,18 @@ def test_head_may_review_and_enterer_may_countersign(service: Service, people: d
     rid = _accepted(service, people, entered_by=people["omni"], accepted_by=people["acceptor"])
     service.requests.countersign(rid, actor=people["omni"])
     rid2 = _countersigned(service, people, head=people["omni"])
-    assert service.requests.review(rid2, actor=people["omni"], decision=Action.APPROVE).state is RequestState.APPROVED
+    assert (
+        service.requests.review(rid2, actor=people["omni"], decision=Action.APPROVE).state
+        is RequestState.APPROVED
+    )
 
 
 def test_separation_is_per_request(service: Service, people: dict[str, Actor]) -> None:
     mine = _entered(service, people["omni"])
     other = _entered(service, people["clerk"])
-    assert service.requests.accept(other, actor=people["omni"], agree=True, usbkey_model="k").state \
+    assert (
+        service.requests.accept(other, actor=people["omni"], agree=True, usbkey_model="k").state
         is RequestState.ACCEPTED
+    )
     with pytest.raises(SeparationOfDutiesError):
         service.requests.accept(mine, actor=people["omni"], agree=True, usbkey_model="k")

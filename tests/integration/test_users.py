@@ -16,8 +16,7 @@ def test_first_user_must_be_admin_then_only_admins_add(service: Service) -> None
     with pytest.raises(PermissionDeniedError, match="only an admin"):
         service.users.add("clerk", "a-long-password", ["entry"], actor=None)
     with pytest.raises(PermissionDeniedError):
-        service.users.add("clerk", "a-long-password", ["entry"],
-                          actor=Actor("ops", frozenset({"ops"})))
+        service.users.add("clerk", "a-long-password", ["entry"], actor=Actor("ops", frozenset({"ops"})))
     admin = service.users.authenticate("root", "a-long-password")
     created = service.users.add("clerk", "another-password", ["entry", "acceptor"], actor=admin)
     assert created.role_set() == {"entry", "acceptor"}

@@ -1,4 +1,4 @@
-"""Behaviour of pki.application.validate_application: one 附件7 record in, normalized values or every error out."""
+"""Behaviour of pki.application.validate_application: one 附件7 record in, normalized values or all errors."""
 
 from __future__ import annotations
 
@@ -170,7 +170,15 @@ def test_required_field_missing_or_blank(field: str, blank: object) -> None:
 
 @pytest.mark.parametrize(
     "field",
-    ["county", "township", "industry", "location", "ownership_type", "energy_consumption", "main_energy_types"],
+    [
+        "county",
+        "township",
+        "industry",
+        "location",
+        "ownership_type",
+        "energy_consumption",
+        "main_energy_types",
+    ],
 )
 def test_optional_text_may_be_missing(field: str) -> None:
     raw = application()
@@ -403,7 +411,9 @@ def test_institution_registration_refused(number: str, message: str) -> None:
 def test_resident_id_with_impossible_birth_date_is_refused() -> None:
     number = _resident_id("110105" + "19900230" + "123")  # check character correct: the date is the fault
     _assert_refused(
-        application(handler_id_number=number), "handler_id_number", "birth date (positions 7-14) is not a valid date"
+        application(handler_id_number=number),
+        "handler_id_number",
+        "birth date (positions 7-14) is not a valid date",
     )
 
 
@@ -451,11 +461,6 @@ def test_other_id_type_refuses_more_than_32_characters() -> None:
     _assert_refused(raw, "handler_id_number", "at most 32 characters")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: handler_id_number with handler_id_type 'other' is never checked for line breaks or control "
-    "characters (only its length), unlike every free-text field",
-)
 @pytest.mark.parametrize("number", ["AB\n123", "AB\t123", "AB\x00123"])
 def test_other_id_number_with_line_break_is_refused(number: str) -> None:
     raw = application(handler_id_type="other", handler_id_number=number)
@@ -503,12 +508,6 @@ def test_validity_refused(value: Any) -> None:
     assert err.message_zh == "有效期：应为12、24、36、48、60个月之一"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: _check_validity tests str.isdigit() then calls int(); superscript digits pass isdigit() but "
-    "int() raises, so a raw ValueError escapes instead of a ValidationError",
-)
 @pytest.mark.parametrize("value", ["²", "12²"])
 def test_validity_with_non_decimal_digit_is_a_validation_error(value: str) -> None:
     err = _only_error(application(validity_months=value))
@@ -541,7 +540,9 @@ def test_agreement_accepted(value: Any) -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [False, "否", "no", "NO", "不同意", "false", "0"], ids=["False", "fou", "no", "NO", "butongyi", "false", "0"]
+    "value",
+    [False, "否", "no", "NO", "不同意", "false", "0"],
+    ids=["False", "fou", "no", "NO", "butongyi", "false", "0"],
 )
 def test_agreement_declined_cannot_proceed(value: Any) -> None:
     err = _only_error(application(agreement_accepted=value))
@@ -549,7 +550,9 @@ def test_agreement_declined_cannot_proceed(value: Any) -> None:
     assert err.message_zh == f"{FIELD_LABELS['agreement_accepted']}：未同意电子认证服务协议，不能申请"
 
 
-@pytest.mark.parametrize("value", ["maybe", "是的吧", 1, 0, 1.0], ids=["maybe", "shi-de-ba", "int-1", "int-0", "float"])
+@pytest.mark.parametrize(
+    "value", ["maybe", "是的吧", 1, 0, 1.0], ids=["maybe", "shi-de-ba", "int-1", "int-0", "float"]
+)
 def test_agreement_not_yes_or_no(value: Any) -> None:
     err = _only_error(application(agreement_accepted=value))
     assert (err.field, err.message) == ("agreement_accepted", "must be yes or no")
@@ -592,14 +595,11 @@ def test_application_date_refused(value: Any, message: str) -> None:
 
 def test_application_date_messages_in_chinese() -> None:
     assert _only_error(application(application_date="2020-10-21")).message_zh == "申请日期：不能晚于今天"
-    assert _only_error(application(application_date="2019-12-31")).message_zh == "申请日期：不能早于2020-01-01"
+    assert (
+        _only_error(application(application_date="2019-12-31")).message_zh == "申请日期：不能早于2020-01-01"
+    )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: date.fromisoformat (Python >= 3.11) also accepts compact and ISO-week dates, so input that "
-    "does not have the advertised YYYY-MM-DD form is accepted",
-)
 @pytest.mark.parametrize("value", ["20201019", "2020-W43-1"], ids=["compact", "iso-week"])
 def test_application_date_only_in_advertised_format(value: str) -> None:
     _assert_refused(application(application_date=value), "application_date", "must be a date YYYY-MM-DD")
@@ -619,9 +619,14 @@ def test_application_date_only_in_advertised_format(value: str) -> None:
         pytest.param("access_type", "正式接入", AccessType.FORMAL, id="zhengshi-jieru"),
         pytest.param("access_type", " formal ", AccessType.FORMAL, id="formal-with-spaces"),
         pytest.param("handler_id_type", "身份证", HandlerIdType.RESIDENT_ID, id="shenfenzheng"),
-        pytest.param("credential_type", "统一社会信用代码", CredentialType.USCC, id="tongyi-shehui-xinyong-daima"),
         pytest.param(
-            "credential_type", "事业单位法人登记证", CredentialType.INSTITUTION_REGISTRATION, id="shiye-danwei"
+            "credential_type", "统一社会信用代码", CredentialType.USCC, id="tongyi-shehui-xinyong-daima"
+        ),
+        pytest.param(
+            "credential_type",
+            "事业单位法人登记证",
+            CredentialType.INSTITUTION_REGISTRATION,
+            id="shiye-danwei",
         ),
     ],
 )
@@ -635,7 +640,9 @@ def test_enum_aliases(field: str, value: str, expected: Any) -> None:
         pytest.param("network", "Extranet", "extranet, internet", id="network-wrong-case"),
         pytest.param("network", "卫星", "extranet, internet", id="network-unknown"),
         pytest.param("access_type", "试用", "test, formal", id="access-unknown"),
-        pytest.param("credential_type", "营业执照", "uscc, institution_registration", id="credential-unknown"),
+        pytest.param(
+            "credential_type", "营业执照", "uscc, institution_registration", id="credential-unknown"
+        ),
         pytest.param("handler_id_type", "passport", "resident_id, other", id="id-type-unknown"),
     ],
 )
@@ -649,20 +656,13 @@ def test_unknown_enum_value_is_refused(field: str, value: str, allowed: str) -> 
 
 
 @pytest.mark.parametrize("field", ["unit_name", "legal_representative", "address", "target_system", "county"])
-@pytest.mark.parametrize(
-    "bad", ["\n", "\r\n", "\r", "\t", "\x00"], ids=["LF", "CRLF", "CR", "TAB", "NUL"]
-)
+@pytest.mark.parametrize("bad", ["\n", "\r\n", "\r", "\t", "\x00"], ids=["LF", "CRLF", "CR", "TAB", "NUL"])
 def test_line_breaks_and_control_characters_refused(field: str, bad: str) -> None:
     err = _only_error(application(**{field: f"第一行{bad}第二行"}))
     assert (err.field, err.message) == (field, "must be a single line")
     assert err.message_zh == f"{FIELD_LABELS[field]}：不能包含换行或控制字符"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the single-line check only looks for \\r \\n \\t \\0; other line breaks (VT, FF, NEL, U+2028) "
-    "and control characters (ESC) pass although the message promises 不能包含换行或控制字符",
-)
 @pytest.mark.parametrize(
     "bad", ["\x0b", "\x0c", "\x1b", "\x85", "\u2028"], ids=["VT", "FF", "ESC", "NEL", "LINE-SEPARATOR"]
 )
@@ -689,3 +689,13 @@ def test_text_length_limit(field: str, limit: int) -> None:
 
 def test_length_counted_after_stripping() -> None:
     assert _validate(application(unit_name=" " + "单" * 64 + " "))["unit_name"] == "单" * 64
+
+
+def test_legacy_registration_number_division_must_match_province() -> None:
+    raw = application(
+        credential_type="institution_registration", credential_number="310000001234", province="北京"
+    )
+    err = _only_error(raw)
+    assert err.field == "province" and "上海" in err.message_zh
+    ok = application(credential_type="institution_registration", credential_number="110000001234")
+    assert _validate(ok)["credential_number"] == "110000001234"

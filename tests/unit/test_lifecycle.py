@@ -55,7 +55,7 @@ def test_forbidden_transition(pair: tuple[RequestState, Action]) -> None:
 
 
 def test_terminal_states_allow_nothing() -> None:
-    assert TERMINAL == {S.DISTRIBUTED, S.REJECTED, S.CANCELLED}
+    assert {S.DISTRIBUTED, S.REJECTED, S.CANCELLED} == TERMINAL
     for state in TERMINAL:
         assert actions_from(state) == frozenset()
 

@@ -1,0 +1,115 @@
+"""A demo home: one user per role with random passwords (printed once) and applications in several states.
+
+Never part of `pkictl init`: only `pkictl demo` calls this, and it marks the home with a DEMO file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pki.enums import Action, Role
+from pki.errors import ConflictError
+from pki.services import Actor, Service
+
+MARKER = "DEMO"
+
+DEMO_USERS: tuple[tuple[str, str, Role], ...] = (
+    ("demo-admin", "演示管理员", Role.ADMIN),
+    ("demo-entry", "演示录入员", Role.ENTRY),
+    ("demo-acceptor", "演示受理人", Role.ACCEPTOR),
+    ("demo-head", "演示负责人", Role.HEAD),
+    ("demo-reviewer", "演示审核员", Role.REVIEWER),
+    ("demo-distributor", "演示分发员", Role.DISTRIBUTOR),
+    ("demo-ops", "演示运维", Role.OPS),
+)
+
+# (unit, credit code, province, access type, how far it gets)
+DEMO_UNITS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("【演示】北京市节能监测中心", "11110000000012343B", "北京", "formal", "approved"),
+    ("【演示】福州某能源公司", "91350100MA2Y123446", "福建", "test", "countersigned"),
+    ("【演示】北京某热电厂", "911101011234567889", "北京", "test", "accepted"),
+    ("【演示】拉萨某水泥厂", "91540100MA6T00012D", "西藏", "test", "entered"),
+    ("【演示】北京某钢铁厂", "911101011234567889", "北京", "formal", "returned"),
+)
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    role: Role
+    password: str
+
+
+def is_demo_home(home: Path) -> bool:
+    return (home / MARKER).exists()
+
+
+def seed(service: Service, home: Path) -> list[DemoUser]:
+    """Create the demo users and applications. Raises ConflictError on a home that already has users."""
+    if service.users.count() and not is_demo_home(home):
+        raise ConflictError(f"{home} is not an empty or demo home: refusing to add demo users to it")
+    if service.users.count():
+        raise ConflictError(f"{home} is already seeded: remove it to start the demo afresh")
+    (home / MARKER).write_text(
+        "This home was created by `pkictl demo`. Do not use it for real certificates.\n", encoding="utf-8"
+    )
+    users = [DemoUser(name, role, secrets.token_urlsafe(12)) for name, _, role in DEMO_USERS]
+    admin: Actor | None = None
+    for (_, display, _), u in zip(DEMO_USERS, users, strict=True):
+        service.users.add(u.username, u.password, [u.role.value], actor=admin, display_name=display)
+        if admin is None:
+            admin = service.users.authenticate(u.username, u.password, source="demo")
+    actors = {u.role: service.users.authenticate(u.username, u.password, source="demo") for u in users}
+    for unit, code, province, access, stage in DEMO_UNITS:
+        _walk(service, actors, _application(unit, code, province, access), stage)
+    return users
+
+
+def _application(unit: str, code: str, province: str, access: str) -> dict[str, Any]:
+    return {
+        "unit_name": unit,
+        "legal_representative": "张三",
+        "unit_phone": "010-12345678",
+        "unit_fax": "010-12345679",
+        "handler_name": "李四",
+        "handler_contact": "13800138000",
+        "address": f"{province}演示地址1号",
+        "county": "",
+        "township": "",
+        "email": "demo@example.gov.cn",
+        "handler_id_type": "resident_id",
+        "handler_id_number": "110105199003071239",
+        "postal_address": f"{province}演示地址1号",
+        "postal_code": "100032",
+        "credential_type": "uscc",
+        "credential_number": code,
+        "province": province,
+        "network": "extranet",
+        "access_type": access,
+        "target_system": "国家重点用能单位能耗在线监测系统",
+        "validity_months": 12,
+        "agreement_accepted": True,
+        "application_date": "2020-10-20",
+    }
+
+
+def _walk(service: Service, a: dict[Role, Actor], app: dict[str, Any], stage: str) -> None:
+    req = service.requests.create(app, actor=a[Role.ENTRY])
+    assert req.id is not None
+    if stage == "entered":
+        return
+    service.requests.accept(req.id, actor=a[Role.ACCEPTOR], agree=True, usbkey_model="飞天诚信 ePass3003")
+    if stage == "accepted":
+        return
+    service.requests.countersign(req.id, actor=a[Role.HEAD])
+    if stage == "countersigned":
+        return
+    if stage == "returned":
+        service.requests.review(
+            req.id, actor=a[Role.REVIEWER], decision=Action.RETURN, reason="演示：请补充传真号码"
+        )
+        return
+    service.requests.review(req.id, actor=a[Role.REVIEWER], decision=Action.APPROVE)
