@@ -124,6 +124,8 @@ class _Errors:
 
 def single_line(text: str) -> bool:
     """No control, format or line/paragraph-separator characters: these end up in certificate subjects."""
+    if text.isprintable():  # fast path: printable excludes every C* category, Zl/Zp (and non-ASCII spaces)
+        return True
     return not any(
         unicodedata.category(ch)[0] == "C" or unicodedata.category(ch) in ("Zl", "Zp") for ch in text
     )

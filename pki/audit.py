@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from pki.errors import AuditIntegrityError
@@ -67,6 +68,60 @@ def _hash_of(rec: AuditRecord) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One event to record."""
+
+    at: datetime
+    actor: str
+    action: str
+    subject_type: str = ""
+    subject_id: str | int = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+_HEAD_KEY = "pki.audit_head"
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The chain head, locked once per transaction (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE)."""
+    head = session.info.get(_HEAD_KEY)
+    if head is None:
+        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
+        if head is None:  # the first migration creates it; a missing head means the trail was tampered with
+            raise AuditIntegrityError(
+                "the audit chain head is missing: run 'pkictl audit verify'", message_zh="审计链头记录缺失"
+            )
+        session.info[_HEAD_KEY] = head
+    return head
+
+
+def append_many(session: Session, entries: Sequence[Entry]) -> None:
+    """Append records inside the caller's transaction, in order, and move the head once."""
+    if not entries:
+        return
+    head = _locked_head(session)
+    seq, prev = head.seq, head.hash
+    rows: list[dict[str, Any]] = []
+    for e in entries:
+        seq += 1
+        row: dict[str, Any] = {
+            "seq": seq,
+            "at": e.at.astimezone(UTC),
+            "actor": e.actor,
+            "action": e.action,
+            "subject_type": e.subject_type,
+            "subject_id": str(e.subject_id),
+            "details": canonical_json(e.details),
+            "prev_hash": prev,
+        }
+        row["hash"] = prev = record_hash(**row)
+        rows.append(row)
+    session.execute(insert(AuditRecord), rows)
+    head.seq, head.hash = seq, prev
+    session.add(head)
+
+
 def append(
     session: Session,
     *,
@@ -76,31 +131,9 @@ def append(
     subject_type: str = "",
     subject_id: str | int = "",
     details: Mapping[str, Any] | None = None,
-) -> AuditRecord:
-    """Append one record inside the caller's transaction and move the head."""
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
-    if head is None:  # the first migration creates it; a missing head means the trail was tampered with
-        raise AuditIntegrityError(
-            "the audit chain head is missing: run 'pkictl audit verify'", message_zh="审计链头记录缺失"
-        )
-    # Microsecond precision is what every supported database keeps; hash what will be read back.
-    at = at.astimezone(UTC)
-    rec = AuditRecord(
-        seq=head.seq + 1,
-        at=at,
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=str(subject_id),
-        details=canonical_json(details or {}),
-        prev_hash=head.hash,
-        hash="",
-    )
-    rec.hash = _hash_of(rec)
-    head.seq, head.hash = rec.seq, rec.hash
-    session.add(rec)
-    session.flush()
-    return rec
+) -> None:
+    """Append one record inside the caller's transaction."""
+    append_many(session, [Entry(at, actor, action, subject_type, subject_id, details or {})])
 
 
 @dataclass

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 
-# A real hash of a throw-away secret, verified against when the user does not exist, so that a wrong user
-# name takes as long as a wrong password.
-_DUMMY = _hasher.hash("pkictl-timing-equalizer")
+
+@cache
+def _dummy_hash() -> str:
+    """A real hash of a throw-away secret, verified against when the user does not exist, so that a wrong
+    user name takes as long as a wrong password. Made on first need, not at import (it costs ~0.1 s)."""
+    return _hasher.hash("pkictl-timing-equalizer")
 
 
 def hash_password(password: str) -> str:
@@ -18,7 +23,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored_hash or _DUMMY, password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

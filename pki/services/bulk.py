@@ -148,7 +148,8 @@ class BulkService:
 
         Raises ImportRowsError when any row is bad and ``skip_invalid`` is false; then nothing is written.
         """
-        require_role(self._ctx.policies.workflow, actor, Action.ENTER)
+        with self._ctx.denials_recorded(actor, "batch.import", "batch"):
+            require_role(self._ctx.policies.workflow, actor, Action.ENTER)
         label = label.strip()
         if not label:
             raise ValidationError([FieldError("label", "a batch label is required", "批次名称：必填")])
@@ -171,10 +172,7 @@ class BulkService:
             s.add(batch)
             s.flush()
             assert batch.id is not None
-            for values in parsed.good:
-                req = self._requests.insert_validated(s, values, actor=actor, batch_id=batch.id)
-                assert req.id is not None
-                result.request_ids.append(req.id)
+            result.request_ids = self._requests.insert_many(s, parsed.good, actor=actor, batch_id=batch.id)
             audit.append(
                 s,
                 at=now,

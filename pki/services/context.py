@@ -10,8 +10,10 @@ from datetime import date, datetime
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from pki import audit
 from pki.clock import CHINA_TZ, Clock
 from pki.db import read_session, transaction
+from pki.errors import PermissionDeniedError
 from policies import Policies
 
 
@@ -40,6 +42,29 @@ class Context:
     def write(self) -> Iterator[Session]:
         with transaction(self.engine) as session:
             yield session
+
+    @contextmanager
+    def denials_recorded(
+        self, actor: Actor | None, attempted: str, subject_type: str = "", subject_id: str | int = ""
+    ) -> Iterator[None]:
+        """Record a refused attempt (role or separation of duties) as a security event, then re-raise.
+
+        The refused operation's own transaction has rolled back by then; the record gets its own.
+        """
+        try:
+            yield
+        except PermissionDeniedError as e:
+            with self.write() as s:
+                audit.append(
+                    s,
+                    at=self.now(),
+                    actor=actor.username if actor else "-",
+                    action="security.denied",
+                    subject_type=subject_type,
+                    subject_id=subject_id,
+                    details={"attempted": attempted, "code": e.code, "reason": e.message},
+                )
+            raise
 
     @contextmanager
     def read(self) -> Iterator[Session]:

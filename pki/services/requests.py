@@ -7,11 +7,12 @@ record together.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import or_
+from sqlalchemy import insert, or_
 from sqlmodel import Session, col, select
 
 from pki import audit
@@ -45,7 +46,8 @@ class RequestService:
 
     def create(self, raw: Mapping[str, Any], *, actor: Actor) -> CertificateRequest:
         """Enter one 附件7 application. Raises PermissionDeniedError or ValidationError (nothing written)."""
-        require_role(self._ctx.policies.workflow, actor, Action.ENTER)
+        with self._ctx.denials_recorded(actor, Action.ENTER.value, SUBJECT):
+            require_role(self._ctx.policies.workflow, actor, Action.ENTER)
         values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
         with self._ctx.write() as s:
             return self.insert_validated(s, values, actor=actor)
@@ -68,13 +70,36 @@ class RequestService:
         self._audit(s, req, actor, Action.ENTER, {"state": req.state.value, "batch": batch_id})
         return req
 
+    def insert_many(
+        self, s: Session, rows: Sequence[Mapping[str, Any]], *, actor: Actor, batch_id: int
+    ) -> list[int]:
+        """Insert validated records in one statement and audit each, inside the caller's transaction."""
+        now = self._ctx.now()
+        common = {
+            "state": RequestState.ENTERED,
+            "entered_by": actor.username,
+            "entered_at": now,
+            "updated_at": now,
+            "batch_id": batch_id,
+        }
+        stmt = insert(CertificateRequest).returning(col(CertificateRequest.id), sort_by_parameter_order=True)
+        ids = list(s.execute(stmt, [{**row, **common} for row in rows]).scalars())
+        details = {"state": RequestState.ENTERED.value, "batch": batch_id}
+        audit.append_many(
+            s,
+            [
+                audit.Entry(now, actor.username, f"{SUBJECT}.{Action.ENTER.value}", SUBJECT, rid, details)
+                for rid in ids
+            ],
+        )
+        return ids
+
     def edit(
         self, request_id: int, raw: Mapping[str, Any], *, actor: Actor, expected_version: int | None = None
     ) -> CertificateRequest:
         """Replace the application's fields. After acceptance this voids the acceptance (back to entered)."""
         values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
-        with self._ctx.write() as s:
-            req = self._load_for(s, request_id, actor, Action.EDIT, expected_version)
+        with self._change(request_id, actor, Action.EDIT, expected_version) as (s, req):
             changed = sorted(k for k, val in values.items() if getattr(req, k) != val)
             for key, val in values.items():
                 setattr(req, key, val)
@@ -108,8 +133,7 @@ class RequestService:
             )
         self._check_length("usbkey", usbkey_model, 128, "USBKEY 品牌及型号")
         self._check_length("comment", comment, REASON_MAX, "受理意见")
-        with self._ctx.write() as s:
-            req = self._load_for(s, request_id, actor, action, expected_version)
+        with self._change(request_id, actor, action, expected_version) as (s, req):
             now = self._ctx.now()
             req.acceptance_opinion = "agree" if agree else "disagree"
             req.acceptance_comment = comment
@@ -122,8 +146,7 @@ class RequestService:
         self, request_id: int, *, actor: Actor, expected_version: int | None = None
     ) -> CertificateRequest:
         """The 负责人's countersignature completes the acceptance."""
-        with self._ctx.write() as s:
-            req = self._load_for(s, request_id, actor, Action.COUNTERSIGN, expected_version)
+        with self._change(request_id, actor, Action.COUNTERSIGN, expected_version) as (s, req):
             req.countersigned_by, req.countersigned_at = actor.username, self._ctx.now()
             self._advance(s, req, actor, Action.COUNTERSIGN, {})
             return req
@@ -154,8 +177,7 @@ class RequestService:
                 ]
             )
         self._check_length("reason", reason, REASON_MAX, "理由")
-        with self._ctx.write() as s:
-            req = self._load_for(s, request_id, actor, decision, expected_version)
+        with self._change(request_id, actor, decision, expected_version) as (s, req):
             req.reviewed_by, req.reviewed_at = actor.username, self._ctx.now()
             req.review_decision, req.review_reason = decision.value, reason
             self._advance(s, req, actor, decision, {"reason": reason})
@@ -168,8 +190,7 @@ class RequestService:
         if not reason:
             raise ValidationError([FieldError("reason", "a reason is required to cancel", "撤销须填写理由")])
         self._check_length("reason", reason, REASON_MAX, "理由")
-        with self._ctx.write() as s:
-            req = self._load_for(s, request_id, actor, Action.CANCEL, expected_version)
+        with self._change(request_id, actor, Action.CANCEL, expected_version) as (s, req):
             self._advance(s, req, actor, Action.CANCEL, {"reason": reason})
             return req
 
@@ -220,6 +241,14 @@ class RequestService:
         )
 
     # -- the one gate every change passes ---------------------------------------------------------------
+
+    @contextmanager
+    def _change(
+        self, request_id: int, actor: Actor, action: Action, expected_version: int | None
+    ) -> Iterator[tuple[Session, CertificateRequest]]:
+        """One write transaction on a locked, checked request; refusals are recorded as security events."""
+        with self._ctx.denials_recorded(actor, action.value, SUBJECT, request_id), self._ctx.write() as s:
+            yield s, self._load_for(s, request_id, actor, action, expected_version)
 
     def _load_for(
         self, s: Session, request_id: int, actor: Actor, action: Action, expected_version: int | None

@@ -36,7 +36,7 @@ class UserService:
         Raises ValidationError (bad name, weak password, unknown role), PermissionDeniedError, ConflictError.
         """
         role_set = self._check_new_user(username, password, roles)
-        with self._ctx.write() as s:
+        with self._ctx.denials_recorded(actor, "user.add", "user", username), self._ctx.write() as s:
             count = s.exec(select(func.count()).select_from(User)).one()
             if count == 0:
                 if Role.ADMIN.value not in role_set:

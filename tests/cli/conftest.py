@@ -8,12 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 
 import pki.bootstrap
+import pki.passwords
 from tests.cli.runner import PASSWORD, Cli
 
 __all__ = ["PASSWORD", "STAFF"]
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Argon2 with the smallest cost: the real parameters take ~0.2 s a hash here, and every user added and
+    every --as login pays one. Still Argon2id through pki.passwords, so hashing and verifying are real; the
+    subprocess tests keep the production parameters."""
+    monkeypatch.setattr(pki.passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
 
 
 @pytest.fixture

@@ -197,7 +197,12 @@ def test_roles_are_enforced(service: Service, people: dict[str, Actor], who: str
     with pytest.raises(PermissionDeniedError) as info:
         call(service, req.id, people[who])  # type: ignore[operator]
     assert who in info.value.message
-    assert (audit_count(service), request_count(service)) == before
+    # Nothing changed but one security event: the refused attempt, by whom.
+    assert (audit_count(service), request_count(service)) == (before[0] + 1, before[1])
+    last = service.audit.recent(limit=1)[0]
+    assert (last.action, last.actor) == ("security.denied", who)
+    assert '"code":"forbidden"' in last.details
+    assert service.audit.verify().ok
 
 
 def test_refused_operations_write_nothing(service: Service, people: dict[str, Actor]) -> None:

@@ -43,6 +43,9 @@ def test_enterer_may_not_accept(service: Service, people: dict[str, Actor], agre
         service.requests.accept(rid, actor=people["omni"], agree=agree, usbkey_model="k", comment="c")
     assert "entered" in info.value.message and "录入人" in info.value.message_zh
     assert service.requests.get(rid).state is RequestState.ENTERED
+    denied = service.audit.recent(limit=1)[0]
+    assert (denied.action, denied.actor, denied.subject_id) == ("security.denied", "omni", str(rid))
+    assert '"code":"separation_of_duties"' in denied.details
 
 
 def test_editor_counts_as_enterer(service: Service, people: dict[str, Actor]) -> None:
