@@ -40,14 +40,13 @@ SCHEMA_REVISION = "0001"
 
 
 def schema_revision(engine: Engine) -> str | None:
-    from sqlalchemy import text
-    from sqlalchemy.exc import DBAPIError
+    """The migrated revision, or None for a database never initialized. Connection errors propagate."""
+    from sqlalchemy import inspect, text
 
-    try:
-        with engine.connect() as conn:
-            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
-    except DBAPIError:
-        return None
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
 def init_home(settings: Settings) -> Engine:
@@ -59,16 +58,20 @@ def init_home(settings: Settings) -> Engine:
 
 
 def open_service(settings: Settings, *, clock: Clock | None = None) -> Service:
-    """The service over an existing, initialized home."""
+    """The service over an existing, initialized home. Raises ConfigurationError otherwise."""
     engine = make_engine(settings.database_url)
-    database = engine.url.database
-    if engine.url.get_backend_name() == "sqlite" and database and not Path(database).exists():
-        raise ConfigurationError(
-            f"no pkictl home at {settings.home}: run 'pkictl init' first (or set PKI_HOME)"
-        )
-    revision = schema_revision(engine)
-    if revision != SCHEMA_REVISION:
-        raise ConfigurationError(
-            f"database schema is at {revision or 'nothing'}, pkictl needs {SCHEMA_REVISION}: run 'pkictl init'"
-        )
+    try:
+        database = engine.url.database
+        if engine.url.get_backend_name() == "sqlite" and database and not Path(database).exists():
+            raise ConfigurationError(
+                f"no pkictl home at {settings.home}: run 'pkictl init' first (or set PKI_HOME)"
+            )
+        revision = schema_revision(engine)
+        if revision != SCHEMA_REVISION:
+            raise ConfigurationError(
+                f"database schema is at {revision or 'nothing'}, pkictl needs {SCHEMA_REVISION}: run 'pkictl init'"
+            )
+    except BaseException:
+        engine.dispose()
+        raise
     return Service(engine, clock=clock)

@@ -134,6 +134,7 @@ def demo() -> None:
 
     settings = Settings.from_env()
     service = Service(init_home(settings))
+    click.get_current_context().call_on_close(service.ctx.engine.dispose)
     users = demo_data.seed(service, settings.home)
     click.echo(f"DEMO home at {settings.home} (marked by {demo_data.MARKER}); not for real certificates.")
     click.echo("Demo users (passwords are shown only now):")

@@ -206,7 +206,8 @@ class RequestService:
         if flt.state is not None:
             stmt = stmt.where(CertificateRequest.state == flt.state)
         if flt.province:
-            stmt = stmt.where(CertificateRequest.province == flt.province)
+            known = self._ctx.policies.provinces.lookup(flt.province)  # accept 北京市 as well as 北京
+            stmt = stmt.where(CertificateRequest.province == (known.name if known else flt.province.strip()))
         if flt.access_type:
             stmt = stmt.where(col(CertificateRequest.access_type) == flt.access_type)
         if flt.search:

@@ -46,8 +46,13 @@ def engines(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Engine]]:
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, db_url: str,
-        engines: list[Engine]) -> Cli:
+def cli(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    db_url: str,
+    engines: list[Engine],
+) -> Cli:
     """A runner over a home that has not been initialized."""
     return Cli(monkeypatch, capsys, tmp_path / "home", db_url)
 

@@ -34,8 +34,9 @@ class Cli:
     """Runs ``pki.cli.main(argv)`` with PKI_HOME, PKI_DATABASE_URL and PKI_PASSWORD set, standard input
     replaced, and returns the exit code (0 when main returns normally), stdout and stderr."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], home: Path,
-                 db_url: str) -> None:
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], home: Path, db_url: str
+    ) -> None:
         self._mp = monkeypatch
         self._capsys = capsys
         self.home = home
