@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
+from pki.enums import RequestState
 from pki.errors import ImportRowsError, PkiError
 
 if TYPE_CHECKING:
@@ -23,17 +24,7 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-WORKFLOW_STATES = (
-    "entered",
-    "accepted",
-    "countersigned",
-    "returned",
-    "approved",
-    "issued",
-    "distributed",
-    "rejected",
-    "cancelled",
-)
+WORKFLOW_STATES = tuple(s.value for s in RequestState)
 
 
 # -- plumbing ---------------------------------------------------------------------------------------------
@@ -320,7 +311,6 @@ def request_list(
     as_json: bool,
 ) -> None:
     """List requests, oldest first."""
-    from pki.enums import RequestState
     from pki.serialize import request_to_dict
     from pki.services import RequestFilter
 

@@ -91,3 +91,31 @@ STATE_LABELS_ZH: dict[RequestState, str] = {
     RequestState.REJECTED: "已拒绝",
     RequestState.CANCELLED: "已撤销",
 }
+
+
+class CaRole(StrEnum):
+    ROOT = "root"
+    ISSUING = "issuing"
+    OCSP = "ocsp"  # delegated OCSP responder of one issuing CA
+
+
+class CertificateStatus(StrEnum):
+    """Stored status; 'expired' is derived from not_valid_after at read time."""
+
+    VALID = "valid"
+    REVOKED = "revoked"
+
+
+class RevocationReason(StrEnum):
+    """RFC 5280 §5.3.1 CRLReason names accepted for end-entity certificates.
+
+    certificateHold (reversible), removeFromCRL (delta CRLs only) and the CA/AA compromise codes are not
+    offered for end-entity revocation.
+    """
+
+    UNSPECIFIED = "unspecified"
+    KEY_COMPROMISE = "keyCompromise"
+    AFFILIATION_CHANGED = "affiliationChanged"
+    SUPERSEDED = "superseded"
+    CESSATION_OF_OPERATION = "cessationOfOperation"
+    PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"

@@ -126,3 +126,15 @@ class AuditIntegrityError(PkiError):
     """The audit hash chain does not verify."""
 
     code = "audit_integrity"
+
+
+class KeyAccessError(PkiError):
+    """A CA key could not be used: wrong passphrase, missing file, unreachable HSM."""
+
+    code = "key_access"
+
+
+class IssuanceError(PkiError):
+    """Policy refused to issue, renew or revoke (validity past the CA, key reuse, unsupported key, …)."""
+
+    code = "issuance_refused"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from policies._load import PACKAGED
+from policies.ca import CaPolicy, ProfilePolicy, load_ca, load_profiles
 from policies.form import FormPolicy, ProvinceTable, load_form, load_provinces
 from policies.workflow import WorkflowPolicy, load_workflow
 
@@ -19,11 +20,19 @@ class Policies:
     workflow: WorkflowPolicy
     form: FormPolicy
     provinces: ProvinceTable
+    ca: CaPolicy
+    profiles: ProfilePolicy
 
 
 def load_policies(directory: Path | None = None) -> Policies:
     d = directory or PACKAGED
-    return Policies(workflow=load_workflow(d), form=load_form(d), provinces=load_provinces(d))
+    return Policies(
+        workflow=load_workflow(d),
+        form=load_form(d),
+        provinces=load_provinces(d),
+        ca=load_ca(d),
+        profiles=load_profiles(d),
+    )
 
 
 __all__ = ["Policies", "load_policies"]

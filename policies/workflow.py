@@ -12,6 +12,10 @@ from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list, tables
 
 
+# Operations outside the request state machine, guarded by role only.
+OPERATIONS = ("revoke", "renew", "crl_publish", "ca_init")
+
+
 @dataclass(frozen=True)
 class SeparationRule:
     name: str
@@ -25,9 +29,13 @@ class SeparationRule:
 class WorkflowPolicy:
     roles_for: Mapping[Action, frozenset[Role]]
     separation: tuple[SeparationRule, ...]
+    operations: Mapping[str, frozenset[Role]]
 
     def role_allows(self, roles: Iterable[str], action: Action) -> bool:
         return not self.roles_for.get(action, frozenset()).isdisjoint(roles)
+
+    def operation_allows(self, roles: Iterable[str], operation: str) -> bool:
+        return not self.operations.get(operation, frozenset()).isdisjoint(roles)
 
     def conflict(self, earlier_actions: Iterable[Action], action: Action) -> SeparationRule | None:
         """The first rule broken if a person who took ``earlier_actions`` on a request now takes ``action``."""
@@ -51,12 +59,7 @@ def load_workflow(directory: Path) -> WorkflowPolicy:
     roles_for: dict[Action, frozenset[Role]] = {}
     for action in _actions(list(table), "workflow.toml [actions]"):
         names = str_list(table, action.value, "workflow.toml [actions]")
-        try:
-            roles_for[action] = frozenset(Role(n) for n in names)
-        except ValueError as e:
-            raise ConfigurationError(
-                f"workflow.toml [actions] {action.value}: {e}; known roles: {', '.join(r.value for r in Role)}"
-            ) from e
+        roles_for[action] = _roles(names, f"[actions] {action.value}")
     missing = set(Action) - set(roles_for)
     if missing:
         raise ConfigurationError(f"workflow.toml [actions]: no roles for {', '.join(sorted(missing))}")
@@ -72,4 +75,22 @@ def load_workflow(directory: Path) -> WorkflowPolicy:
                 reason_zh=need(raw, "reason_zh", str, where),
             )
         )
-    return WorkflowPolicy(roles_for=MappingProxyType(roles_for), separation=tuple(rules))
+    operations: dict[str, frozenset[Role]] = {}
+    table_ops = need(data, "operations", dict, "workflow.toml")
+    for name in OPERATIONS:
+        operations[name] = _roles(str_list(table_ops, name, "workflow.toml [operations]"), f"[operations] {name}")
+    unknown_ops = sorted(set(table_ops) - set(OPERATIONS))
+    if unknown_ops:
+        raise ConfigurationError(f"workflow.toml [operations]: unknown operation {', '.join(unknown_ops)}")
+    return WorkflowPolicy(
+        roles_for=MappingProxyType(roles_for), separation=tuple(rules), operations=MappingProxyType(operations)
+    )
+
+
+def _roles(names: list[str], where: str) -> frozenset[Role]:
+    try:
+        return frozenset(Role(n) for n in names)
+    except ValueError as e:
+        raise ConfigurationError(
+            f"workflow.toml {where}: {e}; known roles: {', '.join(r.value for r in Role)}"
+        ) from e

@@ -16,3 +16,12 @@ def require_role(workflow: WorkflowPolicy, actor: Actor, action: Action) -> None
             f"user {actor.username!r} has no role that may {action.value}",
             message_zh=f"当前用户无权执行“{ACTION_LABELS_ZH[action]}”",
         )
+
+
+def require_operation(workflow: WorkflowPolicy, actor: Actor, operation: str) -> None:
+    """Raise PermissionDeniedError unless one of the actor's roles may run ``operation`` (workflow.toml)."""
+    if not workflow.operation_allows(actor.roles, operation):
+        raise PermissionDeniedError(
+            f"user {actor.username!r} has no role that may {operation.replace('_', ' ')}",
+            message_zh="当前用户无权执行该操作",
+        )

@@ -11,9 +11,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from pki import audit
+from pki.ca.keystore import KeyStore
 from pki.clock import CHINA_TZ, Clock
 from pki.db import read_session, transaction
-from pki.errors import PermissionDeniedError
+from pki.errors import KeyAccessError, PermissionDeniedError
 from policies import Policies
 
 
@@ -30,6 +31,12 @@ class Context:
     engine: Engine
     policies: Policies
     clock: Clock
+    keys: KeyStore | None = None  # CA private keys; None where no CA key is ever needed
+
+    def key_store(self) -> KeyStore:
+        if self.keys is None:
+            raise KeyAccessError("no CA key store configured (set PKI_CA_PASSPHRASE)")
+        return self.keys
 
     def now(self) -> datetime:
         return self.clock.now()

@@ -105,7 +105,7 @@ class RequestService:
                 setattr(req, key, val)
             voided = req.accepted_by is not None
             self._clear_acceptance(req)
-            self._advance(s, req, actor, Action.EDIT, {"changed": changed, "acceptance_voided": voided})
+            self.advance(s, req, actor, Action.EDIT, {"changed": changed, "acceptance_voided": voided})
             return req
 
     # -- acceptance point ---------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class RequestService:
             req.acceptance_comment = comment
             req.usbkey_model = usbkey_model
             req.accepted_by, req.accepted_at = actor.username, now
-            self._advance(s, req, actor, action, {"usbkey": usbkey_model, "comment": comment})
+            self.advance(s, req, actor, action, {"usbkey": usbkey_model, "comment": comment})
             return req
 
     def countersign(
@@ -148,7 +148,7 @@ class RequestService:
         """The 负责人's countersignature completes the acceptance."""
         with self._change(request_id, actor, Action.COUNTERSIGN, expected_version) as (s, req):
             req.countersigned_by, req.countersigned_at = actor.username, self._ctx.now()
-            self._advance(s, req, actor, Action.COUNTERSIGN, {})
+            self.advance(s, req, actor, Action.COUNTERSIGN, {})
             return req
 
     # -- review ---------------------------------------------------------------------------------------
@@ -180,7 +180,7 @@ class RequestService:
         with self._change(request_id, actor, decision, expected_version) as (s, req):
             req.reviewed_by, req.reviewed_at = actor.username, self._ctx.now()
             req.review_decision, req.review_reason = decision.value, reason
-            self._advance(s, req, actor, decision, {"reason": reason})
+            self.advance(s, req, actor, decision, {"reason": reason})
             return req
 
     def cancel(
@@ -191,7 +191,7 @@ class RequestService:
             raise ValidationError([FieldError("reason", "a reason is required to cancel", "撤销须填写理由")])
         self._check_length("reason", reason, REASON_MAX, "理由")
         with self._change(request_id, actor, Action.CANCEL, expected_version) as (s, req):
-            self._advance(s, req, actor, Action.CANCEL, {"reason": reason})
+            self.advance(s, req, actor, Action.CANCEL, {"reason": reason})
             return req
 
     # -- reads ------------------------------------------------------------------------------------------
@@ -249,9 +249,9 @@ class RequestService:
     ) -> Iterator[tuple[Session, CertificateRequest]]:
         """One write transaction on a locked, checked request; refusals are recorded as security events."""
         with self._ctx.denials_recorded(actor, action.value, SUBJECT, request_id), self._ctx.write() as s:
-            yield s, self._load_for(s, request_id, actor, action, expected_version)
+            yield s, self.lock_for(s, request_id, actor, action, expected_version)
 
-    def _load_for(
+    def lock_for(
         self, s: Session, request_id: int, actor: Actor, action: Action, expected_version: int | None
     ) -> CertificateRequest:
         """Lock the request and check role, separation of duties, state and version, in that order."""
@@ -272,7 +272,7 @@ class RequestService:
             )
         return req
 
-    def _advance(
+    def advance(
         self, s: Session, req: CertificateRequest, actor: Actor, action: Action, details: dict[str, Any]
     ) -> None:
         before = req.state

@@ -1,16 +1,12 @@
-"""Tables. Enums are stored by value; every timestamp is aware UTC (see :class:`pki.db.UTCDateTime`)."""
+"""Users, import batches and certificate requests."""
 
 from __future__ import annotations
 
 from datetime import date, datetime
-from enum import Enum
-from typing import Any
 
 from sqlalchemy import Column, Index, String
-from sqlalchemy import Enum as SAEnum
 from sqlmodel import Field, SQLModel
 
-from pki.db import UTCDateTime
 from pki.enums import (
     AccessMode,
     AccessType,
@@ -19,28 +15,8 @@ from pki.enums import (
     Network,
     RequestState,
 )
-
-
-def _enum(enum_cls: type[Enum], *, nullable: bool = False, index: bool = False) -> Any:
-    """A VARCHAR column holding the enum's *value* (SQLAlchemy would store its name otherwise)."""
-    return Field(
-        sa_column=Column(
-            SAEnum(
-                enum_cls,
-                values_callable=lambda e: [m.value for m in e],
-                native_enum=False,
-                validate_strings=True,
-                length=32,
-                create_constraint=False,
-            ),
-            nullable=nullable,
-            index=index,
-        )
-    )
-
-
-def _utc(*, nullable: bool = True, index: bool = False) -> Any:
-    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=nullable, index=index))
+from pki.models.columns import enum_field as _enum
+from pki.models.columns import utc_field as _utc
 
 
 class User(SQLModel, table=True):
@@ -141,30 +117,3 @@ class CertificateRequest(SQLModel, table=True):
     distributed_by: str | None = Field(default=None, max_length=64)
     distributed_at: datetime | None = _utc()
     updated_at: datetime = _utc(nullable=False)
-
-
-class AuditRecord(SQLModel, table=True):
-    """One link of the audit hash chain. ``seq`` is gapless; ``hash`` covers every column and ``prev_hash``."""
-
-    __tablename__ = "audit_record"
-    __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
-
-    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
-    at: datetime = _utc(nullable=False)
-    actor: str = Field(max_length=64)
-    action: str = Field(max_length=64)
-    subject_type: str = Field(default="", max_length=32)
-    subject_id: str = Field(default="", max_length=64)
-    details: str = ""  # canonical JSON
-    prev_hash: str = Field(max_length=64)
-    hash: str = Field(max_length=64)
-
-
-class AuditHead(SQLModel, table=True):
-    """The chain's newest link. Appenders lock this row, which orders concurrent writers."""
-
-    __tablename__ = "audit_head"
-
-    id: int = Field(default=1, primary_key=True)
-    seq: int = 0
-    hash: str = Field(max_length=64)

@@ -1,0 +1,234 @@
+"""Building our certificates: root, issuing CAs, delegated OCSP signers and end-entity certificates.
+
+Each function takes everything it needs (no policy lookups, no clock): fixed inputs give fixed outputs.
+Extensions follow RFC 5280 §4.2; the organization-code extension follows GM/T 0015-2012.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import AuthorityInformationAccessOID, ExtendedKeyUsageOID, NameOID
+
+from pki.ca.keys import PrivateKey, PublicKey, signature_hash
+
+_ORGANIZATION_IDENTIFIER = NameOID.ORGANIZATION_IDENTIFIER
+
+
+@dataclass(frozen=True)
+class Validity:
+    not_before: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class Publication:
+    """Where a relying party finds revocation data and the issuer certificate (CDP and AIA)."""
+
+    crl_url: str
+    ocsp_url: str
+    ca_issuers_url: str
+
+
+def ca_name(country: str, organization: str, common_name: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, country),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
+        ]
+    )
+
+
+def end_entity_name(
+    *, unit_name: str, province: str, locality: str, organization_identifier: str | None
+) -> x509.Name:
+    """C=CN, ST, [L], O=单位名称, [organizationIdentifier=USCC], CN=单位名称; UTF8String throughout."""
+    attrs = [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+        x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, province),
+    ]
+    if locality:
+        attrs.append(x509.NameAttribute(NameOID.LOCALITY_NAME, locality))
+    attrs.append(x509.NameAttribute(NameOID.ORGANIZATION_NAME, unit_name))
+    if organization_identifier:
+        attrs.append(x509.NameAttribute(_ORGANIZATION_IDENTIFIER, organization_identifier))
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, unit_name))
+    return x509.Name(attrs)
+
+
+def _base(
+    subject: x509.Name, issuer: x509.Name, public_key: PublicKey, serial: int, validity: Validity
+) -> x509.CertificateBuilder:
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)
+        .serial_number(serial)
+        .not_valid_before(validity.not_before)
+        .not_valid_after(validity.not_after)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+    )
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def build_root(key: PrivateKey, name: x509.Name, serial: int, validity: Validity) -> x509.Certificate:
+    builder = (
+        _base(name, name, key.public_key(), serial, validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+    )
+    return builder.sign(key, signature_hash(key))
+
+
+def build_issuing(
+    issuer: x509.Certificate,
+    issuer_key: PrivateKey,
+    public_key: PublicKey,
+    name: x509.Name,
+    serial: int,
+    validity: Validity,
+) -> x509.Certificate:
+    builder = (
+        _base(name, issuer.subject, public_key, serial, validity)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def build_ocsp_signer(
+    issuer: x509.Certificate,
+    issuer_key: PrivateKey,
+    public_key: PublicKey,
+    name: x509.Name,
+    serial: int,
+    validity: Validity,
+) -> x509.Certificate:
+    """A delegated responder (RFC 6960 §4.2.2.2): EKU id-kp-OCSPSigning and id-pkix-ocsp-nocheck."""
+    builder = (
+        _base(name, issuer.subject, public_key, serial, validity)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
+        .add_extension(x509.OCSPNoCheck(), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+    )
+    return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def printable_string_der(value: str) -> bytes:
+    """DER PrintableString (tag 19); the USCC charset is a subset of PrintableString's."""
+    raw = value.encode("ascii")
+    if len(raw) > 127:
+        raise ValueError("value too long for a short-form PrintableString")
+    return bytes([0x13, len(raw)]) + raw
+
+
+def build_end_entity(
+    issuer: x509.Certificate,
+    issuer_key: PrivateKey,
+    public_key: PublicKey,
+    subject: x509.Name,
+    serial: int,
+    validity: Validity,
+    *,
+    policy_oid: str,
+    publication: Publication,
+    organization_code_oid: str,
+    organization_code: str,
+) -> x509.Certificate:
+    """An organization client-authentication certificate (RFC 5280 §4.2, GM/T 0015 organization code)."""
+    is_rsa = isinstance(public_key, rsa.RSAPublicKey)
+    builder = (
+        _base(subject, issuer.subject, public_key, serial, validity)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=is_rsa,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(_aki(issuer), critical=False)
+        .add_extension(
+            x509.CRLDistributionPoints(
+                [
+                    x509.DistributionPoint(
+                        [x509.UniformResourceIdentifier(publication.crl_url)], None, None, None
+                    )
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(publication.ocsp_url),
+                    ),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(publication.ca_issuers_url),
+                    ),
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(policy_oid), None)]),
+            critical=False,
+        )
+        .add_extension(
+            x509.UnrecognizedExtension(
+                x509.ObjectIdentifier(organization_code_oid), printable_string_der(organization_code)
+            ),
+            critical=False,
+        )
+    )
+    return builder.sign(issuer_key, signature_hash(issuer_key))

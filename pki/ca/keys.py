@@ -1,0 +1,53 @@
+"""Key algorithms by name, key generation and the signature hash each key uses."""
+
+from __future__ import annotations
+
+import hashlib
+
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+
+_CURVES: dict[str, type[ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
+_RSA_BITS = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
+
+
+def generate_private_key(algorithm: str) -> PrivateKey:
+    if algorithm in _CURVES:
+        return ec.generate_private_key(_CURVES[algorithm]())
+    if algorithm in _RSA_BITS:
+        return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[algorithm])
+    raise ValueError(f"unknown key algorithm {algorithm!r}")
+
+
+def algorithm_of(public_key: object) -> str | None:
+    """'rsa-2048', 'ec-p256', … or None for anything we do not issue to (other sizes, curves, types)."""
+    if isinstance(public_key, rsa.RSAPublicKey):
+        name = f"rsa-{public_key.key_size}"
+        return name if name in _RSA_BITS else None
+    if isinstance(public_key, ec.EllipticCurvePublicKey):
+        for name, curve in _CURVES.items():
+            if isinstance(public_key.curve, curve):
+                return name
+    return None
+
+
+def signature_hash(key: PrivateKey | PublicKey) -> hashes.SHA256 | hashes.SHA384:
+    """SHA-384 for P-384 (matching strength), SHA-256 otherwise."""
+    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(
+        key.curve, ec.SECP384R1
+    ):
+        return hashes.SHA384()
+    return hashes.SHA256()
+
+
+def spki_der(public_key: PublicKey) -> bytes:
+    return public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def spki_sha256(public_key: PublicKey) -> str:
+    return hashlib.sha256(spki_der(public_key)).hexdigest()

@@ -1,0 +1,16 @@
+"""Tables, one module per concept; importing this package registers them all on SQLModel.metadata."""
+
+from pki.models.audit import AuditHead, AuditRecord
+from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
+from pki.models.workflow import CertificateRequest, ImportBatch, User
+
+__all__ = [
+    "AuditHead",
+    "AuditRecord",
+    "Certificate",
+    "CertificateAuthority",
+    "CertificateRequest",
+    "CrlRecord",
+    "ImportBatch",
+    "User",
+]

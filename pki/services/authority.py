@@ -1,0 +1,191 @@
+"""The CA hierarchy: created once by `pkictl init`, read by issuance, CRL and OCSP."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import cached_property
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlmodel import Session, col, select
+
+from pki import audit
+from pki.ca import certs
+from pki.ca.keys import PrivateKey, generate_private_key
+from pki.ca.keystore import KeyStore
+from pki.ca.validity import add_months, whole_seconds
+from pki.enums import AccessType, CaRole
+from pki.errors import ConfigurationError, NotFoundError
+from pki.models import CertificateAuthority
+from pki.services.context import Context
+
+
+@dataclass
+class LoadedCa:
+    """A CA record with its parsed certificate (parsed once per process)."""
+
+    record: CertificateAuthority
+
+    @cached_property
+    def certificate(self) -> x509.Certificate:
+        return x509.load_der_x509_certificate(self.record.certificate_der)
+
+    @property
+    def slug(self) -> str:
+        return self.record.slug
+
+    @property
+    def id(self) -> int:
+        assert self.record.id is not None
+        return self.record.id
+
+
+class AuthorityService:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._loaded: dict[str, LoadedCa] | None = None
+
+    def ensure_hierarchy(self, *, actor: str = "system") -> list[CertificateAuthority]:
+        """Create root, one issuing CA per kind and their OCSP signers, unless a hierarchy exists."""
+        existing = self.all()
+        if existing:
+            return existing
+        policy = self._ctx.policies.ca
+        keys = self._ctx.key_store()
+        now = whole_seconds(self._ctx.now())
+        with self._ctx.write() as s:
+            root_key, root = self._make(
+                s,
+                keys,
+                "root",
+                CaRole.ROOT,
+                None,
+                None,
+                policy.root.common_name,
+                certs.Validity(now, add_months(now, 12 * policy.root.lifetime_years)),
+            )
+            for kind in (AccessType.TEST, AccessType.FORMAL):
+                name = policy.issuing[kind.value]
+                validity = certs.Validity(
+                    now, min(add_months(now, 12 * name.lifetime_years), root.not_valid_after)
+                )
+                issuing_key, issuing = self._make(
+                    s,
+                    keys,
+                    kind.value,
+                    CaRole.ISSUING,
+                    kind,
+                    (root, root_key),
+                    name.common_name,
+                    validity,
+                    certs.build_issuing,
+                )
+                ocsp_validity = certs.Validity(
+                    now, min(now + timedelta(days=policy.ocsp_lifetime_days), issuing.not_valid_after)
+                )
+                self._make(
+                    s,
+                    keys,
+                    f"ocsp-{kind.value}",
+                    CaRole.OCSP,
+                    kind,
+                    (issuing, issuing_key),
+                    f"{name.common_name} OCSP",
+                    ocsp_validity,
+                    certs.build_ocsp_signer,
+                )
+            records = list(s.exec(select(CertificateAuthority).order_by(col(CertificateAuthority.id))).all())
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor,
+                action="ca.create",
+                subject_type="ca",
+                subject_id="hierarchy",
+                details={r.slug: {"serial": r.serial, "subject": r.subject} for r in records},
+            )
+        self._loaded = None
+        return records
+
+    def _make(
+        self,
+        s: Session,
+        keys: KeyStore,
+        slug: str,
+        role: CaRole,
+        kind: AccessType | None,
+        issuer: tuple[CertificateAuthority, PrivateKey] | None,
+        common_name: str,
+        validity: certs.Validity,
+        build: Callable[..., x509.Certificate] | None = None,
+    ) -> tuple[PrivateKey, CertificateAuthority]:
+        """Generate a key, certify it (self-signed when ``issuer`` is None), store key and record."""
+        policy = self._ctx.policies.ca
+        key = generate_private_key(policy.key_algorithm)
+        name = certs.ca_name(policy.country, policy.organization, common_name)
+        serial = x509.random_serial_number()
+        if issuer is None:
+            cert = certs.build_root(key, name, serial, validity)
+        else:
+            assert build is not None
+            issuer_cert = x509.load_der_x509_certificate(issuer[0].certificate_der)
+            cert = build(issuer_cert, issuer[1], key.public_key(), name, serial, validity)
+        ref = keys.save(f"{slug}-{serial:X}"[:48], key)
+        record = CertificateAuthority(
+            slug=slug,
+            role=role,
+            kind=kind,
+            parent_id=issuer[0].id if issuer else None,
+            subject=cert.subject.rfc4514_string(),
+            serial=f"{serial:X}",
+            not_valid_before=cert.not_valid_before_utc,
+            not_valid_after=cert.not_valid_after_utc,
+            certificate_der=cert.public_bytes(Encoding.DER),
+            key_ref=ref,
+            key_algorithm=policy.key_algorithm,
+            created_at=self._ctx.now(),
+        )
+        s.add(record)
+        s.flush()
+        return key, record
+
+    # -- reads ------------------------------------------------------------------------------------------
+
+    def all(self) -> list[CertificateAuthority]:
+        with self._ctx.read() as s:
+            return list(s.exec(select(CertificateAuthority).order_by(col(CertificateAuthority.id))).all())
+
+    def loaded(self) -> dict[str, LoadedCa]:
+        """Every CA by slug, certificates parsed; cached for the life of the service."""
+        if self._loaded is None:
+            self._loaded = {r.slug: LoadedCa(r) for r in self.all()}
+        return self._loaded
+
+    def get(self, slug: str) -> LoadedCa:
+        found = self.loaded().get(slug)
+        if found is None:
+            if not self.loaded():
+                raise ConfigurationError("no CA hierarchy yet: run 'pkictl init' with PKI_CA_PASSPHRASE set")
+            raise NotFoundError(f"no CA named {slug!r}")
+        return found
+
+    def issuing_for(self, kind: AccessType) -> LoadedCa:
+        return self.get(self._ctx.policies.profiles.kinds[kind.value].issuing_ca)
+
+    def ocsp_signer_for(self, issuing: LoadedCa) -> LoadedCa:
+        return self.get(f"ocsp-{issuing.slug}")
+
+    def key_for(self, ca: LoadedCa) -> PrivateKey:
+        return self._ctx.key_store().load(ca.record.key_ref)
+
+    def chain(self, ca: LoadedCa) -> list[x509.Certificate]:
+        """``ca`` and its issuers up to the root, in that order."""
+        by_id = {c.id: c for c in self.loaded().values()}
+        out, current = [], ca
+        while True:
+            out.append(current.certificate)
+            if current.record.parent_id is None:
+                return out
+            current = by_id[current.record.parent_id]

@@ -1,0 +1,163 @@
+"""CA hierarchy and end-entity profile policy (ca.toml, profiles.toml), validated at load."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from pki.errors import ConfigurationError
+from policies._load import need, read_toml, str_list
+
+KEY_ALGORITHMS = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
+KINDS = ("test", "formal")
+_OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
+_URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
+
+
+@dataclass(frozen=True)
+class CaName:
+    common_name: str
+    lifetime_years: int
+
+
+@dataclass(frozen=True)
+class CaPolicy:
+    country: str
+    organization: str
+    key_algorithm: str
+    root: CaName
+    issuing: Mapping[str, CaName]  # kind -> issuing CA
+    ocsp_lifetime_days: int
+    crl_base: str
+    ocsp_base: str
+    ca_issuers_base: str
+    crl_next_update_hours: int
+    renewal_window_days: int
+    revoke_superseded: str  # "issue" | "never"
+
+    def crl_url(self, ca: str) -> str:
+        return f"{self.crl_base.rstrip('/')}/{ca}.crl"
+
+    def ocsp_url(self, ca: str) -> str:
+        return f"{self.ocsp_base.rstrip('/')}/{ca}"
+
+    def ca_issuers_url(self, ca: str) -> str:
+        return f"{self.ca_issuers_base.rstrip('/')}/{ca}.cer"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    issuing_ca: str
+    policy_oid: str
+    label_zh: str
+
+
+@dataclass(frozen=True)
+class ProfilePolicy:
+    kinds: Mapping[str, Kind]
+    organization_code_oid: str
+    organization_identifier: bool
+    allowed_keys: tuple[str, ...]
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    return need(data, key, dict, where)  # type: ignore[no-any-return]
+
+
+def _positive(data: dict[str, Any], key: str, where: str, upper: int) -> int:
+    value: int = need(data, key, int, where)
+    if not 0 < value <= upper:
+        raise ConfigurationError(f"{where}: {key!r} must be between 1 and {upper}")
+    return value
+
+
+def _name(data: dict[str, Any], where: str) -> CaName:
+    cn = need(data, "common_name", str, where)
+    if not 0 < len(cn) <= 64:
+        raise ConfigurationError(f"{where}: 'common_name' must be 1..64 characters")
+    return CaName(common_name=cn, lifetime_years=_positive(data, "lifetime_years", where, 50))
+
+
+def _url(data: dict[str, Any], key: str, where: str) -> str:
+    value: str = need(data, key, str, where)
+    if not _URL.match(value):
+        raise ConfigurationError(f"{where}: {key!r} must be an http(s) URL, got {value!r}")
+    return value
+
+
+def load_ca(directory: Path) -> CaPolicy:
+    data = read_toml(directory, "ca.toml")
+    h = _table(data, "hierarchy", "ca.toml")
+    algorithm = need(h, "key_algorithm", str, "ca.toml [hierarchy]")
+    if algorithm not in KEY_ALGORITHMS:
+        raise ConfigurationError(f"ca.toml [hierarchy]: key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}")
+    issuing = _table(data, "issuing", "ca.toml")
+    if sorted(issuing) != sorted(KINDS):
+        raise ConfigurationError(f"ca.toml [issuing]: needs exactly the kinds {', '.join(KINDS)}")
+    urls = _table(data, "urls", "ca.toml")
+    renewal = _table(data, "renewal", "ca.toml")
+    revoke = need(renewal, "revoke_superseded", str, "ca.toml [renewal]")
+    if revoke not in ("issue", "never"):
+        raise ConfigurationError("ca.toml [renewal]: revoke_superseded must be 'issue' or 'never'")
+    country = need(h, "country", str, "ca.toml [hierarchy]")
+    if not re.fullmatch(r"[A-Z]{2}", country):
+        raise ConfigurationError("ca.toml [hierarchy]: country must be two capital letters")
+    return CaPolicy(
+        country=country,
+        organization=need(h, "organization", str, "ca.toml [hierarchy]"),
+        key_algorithm=algorithm,
+        root=_name(_table(data, "root", "ca.toml"), "ca.toml [root]"),
+        issuing=MappingProxyType({k: _name(_table(issuing, k, "ca.toml [issuing]"), f"ca.toml [issuing.{k}]")
+                                  for k in KINDS}),
+        ocsp_lifetime_days=_positive(_table(data, "ocsp", "ca.toml"), "lifetime_days", "ca.toml [ocsp]", 3650),
+        crl_base=_url(urls, "crl_base", "ca.toml [urls]"),
+        ocsp_base=_url(urls, "ocsp_base", "ca.toml [urls]"),
+        ca_issuers_base=_url(urls, "ca_issuers_base", "ca.toml [urls]"),
+        crl_next_update_hours=_positive(_table(data, "crl", "ca.toml"), "next_update_hours", "ca.toml [crl]",
+                                        24 * 31),
+        renewal_window_days=_positive(renewal, "window_days", "ca.toml [renewal]", 3650),
+        revoke_superseded=revoke,
+    )
+
+
+def _oid(data: dict[str, Any], key: str, where: str) -> str:
+    value: str = need(data, key, str, where)
+    if not _OID.match(value):
+        raise ConfigurationError(f"{where}: {key!r} is not a dotted OID: {value!r}")
+    return value
+
+
+def load_profiles(directory: Path) -> ProfilePolicy:
+    data = read_toml(directory, "profiles.toml")
+    raw_kinds = _table(data, "kinds", "profiles.toml")
+    if sorted(raw_kinds) != sorted(KINDS):
+        raise ConfigurationError(f"profiles.toml [kinds]: needs exactly {', '.join(KINDS)}")
+    kinds: dict[str, Kind] = {}
+    for name in KINDS:
+        where = f"profiles.toml [kinds.{name}]"
+        k = _table(raw_kinds, name, "profiles.toml [kinds]")
+        ca = need(k, "issuing_ca", str, where)
+        if ca not in KINDS:
+            raise ConfigurationError(f"{where}: issuing_ca must be one of {', '.join(KINDS)}")
+        kinds[name] = Kind(name=name, issuing_ca=ca, policy_oid=_oid(k, "policy_oid", where),
+                           label_zh=need(k, "label_zh", str, where))
+    if len({k.policy_oid for k in kinds.values()}) != len(kinds):
+        raise ConfigurationError("profiles.toml [kinds]: each kind needs its own policy_oid")
+    if len({k.issuing_ca for k in kinds.values()}) != len(kinds):
+        raise ConfigurationError("profiles.toml [kinds]: each kind needs its own issuing CA")
+    ee = _table(data, "end_entity", "profiles.toml")
+    keys = str_list(ee, "allowed_keys", "profiles.toml [end_entity]")
+    unknown = sorted(set(keys) - set(KEY_ALGORITHMS))
+    if unknown or not keys:
+        raise ConfigurationError(f"profiles.toml [end_entity]: allowed_keys must be among {', '.join(KEY_ALGORITHMS)}")
+    return ProfilePolicy(
+        kinds=MappingProxyType(kinds),
+        organization_code_oid=_oid(ee, "organization_code_oid", "profiles.toml [end_entity]"),
+        organization_identifier=need(ee, "organization_identifier", bool, "profiles.toml [end_entity]"),
+        allowed_keys=tuple(keys),
+    )
