@@ -32,6 +32,7 @@ class CaPolicy:
     root: CaName
     issuing: Mapping[str, CaName]  # kind -> issuing CA
     ocsp_lifetime_days: int
+    ocsp_response_validity_hours: int
     crl_base: str
     ocsp_base: str
     ca_issuers_base: str
@@ -115,6 +116,9 @@ def load_ca(directory: Path) -> CaPolicy:
         issuing=MappingProxyType({k: _name(_table(issuing, k, "ca.toml [issuing]"), f"ca.toml [issuing.{k}]")
                                   for k in KINDS}),
         ocsp_lifetime_days=_positive(_table(data, "ocsp", "ca.toml"), "lifetime_days", "ca.toml [ocsp]", 3650),
+        ocsp_response_validity_hours=_positive(
+            _table(data, "ocsp", "ca.toml"), "response_validity_hours", "ca.toml [ocsp]", 24 * 7
+        ),
         crl_base=_url(urls, "crl_base", "ca.toml [urls]"),
         ocsp_base=_url(urls, "ocsp_base", "ca.toml [urls]"),
         ca_issuers_base=_url(urls, "ca_issuers_base", "ca.toml [urls]"),

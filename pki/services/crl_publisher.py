@@ -1,0 +1,110 @@
+"""Publishing CRLs: one per issuing CA, numbers strictly increasing, expired certificates left out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import delete
+from sqlmodel import Session, col, func, select
+
+from pki import audit
+from pki.ca import crl
+from pki.ca.validity import whole_seconds
+from pki.enums import CaRole, CertificateStatus
+from pki.errors import NotFoundError
+from pki.models import Certificate, CrlRecord
+from pki.services.authority import AuthorityService, LoadedCa
+from pki.services.context import Context
+
+KEEP_PER_CA = 10  # older CRLs are pruned; the audit trail keeps every publication
+
+
+@dataclass(frozen=True)
+class Published:
+    ca: str
+    record: CrlRecord
+
+
+class CrlService:
+    def __init__(self, ctx: Context, authority: AuthorityService) -> None:
+        self._ctx = ctx
+        self._authority = authority
+
+    def publish(self, *, actor: str = "system") -> list[Published]:
+        """A fresh CRL for every issuing CA, in one transaction."""
+        issuing = [c for c in self._authority.loaded().values() if c.record.role is CaRole.ISSUING]
+        out: list[Published] = []
+        with self._ctx.write() as s:
+            for ca in issuing:
+                now = whole_seconds(self._ctx.now())
+                rows = s.exec(
+                    select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
+                    .where(
+                        Certificate.ca_id == ca.id,
+                        Certificate.status == CertificateStatus.REVOKED,
+                        col(Certificate.not_valid_after) > now,
+                    )
+                    .order_by(col(Certificate.revoked_at), col(Certificate.id))
+                ).all()
+                last = s.exec(select(func.max(CrlRecord.number)).where(CrlRecord.ca_id == ca.id)).one()
+                number = (last or 0) + 1
+                next_update = now + timedelta(hours=self._ctx.policies.ca.crl_next_update_hours)
+                entries = (
+                    crl.Entry(int(serial, 16), revoked_at, str(reason))
+                    for serial, revoked_at, reason in rows
+                    if revoked_at is not None and reason is not None
+                )
+                data = crl.build_crl(
+                    ca.certificate,
+                    self._authority.key_for(ca),
+                    number=number,
+                    this_update=now,
+                    next_update=next_update,
+                    entries=entries,
+                )
+                record = CrlRecord(
+                    ca_id=ca.id,
+                    number=number,
+                    this_update=now,
+                    next_update=next_update,
+                    entries=len(rows),
+                    der=data,
+                    published_by=actor,
+                )
+                s.add(record)
+                s.flush()
+                self._prune(s, ca, number)
+                audit.append(
+                    s,
+                    at=self._ctx.now(),
+                    actor=actor,
+                    action="crl.publish",
+                    subject_type="ca",
+                    subject_id=ca.slug,
+                    details={"number": number, "entries": len(rows)},
+                )
+                out.append(Published(ca.slug, record))
+        return out
+
+    @staticmethod
+    def _prune(s: Session, ca: LoadedCa, newest: int) -> None:
+        s.execute(
+            delete(CrlRecord).where(
+                col(CrlRecord.ca_id) == ca.id, col(CrlRecord.number) <= newest - KEEP_PER_CA
+            )
+        )
+
+    def latest(self, ca_slug: str) -> CrlRecord:
+        """The newest published CRL of an issuing CA; NotFoundError before the first publication."""
+        ca = self._authority.get(ca_slug)
+        with self._ctx.read() as s:
+            record = s.exec(
+                select(CrlRecord)
+                .where(CrlRecord.ca_id == ca.id)
+                .order_by(col(CrlRecord.number).desc())
+                .limit(1)
+            ).first()
+        if record is None:
+            raise NotFoundError(f"no CRL published yet for {ca_slug!r}: run 'pkictl crl publish'")
+        return record

@@ -1,0 +1,155 @@
+"""The OCSP responder (RFC 6960): delegated signers, nonce echoed, status read fresh from the database.
+
+Responses are never cached, so a revocation shows in the very next response. Error statuses
+(malformedRequest, unauthorized, internalError) are unsigned, as §2.3 requires.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp
+from sqlalchemy import select
+from sqlmodel import col
+
+from pki.ca.keys import PrivateKey, signature_hash
+from pki.ca.validity import whole_seconds
+from pki.enums import CaRole, CertificateStatus
+from pki.models import Certificate
+from pki.services.authority import AuthorityService
+from pki.services.context import Context
+
+log = logging.getLogger(__name__)
+MAX_NONCE = 128  # octets (RFC 9654 recommends at most 32; we accept what RFC 6960 clients send)
+_HASHES: dict[str, type[hashes.HashAlgorithm]] = {
+    "sha1": hashes.SHA1,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
+}
+_REASONS = {
+    "unspecified": x509.ReasonFlags.unspecified,
+    "keyCompromise": x509.ReasonFlags.key_compromise,
+    "affiliationChanged": x509.ReasonFlags.affiliation_changed,
+    "superseded": x509.ReasonFlags.superseded,
+    "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
+    "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+}
+_STATUS = select(col(Certificate.status), col(Certificate.revoked_at), col(Certificate.revocation_reason))
+
+
+@dataclass(frozen=True)
+class _Responder:
+    ca_id: int
+    signer: x509.Certificate
+    signer_key: PrivateKey
+
+
+def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
+    return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(Encoding.DER)
+
+
+class OcspService:
+    def __init__(self, ctx: Context, authority: AuthorityService) -> None:
+        self._ctx = ctx
+        self._authority = authority
+        self._by_hash: dict[tuple[str, bytes, bytes], _Responder] | None = None
+
+    def _responders(self) -> dict[tuple[str, bytes, bytes], _Responder]:
+        """(hash algorithm, issuer name hash, issuer key hash) -> responder, for every issuing CA."""
+        if self._by_hash is None:
+            table: dict[tuple[str, bytes, bytes], _Responder] = {}
+            for ca in self._authority.loaded().values():
+                if ca.record.role is not CaRole.ISSUING:
+                    continue
+                signer = self._authority.ocsp_signer_for(ca)
+                responder = _Responder(ca.id, signer.certificate, self._authority.key_for(signer))
+                name_der = ca.certificate.subject.public_bytes()
+                key_bits = _public_key_bits(ca.certificate)
+                for algo in _HASHES:
+                    table[
+                        (algo, hashlib.new(algo, name_der).digest(), hashlib.new(algo, key_bits).digest())
+                    ] = responder
+            self._by_hash = table
+        return self._by_hash
+
+    def respond(self, request_der: bytes) -> bytes:
+        """A DER OCSPResponse for a DER OCSPRequest; never raises."""
+        try:
+            req = ocsp.load_der_ocsp_request(request_der)
+            nonce = _nonce(req)
+            algo = req.hash_algorithm.name
+        except (ValueError, TypeError, x509.UnsupportedGeneralNameType):
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        except Exception:  # cryptography raises a few other types on garbage
+            return _unsuccessful(ocsp.OCSPResponseStatus.MALFORMED_REQUEST)
+        try:
+            responder = self._responders().get((algo, req.issuer_name_hash, req.issuer_key_hash))
+            if responder is None:
+                return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+            return self._signed(req, responder, nonce)
+        except Exception:
+            log.exception("OCSP response failed")
+            return _unsuccessful(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
+
+    def _signed(self, req: ocsp.OCSPRequest, responder: _Responder, nonce: bytes | None) -> bytes:
+        with self._ctx.engine.connect() as conn:
+            row = conn.execute(
+                _STATUS.where(
+                    col(Certificate.ca_id) == responder.ca_id,
+                    col(Certificate.serial) == f"{req.serial_number:X}",
+                )
+            ).first()
+        now = whole_seconds(self._ctx.now())
+        status, revoked_at, reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
+        if row is not None:
+            if row.status == CertificateStatus.REVOKED.value or row.status is CertificateStatus.REVOKED:
+                status, revoked_at = ocsp.OCSPCertStatus.REVOKED, row.revoked_at.replace(microsecond=0)
+                reason = _REASONS.get(str(row.revocation_reason))
+            else:
+                status = ocsp.OCSPCertStatus.GOOD
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                req.issuer_name_hash,
+                req.issuer_key_hash,
+                req.serial_number,
+                req.hash_algorithm,
+                status,
+                now,
+                now + timedelta(hours=self._ctx.policies.ca.ocsp_response_validity_hours),
+                revoked_at,
+                reason,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.signer)
+            .certificates([responder.signer])
+        )
+        if nonce is not None:
+            builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+        response = builder.sign(responder.signer_key, signature_hash(responder.signer_key))
+        return response.public_bytes(Encoding.DER)
+
+
+def _nonce(req: ocsp.OCSPRequest) -> bytes | None:
+    try:
+        value = req.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    except x509.ExtensionNotFound:
+        return None
+    if not 0 < len(value) <= MAX_NONCE:
+        raise ValueError("nonce length out of range")
+    return value
+
+
+def _public_key_bits(cert: x509.Certificate) -> bytes:
+    """The subjectPublicKey BIT STRING contents, which RFC 6960 issuerKeyHash covers."""
+    key = cert.public_key()
+    try:
+        return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
+    except (TypeError, ValueError, AttributeError):
+        return key.public_bytes(Encoding.DER, PublicFormat.PKCS1)
