@@ -83,8 +83,12 @@ class Entry:
 _HEAD_KEY = "pki.audit_head"
 
 
-def _locked_head(session: Session) -> AuditHead:
-    """The chain head, locked once per transaction (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE)."""
+def lock_chain(session: Session) -> AuditHead:
+    """The chain head, locked once per transaction (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE).
+
+    Every write transaction takes it first (see Context.write), which orders all writers: check-then-insert
+    rules such as "the first user must be an admin" cannot race.
+    """
     head = session.info.get(_HEAD_KEY)
     if head is None:
         head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
@@ -100,7 +104,7 @@ def append_many(session: Session, entries: Sequence[Entry]) -> None:
     """Append records inside the caller's transaction, in order, and move the head once."""
     if not entries:
         return
-    head = _locked_head(session)
+    head = lock_chain(session)
     seq, prev = head.seq, head.hash
     rows: list[dict[str, Any]] = []
     for e in entries:
@@ -151,9 +155,17 @@ class VerifyResult:
 MAX_PROBLEMS = 20
 
 
-def verify(session: Session, *, batch: int = 2000) -> VerifyResult:
-    """Walk the whole chain in order, recomputing every hash; report the first problems found."""
-    result = VerifyResult()
+def verify(session: Session, *, batch: int = 2000, expect: tuple[int, str] | None = None) -> VerifyResult:
+    """Walk the whole chain in order, recomputing every hash; report the first problems found.
+
+    Run it in a snapshot (Context.read(snapshot=True)) so that concurrent writers cannot make a sound chain
+    look broken. ``expect`` = (seq, hash) is an anchor kept outside the database: the record at ``seq`` must
+    still carry ``hash``.
+    """
+    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one_or_none()
+    result = VerifyResult(head_seq=head.seq if head else 0, head_hash=head.hash if head else GENESIS_HASH)
+    if head is None:
+        result.problems.append("the chain head is missing")
     expected_seq, prev = 1, GENESIS_HASH
     for rec in _stream(session, batch):
         result.records += 1
@@ -163,17 +175,18 @@ def verify(session: Session, *, batch: int = 2000) -> VerifyResult:
             result.problems.append(f"record {rec.seq}: does not link to the record before it")
         if _hash_of(rec) != rec.hash:
             result.problems.append(f"record {rec.seq}: content does not match its hash (edited)")
+        if expect is not None and rec.seq == expect[0] and rec.hash != expect[1]:
+            result.problems.append(f"record {rec.seq}: hash differs from the anchor {expect[1][:16]}…")
         if len(result.problems) >= MAX_PROBLEMS:
             return result
         expected_seq, prev = rec.seq + 1, rec.hash
-    head = session.exec(select(AuditHead).where(AuditHead.id == 1)).one_or_none()
-    result.head_seq = head.seq if head else 0
-    result.head_hash = head.hash if head else GENESIS_HASH
-    if result.head_seq != expected_seq - 1 or result.head_hash != prev:
+    if head is not None and (result.head_seq != expected_seq - 1 or result.head_hash != prev):
         result.problems.append(
             f"chain ends at record {expected_seq - 1} but the head says {result.head_seq}"
             " (records removed from the end, or the head was altered)"
         )
+    if expect is not None and expect[0] > expected_seq - 1:
+        result.problems.append(f"the anchor's record {expect[0]} is beyond the end of the chain")
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
@@ -36,7 +37,7 @@ def migrate(engine: Engine) -> None:
 
 # The newest migration; tests check it equals Alembic's head. Checking it with one query keeps Alembic out
 # of every command's start-up.
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 
 
 def schema_revision(engine: Engine) -> str | None:
@@ -50,10 +51,15 @@ def schema_revision(engine: Engine) -> str | None:
 
 
 def init_home(settings: Settings) -> Engine:
-    """Create the home directory and a migrated database; safe to run again."""
-    settings.home.mkdir(parents=True, exist_ok=True)
+    """Create the home (owner-only) and a migrated database; safe to run again."""
+    settings.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings.home.chmod(0o700)  # also tighten a home made by hand
     engine = make_engine(settings.database_url)
-    migrate(engine)
+    old_umask = os.umask(0o077)  # SQLite creates the database and its WAL files owner-only
+    try:
+        migrate(engine)
+    finally:
+        os.umask(old_umask)
     return engine
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from pki.enums import RequestState
+from pki.enums import AccessMode, AccessType, RequestState, Role
 from pki.errors import ImportRowsError, PkiError
 
 if TYPE_CHECKING:
@@ -119,12 +119,10 @@ def demo() -> None:
     Never use a demo home for real certificates; `pkictl init` alone creates no users and no data.
     """
     from pki import demo as demo_data
-    from pki.bootstrap import init_home
     from pki.config import Settings
-    from pki.services import Service
 
     settings = Settings.from_env()
-    service = Service(init_home(settings))
+    service = demo_data.open_demo_home(settings)
     click.get_current_context().call_on_close(service.ctx.engine.dispose)
     users = demo_data.seed(service, settings.home)
     click.echo(f"DEMO home at {settings.home} (marked by {demo_data.MARKER}); not for real certificates.")
@@ -150,7 +148,8 @@ def user() -> None:
     multiple=True,
     required=True,
     metavar="ROLE",
-    help="entry, acceptor, head, reviewer, distributor, ops or admin; repeat for several.",
+    type=click.Choice([r.value for r in Role]),
+    help="Role; repeat for several.",
 )
 @click.option("--display-name", default="", help="Name shown in the UI.")
 @click.option(
@@ -242,7 +241,7 @@ def request_edit(request_id: int, path: Path, as_user: str, as_json: bool) -> No
 @click.option("--label", required=True, help="Batch name, e.g. '西藏 第一批'.")
 @click.option(
     "--access-mode",
-    type=click.Choice(["batch", "all"]),
+    type=click.Choice([m.value for m in AccessMode]),
     default="batch",
     show_default=True,
     help="分批接入 (batch) or 全部接入 (all).",
@@ -260,24 +259,25 @@ def request_import(
     as_json: bool,
 ) -> None:
     """Import a 附件4–6 unit list (CSV): one request per unit; by default nothing if any row is bad."""
-    from pki.enums import AccessMode
-
     defaults = _read_json_file(defaults_path)
     svc = _service()
     actor = _login(svc, as_user)
-    result = svc.bulk.import_units(
-        csv_path.read_bytes(),
-        actor=actor,
-        defaults=defaults,
-        label=label,
-        access_mode=AccessMode(access_mode),
-        source_name=csv_path.name,
-        skip_invalid=skip_invalid,
-    )
-    rejected = [
-        {"line": r.row, "errors": [{"field": e.field, "message": e.message} for e in r.errors]}
-        for r in result.rejected
-    ]
+    try:
+        result = svc.bulk.import_units(
+            csv_path.read_bytes(),
+            actor=actor,
+            defaults=defaults,
+            label=label,
+            access_mode=AccessMode(access_mode),
+            source_name=csv_path.name,
+            skip_invalid=skip_invalid,
+        )
+    except ImportRowsError as e:
+        if not as_json:
+            raise  # main() prints the rows and the one-line refusal
+        _print_json({"batch_id": None, "total": e.total, "imported": [], "rejected": _rows_json(e.rows)})
+        raise PkiError(e.message) from e
+    rejected = _rows_json(result.rejected)
     if as_json:
         _print_json(
             {
@@ -293,10 +293,16 @@ def request_import(
         click.echo(f"  skipped {r}")
 
 
+def _rows_json(rows: Any) -> list[dict[str, Any]]:
+    return [
+        {"line": r.row, "errors": [{"field": e.field, "message": e.message} for e in r.errors]} for r in rows
+    ]
+
+
 @request.command("list")
 @click.option("--status", type=click.Choice(WORKFLOW_STATES))
 @click.option("--province")
-@click.option("--access-type", type=click.Choice(["test", "formal"]))
+@click.option("--access-type", type=click.Choice([t.value for t in AccessType]))
 @click.option("--search", help="Unit name fragment or exact credit code.")
 @click.option("--after-id", type=int, help="Page on: only requests with a larger id.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
@@ -317,7 +323,7 @@ def request_list(
     flt = RequestFilter(
         state=RequestState(status) if status else None,
         province=province,
-        access_type=access_type,
+        access_type=AccessType(access_type) if access_type else None,
         search=search,
         after_id=after_id,
         limit=limit,
@@ -347,13 +353,14 @@ def request_show(request_id: int, as_json: bool) -> None:
     if as_json:
         _print_json({**data, "history": history})
         return
+    req = svc.requests.get(request_id)
     for key, value in data.items():
-        click.echo(f"{FIELD_LABELS.get(key, key)} ({key}): {value if value not in (None, '') else '-'}")
-    click.echo("history:")
-    for h in history:
-        click.echo(
-            f"  #{h['seq']} {h['at']} {h['actor']} {h['action']} {json.dumps(h['details'], ensure_ascii=False)}"
-        )
+        raw = getattr(req, key)
+        shown = _local(raw) if hasattr(raw, "astimezone") and hasattr(raw, "hour") else value
+        click.echo(f"{FIELD_LABELS.get(key, key)} ({key}): {shown if shown not in (None, '') else '-'}")
+    click.echo("history (China Standard Time):")
+    for a in svc.requests.history(request_id):
+        click.echo(f"  #{a.seq} {_local(a.at)} {a.actor} {a.action} {a.details}")
 
 
 @request.command("accept")
@@ -437,10 +444,28 @@ def audit() -> None:
 
 
 @audit.command("verify")
+@click.option(
+    "--expect",
+    "anchor",
+    metavar="SEQ:HASH",
+    help="An anchor noted earlier (from a previous verify): record SEQ must still have HASH.",
+)
 @json_option
-def audit_verify(as_json: bool) -> None:
-    """Recompute the chain; exit 1 if any record was edited, deleted or reordered."""
-    result = _service().audit.verify()
+def audit_verify(anchor: str | None, as_json: bool) -> None:
+    """Recompute the chain; exit 1 if any record was edited, deleted or reordered.
+
+    The chain proves order and integrity inside the database; noting the printed head elsewhere (a log
+    book, another system) and passing it back with --expect also catches a rewrite of the whole chain.
+    """
+    expect = None
+    if anchor is not None:
+        seq, _, digest = anchor.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise click.BadParameter(
+                "use SEQ:HASH as printed by 'pkictl audit verify'", param_hint="--expect"
+            )
+        expect = (int(seq), digest.lower())
+    result = _service().audit.verify(expect=expect)
     if as_json:
         _print_json(
             {
@@ -452,10 +477,10 @@ def audit_verify(as_json: bool) -> None:
             }
         )
     elif result.ok:
-        click.echo(f"audit chain OK: {result.records} records, head {result.head_seq} {result.head_hash}")
+        click.echo(f"audit chain OK: {result.records} records, head {result.head_seq}:{result.head_hash}")
     else:
-        for p in result.problems:
-            click.echo(p, err=True)
+        for p in result.problems:  # the report goes to stdout; the one-line refusal to stderr below
+            click.echo(p)
     if not result.ok:
         _fail(f"audit chain broken: {len(result.problems)} problem(s) found")
 
@@ -468,10 +493,11 @@ def audit_show(limit: int, request_id: int | None, as_json: bool) -> None:
     """Show the newest audit records, oldest of them first."""
     from pki.serialize import audit_to_dict
 
-    recs = _service().audit.recent(
-        limit=limit,
-        subject_type="request" if request_id is not None else None,
-        subject_id=str(request_id) if request_id is not None else None,
+    svc = _service()
+    recs = (
+        svc.audit.for_request(request_id, limit=limit)
+        if request_id is not None
+        else svc.audit.recent(limit=limit)
     )
     if as_json:
         _print_json([audit_to_dict(r) for r in recs])
@@ -511,8 +537,8 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except ImportRowsError as e:
-        for row in e.rows:
-            click.echo(f"pkictl: {row}", err=True)
+        for row in e.rows:  # the per-row report on stdout; the one-line refusal on stderr
+            click.echo(str(row))
         _fail(e.message)
     except PkiError as e:
         _fail(e.message)

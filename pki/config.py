@@ -15,6 +15,9 @@ class Settings:
     home: Path
     database_url: str
 
+    def default_database_url(self) -> str:
+        return f"sqlite:///{self.home / DB_FILE}"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
         """PKI_HOME (default ./pki-home) and PKI_DATABASE_URL (default SQLite inside the home)."""

@@ -80,8 +80,11 @@ def transaction(engine: Engine) -> Iterator[Session]:
 
 
 @contextmanager
-def read_session(engine: Engine) -> Iterator[Session]:
-    """A consistent read; never takes the write lock and never commits."""
-    bind = engine.execution_options(**{READONLY_OPTION: True})
+def read_session(engine: Engine, *, snapshot: bool = False) -> Iterator[Session]:
+    """A read that never takes the write lock and never commits; ``snapshot`` for one consistent view."""
+    options: dict[str, Any] = {READONLY_OPTION: True}
+    if snapshot and engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    bind = engine.execution_options(**options)
     with Session(bind, expire_on_commit=False) as session:
         yield session  # closing the session rolls the read transaction back

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pki.bootstrap import init_home
+from pki.config import Settings
 from pki.enums import Action, Role
 from pki.errors import ConflictError
 from pki.services import Actor, Service
@@ -45,6 +47,14 @@ class DemoUser:
 
 def is_demo_home(home: Path) -> bool:
     return (home / MARKER).exists()
+
+
+def open_demo_home(settings: Settings) -> Service:
+    """Initialize the home for a demo. A demo lives in the home's own SQLite file: it refuses a configured
+    PKI_DATABASE_URL, so that demo users can never land in a shared or production database."""
+    if settings.database_url != settings.default_database_url():
+        raise ConflictError("pkictl demo uses the home's own SQLite database: unset PKI_DATABASE_URL")
+    return Service(init_home(settings))
 
 
 def seed(service: Service, home: Path) -> list[DemoUser]:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 _hasher = PasswordHasher()
 
 
-@cache
-def _dummy_hash() -> str:
-    """A real hash of a throw-away secret, verified against when the user does not exist, so that a wrong
-    user name takes as long as a wrong password. Made on first need, not at import (it costs ~0.1 s)."""
-    return _hasher.hash("pkictl-timing-equalizer")
+# A real Argon2id hash of a throw-away secret, made once with the same parameters as _hasher. It is verified
+# against when the user does not exist, so that an unknown user name costs one verification, exactly like a
+# wrong password: response time does not tell which user names exist.
+_DUMMY = "$argon2id$v=19$m=65536,t=3,p=4$bil9umwMLrFs4wrKUZmTdQ$BOjH2CKYMjvKbFYrUNeRPp7RQ9KM0UErf5DdUKBNuOM"
 
 
 def hash_password(password: str) -> str:
@@ -23,7 +20,7 @@ def hash_password(password: str) -> str:
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     try:
-        return _hasher.verify(stored_hash or _dummy_hash(), password) and stored_hash is not None
+        return _hasher.verify(stored_hash or _DUMMY, password) and stored_hash is not None
     except (VerificationError, InvalidHashError):
         return False
 

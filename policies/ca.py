@@ -96,7 +96,9 @@ def load_ca(directory: Path) -> CaPolicy:
     h = _table(data, "hierarchy", "ca.toml")
     algorithm = need(h, "key_algorithm", str, "ca.toml [hierarchy]")
     if algorithm not in KEY_ALGORITHMS:
-        raise ConfigurationError(f"ca.toml [hierarchy]: key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}")
+        raise ConfigurationError(
+            f"ca.toml [hierarchy]: key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}"
+        )
     issuing = _table(data, "issuing", "ca.toml")
     if sorted(issuing) != sorted(KINDS):
         raise ConfigurationError(f"ca.toml [issuing]: needs exactly the kinds {', '.join(KINDS)}")
@@ -113,17 +115,21 @@ def load_ca(directory: Path) -> CaPolicy:
         organization=need(h, "organization", str, "ca.toml [hierarchy]"),
         key_algorithm=algorithm,
         root=_name(_table(data, "root", "ca.toml"), "ca.toml [root]"),
-        issuing=MappingProxyType({k: _name(_table(issuing, k, "ca.toml [issuing]"), f"ca.toml [issuing.{k}]")
-                                  for k in KINDS}),
-        ocsp_lifetime_days=_positive(_table(data, "ocsp", "ca.toml"), "lifetime_days", "ca.toml [ocsp]", 3650),
+        issuing=MappingProxyType(
+            {k: _name(_table(issuing, k, "ca.toml [issuing]"), f"ca.toml [issuing.{k}]") for k in KINDS}
+        ),
+        ocsp_lifetime_days=_positive(
+            _table(data, "ocsp", "ca.toml"), "lifetime_days", "ca.toml [ocsp]", 3650
+        ),
         ocsp_response_validity_hours=_positive(
             _table(data, "ocsp", "ca.toml"), "response_validity_hours", "ca.toml [ocsp]", 24 * 7
         ),
         crl_base=_url(urls, "crl_base", "ca.toml [urls]"),
         ocsp_base=_url(urls, "ocsp_base", "ca.toml [urls]"),
         ca_issuers_base=_url(urls, "ca_issuers_base", "ca.toml [urls]"),
-        crl_next_update_hours=_positive(_table(data, "crl", "ca.toml"), "next_update_hours", "ca.toml [crl]",
-                                        24 * 31),
+        crl_next_update_hours=_positive(
+            _table(data, "crl", "ca.toml"), "next_update_hours", "ca.toml [crl]", 24 * 31
+        ),
         renewal_window_days=_positive(renewal, "window_days", "ca.toml [renewal]", 3650),
         revoke_superseded=revoke,
     )
@@ -148,8 +154,12 @@ def load_profiles(directory: Path) -> ProfilePolicy:
         ca = need(k, "issuing_ca", str, where)
         if ca not in KINDS:
             raise ConfigurationError(f"{where}: issuing_ca must be one of {', '.join(KINDS)}")
-        kinds[name] = Kind(name=name, issuing_ca=ca, policy_oid=_oid(k, "policy_oid", where),
-                           label_zh=need(k, "label_zh", str, where))
+        kinds[name] = Kind(
+            name=name,
+            issuing_ca=ca,
+            policy_oid=_oid(k, "policy_oid", where),
+            label_zh=need(k, "label_zh", str, where),
+        )
     if len({k.policy_oid for k in kinds.values()}) != len(kinds):
         raise ConfigurationError("profiles.toml [kinds]: each kind needs its own policy_oid")
     if len({k.issuing_ca for k in kinds.values()}) != len(kinds):
@@ -158,7 +168,9 @@ def load_profiles(directory: Path) -> ProfilePolicy:
     keys = str_list(ee, "allowed_keys", "profiles.toml [end_entity]")
     unknown = sorted(set(keys) - set(KEY_ALGORITHMS))
     if unknown or not keys:
-        raise ConfigurationError(f"profiles.toml [end_entity]: allowed_keys must be among {', '.join(KEY_ALGORITHMS)}")
+        raise ConfigurationError(
+            f"profiles.toml [end_entity]: allowed_keys must be among {', '.join(KEY_ALGORITHMS)}"
+        )
     return ProfilePolicy(
         kinds=MappingProxyType(kinds),
         organization_code_oid=_oid(ee, "organization_code_oid", "profiles.toml [end_entity]"),

@@ -11,7 +11,6 @@ from pki.enums import Action, Role
 from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list, tables
 
-
 # Operations outside the request state machine, guarded by role only.
 OPERATIONS = ("revoke", "renew", "crl_publish", "ca_init")
 
@@ -78,12 +77,16 @@ def load_workflow(directory: Path) -> WorkflowPolicy:
     operations: dict[str, frozenset[Role]] = {}
     table_ops = need(data, "operations", dict, "workflow.toml")
     for name in OPERATIONS:
-        operations[name] = _roles(str_list(table_ops, name, "workflow.toml [operations]"), f"[operations] {name}")
+        operations[name] = _roles(
+            str_list(table_ops, name, "workflow.toml [operations]"), f"[operations] {name}"
+        )
     unknown_ops = sorted(set(table_ops) - set(OPERATIONS))
     if unknown_ops:
         raise ConfigurationError(f"workflow.toml [operations]: unknown operation {', '.join(unknown_ops)}")
     return WorkflowPolicy(
-        roles_for=MappingProxyType(roles_for), separation=tuple(rules), operations=MappingProxyType(operations)
+        roles_for=MappingProxyType(roles_for),
+        separation=tuple(rules),
+        operations=MappingProxyType(operations),
     )
 
 

@@ -12,11 +12,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from pki.bootstrap import migrate
 from pki.clock import FixedClock
 from pki.db import make_engine, normalize_url
 from pki.enums import Role
+from pki.models import User
 from pki.services import Actor, Service
 
 PG_URL = os.environ.get("PKI_TEST_DATABASE_URL")
@@ -74,8 +76,12 @@ def actor(name: str, *roles: Role) -> Actor:
 
 
 @pytest.fixture
-def people() -> dict[str, Actor]:
-    """One actor per role, a second of each workflow role, and 'omni' who holds every role."""
+def people(service: Service) -> dict[str, Actor]:
+    """One actor per role, a second of each workflow role, and 'omni' who holds every role.
+
+    Each is a real user row (the service re-reads roles from it), with an unusable password hash: tests act
+    as these users directly instead of paying for Argon2 logins.
+    """
     out = {
         "clerk": actor("clerk", Role.ENTRY),
         "clerk2": actor("clerk2", Role.ENTRY),
@@ -89,4 +95,10 @@ def people() -> dict[str, Actor]:
         "admin": actor("admin", Role.ADMIN),
         "omni": actor("omni", *Role),
     }
+    with Session(service.ctx.engine) as s:
+        for a in out.values():
+            s.add(
+                User(username=a.username, password_hash="!", roles=",".join(sorted(a.roles)), created_at=T0)
+            )
+        s.commit()
     return out

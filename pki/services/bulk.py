@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
+
+from sqlmodel import Session
 
 from pki import audit
 from pki.application import FIELD_LABELS, validate_application
@@ -33,20 +35,25 @@ REQUIRED_HEADERS = ("单位名称", "统一社会信用代码")
 MAX_ROWS = 100_000
 
 
-def header_map(headers: list[str]) -> dict[str, str]:
-    """Column header -> field key; raises ValidationError naming unknown or missing headers."""
+def header_map(headers: list[str]) -> dict[int, str]:
+    """Column index -> field key; blank headers (Excel's trailing columns) are skipped.
+
+    Raises ValidationError naming unknown, repeated or missing headers.
+    """
     by_label = {label: key for key, label in FIELD_LABELS.items()}
-    mapping: dict[str, str] = {}
+    mapping: dict[int, str] = {}
     problems: list[FieldError] = []
-    for h in headers:
-        name = h.strip()
+    for index, header in enumerate(headers):
+        name = header.strip()
+        if not name:
+            continue
         key = UNIT_LIST_HEADERS.get(name) or by_label.get(name) or (name if name in FIELD_LABELS else None)
         if key is None:
             problems.append(FieldError("header", f"unknown column {name!r}", f"未知列“{name}”"))
         elif key in mapping.values():
             problems.append(FieldError("header", f"column {name!r} given twice", f"列“{name}”重复"))
         else:
-            mapping[h] = key
+            mapping[index] = key
     for required in REQUIRED_HEADERS:
         if UNIT_LIST_HEADERS[required] not in mapping.values():
             problems.append(FieldError("header", f"missing column {required!r}", f"缺少列“{required}”"))
@@ -60,7 +67,17 @@ def decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
+        pass
+    try:
         return data.decode("gb18030")
+    except UnicodeDecodeError as e:
+        raise ValidationError(
+            [
+                FieldError(
+                    "file", "not a text file in UTF-8 or GB 18030", "文件编码无法识别（应为UTF-8或GB18030）"
+                )
+            ]
+        ) from e
 
 
 @dataclass
@@ -75,6 +92,7 @@ class ImportResult:
 class ParsedList:
     total: int = 0
     good: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)  # the file line of each good row
     bad: list[RowError] = field(default_factory=list)
 
 
@@ -87,6 +105,17 @@ def parse_unit_list(
 ) -> ParsedList:
     """Validate every row of a unit list; ``defaults`` fill the fields the list does not carry."""
     reader = csv.reader(io.StringIO(decode(data), newline=""))
+    try:
+        return _parse_rows(reader, defaults, policies=policies, today=today)
+    except csv.Error as e:
+        raise ValidationError(
+            [FieldError("file", f"not a readable CSV file ({e})", "CSV文件格式错误")]
+        ) from e
+
+
+def _parse_rows(
+    reader: Iterator[list[str]], defaults: Mapping[str, Any], *, policies: Policies, today: date
+) -> ParsedList:
     headers = next(reader, None)
     if not headers:
         raise ValidationError([FieldError("file", "the file is empty", "文件为空")])
@@ -105,7 +134,12 @@ def parse_unit_list(
                 _row_error(line, "row", f"{len(row)} cells for {len(headers)} columns", "列数与表头不一致")
             )
             continue
-        raw = {**base, **{mapping[h]: cell for h, cell in zip(headers, row, strict=True) if cell.strip()}}
+        if any(cell.strip() for i, cell in enumerate(row) if i not in mapping):
+            out.bad.append(
+                _row_error(line, "row", "a cell under a column without a header", "有数据的列缺少表头")
+            )
+            continue
+        raw = {**base, **{key: row[i] for i, key in mapping.items() if row[i].strip()}}
         try:
             values = validate_application(raw, policies=policies, today=today)
         except ValidationError as e:
@@ -123,6 +157,7 @@ def parse_unit_list(
             )
             continue
         out.good.append(values)
+        out.lines.append(line)
     if out.total == 0:
         raise ValidationError([FieldError("file", "no data rows", "没有数据行")])
     return out
@@ -148,31 +183,35 @@ class BulkService:
 
         Raises ImportRowsError when any row is bad and ``skip_invalid`` is false; then nothing is written.
         """
-        with self._ctx.denials_recorded(actor, "batch.import", "batch"):
-            require_role(self._ctx.policies.workflow, actor, Action.ENTER)
+        with self._ctx.denials_recorded(actor, "batch.import", "batch"), self._ctx.read() as s:
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
         label = label.strip()
         if not label:
             raise ValidationError([FieldError("label", "a batch label is required", "批次名称：必填")])
         parsed = parse_unit_list(data, defaults, policies=self._ctx.policies, today=self._ctx.today())
-        if parsed.bad and not skip_invalid:
-            raise ImportRowsError(parsed.bad, total=parsed.total)
-        result = ImportResult(batch_id=None, total=parsed.total, rejected=parsed.bad)
-        if not parsed.good:
-            return result
         with self._ctx.write() as s:
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
+            good = self._drop_open_duplicates(s, parsed)
+            if parsed.bad and not skip_invalid:
+                raise ImportRowsError(sorted(parsed.bad, key=lambda r: r.row), total=parsed.total)
+            result = ImportResult(
+                batch_id=None, total=parsed.total, rejected=sorted(parsed.bad, key=lambda r: r.row)
+            )
+            if not good:
+                return result
             now = self._ctx.now()
             batch = ImportBatch(
                 label=label[:128],
                 access_mode=access_mode,
                 source_name=source_name[:255],
-                row_count=len(parsed.good),
+                row_count=len(good),
                 created_by=actor.username,
                 created_at=now,
             )
             s.add(batch)
             s.flush()
             assert batch.id is not None
-            result.request_ids = self._requests.insert_many(s, parsed.good, actor=actor, batch_id=batch.id)
+            result.request_ids = self._requests.insert_many(s, good, actor=actor, batch_id=batch.id)
             audit.append(
                 s,
                 at=now,
@@ -182,10 +221,30 @@ class BulkService:
                 subject_id=batch.id,
                 details={
                     "label": label,
-                    "imported": len(parsed.good),
+                    "imported": len(good),
                     "rejected": len(parsed.bad),
                     "source": source_name,
                 },
             )
             result.batch_id = batch.id
         return result
+
+    def _drop_open_duplicates(self, s: Session, parsed: ParsedList) -> list[dict[str, Any]]:
+        """Rows whose unit already has an open request of the same type for the same system become row errors."""
+        open_requests = self._requests.open_duplicates(s, parsed.good)
+        good: list[dict[str, Any]] = []
+        for values, line in zip(parsed.good, parsed.lines, strict=True):
+            key = (values["credential_number"], str(values["access_type"]), values["target_system"])
+            clash = open_requests.get(key)
+            if clash is None:
+                good.append(values)
+            else:
+                parsed.bad.append(
+                    _row_error(
+                        line,
+                        "credential_number",
+                        f"unit already has open request {clash}",
+                        f"该单位已有同类在办申请（编号 {clash}）",
+                    )
+                )
+        return good

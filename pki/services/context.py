@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from pki import audit
 from pki.ca.keystore import KeyStore
 from pki.clock import CHINA_TZ, Clock
 from pki.db import read_session, transaction
 from pki.errors import KeyAccessError, PermissionDeniedError
+from pki.models import User
 from policies import Policies
 
 
@@ -47,8 +48,26 @@ class Context:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
+        """One write transaction; it takes the audit chain's head lock first, which orders all writers."""
         with transaction(self.engine) as session:
+            audit.lock_chain(session)
             yield session
+
+    @staticmethod
+    def resolve(s: Session, actor: Actor, *, quiet: bool = False) -> Actor:
+        """The actor as the user table says now (active, current roles).
+
+        Raises PermissionDeniedError for an unknown or inactive user, or returns an actor without roles
+        when ``quiet``.
+        """
+        user = s.exec(select(User).where(User.username == actor.username)).one_or_none()
+        if user is None or not user.active:
+            if quiet:
+                return Actor(actor.username, frozenset())
+            raise PermissionDeniedError(
+                f"user {actor.username!r} is unknown or deactivated", message_zh="用户不存在或已停用"
+            )
+        return Actor(user.username, user.role_set())
 
     @contextmanager
     def denials_recorded(
@@ -74,6 +93,8 @@ class Context:
             raise
 
     @contextmanager
-    def read(self) -> Iterator[Session]:
-        with read_session(self.engine) as session:
+    def read(self, *, snapshot: bool = False) -> Iterator[Session]:
+        """A read-only session; ``snapshot`` makes every statement see one consistent state (PostgreSQL
+        REPEATABLE READ; SQLite's read transaction already does)."""
+        with read_session(self.engine, snapshot=snapshot) as session:
             yield session

@@ -16,10 +16,10 @@ from sqlalchemy import insert, or_
 from sqlmodel import Session, col, select
 
 from pki import audit
-from pki.application import validate_application
-from pki.enums import Action, RequestState
+from pki.application import single_line, validate_application
+from pki.enums import AccessType, Action, RequestState
 from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
-from pki.lifecycle import ACTION_LABELS_ZH, actions_from, transition
+from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
 from pki.models import AuditRecord, CertificateRequest
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
@@ -32,7 +32,7 @@ REASON_MAX = 500
 class RequestFilter:
     state: RequestState | None = None
     province: str | None = None
-    access_type: str | None = None
+    access_type: AccessType | None = None
     search: str | None = None  # unit name substring or exact credential number
     after_id: int | None = None  # keyset pagination: only ids greater than this
     limit: int = 100
@@ -45,29 +45,28 @@ class RequestService:
     # -- entry ---------------------------------------------------------------------------------------
 
     def create(self, raw: Mapping[str, Any], *, actor: Actor) -> CertificateRequest:
-        """Enter one 附件7 application. Raises PermissionDeniedError or ValidationError (nothing written)."""
-        with self._ctx.denials_recorded(actor, Action.ENTER.value, SUBJECT):
-            require_role(self._ctx.policies.workflow, actor, Action.ENTER)
-        values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
-        with self._ctx.write() as s:
+        """Enter one 附件7 application. Raises PermissionDeniedError, ValidationError or ConflictError."""
+        with self._ctx.denials_recorded(actor, Action.ENTER.value, SUBJECT), self._ctx.write() as s:
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
+            values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
+            clash = self.open_duplicates(s, [values]).get(_duplicate_key(values))
+            if clash is not None:
+                raise ConflictError(
+                    f"unit {values['credential_number']} already has an open {values['access_type'].value} "
+                    f"request for this system (request {clash})",
+                    message_zh=f"该单位已有同类在办申请（编号 {clash}）",
+                )
             return self.insert_validated(s, values, actor=actor)
 
-    def insert_validated(
-        self, s: Session, values: Mapping[str, Any], *, actor: Actor, batch_id: int | None = None
-    ) -> CertificateRequest:
-        """Insert an already validated record inside the caller's transaction (used by bulk import too)."""
+    def insert_validated(self, s: Session, values: Mapping[str, Any], *, actor: Actor) -> CertificateRequest:
+        """Insert an already validated record inside the caller's transaction."""
         now = self._ctx.now()
         req = CertificateRequest(
-            **values,
-            state=RequestState.ENTERED,
-            entered_by=actor.username,
-            entered_at=now,
-            updated_at=now,
-            batch_id=batch_id,
+            **values, state=RequestState.ENTERED, entered_by=actor.username, entered_at=now, updated_at=now
         )
         s.add(req)
         s.flush()
-        self._audit(s, req, actor, Action.ENTER, {"state": req.state.value, "batch": batch_id})
+        self._audit(s, req, actor, Action.ENTER, {"state": req.state.value, "batch": None})
         return req
 
     def insert_many(
@@ -94,15 +93,42 @@ class RequestService:
         )
         return ids
 
+    @staticmethod
+    def open_duplicates(s: Session, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], int]:
+        """Open (not finished) requests for the same unit, access type and system as any of ``rows``."""
+        numbers = sorted({r["credential_number"] for r in rows})
+        found: dict[tuple[str, str, str], int] = {}
+        for i in range(0, len(numbers), 500):
+            hits = s.exec(
+                select(
+                    CertificateRequest.id,
+                    CertificateRequest.credential_number,
+                    CertificateRequest.access_type,
+                    CertificateRequest.target_system,
+                ).where(
+                    col(CertificateRequest.credential_number).in_(numbers[i : i + 500]),
+                    col(CertificateRequest.state).not_in(TERMINAL),
+                )
+            ).all()
+            for rid, number, access, system in hits:
+                assert rid is not None
+                found.setdefault((number, str(access), system), rid)
+        return found
+
     def edit(
         self, request_id: int, raw: Mapping[str, Any], *, actor: Actor, expected_version: int | None = None
     ) -> CertificateRequest:
-        """Replace the application's fields. After acceptance this voids the acceptance (back to entered)."""
-        values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
+        """Replace the application's fields. After acceptance this voids the acceptance (back to entered).
+
+        An edit that changes nothing is refused, so that it cannot void an acceptance by accident.
+        """
         with self._change(request_id, actor, Action.EDIT, expected_version) as (s, req):
+            values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
             changed = sorted(k for k, val in values.items() if getattr(req, k) != val)
-            for key, val in values.items():
-                setattr(req, key, val)
+            if not changed:
+                raise ValidationError([FieldError("record", "nothing changed", "没有修改任何内容")])
+            for key in changed:
+                setattr(req, key, values[key])
             voided = req.accepted_by is not None
             self._clear_acceptance(req)
             self.advance(s, req, actor, Action.EDIT, {"changed": changed, "acceptance_voided": voided})
@@ -122,23 +148,26 @@ class RequestService:
     ) -> CertificateRequest:
         """Record 受理意见: 同意 needs the USBKEY 品牌及型号; 不同意 needs a reason and rejects the request."""
         action = Action.ACCEPT if agree else Action.DISAGREE
-        usbkey_model, comment = usbkey_model.strip(), comment.strip()
-        if agree and not usbkey_model:
-            raise ValidationError(
-                [FieldError("usbkey", "USB key brand and model are required", "USBKEY 品牌及型号：必填")]
-            )
-        if not agree and not comment:
-            raise ValidationError(
-                [FieldError("comment", "a reason is required to disagree", "受理意见：不同意时须填写理由")]
-            )
-        self._check_length("usbkey", usbkey_model, 128, "USBKEY 品牌及型号")
-        self._check_length("comment", comment, REASON_MAX, "受理意见")
         with self._change(request_id, actor, action, expected_version) as (s, req):
-            now = self._ctx.now()
+            usbkey_model, comment = usbkey_model.strip(), comment.strip()
+            if agree and not usbkey_model:
+                raise ValidationError(
+                    [FieldError("usbkey", "USB key brand and model are required", "USBKEY 品牌及型号：必填")]
+                )
+            if not agree and not comment:
+                raise ValidationError(
+                    [
+                        FieldError(
+                            "comment", "a reason is required to disagree", "受理意见：不同意时须填写理由"
+                        )
+                    ]
+                )
+            _check_text("usbkey", usbkey_model, 128, "USBKEY 品牌及型号", lines=False)
+            _check_text("comment", comment, REASON_MAX, "受理意见")
             req.acceptance_opinion = "agree" if agree else "disagree"
             req.acceptance_comment = comment
             req.usbkey_model = usbkey_model
-            req.accepted_by, req.accepted_at = actor.username, now
+            req.accepted_by, req.accepted_at = actor.username, self._ctx.now()
             self.advance(s, req, actor, action, {"usbkey": usbkey_model, "comment": comment})
             return req
 
@@ -165,19 +194,19 @@ class RequestService:
         """Approve, return for correction or reject; returning and rejecting need a reason."""
         if decision not in (Action.APPROVE, Action.RETURN, Action.REJECT):
             raise ValueError(f"not a review decision: {decision}")
-        reason = reason.strip()
-        if decision is not Action.APPROVE and not reason:
-            raise ValidationError(
-                [
-                    FieldError(
-                        "reason",
-                        f"a reason is required to {decision.value}",
-                        f"{ACTION_LABELS_ZH[decision]}须填写理由",
-                    )
-                ]
-            )
-        self._check_length("reason", reason, REASON_MAX, "理由")
         with self._change(request_id, actor, decision, expected_version) as (s, req):
+            reason = reason.strip()
+            if decision is not Action.APPROVE and not reason:
+                raise ValidationError(
+                    [
+                        FieldError(
+                            "reason",
+                            f"a reason is required to {decision.value}",
+                            f"{ACTION_LABELS_ZH[decision]}须填写理由",
+                        )
+                    ]
+                )
+            _check_text("reason", reason, REASON_MAX, "理由")
             req.reviewed_by, req.reviewed_at = actor.username, self._ctx.now()
             req.review_decision, req.review_reason = decision.value, reason
             self.advance(s, req, actor, decision, {"reason": reason})
@@ -186,11 +215,13 @@ class RequestService:
     def cancel(
         self, request_id: int, *, actor: Actor, reason: str, expected_version: int | None = None
     ) -> CertificateRequest:
-        reason = reason.strip()
-        if not reason:
-            raise ValidationError([FieldError("reason", "a reason is required to cancel", "撤销须填写理由")])
-        self._check_length("reason", reason, REASON_MAX, "理由")
         with self._change(request_id, actor, Action.CANCEL, expected_version) as (s, req):
+            reason = reason.strip()
+            if not reason:
+                raise ValidationError(
+                    [FieldError("reason", "a reason is required to cancel", "撤销须填写理由")]
+                )
+            _check_text("reason", reason, REASON_MAX, "理由")
             self.advance(s, req, actor, Action.CANCEL, {"reason": reason})
             return req
 
@@ -234,6 +265,7 @@ class RequestService:
         with self._ctx.read() as s:
             req = self._get(s, request_id)
             earlier = self._actions_by(s, request_id, actor.username)
+            actor = self._ctx.resolve(s, actor, quiet=True)
         wf = self._ctx.policies.workflow
         return frozenset(
             a
@@ -254,8 +286,12 @@ class RequestService:
     def lock_for(
         self, s: Session, request_id: int, actor: Actor, action: Action, expected_version: int | None
     ) -> CertificateRequest:
-        """Lock the request and check role, separation of duties, state and version, in that order."""
-        require_role(self._ctx.policies.workflow, actor, action)
+        """Lock the request and check role, separation of duties, state and version, in that order.
+
+        The actor's roles are read from the user record inside this transaction: a user deactivated or
+        stripped of a role since logging in cannot act on the rights they had.
+        """
+        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), action)
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
         ).one_or_none()
@@ -333,9 +369,18 @@ class RequestService:
         req.review_decision = None
         req.review_reason = ""
 
-    @staticmethod
-    def _check_length(field: str, value: str, limit: int, label: str) -> None:
-        if len(value) > limit:
-            raise ValidationError(
-                [FieldError(field, f"at most {limit} characters", f"{label}：不能超过{limit}个字")]
-            )
+
+def _check_text(field: str, value: str, limit: int, label: str, *, lines: bool = True) -> None:
+    """Length, and no control characters (line breaks allowed in reasons and comments unless ``lines``)."""
+    if len(value) > limit:
+        raise ValidationError(
+            [FieldError(field, f"at most {limit} characters", f"{label}：不能超过{limit}个字")]
+        )
+    if not single_line(value.replace("\r\n", " ").replace("\n", " ") if lines else value):
+        raise ValidationError(
+            [FieldError(field, "must be a single line", f"{label}：不能包含换行或控制字符")]
+        )
+
+
+def _duplicate_key(values: Mapping[str, Any]) -> tuple[str, str, str]:
+    return (values["credential_number"], str(values["access_type"]), values["target_system"])

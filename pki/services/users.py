@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from sqlalchemy import update
 from sqlmodel import col, func, select
 
 from pki import audit
@@ -44,7 +45,7 @@ class UserService:
                         "the first user must have the admin role", message_zh="第一个用户必须是管理员"
                     )
                 actor_name = username
-            elif actor is None or Role.ADMIN.value not in actor.roles:
+            elif actor is None or Role.ADMIN.value not in self._ctx.resolve(s, actor).roles:
                 raise PermissionDeniedError(
                     "only an admin may add users", message_zh="只有管理员可以添加用户"
                 )
@@ -74,34 +75,31 @@ class UserService:
             return user
 
     def authenticate(self, username: str, password: str, *, source: str = "cli") -> Actor:
-        """Check a password. Success and failure are both audited; failure raises AuthenticationError."""
-        with self._ctx.write() as s:
+        """Check a password. Success and failure are both audited; failure raises AuthenticationError.
+
+        The slow hash check runs outside the write transaction, so logins never hold up other writers.
+        """
+        with self._ctx.read() as s:
             user = s.exec(select(User).where(User.username == username)).first()
-            ok = verify_password(user.password_hash if user else None, password)
-            if user is not None and ok and user.active:
-                if needs_rehash(user.password_hash):
-                    user.password_hash = hash_password(password)
-                audit.append(
-                    s,
-                    at=self._ctx.now(),
-                    actor=username,
-                    action="auth.login",
-                    subject_type="user",
-                    subject_id=username,
-                    details={"source": source},
-                )
-                return Actor(username=user.username, roles=user.role_set())
-            reason = "unknown user" if user is None else "inactive" if ok else "bad password"
+        ok = verify_password(user.password_hash if user else None, password)
+        granted = user is not None and ok and user.active
+        new_hash = hash_password(password) if granted and user and needs_rehash(user.password_hash) else None
+        reason = "" if granted else "unknown user" if user is None else "inactive" if ok else "bad password"
+        with self._ctx.write() as s:
+            if new_hash is not None:
+                s.execute(update(User).where(col(User.username) == username).values(password_hash=new_hash))
             audit.append(
                 s,
                 at=self._ctx.now(),
                 actor=username[:64],
-                action="auth.failed",
+                action="auth.login" if granted else "auth.failed",
                 subject_type="user",
                 subject_id=username[:64],
-                details={"source": source, "reason": reason},
+                details={"source": source} if granted else {"source": source, "reason": reason},
             )
-        raise AuthenticationError()
+        if not granted or user is None:
+            raise AuthenticationError()
+        return Actor(username=user.username, roles=user.role_set())
 
     def list(self) -> list[User]:
         with self._ctx.read() as s:

@@ -78,6 +78,9 @@ def test_init_creates_the_home_and_is_idempotent(cli: Cli) -> None:
     assert f"home: {cli.home}" in first.out
     assert "database: " in first.out
     assert cli.home.is_dir()
+    assert cli.home.stat().st_mode & 0o777 == 0o700  # password hashes and ID numbers live here
+    if cli.db_url.startswith("sqlite:///"):
+        assert Path(cli.db_url.removeprefix("sqlite:///")).stat().st_mode & 0o077 == 0
     cli.add_user("admin", "admin", admin=None)
 
     again = cli.ok("init")
@@ -139,7 +142,8 @@ def test_user_add_refusals(home: Cli) -> None:
         return home("user", "add", *argv, stdin=stdin, password=password)
 
     assert_refused(add("clerk", "--role", "entry", "--as", "admin", stdin="short\n"), "password")
-    assert_refused(add("clerk", "--role", "wizard", "--as", "admin"), "roles")
+    wizard = add("clerk", "--role", "wizard", "--as", "admin")  # not a role: a usage error naming the choices
+    assert wizard.code == 2 and "'wizard' is not one of" in wizard.err
     assert_refused(
         add("clerk", "--role", "entry", "--as", "admin", password="not-the-password"), "authentication failed"
     )
@@ -193,7 +197,7 @@ def test_request_new_from_the_documented_example(staffed: Cli) -> None:
     assert [(h["actor"], h["action"]) for h in shown["history"]] == [("clerk", "request.enter")]
     as_text = staffed.ok("request", "show", "1").out
     assert "单位名称 (unit_name): 北京市某能源监测中心" in as_text
-    assert "history:" in as_text
+    assert "history (China Standard Time):" in as_text
     assert "clerk request.enter" in as_text
 
 
@@ -574,12 +578,18 @@ def test_audit_verify_counts_the_records(staffed: Cli, tmp_path: Path) -> None:
 
     result = staffed.ok("audit", "verify")
 
-    assert result.out.startswith(f"audit chain OK: {len(records)} records, head {len(records)} ")
+    assert result.out.startswith(f"audit chain OK: {len(records)} records, head {len(records)}:")
     verified = staffed.json("audit", "verify")
     assert verified["ok"] is True
     assert verified["records"] == verified["head_seq"] == len(records)
     assert verified["problems"] == []
     assert verified["head_hash"] == records[-1]["hash"]
+    # The printed head is an anchor: passing it back verifies; a different hash for it fails.
+    anchor = f"{verified['head_seq']}:{verified['head_hash']}"
+    assert staffed.ok("audit", "verify", "--expect", anchor).code == 0
+    forged = f"{verified['head_seq']}:{'0' * 64}"
+    assert_refused(staffed("audit", "verify", "--expect", forged), "audit chain broken")
+    assert staffed("audit", "verify", "--expect", "nonsense").code == 2
 
 
 def test_audit_verify_detects_an_edited_record(staffed: Cli, tmp_path: Path) -> None:
@@ -595,9 +605,8 @@ def test_audit_verify_detects_an_edited_record(staffed: Cli, tmp_path: Path) -> 
     result = staffed("audit", "verify")
 
     assert result.code == 1
-    assert result.out == ""
-    assert "record 2: content does not match its hash (edited)" in result.err_lines
-    assert result.err_lines[-1] == "pkictl: error: audit chain broken: 1 problem(s) found"
+    assert result.out == "record 2: content does not match its hash (edited)\n"
+    assert result.err_lines == ["pkictl: error: audit chain broken: 1 problem(s) found"]
     as_json = staffed("audit", "verify", "--json")
     assert as_json.code == 1
     report = as_json.json()
@@ -693,9 +702,17 @@ def test_commands_close_their_database_connections(
     assert [e.pool.checkedin() for e in engines] == [0] * len(engines)
 
 
-def test_demo_seeds_a_marked_home_once(cli: Cli, engines: list[Engine]) -> None:
+def test_demo_seeds_a_marked_home_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path, engines: list[Engine]
+) -> None:
     from pki import demo
 
+    # A demo lives in the home's own SQLite database and refuses a configured PKI_DATABASE_URL.
+    assert_refused(
+        Cli(monkeypatch, capsys, tmp_path / "elsewhere", f"sqlite:///{tmp_path}/x.db")("demo"),
+        "unset PKI_DATABASE_URL",
+    )
+    cli = Cli(monkeypatch, capsys, tmp_path / "home", f"sqlite:///{tmp_path / 'home' / 'pki.db'}")
     result = cli.ok("demo")
 
     assert "DEMO home" in result.out

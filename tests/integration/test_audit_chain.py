@@ -103,7 +103,9 @@ def test_change_fails_when_the_audit_write_fails(service: Service, people: dict[
     with pytest.raises(Exception, match="audit store full"):
         service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
     with pytest.raises(Exception, match="audit store full"):
-        service.requests.create(application(), actor=people["clerk"])
+        service.requests.create(
+            application(credential_number=make_uscc("110101", "99999999")), actor=people["clerk"]
+        )
     assert service.requests.get(req.id).state.value == "entered"
     assert len(service.requests.find()) == 1
 

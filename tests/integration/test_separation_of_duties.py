@@ -5,16 +5,23 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from pki.enums import Action, RequestState
 from pki.errors import SeparationOfDutiesError
 from pki.services import Actor, Service
-from tests.support.data import application
+from tests.support.data import application, make_uscc
+
+_codes = itertools.count(10000000)
 
 
 def _entered(service: Service, by: Actor) -> int:
-    req = service.requests.create(application(), actor=by)
+    """A fresh request, each for its own unit (a unit may have one open request per kind and system)."""
+    req = service.requests.create(
+        application(credential_number=make_uscc("110101", str(next(_codes)))), actor=by
+    )
     assert req.id is not None
     return req.id
 
@@ -104,15 +111,20 @@ def test_reviewer_may_not_issue_or_distribute(
     assert Action.ISSUE in service.requests.allowed_actions(rid, people["distributor"])
 
 
-def test_head_may_review_and_enterer_may_countersign(service: Service, people: dict[str, Actor]) -> None:
-    """Only the listed combinations are barred: the shipped policy allows these."""
+def test_enterer_may_countersign(service: Service, people: dict[str, Actor]) -> None:
+    """Only the listed combinations are barred: the shipped policy lets the enterer countersign."""
     rid = _accepted(service, people, entered_by=people["omni"], accepted_by=people["acceptor"])
-    service.requests.countersign(rid, actor=people["omni"])
-    rid2 = _countersigned(service, people, head=people["omni"])
-    assert (
-        service.requests.review(rid2, actor=people["omni"], decision=Action.APPROVE).state
-        is RequestState.APPROVED
-    )
+    assert service.requests.countersign(rid, actor=people["omni"]).state is RequestState.COUNTERSIGNED
+
+
+@pytest.mark.parametrize("decision", [Action.APPROVE, Action.RETURN, Action.REJECT])
+def test_head_may_not_review_what_they_countersigned(
+    service: Service, people: dict[str, Actor], decision: Action
+) -> None:
+    rid = _countersigned(service, people, head=people["omni"])
+    with pytest.raises(SeparationOfDutiesError) as info:
+        service.requests.review(rid, actor=people["omni"], decision=decision, reason="r")
+    assert "countersigned" in info.value.message
 
 
 def test_separation_is_per_request(service: Service, people: dict[str, Actor]) -> None:

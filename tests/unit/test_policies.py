@@ -17,6 +17,7 @@ WORKFLOW = POLICIES.workflow
 
 ENTRY_RULE = "entry-not-accept-or-review"
 ACCEPTOR_RULE = "acceptor-not-countersign-or-review"
+HEAD_RULE = "head-not-review"
 REVIEWER_RULE = "reviewer-not-distribute"
 
 
@@ -55,7 +56,7 @@ def test_every_action_has_roles() -> None:
 
 
 def test_separation_rules_are_explained() -> None:
-    assert [r.name for r in WORKFLOW.separation] == [ENTRY_RULE, ACCEPTOR_RULE, REVIEWER_RULE]
+    assert [r.name for r in WORKFLOW.separation] == [ENTRY_RULE, ACCEPTOR_RULE, HEAD_RULE, REVIEWER_RULE]
     for rule in WORKFLOW.separation:
         assert rule.reason.strip(), rule.name
         assert rule.reason_zh.strip(), rule.name
@@ -123,6 +124,7 @@ _FORBIDDEN = [
         for did in ("accept", "disagree")
         for later in ("countersign", "approve", "return", "reject")
     ],
+    *[(did, later, HEAD_RULE) for did in ("countersign",) for later in ("approve", "return", "reject")],
     *[
         (did, later, REVIEWER_RULE)
         for did in ("approve", "return", "reject")
@@ -149,8 +151,8 @@ def test_conflict_forbidden(did: str, later: str, rule: str) -> None:
         pytest.param(["enter"], "distribute", id="enterer-may-distribute"),
         pytest.param(["enter"], "edit", id="enterer-may-edit"),
         pytest.param(["enter"], "cancel", id="enterer-may-cancel"),
-        pytest.param(["countersign"], "approve", id="head-may-review"),
-        pytest.param(["countersign"], "reject", id="head-may-reject"),
+        pytest.param(["countersign"], "cancel", id="head-may-cancel"),
+        pytest.param(["countersign"], "issue", id="head-may-issue"),
         pytest.param(["accept"], "issue", id="acceptor-may-issue"),
         pytest.param(["accept"], "disagree", id="acceptor-may-change-opinion"),
         pytest.param(["approve"], "approve", id="reviewer-may-review-again"),
@@ -216,7 +218,7 @@ def test_conflict_accepts_any_iterable() -> None:
         pytest.param(
             "workflow.toml",
             _edited("workflow.toml", 'may_not = ["issue", "distribute"]', 'may_not = ["issue", "shred"]'),
-            ["workflow.toml", "[[separation]] #3", "shred"],
+            ["workflow.toml", "[[separation]] #4", "shred"],
             id="separation-unknown-action",
         ),
         pytest.param(
