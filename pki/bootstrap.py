@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from pki.ca.keystore import FileKeyStore
 from pki.clock import Clock
 from pki.config import Settings
 from pki.db import make_engine, normalize_url
@@ -63,7 +65,14 @@ def init_home(settings: Settings) -> Engine:
     return engine
 
 
-def open_service(settings: Settings, *, clock: Clock | None = None) -> Service:
+def key_store(settings: Settings, passphrase: Callable[[], str]) -> FileKeyStore:
+    """CA keys as encrypted files in the home's ca/ directory; the passphrase is asked for on first use."""
+    return FileKeyStore(settings.home / "ca", passphrase)
+
+
+def open_service(
+    settings: Settings, *, clock: Clock | None = None, passphrase: Callable[[], str] | None = None
+) -> Service:
     """The service over an existing, initialized home. Raises ConfigurationError otherwise."""
     engine = make_engine(settings.database_url)
     try:
@@ -80,4 +89,5 @@ def open_service(settings: Settings, *, clock: Clock | None = None) -> Service:
     except BaseException:
         engine.dispose()
         raise
-    return Service(engine, clock=clock)
+    keys = key_store(settings, passphrase) if passphrase is not None else None
+    return Service(engine, clock=clock, keys=keys)

@@ -4,11 +4,19 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from pki.ca.keystore import KeyStore
 from pki.clock import Clock, SystemClock
 from pki.services.audit_log import AuditService
+from pki.services.authority import AuthorityService
 from pki.services.bulk import BulkService
+from pki.services.certificates import CertificateFilter, CertificateService
 from pki.services.context import Actor, Context
+from pki.services.crl_publisher import CrlService
+from pki.services.issuance import IssuanceService
+from pki.services.ocsp_responder import OcspService
+from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
+from pki.services.revocation import RevocationService
 from pki.services.users import UserService
 from policies import Policies, load_policies
 
@@ -17,13 +25,27 @@ class Service:
     """One object per process (or per test) holding every sub-service over one engine."""
 
     def __init__(
-        self, engine: Engine, *, policies: Policies | None = None, clock: Clock | None = None
+        self,
+        engine: Engine,
+        *,
+        policies: Policies | None = None,
+        clock: Clock | None = None,
+        keys: KeyStore | None = None,
     ) -> None:
-        self.ctx = Context(engine=engine, policies=policies or load_policies(), clock=clock or SystemClock())
+        self.ctx = Context(
+            engine=engine, policies=policies or load_policies(), clock=clock or SystemClock(), keys=keys
+        )
         self.users = UserService(self.ctx)
         self.requests = RequestService(self.ctx)
         self.bulk = BulkService(self.ctx, self.requests)
         self.audit = AuditService(self.ctx)
+        self.authority = AuthorityService(self.ctx)
+        self.issuance = IssuanceService(self.ctx, self.requests, self.authority)
+        self.certificates = CertificateService(self.ctx, self.authority)
+        self.revocation = RevocationService(self.ctx)
+        self.renewal = RenewalService(self.ctx, self.issuance)
+        self.crl = CrlService(self.ctx, self.authority)
+        self.ocsp = OcspService(self.ctx, self.authority)
 
 
-__all__ = ["Actor", "RequestFilter", "Service"]
+__all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

@@ -60,7 +60,7 @@ class IssuanceService:
         self, request_id: int, csr_data: bytes, *, actor: Actor, expected_version: int | None = None
     ) -> Certificate:
         """Issue for an approved request from a CSR; the subject comes from the approved record, never the CSR."""
-        public_key = self._checked_key(parse_csr(csr_data).public_key())
+        public_key = self.checked_key(parse_csr(csr_data).public_key())
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.write() as s,
@@ -70,7 +70,7 @@ class IssuanceService:
 
     def issue_many_from_csr(self, items: Sequence[tuple[int, bytes]], *, actor: Actor) -> list[Certificate]:
         """Issue for many approved requests in one transaction (all or nothing)."""
-        keys = [(rid, self._checked_key(parse_csr(data).public_key())) for rid, data in items]
+        keys = [(rid, self.checked_key(parse_csr(data).public_key())) for rid, data in items]
         with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
             out = []
             for rid, key in keys:
@@ -162,7 +162,7 @@ class IssuanceService:
 
     # -- rules --------------------------------------------------------------------------------------------
 
-    def _checked_key(self, public_key: object) -> PublicKey:
+    def checked_key(self, public_key: object) -> PublicKey:
         name = algorithm_of(public_key)
         allowed = self._ctx.policies.profiles.allowed_keys
         if name is None or name not in allowed:

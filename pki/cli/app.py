@@ -1,0 +1,164 @@
+"""`pkictl`: the command group, shared plumbing and the one place that maps errors to exit codes.
+
+Commands parse arguments, call one service method and print. Errors are mapped to messages and exit codes in
+one place, :func:`main`: 0 success, 1 refused or invalid operation (one line on stderr), 2 usage error.
+Heavy modules are imported inside commands so that ``pkictl --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import click
+
+from pki.errors import ImportRowsError, PkiError
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+# -- plumbing ---------------------------------------------------------------------------------------------
+
+
+def service() -> Service:
+    """The service over the configured home; CA keys open with PKI_CA_PASSPHRASE or a prompt, on first use."""
+    from pki.bootstrap import open_service
+    from pki.config import Settings
+
+    svc = open_service(Settings.from_env(), passphrase=ca_passphrase)
+    # Close the pool when the command ends: leaving it to the garbage collector drops PostgreSQL connections
+    # without a goodbye and leaks them when the CLI runs in-process (tests, scripts).
+    click.get_current_context().call_on_close(svc.ctx.engine.dispose)
+    return svc
+
+
+def password(prompt: str) -> str:
+    secret = os.environ.get("PKI_PASSWORD")
+    if secret is not None:
+        return secret
+    if not sys.stdin.isatty():
+        raise click.UsageError("no password: set PKI_PASSWORD or run in a terminal to be prompted")
+    return str(click.prompt(prompt, hide_input=True))
+
+
+def ca_passphrase() -> str:
+    secret = os.environ.get("PKI_CA_PASSPHRASE")
+    if secret is not None:
+        return secret
+    if not sys.stdin.isatty():
+        raise click.UsageError("no CA key passphrase: set PKI_CA_PASSPHRASE or run in a terminal to be prompted")
+    return str(click.prompt("CA key passphrase", hide_input=True))
+
+
+def login(svc: Service, username: str) -> Actor:
+    return svc.users.authenticate(username, password(f"Password for {username}"))
+
+
+def as_option(f: F) -> F:
+    return click.option("--as", "as_user", required=True, metavar="USER", help="Operator user name.")(f)
+
+
+def json_option(f: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
+
+
+def print_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def read_json_file(path: Path) -> dict[str, Any]:
+    from pki.errors import FieldError, ValidationError
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValidationError(
+            [FieldError("file", f"{path}: not readable JSON ({e})", "文件不是有效的JSON")]
+        ) from e
+    if not isinstance(data, dict):
+        raise ValidationError([FieldError("file", f"{path}: expected a JSON object", "文件应为JSON对象")])
+    return data
+
+
+def local_time(value: Any) -> str:
+    from pki.clock import CHINA_TZ
+
+    return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M") if value else "-"
+
+
+# -- commands ---------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="pkictl")
+def cli() -> None:
+    """Certificate lifecycle manager for the e-government extranet certificate center.
+
+    The home is PKI_HOME (default ./pki-home); the database is SQLite inside it unless PKI_DATABASE_URL is set.
+    Operators identify with --as USER; the password comes from PKI_PASSWORD or a prompt.
+    """
+
+
+# -- error mapping: the one place -------------------------------------------------------------------------
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    click.echo(f"pkictl: error: {message}", err=True)
+    raise SystemExit(code)
+
+
+def _database_unavailable(e: Exception) -> str | None:
+    """The first line of the driver's message if ``e`` is SQLAlchemy's OperationalError (server unreachable,
+    database locked), else None. Looked up lazily so that ``pkictl --help`` never imports SQLAlchemy."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(e, exc.OperationalError):
+        return None
+    lines = str(e.orig if e.orig is not None else e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        # Without standalone mode click returns, rather than raises, the code of an Exit (--help, --version).
+        code = cli.main(args=argv, prog_name="pkictl", standalone_mode=False)
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+            raise SystemExit(code)
+    except click.ClickException as e:
+        e.show()
+        raise SystemExit(2 if isinstance(e, click.UsageError) else e.exit_code) from None
+    except click.exceptions.Abort:
+        fail("aborted", 130)
+    except ImportRowsError as e:
+        for row in e.rows:  # the per-row report on stdout; the one-line refusal on stderr
+            click.echo(str(row))
+        fail(e.message)
+    except PkiError as e:
+        fail(e.message)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as e:
+        reason = _database_unavailable(e)
+        if reason is None:
+            raise  # a bug: keep the traceback
+        fail(f"database unavailable: {reason}")
+
+
+# Register the command modules (after `cli` exists; they import it from here).
+from pki.cli import audit_commands, ca_commands, home_commands, request_commands, user_commands  # noqa: E402
+
+__all__ = [
+    "audit_commands",
+    "ca_commands",
+    "cli",
+    "home_commands",
+    "main",
+    "request_commands",
+    "user_commands",
+]

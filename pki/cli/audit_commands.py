@@ -1,0 +1,85 @@
+"""`pkictl audit …`: the hash-chained trail."""
+
+from __future__ import annotations
+
+import click
+
+from pki.cli.app import (
+    cli,
+    fail,
+    json_option,
+    local_time,
+    print_json,
+    service,
+)
+
+# audit ------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def audit() -> None:
+    """The hash-chained audit trail."""
+
+
+@audit.command("verify")
+@click.option(
+    "--expect",
+    "anchor",
+    metavar="SEQ:HASH",
+    help="An anchor noted earlier (from a previous verify): record SEQ must still have HASH.",
+)
+@json_option
+def audit_verify(anchor: str | None, as_json: bool) -> None:
+    """Recompute the chain; exit 1 if any record was edited, deleted or reordered.
+
+    The chain proves order and integrity inside the database; noting the printed head elsewhere (a log
+    book, another system) and passing it back with --expect also catches a rewrite of the whole chain.
+    """
+    expect = None
+    if anchor is not None:
+        seq, _, digest = anchor.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise click.BadParameter(
+                "use SEQ:HASH as printed by 'pkictl audit verify'", param_hint="--expect"
+            )
+        expect = (int(seq), digest.lower())
+    result = service().audit.verify(expect=expect)
+    if as_json:
+        print_json(
+            {
+                "ok": result.ok,
+                "records": result.records,
+                "head_seq": result.head_seq,
+                "head_hash": result.head_hash,
+                "problems": result.problems,
+            }
+        )
+    elif result.ok:
+        click.echo(f"audit chain OK: {result.records} records, head {result.head_seq}:{result.head_hash}")
+    else:
+        for p in result.problems:  # the report goes to stdout; the one-line refusal to stderr below
+            click.echo(p)
+    if not result.ok:
+        fail(f"audit chain broken: {len(result.problems)} problem(s) found")
+
+
+@audit.command("show")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
+@click.option("--request", "request_id", type=int, help="Only this request's records.")
+@json_option
+def audit_show(limit: int, request_id: int | None, as_json: bool) -> None:
+    """Show the newest audit records, oldest of them first."""
+    from pki.serialize import audit_to_dict
+
+    svc = service()
+    recs = (
+        svc.audit.for_request(request_id, limit=limit)
+        if request_id is not None
+        else svc.audit.recent(limit=limit)
+    )
+    if as_json:
+        print_json([audit_to_dict(r) for r in recs])
+        return
+    for r in recs:
+        subject = f"{r.subject_type}:{r.subject_id}" if r.subject_type else "-"
+        click.echo(f"#{r.seq:<6} {local_time(r.at)} {r.actor:<16} {r.action:<22} {subject:<16} {r.details}")

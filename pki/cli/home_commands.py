@@ -1,0 +1,42 @@
+"""`pkictl init` and `pkictl demo`: creating a home."""
+
+from __future__ import annotations
+
+import click
+
+from pki.cli.app import (
+    cli,
+)
+
+
+@cli.command()
+def init() -> None:
+    """Create the home and its database, or migrate an existing one (safe to repeat)."""
+    from pki.bootstrap import init_home
+    from pki.config import Settings
+
+    settings = Settings.from_env()
+    engine = init_home(settings)
+    engine.dispose()
+    click.echo(f"home: {settings.home}")
+    click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
+
+
+@cli.command()
+def demo() -> None:
+    """Create a DEMO home: one user per role (passwords printed once) and sample applications.
+
+    Never use a demo home for real certificates; `pkictl init` alone creates no users and no data.
+    """
+    from pki import demo as demo_data
+    from pki.config import Settings
+
+    settings = Settings.from_env()
+    service = demo_data.open_demo_home(settings)
+    click.get_current_context().call_on_close(service.ctx.engine.dispose)
+    users = demo_data.seed(service, settings.home)
+    click.echo(f"DEMO home at {settings.home} (marked by {demo_data.MARKER}); not for real certificates.")
+    click.echo("Demo users (passwords are shown only now):")
+    for u in users:
+        click.echo(f"  {u.username:<18} {u.role.value:<12} {u.password}")
+    click.echo(f"{len(demo_data.DEMO_UNITS)} sample applications entered; see `pkictl request list`.")

@@ -1,0 +1,274 @@
+"""`pkictl request …`: applications through acceptance and review."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pki.cli.app import (
+    as_option,
+    cli,
+    json_option,
+    local_time,
+    login,
+    print_json,
+    read_json_file,
+    service,
+)
+from pki.enums import AccessMode, AccessType, RequestState
+from pki.errors import ImportRowsError, PkiError
+
+WORKFLOW_STATES = tuple(s.value for s in RequestState)
+
+# request ----------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def request() -> None:
+    """Certificate applications (附件7) through acceptance and review."""
+
+
+def _echo_request(req: Any, as_json: bool, verb: str) -> None:
+    from pki.serialize import request_to_dict
+
+    if as_json:
+        print_json(request_to_dict(req))
+    else:
+        click.echo(f"request {req.id} {verb}: {req.state.value}")
+
+
+@request.command("new")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="Application as JSON (keys documented in docs/application-json.md).",
+)
+@as_option
+@json_option
+def request_new(path: Path, as_user: str, as_json: bool) -> None:
+    """Enter one application."""
+    raw = read_json_file(path)
+    svc = service()
+    _echo_request(svc.requests.create(raw, actor=login(svc, as_user)), as_json, "entered")
+
+
+@request.command("edit")
+@click.argument("request_id", type=int)
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@as_option
+@json_option
+def request_edit(request_id: int, path: Path, as_user: str, as_json: bool) -> None:
+    """Replace an application's fields (voids an earlier acceptance)."""
+    raw = read_json_file(path)
+    svc = service()
+    _echo_request(svc.requests.edit(request_id, raw, actor=login(svc, as_user)), as_json, "edited")
+
+
+@request.command("import")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--defaults",
+    "defaults_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="JSON with the fields every unit of the batch shares.",
+)
+@click.option("--label", required=True, help="Batch name, e.g. '西藏 第一批'.")
+@click.option(
+    "--access-mode",
+    type=click.Choice([m.value for m in AccessMode]),
+    default="batch",
+    show_default=True,
+    help="分批接入 (batch) or 全部接入 (all).",
+)
+@click.option("--skip-invalid", is_flag=True, help="Import the good rows and report the bad ones.")
+@as_option
+@json_option
+def request_import(
+    csv_path: Path,
+    defaults_path: Path,
+    label: str,
+    access_mode: str,
+    skip_invalid: bool,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Import a 附件4–6 unit list (CSV): one request per unit; by default nothing if any row is bad."""
+    defaults = read_json_file(defaults_path)
+    svc = service()
+    actor = login(svc, as_user)
+    try:
+        result = svc.bulk.import_units(
+            csv_path.read_bytes(),
+            actor=actor,
+            defaults=defaults,
+            label=label,
+            access_mode=AccessMode(access_mode),
+            source_name=csv_path.name,
+            skip_invalid=skip_invalid,
+        )
+    except ImportRowsError as e:
+        if not as_json:
+            raise  # main() prints the rows and the one-line refusal
+        print_json({"batch_id": None, "total": e.total, "imported": [], "rejected": _rows_json(e.rows)})
+        raise PkiError(e.message) from e
+    rejected = _rows_json(result.rejected)
+    if as_json:
+        print_json(
+            {
+                "batch_id": result.batch_id,
+                "total": result.total,
+                "imported": result.request_ids,
+                "rejected": rejected,
+            }
+        )
+        return
+    click.echo(f"batch {result.batch_id}: imported {len(result.request_ids)} of {result.total} rows")
+    for r in result.rejected:
+        click.echo(f"  skipped {r}")
+
+
+def _rows_json(rows: Any) -> list[dict[str, Any]]:
+    return [
+        {"line": r.row, "errors": [{"field": e.field, "message": e.message} for e in r.errors]} for r in rows
+    ]
+
+
+@request.command("list")
+@click.option("--status", type=click.Choice(WORKFLOW_STATES))
+@click.option("--province")
+@click.option("--access-type", type=click.Choice([t.value for t in AccessType]))
+@click.option("--search", help="Unit name fragment or exact credit code.")
+@click.option("--after-id", type=int, help="Page on: only requests with a larger id.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@json_option
+def request_list(
+    status: str | None,
+    province: str | None,
+    access_type: str | None,
+    search: str | None,
+    after_id: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List requests, oldest first."""
+    from pki.serialize import request_to_dict
+    from pki.services import RequestFilter
+
+    flt = RequestFilter(
+        state=RequestState(status) if status else None,
+        province=province,
+        access_type=AccessType(access_type) if access_type else None,
+        search=search,
+        after_id=after_id,
+        limit=limit,
+    )
+    rows = service().requests.find(flt)
+    if as_json:
+        print_json([request_to_dict(r) for r in rows])
+        return
+    for r in rows:
+        click.echo(
+            f"{r.id:>7}  {r.state.value:<13} {r.access_type.value:<6} {r.province:<6} "
+            f"{r.credential_number:<18}  {r.unit_name}"
+        )
+
+
+@request.command("show")
+@click.argument("request_id", type=int)
+@json_option
+def request_show(request_id: int, as_json: bool) -> None:
+    """Show one request and its history."""
+    from pki.application import FIELD_LABELS
+    from pki.serialize import audit_to_dict, request_to_dict
+
+    svc = service()
+    data = request_to_dict(svc.requests.get(request_id))
+    history = [audit_to_dict(a) for a in svc.requests.history(request_id)]
+    if as_json:
+        print_json({**data, "history": history})
+        return
+    req = svc.requests.get(request_id)
+    for key, value in data.items():
+        raw = getattr(req, key)
+        shown = local_time(raw) if hasattr(raw, "astimezone") and hasattr(raw, "hour") else value
+        click.echo(f"{FIELD_LABELS.get(key, key)} ({key}): {shown if shown not in (None, '') else '-'}")
+    click.echo("history (China Standard Time):")
+    for a in svc.requests.history(request_id):
+        click.echo(f"  #{a.seq} {local_time(a.at)} {a.actor} {a.action} {a.details}")
+
+
+@request.command("accept")
+@click.argument("request_id", type=int)
+@click.option(
+    "--opinion", type=click.Choice(["agree", "disagree"]), required=True, help="受理意见 同意/不同意."
+)
+@click.option("--usbkey", default="", help="USBKEY 品牌及型号 (required to agree).")
+@click.option("--comment", default="", help="Remark; required to disagree.")
+@as_option
+@json_option
+def request_accept(
+    request_id: int, opinion: str, usbkey: str, comment: str, as_user: str, as_json: bool
+) -> None:
+    """Record the acceptor's opinion (受理意见)."""
+    svc = service()
+    req = svc.requests.accept(
+        request_id, actor=login(svc, as_user), agree=opinion == "agree", usbkey_model=usbkey, comment=comment
+    )
+    _echo_request(req, as_json, "accepted" if opinion == "agree" else "not accepted")
+
+
+@request.command("countersign")
+@click.argument("request_id", type=int)
+@as_option
+@json_option
+def request_countersign(request_id: int, as_user: str, as_json: bool) -> None:
+    """Countersign an accepted request as head of the acceptance point (负责人)."""
+    svc = service()
+    _echo_request(svc.requests.countersign(request_id, actor=login(svc, as_user)), as_json, "countersigned")
+
+
+@request.command("review")
+@click.argument("request_id", type=int)
+@click.option("--approve", is_flag=True)
+@click.option("--return", "return_reason", metavar="REASON", help="Return for correction.")
+@click.option("--reject", "reject_reason", metavar="REASON")
+@as_option
+@json_option
+def request_review(
+    request_id: int,
+    approve: bool,
+    return_reason: str | None,
+    reject_reason: str | None,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Approve, return or reject a countersigned request (exactly one of the three)."""
+    from pki.enums import Action
+
+    chosen = [(Action.APPROVE, "")] if approve else []
+    chosen += [(Action.RETURN, return_reason)] if return_reason is not None else []
+    chosen += [(Action.REJECT, reject_reason)] if reject_reason is not None else []
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --approve, --return REASON, --reject REASON")
+    decision, reason = chosen[0]
+    svc = service()
+    req = svc.requests.review(request_id, actor=login(svc, as_user), decision=decision, reason=reason or "")
+    _echo_request(req, as_json, "reviewed")
+
+
+@request.command("cancel")
+@click.argument("request_id", type=int)
+@click.option("--reason", required=True)
+@as_option
+@json_option
+def request_cancel(request_id: int, reason: str, as_user: str, as_json: bool) -> None:
+    """Withdraw a request that has not been issued."""
+    svc = service()
+    _echo_request(
+        svc.requests.cancel(request_id, actor=login(svc, as_user), reason=reason), as_json, "cancelled"
+    )

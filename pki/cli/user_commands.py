@@ -1,0 +1,66 @@
+"""`pkictl user …`: operators and roles."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pki.cli.app import (
+    cli,
+    json_option,
+    login,
+    print_json,
+    service,
+)
+from pki.enums import Role
+
+# user -------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def user() -> None:
+    """Operators and their roles."""
+
+
+@user.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    required=True,
+    metavar="ROLE",
+    type=click.Choice([r.value for r in Role]),
+    help="Role; repeat for several.",
+)
+@click.option("--display-name", default="", help="Name shown in the UI.")
+@click.option(
+    "--as", "as_user", metavar="ADMIN", help="Admin adding the user (not needed for the first user)."
+)
+def user_add(name: str, roles: tuple[str, ...], display_name: str, as_user: str | None) -> None:
+    """Add user NAME; the password is read from standard input (first line)."""
+    svc = service()
+    actor = login(svc, as_user) if as_user else None
+    if sys.stdin.isatty():
+        password = str(click.prompt("New password", hide_input=True, confirmation_prompt=True))
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    created = svc.users.add(name, password, roles, actor=actor, display_name=display_name)
+    click.echo(f"user {created.username} added with roles {created.roles}")
+
+
+@user.command("list")
+@json_option
+def user_list(as_json: bool) -> None:
+    """List users and their roles."""
+    from pki.serialize import user_to_dict
+
+    users = [user_to_dict(u) for u in service().users.list()]
+    if as_json:
+        print_json(users)
+        return
+    for u in users:
+        click.echo(
+            f"{u['username']:<20} {','.join(u['roles']):<40} {'active' if u['active'] else 'inactive'}"
+        )

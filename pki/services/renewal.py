@@ -1,0 +1,78 @@
+"""Renewing a certificate: same unit, same kind, new validity, linked to the old one."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from cryptography import x509
+from sqlmodel import select
+
+from pki import audit
+from pki.ca.keys import PublicKey
+from pki.enums import CertificateStatus, RevocationReason
+from pki.errors import FieldError, IssuanceError, ValidationError
+from pki.models import Certificate, CertificateRequest
+from pki.services.authz import require_operation
+from pki.services.certificates import CertificateService
+from pki.services.context import Actor, Context
+from pki.services.issuance import IssuanceService, parse_csr
+
+
+class RenewalService:
+    def __init__(self, ctx: Context, issuance: IssuanceService) -> None:
+        self._ctx = ctx
+        self._issuance = issuance
+
+    def renew(
+        self, serial: str, *, actor: Actor, months: int | None = None, csr: bytes | None = None
+    ) -> Certificate:
+        """Issue the successor of a valid certificate inside its renewal window.
+
+        Without ``csr`` the old public key is certified again; with it (rekey) the new key is. Policy
+        (ca.toml [renewal]) sets the window and whether the old certificate is revoked as superseded.
+        """
+        if months is not None and months not in self._ctx.policies.form.validity_months:
+            allowed = ", ".join(map(str, self._ctx.policies.form.validity_months))
+            raise ValidationError([FieldError("months", f"must be one of {allowed}", "有效期无效")])
+        new_key = self._issuance.checked_key(parse_csr(csr).public_key()) if csr is not None else None
+        with self._ctx.denials_recorded(actor, "renew", "certificate", serial), self._ctx.write() as s:
+            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "renew")
+            old = CertificateService.get_in(s, serial, lock=True)
+            self._check_renewable(old)
+            req = s.exec(
+                select(CertificateRequest).where(CertificateRequest.id == old.request_id).with_for_update()
+            ).one()
+            key: PublicKey = new_key or x509.load_der_x509_certificate(old.der).public_key()  # type: ignore[assignment]
+            issued = self._issuance.issue_locked(s, req, key, actor=actor, months=months, renewed_from=old)
+            if self._ctx.policies.ca.revoke_superseded == "issue":
+                old.status, old.revoked_at = CertificateStatus.REVOKED, self._ctx.now()
+                old.revocation_reason, old.revoked_by = RevocationReason.SUPERSEDED, actor.username
+                old.revocation_comment = f"superseded by {issued.certificate.serial}"
+                s.add(old)
+                audit.append(
+                    s,
+                    at=self._ctx.now(),
+                    actor=actor.username,
+                    action="certificate.revoke",
+                    subject_type="certificate",
+                    subject_id=old.serial,
+                    details={"reason": "superseded", "by": issued.certificate.serial},
+                )
+            return issued.certificate
+
+    def _check_renewable(self, old: Certificate) -> None:
+        now = self._ctx.now()
+        if old.status is CertificateStatus.REVOKED:
+            raise IssuanceError(
+                f"certificate {old.serial} is revoked: a revoked certificate is not renewed",
+                message_zh="证书已吊销，不能更新",
+            )
+        if old.request_id is None:
+            raise IssuanceError(f"certificate {old.serial} has no request to renew from")
+        opens = old.not_valid_after - timedelta(days=self._ctx.policies.ca.renewal_window_days)
+        if now < opens:
+            raise IssuanceError(
+                f"certificate {old.serial} can be renewed from {opens.date().isoformat()} "
+                f"({self._ctx.policies.ca.renewal_window_days} days before it ends)",
+                message_zh=f"证书更新期自 {opens.date().isoformat()} 开始",
+            )
