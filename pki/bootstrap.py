@@ -65,6 +65,13 @@ def init_home(settings: Settings) -> Engine:
     return engine
 
 
+def initialize(settings: Settings, passphrase: Callable[[], str], *, clock: Clock | None = None) -> Service:
+    """`pkictl init`: the home, the migrated schema and, once, the CA hierarchy (keys under the passphrase)."""
+    service = Service(init_home(settings), clock=clock, keys=key_store(settings, passphrase))
+    service.authority.ensure_hierarchy()
+    return service
+
+
 def key_store(settings: Settings, passphrase: Callable[[], str]) -> FileKeyStore:
     """CA keys as encrypted files in the home's ca/ directory; the passphrase is asked for on first use."""
     return FileKeyStore(settings.home / "ca", passphrase)

@@ -5,12 +5,13 @@ Never part of `pkictl init`: only `pkictl demo` calls this, and it marks the hom
 
 from __future__ import annotations
 
+import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pki.bootstrap import init_home
+from pki.bootstrap import initialize
 from pki.config import Settings
 from pki.enums import Action, Role
 from pki.errors import ConflictError
@@ -49,12 +50,29 @@ def is_demo_home(home: Path) -> bool:
     return (home / MARKER).exists()
 
 
+PASSPHRASE_FILE = "DEMO-CA-PASSPHRASE"  # noqa: S105 (a file name)
+
+
 def open_demo_home(settings: Settings) -> Service:
-    """Initialize the home for a demo. A demo lives in the home's own SQLite file: it refuses a configured
-    PKI_DATABASE_URL, so that demo users can never land in a shared or production database."""
+    """Initialize the home for a demo, CA included. A demo lives in the home's own SQLite file: it refuses a
+    configured PKI_DATABASE_URL, so that demo users can never land in a shared or production database.
+
+    The demo CA's passphrase is random and kept beside it in DEMO-CA-PASSPHRASE (owner-only), which is what
+    makes a demo a demo: never keep a real CA passphrase next to its keys.
+    """
     if settings.database_url != settings.default_database_url():
         raise ConflictError("pkictl demo uses the home's own SQLite database: unset PKI_DATABASE_URL")
-    return Service(init_home(settings))
+    return initialize(settings, lambda: demo_passphrase(settings.home))
+
+
+def demo_passphrase(home: Path) -> str:
+    path = home / PASSPHRASE_FILE
+    if not path.exists():
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_urlsafe(24))
+    return path.read_text(encoding="ascii").strip()
 
 
 def seed(service: Service, home: Path) -> list[DemoUser]:

@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import Any
 
-from pki.models import AuditRecord, CertificateRequest, User
+from pki.models import AuditRecord, Certificate, CertificateAuthority, CertificateRequest, User
 
 
 def _plain(value: Any) -> Any:
@@ -36,4 +36,18 @@ def user_to_dict(user: User) -> dict[str, Any]:
         "roles": sorted(user.role_set()),
         "active": user.active,
         "created_at": _plain(user.created_at),
+    }
+
+
+def certificate_to_dict(cert: Certificate, status: str) -> dict[str, Any]:
+    data = {name: _plain(getattr(cert, name)) for name in Certificate.model_fields if name != "der"}
+    data["status"] = status  # effective: valid, revoked or expired
+    return data
+
+
+def ca_to_dict(ca: CertificateAuthority) -> dict[str, Any]:
+    return {
+        name: _plain(getattr(ca, name))
+        for name in CertificateAuthority.model_fields
+        if name not in ("certificate_der", "key_ref")
     }

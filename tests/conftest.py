@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from pki.bootstrap import migrate
+from pki.ca.keystore import FileKeyStore
 from pki.clock import FixedClock
 from pki.db import make_engine, normalize_url
 from pki.enums import Role
@@ -66,9 +67,20 @@ def clock() -> FixedClock:
     return FixedClock(T0)
 
 
+CA_PASSPHRASE = "test-ca-passphrase-123"
+
+
 @pytest.fixture
-def service(engine: Engine, clock: FixedClock) -> Service:
-    return Service(engine, clock=clock)
+def service(engine: Engine, clock: FixedClock, tmp_path: Path) -> Service:
+    """The service with a CA key store (keys made only when a test asks for the hierarchy)."""
+    return Service(engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE))
+
+
+@pytest.fixture
+def ca_service(service: Service) -> Service:
+    """The service with its CA hierarchy (root, test and formal issuing CAs, OCSP signers) created at T0."""
+    service.authority.ensure_hierarchy()
+    return service
 
 
 def actor(name: str, *roles: Role) -> Actor:

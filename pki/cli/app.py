@@ -53,7 +53,9 @@ def ca_passphrase() -> str:
     if secret is not None:
         return secret
     if not sys.stdin.isatty():
-        raise click.UsageError("no CA key passphrase: set PKI_CA_PASSPHRASE or run in a terminal to be prompted")
+        raise click.UsageError(
+            "no CA key passphrase: set PKI_CA_PASSPHRASE or run in a terminal to be prompted"
+        )
     return str(click.prompt("CA key passphrase", hide_input=True))
 
 

@@ -2,5 +2,277 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Any
 
-# (filled below)
+import click
+
+from pki.cli.app import as_option, cli, json_option, local_time, login, print_json, service
+from pki.enums import AccessType
+
+CSR_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+@cli.group()
+def ca() -> None:
+    """The CA hierarchy."""
+
+
+@ca.command("show")
+@json_option
+def ca_show(as_json: bool) -> None:
+    """Print the hierarchy: root, issuing CAs and their OCSP signers."""
+    from pki.serialize import ca_to_dict
+
+    cas = service().authority.all()
+    if as_json:
+        print_json([ca_to_dict(c) for c in cas])
+        return
+    if not cas:
+        click.echo("no CA yet: run 'pkictl init'")
+    depth = {c.id: 0 for c in cas}
+    for c in cas:
+        if c.parent_id is not None:
+            depth[c.id] = depth[c.parent_id] + 1
+        indent = "  " * depth[c.id]
+        click.echo(f"{indent}{c.slug:<12} {c.role.value:<8} {c.key_algorithm:<9} serial {c.serial}")
+        click.echo(f"{indent}  {c.subject}")
+        click.echo(f"{indent}  valid {local_time(c.not_valid_before)} .. {local_time(c.not_valid_after)}")
+
+
+def _echo_cert(cert: Any, status: str, as_json: bool, verb: str) -> None:
+    from pki.serialize import certificate_to_dict
+
+    if as_json:
+        print_json(certificate_to_dict(cert, status))
+    else:
+        click.echo(
+            f"certificate {cert.serial} {verb}: {cert.kind.value}, {status}, "
+            f"until {local_time(cert.not_valid_after)}"
+        )
+
+
+@cli.command()
+@click.argument("request_id", type=int)
+@click.option("--csr", "csr_path", type=CSR_FILE, required=True, help="PKCS#10 request, PEM or DER.")
+@as_option
+@json_option
+def issue(request_id: int, csr_path: Path, as_user: str, as_json: bool) -> None:
+    """Issue the certificate of an approved request from a CSR (the subject comes from the request)."""
+    svc = service()
+    cert = svc.issuance.issue_from_csr(request_id, csr_path.read_bytes(), actor=login(svc, as_user))
+    _echo_cert(cert, "valid", as_json, "issued")
+
+
+@cli.group()
+def cert() -> None:
+    """Issued certificates."""
+
+
+@cert.command("list")
+@click.option("--status", type=click.Choice(["valid", "revoked", "expired"]))
+@click.option(
+    "--expiring-within",
+    "days",
+    type=click.IntRange(0, 3650),
+    metavar="DAYS",
+    help="Valid certificates ending within DAYS, soonest first: the renewal worklist.",
+)
+@click.option("--kind", type=click.Choice([k.value for k in AccessType]))
+@click.option("--request", "request_id", type=int)
+@click.option("--after-id", type=int)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@json_option
+def cert_list(
+    status: str | None,
+    days: int | None,
+    kind: str | None,
+    request_id: int | None,
+    after_id: int | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """List certificates."""
+    from pki.serialize import certificate_to_dict
+    from pki.services import CertificateFilter
+
+    svc = service()
+    rows = svc.certificates.find(
+        CertificateFilter(
+            status=status,
+            kind=AccessType(kind) if kind else None,
+            expiring_within_days=days,
+            request_id=request_id,
+            after_id=after_id,
+            limit=limit,
+        )
+    )
+    if as_json:
+        print_json([certificate_to_dict(c, svc.certificates.status_of(c)) for c in rows])
+        return
+    for c in rows:
+        click.echo(
+            f"{c.serial:<40} {svc.certificates.status_of(c):<8} {c.kind.value:<6} "
+            f"{local_time(c.not_valid_after)}  {c.credential_number}  {c.unit_name}"
+        )
+
+
+@cert.command("show")
+@click.argument("serial")
+@json_option
+def cert_show(serial: str, as_json: bool) -> None:
+    """Show one certificate (serial in hex, colons and case as you like)."""
+    from pki.serialize import certificate_to_dict
+
+    svc = service()
+    c = svc.certificates.get(serial)
+    data = certificate_to_dict(c, svc.certificates.status_of(c))
+    if as_json:
+        print_json(data)
+        return
+    for key, value in data.items():
+        click.echo(f"{key}: {value if value not in (None, '') else '-'}")
+
+
+@cert.command("export")
+@click.argument("serial")
+@click.option("--format", "fmt", type=click.Choice(["pem", "der", "chain"]), default="pem", show_default=True)
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout)."
+)
+def cert_export(serial: str, fmt: str, out: Path | None) -> None:
+    """Export a certificate as PEM, DER, or PEM with its issuing CA and root (chain)."""
+    data = service().certificates.export(serial, fmt)
+    if out is not None:
+        out.write_bytes(data)
+    else:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+
+
+@cli.command()
+@click.argument("serial", required=False)
+@click.option(
+    "--from-file",
+    "from_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Revoke every serial listed (one per line, # comments), all or nothing.",
+)
+@click.option(
+    "--reason",
+    required=True,
+    metavar="REASON",
+    help="RFC 5280: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, "
+    "privilegeWithdrawn (key-compromise etc. also accepted).",
+)
+@click.option("--comment", default="")
+@as_option
+@json_option
+def revoke(
+    serial: str | None, from_file: Path | None, reason: str, comment: str, as_user: str, as_json: bool
+) -> None:
+    """Revoke one certificate, or a list of them from a file."""
+    from pki.serialize import certificate_to_dict
+
+    if (serial is None) == (from_file is None):
+        raise click.UsageError("give either SERIAL or --from-file FILE")
+    serials = (
+        [serial]
+        if serial
+        else [
+            line.split("#", 1)[0].strip()
+            for line in from_file.read_text(encoding="utf-8-sig").splitlines()  # type: ignore[union-attr]
+            if line.split("#", 1)[0].strip()
+        ]
+    )
+    svc = service()
+    done = svc.revocation.revoke_many(serials, reason, actor=login(svc, as_user), comment=comment)
+    if as_json:
+        print_json([certificate_to_dict(c, "revoked") for c in done])
+        return
+    for c in done:
+        click.echo(
+            f"certificate {c.serial} revoked ({c.revocation_reason.value if c.revocation_reason else '-'})"
+        )
+
+
+@cli.group()
+def crl() -> None:
+    """Certificate revocation lists."""
+
+
+@crl.command("publish")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), help="Also write CA.crl and CA.crl.pem here."
+)
+@click.option("--as", "as_user", metavar="USER", help="Operator (omit for a scheduled run).")
+@json_option
+def crl_publish(out: Path | None, as_user: str | None, as_json: bool) -> None:
+    """Publish a new CRL for every issuing CA (served by `pkictl serve` at the CRL distribution points)."""
+    import base64
+
+    svc = service()
+    published = svc.crl.publish(actor=login(svc, as_user) if as_user else None)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        for p in published:
+            (out / f"{p.ca}.crl").write_bytes(p.record.der)
+            b64 = base64.encodebytes(p.record.der).decode("ascii")
+            (out / f"{p.ca}.crl.pem").write_text(f"-----BEGIN X509 CRL-----\n{b64}-----END X509 CRL-----\n")
+    if as_json:
+        print_json(
+            [
+                {
+                    "ca": p.ca,
+                    "number": p.record.number,
+                    "entries": p.record.entries,
+                    "this_update": p.record.this_update.isoformat(),
+                    "next_update": p.record.next_update.isoformat(),
+                }
+                for p in published
+            ]
+        )
+        return
+    for p in published:
+        click.echo(
+            f"CRL {p.ca} #{p.record.number}: {p.record.entries} entries, next update "
+            f"{local_time(p.record.next_update)}"
+        )
+
+
+@cli.command()
+@click.argument("serial")
+@click.option("--months", type=int, help="Validity of the new certificate (default: the request's).")
+@click.option("--rekey", is_flag=True, help="Certify a new key (needs --csr) instead of the old one.")
+@click.option("--csr", "csr_path", type=CSR_FILE)
+@as_option
+@json_option
+def renew(
+    serial: str, months: int | None, rekey: bool, csr_path: Path | None, as_user: str, as_json: bool
+) -> None:
+    """Renew a certificate inside its renewal window: same unit, same kind, linked to the old one."""
+    if rekey != (csr_path is not None):
+        raise click.UsageError("--rekey needs --csr FILE, and --csr is only for --rekey")
+    svc = service()
+    new = svc.renewal.renew(
+        serial, actor=login(svc, as_user), months=months, csr=csr_path.read_bytes() if csr_path else None
+    )
+    _echo_cert(new, "valid", as_json, "issued as renewal")
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True)
+def serve(host: str, port: int, threads: int) -> None:
+    """Run the web app (public CRL, CA certificates and OCSP) on waitress, a production WSGI server."""
+    import waitress
+
+    from web import create_app
+
+    svc = service()
+    svc.ocsp.warm()  # unlock the OCSP signer keys now, not on the first request
+    app = create_app(svc)
+    click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
+    waitress.serve(app, host=host, port=port, threads=threads, ident="pkictl")

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import click
 
-from pki.cli.app import (
-    cli,
-)
+from pki.cli.app import ca_passphrase, cli
 
 
 @cli.command()
 def init() -> None:
-    """Create the home and its database, or migrate an existing one (safe to repeat)."""
-    from pki.bootstrap import init_home
+    """Create the home, its database and the CA hierarchy, or migrate an existing home (safe to repeat).
+
+    The CA keys are encrypted with PKI_CA_PASSPHRASE (or a prompted passphrase) and kept in the home's ca/.
+    """
+    from pki.bootstrap import initialize
     from pki.config import Settings
 
     settings = Settings.from_env()
-    engine = init_home(settings)
-    engine.dispose()
+    svc = initialize(settings, ca_passphrase)
+    click.get_current_context().call_on_close(svc.ctx.engine.dispose)
     click.echo(f"home: {settings.home}")
-    click.echo(f"database: {engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"database: {svc.ctx.engine.url.render_as_string(hide_password=True)}")
+    for ca in svc.authority.all():
+        click.echo(f"CA {ca.slug:<12} {ca.subject}  (until {ca.not_valid_after.date().isoformat()})")
 
 
 @cli.command()

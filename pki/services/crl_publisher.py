@@ -15,7 +15,8 @@ from pki.enums import CaRole, CertificateStatus
 from pki.errors import NotFoundError
 from pki.models import Certificate, CrlRecord
 from pki.services.authority import AuthorityService, LoadedCa
-from pki.services.context import Context
+from pki.services.authz import require_operation
+from pki.services.context import Actor, Context
 
 KEEP_PER_CA = 10  # older CRLs are pruned; the audit trail keeps every publication
 
@@ -31,11 +32,18 @@ class CrlService:
         self._ctx = ctx
         self._authority = authority
 
-    def publish(self, *, actor: str = "system") -> list[Published]:
-        """A fresh CRL for every issuing CA, in one transaction."""
+    def publish(self, *, actor: Actor | None = None) -> list[Published]:
+        """A fresh CRL for every issuing CA, in one transaction.
+
+        ``actor`` None is the scheduled run (cron, timer): whoever can unlock the CA key may publish. A named
+        actor needs the crl_publish role.
+        """
         issuing = [c for c in self._authority.loaded().values() if c.record.role is CaRole.ISSUING]
         out: list[Published] = []
-        with self._ctx.write() as s:
+        by = actor.username if actor else "system"
+        with self._ctx.denials_recorded(actor, "crl_publish", "ca"), self._ctx.write() as s:
+            if actor is not None:
+                require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "crl_publish")
             for ca in issuing:
                 now = whole_seconds(self._ctx.now())
                 rows = s.exec(
@@ -70,7 +78,7 @@ class CrlService:
                     next_update=next_update,
                     entries=len(rows),
                     der=data,
-                    published_by=actor,
+                    published_by=by,
                 )
                 s.add(record)
                 s.flush()
@@ -78,7 +86,7 @@ class CrlService:
                 audit.append(
                     s,
                     at=self._ctx.now(),
-                    actor=actor,
+                    actor=by,
                     action="crl.publish",
                     subject_type="ca",
                     subject_id=ca.slug,

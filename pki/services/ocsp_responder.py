@@ -79,6 +79,10 @@ class OcspService:
             self._by_hash = table
         return self._by_hash
 
+    def warm(self) -> int:
+        """Load every responder key now (a server calls this at start, so a passphrase prompt happens there)."""
+        return len(self._responders())
+
     def respond(self, request_der: bytes) -> bytes:
         """A DER OCSPResponse for a DER OCSPRequest; never raises."""
         try:

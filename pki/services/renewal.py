@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from pki import audit
 from pki.ca.keys import PublicKey
+from pki.ca.validity import whole_seconds
 from pki.enums import CertificateStatus, RevocationReason
 from pki.errors import FieldError, IssuanceError, ValidationError
 from pki.models import Certificate, CertificateRequest
@@ -45,7 +46,7 @@ class RenewalService:
             key: PublicKey = new_key or x509.load_der_x509_certificate(old.der).public_key()  # type: ignore[assignment]
             issued = self._issuance.issue_locked(s, req, key, actor=actor, months=months, renewed_from=old)
             if self._ctx.policies.ca.revoke_superseded == "issue":
-                old.status, old.revoked_at = CertificateStatus.REVOKED, self._ctx.now()
+                old.status, old.revoked_at = CertificateStatus.REVOKED, whole_seconds(self._ctx.now())
                 old.revocation_reason, old.revoked_by = RevocationReason.SUPERSEDED, actor.username
                 old.revocation_comment = f"superseded by {issued.certificate.serial}"
                 s.add(old)

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from sqlmodel import Session, col, select
 
 from pki import audit
+from pki.ca.validity import whole_seconds
 from pki.enums import CertificateStatus, RevocationReason
 from pki.errors import ConflictError, FieldError, IssuanceError, NotFoundError, ValidationError
 from pki.models import Certificate
@@ -55,7 +56,7 @@ class RevocationService:
             certs = self._lock_all(s, wanted)
             now = self._ctx.now()
             for cert in certs:
-                cert.status, cert.revoked_at = CertificateStatus.REVOKED, now
+                cert.status, cert.revoked_at = CertificateStatus.REVOKED, whole_seconds(now)
                 cert.revocation_reason, cert.revocation_comment, cert.revoked_by = (
                     why,
                     comment,

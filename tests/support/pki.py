@@ -1,0 +1,45 @@
+"""Keys, CSRs and approved requests for CA tests. Keys are made once per test session and reused by index
+(RSA-4096 takes a while); each test that needs a fresh key asks for a new index."""
+
+from __future__ import annotations
+
+import itertools
+from functools import cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from pki.ca.keys import PrivateKey, generate_private_key
+from pki.enums import Action
+from pki.services import Actor, Service
+from tests.support.data import application, make_uscc
+
+_unit_numbers = itertools.count(70000000)
+
+
+@cache
+def key(algorithm: str = "ec-p256", index: int = 0) -> PrivateKey:
+    return generate_private_key(algorithm)
+
+
+def csr_for(private_key: PrivateKey, common_name: str = "ignored by the CA") -> bytes:
+    """A PEM CSR signed by ``private_key``; its subject is deliberately not what the CA will issue."""
+    request = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .sign(private_key, hashes.SHA256())
+    )
+    return request.public_bytes(Encoding.PEM)
+
+
+def approved(service: Service, people: dict[str, Actor], **overrides: object) -> int:
+    """A request walked to 'approved' by clerk, acceptor, head and reviewer; each for its own unit."""
+    overrides.setdefault("credential_number", make_uscc("110101", str(next(_unit_numbers))))
+    req = service.requests.create(application(**overrides), actor=people["clerk"])
+    assert req.id is not None
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
+    service.requests.countersign(req.id, actor=people["head"])
+    service.requests.review(req.id, actor=people["reviewer"], decision=Action.APPROVE)
+    return req.id

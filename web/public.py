@@ -1,0 +1,66 @@
+"""Public endpoints, no login: CRLs at the CRL distribution points, CA certificates, the OCSP responder."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from email.utils import format_datetime
+
+from flask import Blueprint, Response, abort, current_app, request
+
+from pki.services import Service
+
+public = Blueprint("public", __name__)
+
+
+def _service() -> Service:
+    svc: Service = current_app.extensions["pki_service"]
+    return svc
+
+
+@public.get("/healthz")
+def healthz() -> Response:
+    return Response("ok\n", mimetype="text/plain")
+
+
+@public.get("/crl/<slug>.crl")
+def crl(slug: str) -> Response:
+    record = _service().crl.latest(slug)
+    response = Response(record.der, mimetype="application/pkix-crl")
+    response.headers["Expires"] = format_datetime(record.next_update, usegmt=True)
+    response.headers["Last-Modified"] = format_datetime(record.this_update, usegmt=True)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@public.get("/ca/<slug>.cer")
+def ca_certificate(slug: str) -> Response:
+    ca = _service().authority.get(slug)
+    return Response(ca.record.certificate_der, mimetype="application/pkix-cert")
+
+
+@public.post("/ocsp")
+@public.post("/ocsp/<slug>")
+def ocsp_post(slug: str | None = None) -> Response:
+    """RFC 6960 Appendix A.1: a DER OCSPRequest in the body."""
+    return _ocsp(request.get_data(cache=False))
+
+
+@public.get("/ocsp/<path:encoded>")
+def ocsp_get(encoded: str) -> Response:
+    """RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}."""
+    # A DER OCSPRequest (SEQUENCE, 0x30) always encodes to base64 starting with "M"; anything before is the
+    # CA's path segment (/ocsp/test/...). The base64 itself may contain "/".
+    if not encoded.startswith("M") and "/" in encoded:
+        encoded = encoded.split("/", 1)[1]
+    try:
+        data = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=False)
+    except (binascii.Error, ValueError):
+        abort(400)
+    return _ocsp(data)
+
+
+def _ocsp(data: bytes) -> Response:
+    response = Response(_service().ocsp.respond(data), mimetype="application/ocsp-response")
+    response.headers["Cache-Control"] = "no-store"  # a revocation shows in the very next response
+    return response
