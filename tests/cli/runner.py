@@ -13,6 +13,7 @@ import pytest
 
 import pki.cli
 
+CA_PASSPHRASE = "cli-test-ca-passphrase"
 PASSWORD = "correct-horse-battery"
 
 
@@ -45,6 +46,7 @@ class Cli:
     def __call__(self, *argv: str, stdin: str = "", password: str | None = PASSWORD) -> Result:
         self._mp.setenv("PKI_HOME", str(self.home))
         self._mp.setenv("PKI_DATABASE_URL", self.db_url)
+        self._mp.setenv("PKI_CA_PASSPHRASE", CA_PASSPHRASE)
         if password is None:
             self._mp.delenv("PKI_PASSWORD", raising=False)
         else:

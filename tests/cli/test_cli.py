@@ -765,7 +765,13 @@ def pkictl_path() -> str:
 
 
 def run(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "PKI_HOME": str(home), "PKI_PASSWORD": PASSWORD, "LANG": "C.UTF-8"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PKI_HOME": str(home),
+        "PKI_PASSWORD": PASSWORD,
+        "LANG": "C.UTF-8",
+        "PKI_CA_PASSPHRASE": "cli-test-ca-passphrase",
+    }
     return subprocess.run(
         [pkictl_path(), *argv], capture_output=True, text=True, env=env, timeout=60, check=False
     )
