@@ -11,6 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from pki.bootstrap import initialize
 from pki.config import Settings
 from pki.enums import Action, Role
@@ -32,6 +37,7 @@ DEMO_USERS: tuple[tuple[str, str, Role], ...] = (
 # (unit, credit code, province, access type, how far it gets)
 DEMO_UNITS: tuple[tuple[str, str, str, str, str], ...] = (
     ("【演示】北京市节能监测中心", "11110000000012343B", "北京", "formal", "approved"),
+    ("【演示】上海某化工厂", "91310115MA1FL00079", "上海", "test", "issued"),
     ("【演示】福州某能源公司", "91350100MA2Y123446", "福建", "test", "countersigned"),
     ("【演示】北京某热电厂", "911101011234567889", "北京", "test", "accepted"),
     ("【演示】拉萨某水泥厂", "91540100MA6T00012D", "西藏", "test", "entered"),
@@ -93,6 +99,7 @@ def seed(service: Service, home: Path) -> list[DemoUser]:
     actors = {u.role: service.users.authenticate(u.username, u.password, source="demo") for u in users}
     for unit, code, province, access, stage in DEMO_UNITS:
         _walk(service, actors, _application(unit, code, province, access), stage)
+    service.crl.publish(actor=actors[Role.OPS])
     return users
 
 
@@ -141,3 +148,8 @@ def _walk(service: Service, a: dict[Role, Actor], app: dict[str, Any], stage: st
         )
         return
     service.requests.review(req.id, actor=a[Role.REVIEWER], decision=Action.APPROVE)
+    if stage == "issued":
+        # The demo's key is made in software; on a real acceptance point it is generated on the USB key.
+        key = ec.generate_private_key(ec.SECP256R1())
+        csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
+        service.issuance.issue_from_csr(req.id, csr.public_bytes(Encoding.PEM), actor=a[Role.DISTRIBUTOR])

@@ -1,0 +1,183 @@
+"""Shared set-up for the benchmarks in bench/: a fresh database (SQLite file or a throw-away PostgreSQL
+schema), the migrated schema, the CA hierarchy, actors as user rows, and a few helpers.
+
+Nothing here is timed; each benchmark times only its own loop. Not a test module: run the scripts directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+from sqlalchemy.engine import Engine  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+
+from pki.bootstrap import migrate  # noqa: E402
+from pki.ca.keystore import FileKeyStore  # noqa: E402
+from pki.db import make_engine, normalize_url  # noqa: E402
+from pki.enums import Role  # noqa: E402
+from pki.models import User  # noqa: E402
+from pki.services import Actor, Service  # noqa: E402
+
+PG_URL = os.environ.get("PKI_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+PASSPHRASE = "bench-ca-passphrase-123"
+
+
+def base_parser(description: str, n: int) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--n", type=int, default=n, help=f"size of the workload (default {n})")
+    p.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory and schema")
+    return p
+
+
+def machine() -> str:
+    import cryptography
+
+    ossl = subprocess.run(["openssl", "version"], capture_output=True, text=True, check=False).stdout.strip()
+    return (
+        f"nproc={os.cpu_count()} python={platform.python_version()} cryptography={cryptography.__version__}"
+        f" ({_backend_openssl()}) openssl-cli='{ossl}'"
+    )
+
+
+def _backend_openssl() -> str:
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    return str(backend.openssl_version_text())
+
+
+@dataclass
+class Env:
+    tmp: Path
+    url: str
+    engine: Engine
+    service: Service
+    people: dict[str, Actor]
+
+
+@contextmanager
+def database(db: str, tmp: Path, *, keep: bool = False) -> Iterator[str]:
+    """A URL to an empty database: a file under ``tmp``, or a fresh PostgreSQL schema (dropped after)."""
+    if db == "sqlite":
+        yield f"sqlite:///{tmp / 'pki.db'}"
+        return
+    schema = f"pkibench_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = normalize_url(PG_URL)
+    url = f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+    try:
+        yield url
+    finally:
+        if not keep:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+PEOPLE = {
+    "clerk": (Role.ENTRY,),
+    "acceptor": (Role.ACCEPTOR,),
+    "head": (Role.HEAD,),
+    "reviewer": (Role.REVIEWER,),
+    "distributor": (Role.DISTRIBUTOR,),
+    "ops": (Role.OPS,),
+}
+
+
+@contextmanager
+def environment(db: str, *, keep: bool = False, prefix: str = "pkibench-") -> Iterator[Env]:
+    """Temp dir, migrated database, service with a FileKeyStore, CA hierarchy, and the actors as user rows
+    (password_hash "!" as in tests/conftest.py: we act as them directly)."""
+    tmpdir = tempfile.mkdtemp(prefix=prefix)
+    tmp = Path(tmpdir)
+    try:
+        with database(db, tmp, keep=keep) as url:
+            engine = make_engine(url)
+            try:
+                migrate(engine)
+                service = Service(engine, keys=FileKeyStore(tmp / "ca", lambda: PASSPHRASE))
+                service.authority.ensure_hierarchy()
+                now = datetime.now(UTC)
+                people = {
+                    name: Actor(name, frozenset(r.value for r in roles)) for name, roles in PEOPLE.items()
+                }
+                with Session(engine) as s:
+                    for a in people.values():
+                        s.add(
+                            User(
+                                username=a.username,
+                                password_hash="!",
+                                roles=",".join(sorted(a.roles)),
+                                created_at=now,
+                            )
+                        )
+                    s.commit()
+                yield Env(tmp, url, engine, service, people)
+            finally:
+                engine.dispose()
+    finally:
+        if keep:
+            print(f"kept {tmp}")
+        else:
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def export_key_unencrypted(service: Service, slug: str, path: Path) -> None:
+    """Write the CA's key (loaded through the FileKeyStore) as unencrypted PKCS#8 PEM, owner-only."""
+    ca = service.authority.get(slug)
+    key = service.authority.key_for(ca)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+
+
+def export_cert(service: Service, slug: str, path: Path) -> None:
+    ca = service.authority.get(slug)
+    path.write_bytes(ca.certificate.public_bytes(serialization.Encoding.PEM))
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def openssl_time(at: datetime) -> str:
+    """index.txt time: UTCTime YYMMDDHHMMSSZ."""
+    return at.astimezone(UTC).strftime("%y%m%d%H%M%SZ")
+
+
+def even_hex(serial: int) -> str:
+    """The serial as openssl writes it in index.txt (BN_bn2hex: upper case, whole bytes)."""
+    h = f"{serial:X}"
+    return h if len(h) % 2 == 0 else "0" + h
+
+
+def line(char: str = "-") -> None:
+    print(char * 78)
