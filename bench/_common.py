@@ -181,3 +181,97 @@ def even_hex(serial: int) -> str:
 
 def line(char: str = "-") -> None:
     print(char * 78)
+
+
+# -- certificate rows in bulk (CRL and OCSP benchmarks) ----------------------------------------------------
+
+# Reasons both we and `openssl ca` can express (openssl's ca/ocsp index knows no privilegeWithdrawn).
+BENCH_REASONS = ("unspecified", "keyCompromise", "affiliationChanged", "superseded", "cessationOfOperation")
+
+
+@dataclass(frozen=True)
+class CertRow:
+    serial: int
+    not_after: datetime
+    revoked_at: datetime | None
+    reason: str | None
+
+
+def insert_certificates(
+    env: Env, slug: str, count: int, *, revoked_share: float, seed: int = 1
+) -> list[CertRow]:
+    """``count`` certificate rows of CA ``slug`` by bulk SQL insert (der is a placeholder: the CRL and OCSP
+    paths read only serial, status, revocation time and reason). A ``revoked_share`` of them are revoked at
+    distinct whole-second times during the past year, reasons spread over BENCH_REASONS."""
+    import random
+
+    from sqlalchemy import insert
+
+    from pki.models import Certificate
+
+    rnd = random.Random(seed)
+    ca = env.service.authority.get(slug)
+    now = datetime.now(UTC).replace(microsecond=0)
+    from datetime import timedelta
+
+    not_before = now - timedelta(days=200)
+    out: list[CertRow] = []
+    rows: list[dict[str, Any]] = []
+    seen: set[int] = set()
+    n_revoked = round(count * revoked_share)
+    for i in range(count):
+        serial = rnd.getrandbits(159) | (1 << 120)  # like x509.random_serial_number(), never tiny
+        while serial in seen:
+            serial = rnd.getrandbits(159) | (1 << 120)
+        seen.add(serial)
+        not_after = not_before + timedelta(days=365 + rnd.randrange(0, 700))
+        revoked = i < n_revoked
+        revoked_at = now - timedelta(seconds=rnd.randrange(60, 180 * 86400)) if revoked else None
+        reason = BENCH_REASONS[rnd.randrange(len(BENCH_REASONS))] if revoked else None
+        out.append(CertRow(serial, not_after, revoked_at, reason))
+        rows.append(
+            {
+                "serial": f"{serial:X}",
+                "ca_id": ca.id,
+                "request_id": None,
+                "kind": ca.record.kind,
+                "subject": f"C=CN,O=bench unit {i},CN=bench unit {i}",
+                "unit_name": f"bench unit {i}",
+                "credential_number": f"BENCH{i:012d}",
+                "province": "北京",
+                "not_valid_before": not_before,
+                "not_valid_after": not_after,
+                "status": "revoked" if revoked else "valid",
+                "revoked_at": revoked_at,
+                "revocation_reason": reason,
+                "revocation_comment": "",
+                "revoked_by": "ops" if revoked else None,
+                "key_algorithm": "ec-p256",
+                "spki_sha256": f"{rnd.getrandbits(256):064x}",
+                "der": b"\x30\x03\x02\x01\x00",
+                "issued_by": "distributor",
+                "issued_at": not_before,
+                "renewed_from_id": None,
+                "delivered": True,
+            }
+        )
+    with env.engine.begin() as conn:
+        for lo in range(0, len(rows), 10_000):
+            conn.execute(insert(Certificate), rows[lo : lo + 10_000])
+    return out
+
+
+def write_index(path: Path, rows: list[CertRow]) -> None:
+    """An openssl ca/ocsp index.txt for ``rows`` (V or R; revocation 'time,reason', reason left out when
+    unspecified, as our CRL leaves the extension out)."""
+    with path.open("w") as f:
+        for i, r in enumerate(rows):
+            if r.revoked_at is None:
+                status, rev = "V", ""
+            else:
+                status = "R"
+                rev = openssl_time(r.revoked_at)
+                if r.reason and r.reason != "unspecified":
+                    rev += "," + r.reason
+            f.write(f"{status}\t{openssl_time(r.not_after)}\t{rev}\t{even_hex(r.serial)}\tunknown\t/CN=u{i}\n")
+    path.with_name(path.name + ".attr").write_text("unique_subject = no\n")

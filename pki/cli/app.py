@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> None:
         fail(e.message)
     except KeyboardInterrupt:
         fail("interrupted", 130)
+    except OSError as e:  # a file we were told to read or write
+        fail(f"{e.filename or 'file'}: {e.strerror or e}")
     except Exception as e:
         reason = _database_unavailable(e)
         if reason is None:

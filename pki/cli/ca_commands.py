@@ -211,15 +211,19 @@ def crl() -> None:
 def crl_publish(out: Path | None, as_user: str | None, as_json: bool) -> None:
     """Publish a new CRL for every issuing CA (served by `pkictl serve` at the CRL distribution points)."""
     import base64
+    import textwrap
 
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)  # before publishing: a bad --out must not use up CRL numbers
     svc = service()
     published = svc.crl.publish(actor=login(svc, as_user) if as_user else None)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
         for p in published:
             (out / f"{p.ca}.crl").write_bytes(p.record.der)
-            b64 = base64.encodebytes(p.record.der).decode("ascii")
-            (out / f"{p.ca}.crl.pem").write_text(f"-----BEGIN X509 CRL-----\n{b64}-----END X509 CRL-----\n")
+            body = "\n".join(textwrap.wrap(base64.b64encode(p.record.der).decode("ascii"), 64))  # RFC 7468
+            (out / f"{p.ca}.crl.pem").write_text(
+                f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n"
+            )
     if as_json:
         print_json(
             [

@@ -56,7 +56,7 @@ def ca_home(staffed: Cli) -> Cli:
 
 @cache
 def rsa_1024() -> PrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    return rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 - the weak key the CA must refuse
 
 
 def assert_refused(result: Result, *fragments: str) -> None:
@@ -91,7 +91,6 @@ def approved(cli: Cli, tmp_path: Path, *, reviewer: str = "reviewer", **override
     cli.ok("request", "accept", str(rid), "--opinion", "agree", "--usbkey", USBKEY, "--as", "acceptor")
     cli.ok("request", "countersign", str(rid), "--as", "head")
     cli.ok("request", "review", str(rid), "--approve", "--as", reviewer)
-    assert request_state(cli, rid) == "approved"
     return rid
 
 
@@ -198,7 +197,9 @@ def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
 
     for slug in HIERARCHY:
         assert any(line.startswith(f"CA {slug} ") for line in first.out.splitlines()), first.out
-    assert "根CA" in first.out
+    assert "CN=国家电子政务外网数字证书中心 根CA" in first.out
+    assert "CN=国家电子政务外网数字证书中心 测试证书CA" in first.out
+    assert "CN=国家电子政务外网数字证书中心 正式证书CA" in first.out
     cli.add_user("admin", "admin", admin=None)
     listed = cli.json("ca", "show")
     by_id = {c["id"]: c["slug"] for c in listed}
@@ -215,7 +216,8 @@ def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
         assert "certificate_der" not in c
         assert "key_ref" not in c
         assert c["key_algorithm"] == "ec-p256"
-        assert c["subject"].endswith("C=CN") or "C=CN" in c["subject"]
+        assert "O=国家电子政务外网数字证书中心" in c["subject"]
+        assert c["subject"].endswith(",C=CN")
     # The keys are encrypted files in the home, readable by the owner only.
     key_files = sorted((cli.home / "ca").iterdir())
     assert len(key_files) == 5
@@ -349,6 +351,13 @@ def test_issue_json_and_a_formal_request_uses_the_formal_ca(ca_home: Cli, tmp_pa
     assert data["key_algorithm"] == "ec-p384"
     assert data["ca_id"] == cas(ca_home)["formal"]["id"]
     assert export_pem(ca_home, data["serial"]).issuer.rfc4514_string() == cas(ca_home)["formal"]["subject"]
+    chain = x509.load_pem_x509_certificates(
+        ca_home.ok("cert", "export", data["serial"], "--format", "chain").out.encode()
+    )
+    assert [f"{c.serial_number:X}" for c in chain[1:]] == [
+        cas(ca_home)["formal"]["serial"],
+        cas(ca_home)["root"]["serial"],
+    ]
 
 
 def test_issue_twice_or_before_approval_is_refused(ca_home: Cli, tmp_path: Path) -> None:
@@ -466,6 +475,8 @@ def test_cert_show(ca_home: Cli, tmp_path: Path) -> None:
     text = ca_home.ok("cert", "show", serial.lower()).out
 
     assert shown == ca_home.json("cert", "list")[0]
+    assert ca_home.json("cert", "show", f"0x00{serial}") == shown
+    assert ca_home.json("cert", "show", f"00:{colon_lower(serial)}") == shown
     assert shown["serial"] == serial
     assert f"serial: {serial}" in text.splitlines()
     assert "status: valid" in text.splitlines()
@@ -781,6 +792,9 @@ def test_renew_before_the_window_is_refused(ca_home: Cli, tmp_path: Path) -> Non
     assert_refused(ca_home("renew", serial, "--as", "clerk"), "no role that may renew")
     assert_refused(ca_home("renew", "ABCDEF", "--as", OPERATOR), "no certificate with serial ABCDEF")
     assert_refused(ca_home("renew", serial, "--months", "7", "--as", OPERATOR), "months")
+    ca_home.ok("revoke", serial, "--reason", "affiliationChanged", "--as", OPERATOR)
+    assert_refused(ca_home("renew", serial, "--as", OPERATOR), "is revoked")
+    assert serials(ca_home) == [serial]
 
 
 def test_renew_usage_errors(ca_home: Cli, tmp_path: Path) -> None:
@@ -826,3 +840,69 @@ def test_every_ca_read_command_has_json(ca_home: Cli, tmp_path: Path) -> None:
         assert result.err == ""
         json.loads(result.out)
     assert json.loads(revoked_json.out)[0]["serial"] == serial
+
+
+# -- the CA passphrase is needed only to sign -------------------------------------------------------------
+
+
+def test_read_commands_and_revoke_need_no_ca_passphrase(
+    ca_home: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    serial = issued(ca_home, tmp_path, 0)["serial"]
+
+    with ca_passphrase(monkeypatch, None):
+        assert set(cas(ca_home)) == set(HIERARCHY)
+        assert serials(ca_home) == [serial]
+        assert ca_home.json("cert", "show", serial)["status"] == "valid"
+        assert (
+            len(
+                x509.load_pem_x509_certificates(
+                    ca_home.ok("cert", "export", serial, "--format", "chain").out.encode()
+                )
+            )
+            == 3
+        )
+        ca_home.ok("revoke", serial, "--reason", "superseded", "--as", OPERATOR)
+        ca_home.ok("init")  # the hierarchy exists: re-running init (a migration) signs nothing
+        unsigned = ca_home("crl", "publish")
+
+    assert_usage_error(unsigned, "PKI_CA_PASSPHRASE")
+    assert serials(ca_home, "--status", "revoked") == [serial]
+
+
+def test_a_crl_publish_that_cannot_sign_publishes_nothing(
+    ca_home: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "crl"
+    with ca_passphrase(monkeypatch, "not-the-ca-passphrase"):
+        wrong = ca_home("crl", "publish", "--out", str(out), "--as", OPERATOR)
+
+    assert_refused(wrong, "passphrase is wrong")
+    assert not out.exists() or not list(out.iterdir())
+    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {"test": 1, "formal": 1}
+
+
+# -- output files that cannot be written ------------------------------------------------------------------
+
+
+def test_cert_export_out_to_a_directory_is_a_usage_error(ca_home: Cli, tmp_path: Path) -> None:
+    serial = issued(ca_home, tmp_path, 0)["serial"]
+
+    assert_usage_error(ca_home("cert", "export", serial, "--out", str(tmp_path)), "directory")
+
+
+def test_cert_export_out_into_a_missing_directory_is_one_line(ca_home: Cli, tmp_path: Path) -> None:
+    serial = issued(ca_home, tmp_path, 0)["serial"]
+
+    result = ca_home("cert", "export", serial, "--out", str(tmp_path / "missing" / "ee.pem"))
+
+    assert_refused(result, "missing")
+
+
+def test_crl_publish_out_that_cannot_be_created_is_one_line(ca_home: Cli, tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory\n")
+
+    result = ca_home("crl", "publish", "--out", str(blocker / "crl"), "--as", OPERATOR)
+
+    assert_refused(result, "a-file")

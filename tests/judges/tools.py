@@ -89,9 +89,10 @@ def write_der(path: Path, data: bytes) -> Path:
     return path
 
 
-# Certificate-policy OIDs whose arcs every relying party can decode (2.999: the ITU-T example arc). The
+# Certificate-policy OIDs whose arcs every relying party can decode (PEN 32473 is IANA's documentation
+# enterprise number, RFC 5612). The
 # packaged 2.25 UUID placeholders have a 128-bit arc that pkilint cannot decode (see test_pkilint).
-SHORT_ARC_POLICY_OIDS = {"test": "2.999.1.1", "formal": "2.999.1.2"}
+SHORT_ARC_POLICY_OIDS = {"test": "1.3.6.1.4.1.32473.1.1", "formal": "1.3.6.1.4.1.32473.1.2"}
 
 
 def use_policy_oids(service: Service, oids: dict[str, str]) -> None:

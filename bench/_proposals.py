@@ -1,0 +1,333 @@
+"""Prototypes of the fixes proposed in docs/benchmarks.md, measured by the benchmarks next to production code.
+
+NOT production code and not wired into pki/: each class/function here keeps the production checks
+(role re-read, request lock, separation of duties, state machine, key reuse, CA validity, audit chain) and
+changes only how the work reaches the database or the encoder, so that its figure shows what the fix buys.
+The benchmarks print these as "prototype" lines; their verdicts are always about production code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
+from sqlalchemy import bindparam, insert, select
+from sqlmodel import col
+
+from pki import audit
+from pki.ca import certs, der
+from pki.ca import crl as crl_mod
+from pki.ca.keys import algorithm_of, signature_hash, spki_der
+from pki.ca.validity import add_months, whole_seconds
+from pki.enums import Action, CertificateStatus
+from pki.errors import IssuanceError, NotFoundError, SeparationOfDutiesError
+from pki.lifecycle import transition
+from pki.models import AuditRecord, Certificate, CertificateRequest
+from pki.services.authz import require_role
+from pki.services.context import Actor
+from pki.services.issuance import IssuanceService, parse_csr
+from pki.services.ocsp_responder import _REASONS as _OCSP_REASONS
+from pki.services.ocsp_responder import OcspService
+from pki.services.requests import SUBJECT as REQUEST
+
+# -- 1. issuance: one set-based transaction per batch ---------------------------------------------------
+
+
+class BulkIssuance(IssuanceService):
+    """issue_many_from_csr with the per-request ORM round trips replaced by set-based statements:
+
+    actor re-read once; all requests locked by one SELECT ... WHERE id IN (...) ORDER BY id FOR UPDATE; the
+    actor's earlier actions on them by one audit query; key reuse by one spki_sha256 IN (...) query (plus
+    duplicates inside the batch); certificates by one INSERT ... RETURNING (executemany); both audit records
+    of every request by one audit.append_many; request state by one flush of the locked rows.
+    """
+
+    def issue_many_from_csr(self, items: Sequence[tuple[int, bytes]], *, actor: Actor) -> list[Certificate]:
+        keys = [(rid, self.checked_key(parse_csr(data).public_key())) for rid, data in items]
+        ctx = self._ctx
+        with ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), ctx.write() as s:
+            wf = ctx.policies.workflow
+            current = ctx.resolve(s, actor)
+            require_role(wf, current, Action.ISSUE)
+            ids = [rid for rid, _ in keys]
+            reqs = {
+                r.id: r
+                for r in s.exec(
+                    select(CertificateRequest)
+                    .where(col(CertificateRequest.id).in_(ids))
+                    .order_by(col(CertificateRequest.id))
+                    .with_for_update()
+                ).all()
+            }
+            earlier: dict[str, set[Action]] = {}
+            for subject_id, name in s.execute(
+                select(AuditRecord.subject_id, AuditRecord.action).where(
+                    AuditRecord.subject_type == REQUEST,
+                    col(AuditRecord.subject_id).in_([str(i) for i in ids]),
+                    AuditRecord.actor == actor.username,
+                )
+            ).all():
+                try:
+                    earlier.setdefault(subject_id, set()).add(Action(name.removeprefix(f"{REQUEST}.")))
+                except ValueError:
+                    continue
+            spki = {rid: hashlib.sha256(spki_der(key)).hexdigest() for rid, key in keys}
+            taken = dict(
+                s.execute(
+                    select(Certificate.spki_sha256, Certificate.serial).where(
+                        col(Certificate.spki_sha256).in_(list(set(spki.values())))
+                    )
+                ).all()
+            )
+            now = whole_seconds(ctx.now())
+            profiles = ctx.policies.profiles
+            rows: list[dict[str, Any]] = []
+            for rid, key in keys:
+                req = reqs.get(rid)
+                if req is None:
+                    raise NotFoundError(f"request {rid} not found", message_zh=f"申请 {rid} 不存在")
+                rule = wf.conflict(earlier.get(str(rid), set()), Action.ISSUE)
+                if rule is not None:
+                    raise SeparationOfDutiesError(f"{rule.reason} (request {rid})", message_zh=rule.reason_zh)
+                transition(req.state, Action.ISSUE)
+                fingerprint = spki[rid]
+                if fingerprint in taken:
+                    raise IssuanceError(
+                        f"this public key is already certified (certificate {taken[fingerprint]}):"
+                        " generate a new key",
+                        message_zh="该公钥已签发过证书，请重新生成密钥",
+                    )
+                ca = self._authority.issuing_for(req.access_type)
+                not_after = add_months(now, req.validity_months)
+                self._refuse_past_ca(ca, not_after)
+                cert = certs.build_end_entity(
+                    ca.certificate,
+                    self._authority.key_for(ca),
+                    key,
+                    certs.end_entity_name(
+                        unit_name=req.unit_name,
+                        province=req.province,
+                        locality=req.county,
+                        organization_identifier=req.credential_number
+                        if profiles.organization_identifier
+                        else None,
+                    ),
+                    x509.random_serial_number(),
+                    certs.Validity(now, not_after),
+                    policy_oid=profiles.kinds[req.access_type.value].policy_oid,
+                    publication=self._publication(ca),
+                    organization_code_oid=profiles.organization_code_oid,
+                    organization_code=req.credential_number,
+                )
+                serial = f"{cert.serial_number:X}"
+                taken[fingerprint] = serial  # a key twice in one batch is refused like across batches
+                rows.append(
+                    {
+                        "serial": serial,
+                        "ca_id": ca.id,
+                        "request_id": rid,
+                        "kind": req.access_type,
+                        "subject": cert.subject.rfc4514_string(),
+                        "unit_name": req.unit_name,
+                        "credential_number": req.credential_number,
+                        "province": req.province,
+                        "not_valid_before": now,
+                        "not_valid_after": not_after,
+                        "status": CertificateStatus.VALID,
+                        "key_algorithm": algorithm_of(key) or "",
+                        "spki_sha256": fingerprint,
+                        "der": cert.public_bytes(Encoding.DER),
+                        "issued_by": actor.username,
+                        "issued_at": now,
+                        "renewed_from_id": None,
+                        "delivered": True,
+                        "revocation_comment": "",
+                    }
+                )
+            out = list(
+                s.scalars(insert(Certificate).returning(Certificate, sort_by_parameter_order=True), rows).all()
+            )
+            at = ctx.now()
+            entries: list[audit.Entry] = []
+            for (rid, _), row in zip(keys, out, strict=True):
+                req = reqs[rid]
+                ca_slug = self._authority.issuing_for(req.access_type).slug
+                entries.append(
+                    audit.Entry(at, actor.username, "certificate.issue", "certificate", row.serial,
+                                {"request": rid, "kind": req.access_type.value, "ca": ca_slug,
+                                 "not_after": row.not_valid_after.isoformat(), "renewed_from": None})
+                )  # fmt: skip
+                before = req.state
+                req.issued_by, req.issued_at = actor.username, now
+                req.state = transition(before, Action.ISSUE)
+                req.version += 1
+                req.updated_at = at
+                entries.append(
+                    audit.Entry(at, actor.username, f"{REQUEST}.{Action.ISSUE.value}", REQUEST, rid,
+                                {"from": before.value, "to": req.state.value, "serial": row.serial})
+                )  # fmt: skip
+            s.flush()  # one executemany UPDATE for the locked requests
+            audit.append_many(s, entries)
+            return out
+
+
+# -- 2. CRL: Core query without ORM/TypeDecorator per row, and a leaner entry encoder ---------------------
+
+_REASON_EXT_BY_NAME = {
+    name: der.sequence(der.sequence(der.oid("2.5.29.21"), der.octet_string(der.enumerated(code))))
+    for name, code in crl_mod.REASON_CODES.items()
+    if code != 0
+}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _utc_time(at: datetime) -> bytes:
+    t = at.astimezone(UTC)
+    if t.year >= 2050:
+        return der.time(t)
+    s = b"%02d%02d%02d%02d%02d%02dZ" % (t.year % 100, t.month, t.day, t.hour, t.minute, t.second)
+    return b"\x17\x0d" + s
+
+
+def encode_entries(rows: Sequence[tuple[str, datetime, str]]) -> bytes:
+    """revokedCertificates contents for (hex serial, revoked_at, reason) rows; every entry is < 128 octets,
+    so lengths are one octet; the reason extension is one of a handful of constant strings."""
+    parts: list[bytes] = []
+    append = parts.append
+    for serial_hex, at, reason in rows:
+        n = int(serial_hex, 16)
+        sb = n.to_bytes(n.bit_length() // 8 + 1, "big")
+        body = b"\x02" + bytes((len(sb),)) + sb + _utc_time(at) + _REASON_EXT_BY_NAME.get(str(reason), b"")
+        append(b"\x30" + bytes((len(body),)) + body)
+    return b"".join(parts)
+
+
+def build_crl_fast(
+    issuer: x509.Certificate, key: Any, *, number: int, this_update: datetime, next_update: datetime,
+    revoked: bytes,
+) -> bytes:  # fmt: skip
+    """pki.ca.crl.build_crl with the entries already encoded."""
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
+    algorithm = crl_mod._algorithm_identifier(key)
+    extensions = der.sequence(
+        der.sequence(der.oid("2.5.29.35"), der.octet_string(der.sequence(der.tlv(0x80, ski)))),
+        der.sequence(der.oid("2.5.29.20"), der.octet_string(der.integer(number))),
+    )
+    tbs = der.sequence(
+        der.integer(1), algorithm, issuer.subject.public_bytes(), der.time(this_update), der.time(next_update),
+        *([der.tlv(0x30, revoked)] if revoked else []), der.explicit(0, extensions),
+    )  # fmt: skip
+    return der.sequence(tbs, algorithm, der.bit_string(crl_mod._sign(key, tbs)))
+
+
+def publish_fast(service: Any) -> bytes:
+    """The 'test' CA's CRL as CrlService.publish would build it, with the proposed query and encoder, in one
+    write transaction that also stores the record and the audit entry (so it does the same work)."""
+    from sqlmodel import func
+
+    from pki.models import CrlRecord
+
+    ctx, authority = service.ctx, service.authority
+    ca = authority.get("test")
+    table = Certificate.__table__  # type: ignore[attr-defined]
+    with ctx.write() as s:
+        now = whole_seconds(ctx.now())
+        conn = s.connection()
+        rows = conn.execute(
+            select(table.c.serial, table.c.revoked_at, table.c.revocation_reason)
+            .where(
+                table.c.ca_id == ca.id,
+                table.c.status == CertificateStatus.REVOKED,
+                table.c.not_valid_after > now,
+                table.c.revoked_at.is_not(None),
+                table.c.revocation_reason.is_not(None),
+            )
+        ).all()  # fmt: skip
+        last = s.exec(select(func.max(CrlRecord.number)).where(CrlRecord.ca_id == ca.id)).one()
+        number = (last or 0) + 1
+        next_update = now + timedelta(hours=ctx.policies.ca.crl_next_update_hours)
+        data = build_crl_fast(
+            ca.certificate, authority.key_for(ca), number=number, this_update=now, next_update=next_update,
+            revoked=encode_entries(rows),
+        )  # fmt: skip
+        s.add(CrlRecord(ca_id=ca.id, number=number, this_update=now, next_update=next_update,
+                        entries=len(rows), der=data, published_by="system"))  # fmt: skip
+        s.flush()
+        audit.append(s, at=ctx.now(), actor="system", action="crl.publish", subject_type="ca",
+                     subject_id=ca.slug, details={"number": number, "entries": len(rows)})  # fmt: skip
+    return data
+
+
+# -- 3. OCSP: a compiled, bound-parameter status query and a bare WSGI route for POST /ocsp --------------
+
+_STATUS_BOUND = select(
+    col(Certificate.status), col(Certificate.revoked_at), col(Certificate.revocation_reason)
+).where(col(Certificate.ca_id) == bindparam("ca"), col(Certificate.serial) == bindparam("serial"))
+
+
+class FastOcsp(OcspService):
+    """OcspService with _signed using one statement built once (bound parameters, compiled-cache hit)
+    instead of building `_STATUS.where(col(...) == ..., ...)` per request. Same reads, same response."""
+
+    def _signed(self, req: ocsp.OCSPRequest, responder: Any, nonce: bytes | None) -> bytes:
+        with self._ctx.engine.connect() as conn:
+            row = conn.execute(
+                _STATUS_BOUND, {"ca": responder.ca_id, "serial": f"{req.serial_number:X}"}
+            ).first()
+        now = whole_seconds(self._ctx.now())
+        status, revoked_at, reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
+        if row is not None:
+            if row.status == CertificateStatus.REVOKED.value or row.status is CertificateStatus.REVOKED:
+                status, revoked_at = ocsp.OCSPCertStatus.REVOKED, row.revoked_at.replace(microsecond=0)
+                reason = _OCSP_REASONS.get(str(row.revocation_reason))
+            else:
+                status = ocsp.OCSPCertStatus.GOOD
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                req.issuer_name_hash, req.issuer_key_hash, req.serial_number, req.hash_algorithm, status,
+                now, now + timedelta(hours=self._ctx.policies.ca.ocsp_response_validity_hours),
+                revoked_at, reason,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.signer)
+            .certificates([responder.signer])
+        )  # fmt: skip
+        if nonce is not None:
+            builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+        response = builder.sign(responder.signer_key, signature_hash(responder.signer_key))
+        return response.public_bytes(Encoding.DER)
+
+
+def ocsp_wsgi(service: Any, fallback: Any) -> Any:
+    """A WSGI app answering POST /ocsp[/ca] straight from service.ocsp.respond (no Flask request context);
+    anything else goes to ``fallback`` (the Flask app)."""
+    respond = service.ocsp.respond
+    headers_base = [
+        ("Content-Type", "application/ocsp-response"),
+        ("Cache-Control", "no-store"),
+        ("X-Content-Type-Options", "nosniff"),
+        ("X-Frame-Options", "DENY"),
+        ("Referrer-Policy", "no-referrer"),
+    ]
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if environ.get("REQUEST_METHOD") == "POST" and (path == "/ocsp" or path.startswith("/ocsp/")):
+            try:
+                size = int(environ.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                size = 0
+            if size > 64 * 1024:
+                start_response("413 Request Entity Too Large", [("Content-Length", "0")])
+                return [b""]
+            body = respond(environ["wsgi.input"].read(size))
+            start_response("200 OK", [*headers_base, ("Content-Length", str(len(body)))])
+            return [body]
+        return fallback(environ, start_response)
+
+    return app
