@@ -8,12 +8,13 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from pki.ca.keystore import FileKeyStore
+from pki.ca.keystore import FileKeyStore, KeyStore
 from pki.clock import Clock
 from pki.config import Settings
 from pki.db import make_engine, normalize_url
 from pki.errors import ConfigurationError
 from pki.services import Service
+from policies import load_policies
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -72,8 +73,14 @@ def initialize(settings: Settings, passphrase: Callable[[], str], *, clock: Cloc
     return service
 
 
-def key_store(settings: Settings, passphrase: Callable[[], str]) -> FileKeyStore:
-    """CA keys as encrypted files in the home's ca/ directory; the passphrase is asked for on first use."""
+def key_store(settings: Settings, passphrase: Callable[[], str]) -> KeyStore:
+    """Where CA keys live, per ca.toml [keys]: encrypted files in the home's ca/ (``passphrase`` is the file
+    passphrase), or an HSM token through PKCS#11 (``passphrase`` is the token's user PIN)."""
+    policy = load_policies().ca
+    if policy.key_store == "pkcs11":
+        from tokens.keystore import Pkcs11KeyStore
+
+        return Pkcs11KeyStore(policy.pkcs11_module, policy.pkcs11_token_label, passphrase)
     return FileKeyStore(settings.home / "ca", passphrase)
 
 

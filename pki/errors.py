@@ -138,3 +138,13 @@ class IssuanceError(PkiError):
     """Policy refused to issue, renew or revoke (validity past the CA, key reuse, unsupported key, …)."""
 
     code = "issuance_refused"
+
+
+class TokenError(PkiError):
+    """A PKCS#11 token refused or failed: wrong PIN, locked, absent, unsupported mechanism, full."""
+
+    code = "token"
+
+    def __init__(self, message: str, *, message_zh: str | None = None, ckr: str | None = None) -> None:
+        super().__init__(message, message_zh=message_zh)
+        self.ckr = ckr

@@ -39,6 +39,9 @@ class CaPolicy:
     crl_next_update_hours: int
     renewal_window_days: int
     revoke_superseded: str  # "issue" | "never"
+    key_store: str = "file"  # "file" | "pkcs11"
+    pkcs11_module: str = ""
+    pkcs11_token_label: str = ""
 
     def crl_url(self, ca: str) -> str:
         return f"{self.crl_base.rstrip('/')}/{ca}.crl"
@@ -107,6 +110,10 @@ def load_ca(directory: Path) -> CaPolicy:
     revoke = need(renewal, "revoke_superseded", str, "ca.toml [renewal]")
     if revoke not in ("issue", "never"):
         raise ConfigurationError("ca.toml [renewal]: revoke_superseded must be 'issue' or 'never'")
+    keys = _table(data, "keys", "ca.toml")
+    store = need(keys, "store", str, "ca.toml [keys]")
+    if store not in ("file", "pkcs11"):
+        raise ConfigurationError("ca.toml [keys]: store must be 'file' or 'pkcs11'")
     country = need(h, "country", str, "ca.toml [hierarchy]")
     if not re.fullmatch(r"[A-Z]{2}", country):
         raise ConfigurationError("ca.toml [hierarchy]: country must be two capital letters")
@@ -132,6 +139,9 @@ def load_ca(directory: Path) -> CaPolicy:
         ),
         renewal_window_days=_positive(renewal, "window_days", "ca.toml [renewal]", 3650),
         revoke_superseded=revoke,
+        key_store=store,
+        pkcs11_module=need(keys, "pkcs11_module", str, "ca.toml [keys]"),
+        pkcs11_token_label=need(keys, "pkcs11_token_label", str, "ca.toml [keys]"),
     )
 
 

@@ -15,15 +15,15 @@ from typing import Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from pki.ca.keys import PrivateKey
+from pki.ca.keys import PrivateKey, generate_private_key
 from pki.errors import KeyAccessError
 
 MIN_PASSPHRASE = 12
 
 
 class KeyStore(Protocol):
-    def save(self, slug: str, key: PrivateKey) -> str:
-        """Persist ``key`` protected; return the reference to store with the CA record."""
+    def create(self, slug: str, algorithm: str) -> tuple[PrivateKey, str]:
+        """Make a new key (where the store keeps keys) and return it with the reference to store."""
         ...
 
     def load(self, ref: str) -> PrivateKey:
@@ -48,7 +48,11 @@ class FileKeyStore:
             self._secret = secret.encode("utf-8")
         return self._secret
 
-    def save(self, slug: str, key: PrivateKey) -> str:
+    def create(self, slug: str, algorithm: str) -> tuple[PrivateKey, str]:
+        key = generate_private_key(algorithm)
+        return key, self._save(slug, key)
+
+    def _save(self, slug: str, key: PrivateKey) -> str:
         name = f"{slug}.key.pem"
         pem = key.private_bytes(
             serialization.Encoding.PEM,

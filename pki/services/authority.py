@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca import certs
-from pki.ca.keys import PrivateKey, generate_private_key
+from pki.ca.keys import PrivateKey
 from pki.ca.keystore import KeyStore
 from pki.ca.validity import add_months, whole_seconds
 from pki.enums import AccessType, CaRole
@@ -123,16 +123,15 @@ class AuthorityService:
     ) -> tuple[PrivateKey, CertificateAuthority]:
         """Generate a key, certify it (self-signed when ``issuer`` is None), store key and record."""
         policy = self._ctx.policies.ca
-        key = generate_private_key(policy.key_algorithm)
-        name = certs.ca_name(policy.country, policy.organization, common_name)
         serial = x509.random_serial_number()
+        key, ref = keys.create(f"{slug}-{serial:X}"[:48], policy.key_algorithm)
+        name = certs.ca_name(policy.country, policy.organization, common_name)
         if issuer is None:
             cert = certs.build_root(key, name, serial, validity)
         else:
             assert build is not None
             issuer_cert = x509.load_der_x509_certificate(issuer[0].certificate_der)
             cert = build(issuer_cert, issuer[1], key.public_key(), name, serial, validity)
-        ref = keys.save(f"{slug}-{serial:X}"[:48], key)
         record = CertificateAuthority(
             slug=slug,
             role=role,

@@ -1,0 +1,63 @@
+"""SoftHSM2 as the real token in tests: one token directory per test process, a fresh token per test.
+
+SoftHSM reads SOFTHSM2_CONF when the module is first initialized in a process and does not see tokens that
+other processes create later, so tokens are initialized in-process through PKCS#11 (C_InitToken on the free
+slot, then C_InitPIN as SO).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import PyKCS11
+
+MODULE = "/usr/lib/softhsm/libsofthsm2.so"
+SO_PIN = "so-pin-12345678"
+USER_PIN = "123456"
+
+
+def configure(directory: Path) -> Path:
+    """Write a softhsm2.conf under ``directory`` and point SOFTHSM2_CONF at it (before the first load)."""
+    (directory / "tokens").mkdir(parents=True, exist_ok=True)
+    conf = directory / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n",
+        encoding="ascii",
+    )
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    return conf
+
+
+@dataclass(frozen=True)
+class Token:
+    module: str
+    label: str
+    serial: str
+    pin: str
+    so_pin: str
+    conf: Path
+
+
+def new_token(conf: Path, *, pin: str = USER_PIN) -> Token:
+    lib = PyKCS11.PyKCS11Lib()
+    lib.load(MODULE)
+    free = [
+        s
+        for s in lib.getSlotList(tokenPresent=True)
+        if not lib.getTokenInfo(s).flags & PyKCS11.CKF_TOKEN_INITIALIZED
+    ]
+    label = f"t-{uuid.uuid4().hex[:12]}"
+    lib.initToken(free[0], SO_PIN, label)
+    slot = next(
+        s for s in lib.getSlotList(tokenPresent=True) if lib.getTokenInfo(s).label.rstrip(" \x00") == label
+    )
+    session = lib.openSession(slot, PyKCS11.CKF_SERIAL_SESSION | PyKCS11.CKF_RW_SESSION)
+    session.login(SO_PIN, PyKCS11.CKU_SO)
+    session.initPin(pin)
+    session.logout()
+    session.closeSession()
+    serial = lib.getTokenInfo(slot).serialNumber.rstrip(" \x00")
+    return Token(MODULE, label, serial, pin, SO_PIN, conf)
