@@ -68,7 +68,12 @@ def init_home(settings: Settings) -> Engine:
 
 def initialize(settings: Settings, passphrase: Callable[[], str], *, clock: Clock | None = None) -> Service:
     """`pkictl init`: the home, the migrated schema and, once, the CA hierarchy (keys under the passphrase)."""
-    service = Service(init_home(settings), clock=clock, keys=key_store(settings, passphrase))
+    service = Service(
+        init_home(settings),
+        clock=clock,
+        keys=key_store(settings, passphrase),
+        policies=load_policies(settings.policy_dir),
+    )
     service.authority.ensure_hierarchy()
     return service
 
@@ -76,7 +81,7 @@ def initialize(settings: Settings, passphrase: Callable[[], str], *, clock: Cloc
 def key_store(settings: Settings, passphrase: Callable[[], str]) -> KeyStore:
     """Where CA keys live, per ca.toml [keys]: encrypted files in the home's ca/ (``passphrase`` is the file
     passphrase), or an HSM token through PKCS#11 (``passphrase`` is the token's user PIN)."""
-    policy = load_policies().ca
+    policy = load_policies(settings.policy_dir).ca
     if policy.key_store == "pkcs11":
         from tokens.keystore import Pkcs11KeyStore
 
@@ -104,4 +109,4 @@ def open_service(
         engine.dispose()
         raise
     keys = key_store(settings, passphrase) if passphrase is not None else None
-    return Service(engine, clock=clock, keys=keys)
+    return Service(engine, clock=clock, keys=keys, policies=load_policies(settings.policy_dir))

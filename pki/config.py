@@ -14,14 +14,19 @@ DB_FILE = "pki.db"
 class Settings:
     home: Path
     database_url: str
+    policy_dir: Path | None = None  # overrides for policies/*.toml, file by file
 
     def default_database_url(self) -> str:
         return f"sqlite:///{self.home / DB_FILE}"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """PKI_HOME (default ./pki-home) and PKI_DATABASE_URL (default SQLite inside the home)."""
+        """PKI_HOME (default ./pki-home), PKI_DATABASE_URL (default SQLite inside the home) and PKI_POLICY_DIR
+        (default HOME/policies when it exists: TOML files there override the packaged policies one by one)."""
         env = dict(os.environ) if env is None else env
         home = Path(env.get("PKI_HOME") or DEFAULT_HOME).resolve()
         url = env.get("PKI_DATABASE_URL") or f"sqlite:///{home / DB_FILE}"
-        return cls(home=home, database_url=url)
+        policy_dir = Path(env["PKI_POLICY_DIR"]).resolve() if env.get("PKI_POLICY_DIR") else None
+        if policy_dir is None and (home / "policies").is_dir():
+            policy_dir = home / "policies"
+        return cls(home=home, database_url=url, policy_dir=policy_dir)
