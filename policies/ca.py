@@ -145,10 +145,15 @@ def load_ca(directory: Path) -> CaPolicy:
     )
 
 
+MAX_ARC = 2**28 - 1  # RFC 5280 Appendix B: what relying parties are asked to support
+
+
 def _oid(data: dict[str, Any], key: str, where: str) -> str:
     value: str = need(data, key, str, where)
     if not _OID.match(value):
         raise ConfigurationError(f"{where}: {key!r} is not a dotted OID: {value!r}")
+    if any(int(arc) > MAX_ARC for arc in value.split(".")):
+        raise ConfigurationError(f"{where}: {key!r} has an arc above 2^28-1, which relying parties may reject")
     return value
 
 

@@ -21,6 +21,9 @@ from pki.errors import ConfigurationError, NotFoundError
 from pki.models import CertificateAuthority
 from pki.services.context import Context
 
+# Replace a delegated OCSP signer this long before it ends (CRL publication and the responder check).
+ROTATE_WITHIN = timedelta(days=30)
+
 
 @dataclass
 class LoadedCa:
@@ -150,11 +153,71 @@ class AuthorityService:
         s.flush()
         return key, record
 
+    def rotate_ocsp_signers(self, *, actor: str = "system", within: timedelta = ROTATE_WITHIN) -> list[str]:
+        """Give every issuing CA a fresh delegated OCSP signer when its current one ends within ``within``.
+
+        The signer record is replaced in place (the audit trail keeps the old serial). Returns the slugs of
+        the signers replaced. Needs the issuing CA keys.
+        """
+        policy = self._ctx.policies.ca
+        now = whole_seconds(self._ctx.now())
+        due = [
+            c
+            for c in self.loaded().values()
+            if c.record.role is CaRole.OCSP and c.record.not_valid_after - now <= within
+        ]
+        if not due:
+            return []
+        keys = self._ctx.key_store()
+        with self._ctx.write() as s:
+            for signer in due:
+                issuing = self.get(signer.slug.removeprefix("ocsp-"))
+                record = s.exec(
+                    select(CertificateAuthority).where(CertificateAuthority.id == signer.id)
+                ).one()
+                end = min(now + timedelta(days=policy.ocsp_lifetime_days), issuing.record.not_valid_after)
+                serial = x509.random_serial_number()
+                key, ref = keys.create(f"{signer.slug}-{serial:X}"[:48], policy.key_algorithm)
+                name = certs.ca_name(
+                    policy.country, policy.organization, f"{policy.issuing[issuing.slug].common_name} OCSP"
+                )
+                cert = certs.build_ocsp_signer(
+                    issuing.certificate,
+                    self.key_for(issuing),
+                    key.public_key(),
+                    name,
+                    serial,
+                    certs.Validity(now, end),
+                )
+                old_serial = record.serial
+                record.serial, record.key_ref = f"{serial:X}", ref
+                record.not_valid_before, record.not_valid_after = (
+                    cert.not_valid_before_utc,
+                    cert.not_valid_after_utc,
+                )
+                record.certificate_der = cert.public_bytes(Encoding.DER)
+                s.add(record)
+                audit.append(
+                    s,
+                    at=self._ctx.now(),
+                    actor=actor,
+                    action="ca.ocsp_rotate",
+                    subject_type="ca",
+                    subject_id=signer.slug,
+                    details={"old_serial": old_serial, "serial": record.serial, "not_after": end.isoformat()},
+                )
+        self._loaded = None
+        return [signer.slug for signer in due]
+
     # -- reads ------------------------------------------------------------------------------------------
 
     def all(self) -> list[CertificateAuthority]:
         with self._ctx.read() as s:
             return list(s.exec(select(CertificateAuthority).order_by(col(CertificateAuthority.id))).all())
+
+    def refresh(self) -> None:
+        """Forget the cached CA records (another process may have rotated a signer)."""
+        self._loaded = None
 
     def loaded(self) -> dict[str, LoadedCa]:
         """Every CA by slug, certificates parsed; cached for the life of the service."""

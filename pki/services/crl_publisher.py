@@ -38,12 +38,15 @@ class CrlService:
         ``actor`` None is the scheduled run (cron, timer): whoever can unlock the CA key may publish. A named
         actor needs the crl_publish role.
         """
+        by = actor.username if actor else "system"
+        if actor is not None:
+            with self._ctx.denials_recorded(actor, "crl_publish", "ca"), self._ctx.read() as s:
+                require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "crl_publish")
+        # The scheduled publication also keeps the delegated OCSP signers fresh.
+        self._authority.rotate_ocsp_signers(actor=by)
         issuing = [c for c in self._authority.loaded().values() if c.record.role is CaRole.ISSUING]
         out: list[Published] = []
-        by = actor.username if actor else "system"
-        with self._ctx.denials_recorded(actor, "crl_publish", "ca"), self._ctx.write() as s:
-            if actor is not None:
-                require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "crl_publish")
+        with self._ctx.write() as s:
             for ca in issuing:
                 now = whole_seconds(self._ctx.now())
                 rows = s.exec(

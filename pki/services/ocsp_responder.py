@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -21,8 +22,9 @@ from sqlmodel import col
 from pki.ca.keys import PrivateKey, signature_hash
 from pki.ca.validity import whole_seconds
 from pki.enums import CaRole, CertificateStatus
+from pki.errors import PkiError
 from pki.models import Certificate
-from pki.services.authority import AuthorityService
+from pki.services.authority import ROTATE_WITHIN, AuthorityService
 from pki.services.context import Context
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,10 @@ class _Responder:
     signer: x509.Certificate
     signer_key: PrivateKey
 
+    @property
+    def ends(self) -> datetime:
+        return self.signer.not_valid_after_utc
+
 
 def _unsuccessful(status: ocsp.OCSPResponseStatus) -> bytes:
     return ocsp.OCSPResponseBuilder.build_unsuccessful(status).public_bytes(Encoding.DER)
@@ -60,24 +66,44 @@ class OcspService:
         self._ctx = ctx
         self._authority = authority
         self._by_hash: dict[tuple[str, bytes, bytes], _Responder] | None = None
+        self._refresh_at = datetime.max.replace(tzinfo=UTC)
+        self._rotation_lock = threading.Lock()
 
     def _responders(self) -> dict[tuple[str, bytes, bytes], _Responder]:
-        """(hash algorithm, issuer name hash, issuer key hash) -> responder, for every issuing CA."""
-        if self._by_hash is None:
-            table: dict[tuple[str, bytes, bytes], _Responder] = {}
-            for ca in self._authority.loaded().values():
-                if ca.record.role is not CaRole.ISSUING:
-                    continue
-                signer = self._authority.ocsp_signer_for(ca)
-                responder = _Responder(ca.id, signer.certificate, self._authority.key_for(signer))
-                name_der = ca.certificate.subject.public_bytes()
-                key_bits = _public_key_bits(ca.certificate)
-                for algo in _HASHES:
-                    table[
-                        (algo, hashlib.new(algo, name_der).digest(), hashlib.new(algo, key_bits).digest())
-                    ] = responder
-            self._by_hash = table
-        return self._by_hash
+        """(hash algorithm, issuer name hash, issuer key hash) -> responder, for every issuing CA.
+
+        Built on first use and again when a signer nears its end; a signer that ends within ROTATE_WITHIN is
+        rotated first (needs the issuing CA keys), so the responder never signs with an expired certificate.
+        """
+        table = self._by_hash
+        if table is None or self._ctx.now() >= self._refresh_at:
+            with self._rotation_lock:
+                if self._by_hash is None or self._ctx.now() >= self._refresh_at:
+                    self._by_hash = self._build()
+                table = self._by_hash
+        return table
+
+    def _build(self) -> dict[tuple[str, bytes, bytes], _Responder]:
+        self._authority.refresh()
+        try:
+            self._authority.rotate_ocsp_signers(actor="ocsp-responder")
+        except PkiError:
+            log.exception("OCSP signer rotation failed; answering with the current signers")
+        table: dict[tuple[str, bytes, bytes], _Responder] = {}
+        for ca in self._authority.loaded().values():
+            if ca.record.role is not CaRole.ISSUING:
+                continue
+            signer = self._authority.ocsp_signer_for(ca)
+            responder = _Responder(ca.id, signer.certificate, self._authority.key_for(signer))
+            name_der = ca.certificate.subject.public_bytes()
+            key_bits = _public_key_bits(ca.certificate)
+            for algo in _HASHES:
+                table[(algo, hashlib.new(algo, name_der).digest(), hashlib.new(algo, key_bits).digest())] = (
+                    responder
+                )
+        earliest = min((r.ends for r in table.values()), default=self._ctx.now() + ROTATE_WITHIN)
+        self._refresh_at = earliest - ROTATE_WITHIN
+        return table
 
     def warm(self) -> int:
         """Load every responder key now (a server calls this at start, so a passphrase prompt happens there)."""

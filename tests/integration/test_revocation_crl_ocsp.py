@@ -256,3 +256,26 @@ def test_renewal_with_a_new_key(ca_service: Service, people: dict[str, Actor], c
     assert new.key_algorithm == "ec-p384" and new.spki_sha256 != old.spki_sha256
     with pytest.raises(ValidationError, match="months"):
         ca_service.renewal.renew(new.serial, actor=people["ops"], months=13)
+
+
+def test_ocsp_signers_are_rotated_before_they_end(
+    ca_service: Service, people: dict[str, Actor], clock: FixedClock
+) -> None:
+    before = ca_service.authority.get("ocsp-test").record
+    clock.advance(timedelta(days=300))
+    ca_service.crl.publish()
+    assert ca_service.authority.get("ocsp-test").record.serial == before.serial  # not due yet
+    clock.advance(timedelta(days=40))  # 25 days before the signer ends
+    ca_service.crl.publish()
+    after = ca_service.authority.get("ocsp-test").record
+    assert after.serial != before.serial and after.key_ref != before.key_ref
+    assert after.not_valid_before == ca_service.ctx.now().replace(microsecond=0)
+    assert after.not_valid_after - after.not_valid_before == timedelta(days=365)
+    rotations = [r for r in ca_service.audit.recent(limit=20) if r.action == "ca.ocsp_rotate"]
+    assert sorted(r.subject_id for r in rotations) == ["ocsp-formal", "ocsp-test"]
+    row = issued(ca_service, people)
+    response = _ask(
+        ca_service, x509.load_der_x509_certificate(row.der), ca_service.authority.get("test").certificate
+    )
+    assert response.certificates == [ca_service.authority.get("ocsp-test").certificate]
+    assert response.next_update_utc <= after.not_valid_after

@@ -17,26 +17,31 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-import waitress
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
+from waitress.server import create_server
 
+from pki.clock import FixedClock
 from pki.enums import RevocationReason
 from pki.services import Actor, Service
 from tests.conftest import T0
 from tests.judges.tools import (
     AT_T0,
+    Arg,
     Outcome,
     ca_certs,
     issue,
     ocsp_request,
+    ocsp_request_for_serial,
     run,
     serial_hex,
     write_der,
@@ -73,14 +78,20 @@ class Web:
 @pytest.fixture
 def web(ca_service: Service) -> Iterator[Web]:
     """The web app on 127.0.0.1, a free port, served by waitress from a background thread."""
-    server = waitress.create_server(create_app(ca_service), host="127.0.0.1", port=0, threads=2)
+    server: Any = create_server(  # a TcpWSGIServer; types-waitress lacks effective_port and trigger's type
+        create_app(ca_service), host="127.0.0.1", port=0, threads=2, asyncore_loop_timeout=0.05
+    )
     thread = threading.Thread(target=server.run, name="waitress-judges", daemon=True)
     thread.start()
     try:
         yield Web(f"http://127.0.0.1:{server.effective_port}")
     finally:
-        server.close()
+        # Worker threads finish first: a client may hold its whole response while the worker still wakes the
+        # event loop, and that wake-up must not hit a closed trigger. server.close() then runs inside the
+        # loop's own thread (a trigger thunk), never under its select(); the loop closes the remaining
+        # channels and returns once its map is empty.
         server.task_dispatcher.shutdown()
+        server.trigger.pull_trigger(server.close)
         thread.join(timeout=10)
         assert not thread.is_alive(), "waitress did not stop"
 
@@ -96,6 +107,18 @@ class Files:
     ee: Path
     cert: x509.Certificate
 
+    @classmethod
+    def write(cls, directory: Path, service: Service, cert: x509.Certificate) -> Files:
+        cas = ca_certs(service)
+        return cls(
+            dir=directory,
+            root=write_pem(directory / "root.pem", cas["root"]),
+            issuing=write_pem(directory / "issuing.pem", cas["test"]),
+            chain=write_pem(directory / "chain.pem", cas["root"], cas["test"]),
+            ee=write_pem(directory / "ee.pem", cert),
+            cert=cert,
+        )
+
     def crl_pem(self, der: bytes, name: str = "crl") -> Path:
         """DER from the service -> PEM, converted by openssl itself."""
         src = write_der(self.dir / f"{name}.der", der)
@@ -107,16 +130,8 @@ class Files:
 
 @pytest.fixture
 def files(tmp_path: Path, ca_service: Service, people: dict[str, Actor]) -> Files:
-    cas = ca_certs(ca_service)
-    cert = issue(ca_service, people, alg="rsa-2048", kind="test")
-    return Files(
-        dir=tmp_path,
-        root=write_pem(tmp_path / "root.pem", cas["root"]),
-        issuing=write_pem(tmp_path / "issuing.pem", cas["test"]),
-        chain=write_pem(tmp_path / "chain.pem", cas["root"], cas["test"]),
-        ee=write_pem(tmp_path / "ee.pem", cert),
-        cert=cert,
-    )
+    """A test-kind RSA end-entity certificate issued at T0, with its chain."""
+    return Files.write(tmp_path, ca_service, issue(ca_service, people, alg="rsa-2048", kind="test"))
 
 
 # -- openssl verify with CRLs ------------------------------------------------------------------------------
@@ -131,6 +146,9 @@ def verify(files: Files, crl: Path) -> Outcome:
             AT,
             "-CAfile",
             files.chain,
+            "-x509_strict",
+            "-purpose",
+            "sslclient",
             "-crl_check",
             "-CRLfile",
             crl,
@@ -156,7 +174,8 @@ def test_openssl_verify_accepts_a_valid_certificate_and_rejects_it_once_revoked(
     # The CRL itself: signature verified by openssl, entry and reason as openssl reads them.
     shown = run(["openssl", "crl", "-in", files.dir / "crl-2.pem", "-CAfile", files.chain, "-text", "-noout"])
     assert shown.returncode == 0 and "verify OK" in shown.stderr + shown.stdout, shown.explain()
-    assert f"Serial Number: {serial_hex(files.cert)}" in shown.stdout, shown.explain()
+    listed = {int(h, 16) for h in re.findall(r"Serial Number: ([0-9A-F]+)", shown.stdout)}
+    assert listed == {files.cert.serial_number}, shown.explain()
     assert "Key Compromise" in shown.stdout, shown.explain()
     assert re.search(r"X509v3 CRL Number:\s*\n\s*2\b", shown.stdout), shown.explain()
 
@@ -164,8 +183,15 @@ def test_openssl_verify_accepts_a_valid_certificate_and_rejects_it_once_revoked(
 # -- OCSP over HTTP --------------------------------------------------------------------------------------
 
 
-def openssl_ocsp(files: Files, web: Web, *args: str | Path, path: str = "/ocsp/test") -> Outcome:
-    # -validity_period: thisUpdate/nextUpdate are at T0 and openssl checks them against the real clock.
+def openssl_ocsp(
+    files: Files,
+    web: Web,
+    *args: Arg,
+    path: str = "/ocsp/test",
+    at: int = AT,
+) -> Outcome:
+    # -validity_period: thisUpdate/nextUpdate follow the service clock, which openssl compares with the real
+    # clock even under -attime; the slack reaches back to T0 and a week before it.
     slack = int(time.time()) - AT_T0 + 7 * 86400
     return run(
         [
@@ -178,7 +204,7 @@ def openssl_ocsp(files: Files, web: Web, *args: str | Path, path: str = "/ocsp/t
             "-CAfile",
             files.root,
             "-attime",
-            AT,
+            at,
             "-validity_period",
             slack,
             "-resp_text",
@@ -220,6 +246,19 @@ def test_openssl_ocsp_good_then_revoked_at_once(
     assert "Cert Status: revoked" in text and f"{files.ee}: revoked" in text, revoked.explain()
     assert re.search(r"Revocation Reason: keyCompromise \(0x1\)", text), revoked.explain()
     assert "Revocation Time: Oct 20 02:00:00 2020 GMT" in text, revoked.explain()
+
+
+def test_openssl_ocsp_still_verifies_after_the_first_year(
+    tmp_path: Path, web: Web, ca_service: Service, people: dict[str, Actor], clock: FixedClock
+) -> None:
+    clock.advance(timedelta(days=400))
+    files = Files.write(tmp_path, ca_service, issue(ca_service, people, kind="test"))
+    signer = ca_certs(ca_service)["ocsp-test"]
+    assert signer.not_valid_after_utc < clock.now() < files.cert.not_valid_after_utc  # the case under test
+    done = openssl_ocsp(files, web, "-cert", files.ee, at=int(clock.now().timestamp()) + 3600)
+    text = done.stdout + done.stderr
+    assert "Cert Status: good" in text, done.explain()
+    assert done.returncode == 0 and "Response verify OK" in text, done.explain()
 
 
 def test_openssl_ocsp_unknown_serial(files: Files, web: Web) -> None:
@@ -307,7 +346,7 @@ def test_malformed_ocsp_request_gets_an_unsigned_malformed_request(web: Web) -> 
 
 
 def _foreign_ca(tmp_path: Path) -> tuple[Path, x509.Certificate]:
-    """A self-signed CA nobody here knows, and a certificate it issued."""
+    """A self-signed CA nobody here knows."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Somebody else's CA")])
     ca = (
@@ -341,20 +380,7 @@ def test_request_for_an_unknown_issuer_is_unauthorized(files: Files, web: Web) -
     )
     assert "Responder Error: unauthorized (6)" in done.stdout + done.stderr, done.explain()
 
-    body = (
-        ocsp.OCSPRequestBuilder()
-        .add_certificate_by_hash(
-            ocsp.OCSPRequestBuilder()
-            .add_certificate(foreign, foreign, hashes.SHA1())
-            .build()
-            .issuer_name_hash,
-            b"\x00" * 20,
-            1,
-            hashes.SHA1(),
-        )
-        .build()
-        .public_bytes(Encoding.DER)
-    )
+    body = ocsp_request_for_serial(1, foreign)
     response = ocsp.load_der_ocsp_response(web.post("/ocsp/test", body)[2])
     assert response.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
 

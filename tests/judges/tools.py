@@ -8,12 +8,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from types import MappingProxyType
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
 
@@ -46,31 +46,41 @@ def tool(name: str) -> str:
     return str(path)
 
 
-def run(argv: Sequence[str | Path], *, stdin: bytes | None = None) -> Outcome:
+Arg = str | Path | int
+
+
+def run(argv: Sequence[Arg]) -> Outcome:
     args = tuple(str(a) for a in argv)
-    done = subprocess.run(args, input=stdin, capture_output=True, timeout=TIMEOUT, check=False)
-    return Outcome(args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode())
+    done = subprocess.run(args, capture_output=True, timeout=TIMEOUT, check=False)
+    return Outcome(
+        args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    )
 
 
-def run_all(commands: Sequence[Sequence[str | Path]]) -> list[Outcome]:
-    """Run independent commands concurrently (each pkilint start costs a few hundred ms)."""
-    started = [
-        (
-            tuple(str(a) for a in argv),
-            subprocess.Popen(
-                [str(a) for a in argv],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-            ),
-        )
-        for argv in commands
-    ]
-    out = []
-    for args, proc in started:
-        stdout, stderr = proc.communicate(timeout=TIMEOUT)
-        out.append(Outcome(args, proc.returncode, stdout.decode(errors="replace"), stderr.decode()))
-    return out
+def run_all(commands: Sequence[Sequence[Arg]]) -> list[Outcome]:
+    """Run independent commands concurrently (each pkilint start costs a few hundred ms of CPU)."""
+    started: list[tuple[tuple[str, ...], subprocess.Popen[bytes]]] = []
+    try:
+        for argv in commands:
+            args = tuple(str(a) for a in argv)
+            proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+            started.append((args, proc))
+        out = []
+        for args, proc in started:
+            stdout, stderr = proc.communicate(timeout=TIMEOUT)
+            out.append(
+                Outcome(
+                    args, proc.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+                )
+            )
+        return out
+    finally:
+        for _, proc in started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
 
 def assert_clean(outcomes: Sequence[Outcome]) -> None:
@@ -89,19 +99,6 @@ def write_der(path: Path, data: bytes) -> Path:
     return path
 
 
-# Certificate-policy OIDs whose arcs every relying party can decode (PEN 32473 is IANA's documentation
-# enterprise number, RFC 5612). The
-# packaged 2.25 UUID placeholders have a 128-bit arc that pkilint cannot decode (see test_pkilint).
-SHORT_ARC_POLICY_OIDS = {"test": "1.3.6.1.4.1.32473.1.1", "formal": "1.3.6.1.4.1.32473.1.2"}
-
-
-def use_policy_oids(service: Service, oids: dict[str, str]) -> None:
-    """Swap the certificate-policy OID of each kind in ``service``'s loaded policies (nothing on disk)."""
-    p = service.ctx.policies
-    kinds = MappingProxyType({n: replace(k, policy_oid=oids[n]) for n, k in p.profiles.kinds.items()})
-    service.ctx.policies = replace(p, profiles=replace(p.profiles, kinds=kinds))
-
-
 def ca_certs(service: Service) -> dict[str, x509.Certificate]:
     """Every CA certificate by slug: root, test, formal, ocsp-test, ocsp-formal."""
     return {r.slug: x509.load_der_x509_certificate(r.certificate_der) for r in service.authority.all()}
@@ -115,6 +112,12 @@ def issue(
         approved(service, people, access_type=kind), csr_for(key(alg, index)), actor=people["distributor"]
     )
     return x509.load_der_x509_certificate(row.der)
+
+
+def crl_signed_by(crl_der: bytes, issuer: x509.Certificate) -> bool:
+    key = issuer.public_key()
+    assert isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey)
+    return x509.load_der_x509_crl(crl_der).is_signature_valid(key)
 
 
 def serial_hex(cert: x509.Certificate) -> str:
