@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,8 +212,6 @@ def insert_certificates(
     rnd = random.Random(seed)
     ca = env.service.authority.get(slug)
     now = datetime.now(UTC).replace(microsecond=0)
-    from datetime import timedelta
-
     not_before = now - timedelta(days=200)
     out: list[CertRow] = []
     rows: list[dict[str, Any]] = []
@@ -273,5 +271,7 @@ def write_index(path: Path, rows: list[CertRow]) -> None:
                 rev = openssl_time(r.revoked_at)
                 if r.reason and r.reason != "unspecified":
                     rev += "," + r.reason
-            f.write(f"{status}\t{openssl_time(r.not_after)}\t{rev}\t{even_hex(r.serial)}\tunknown\t/CN=u{i}\n")
+            f.write(
+                f"{status}\t{openssl_time(r.not_after)}\t{rev}\t{even_hex(r.serial)}\tunknown\t/CN=u{i}\n"
+            )
     path.with_name(path.name + ".attr").write_text("unique_subject = no\n")

@@ -16,7 +16,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from sqlalchemy import bindparam, insert, select
+from sqlalchemy import DateTime, String, bindparam, insert, select, type_coerce, update
 from sqlmodel import col
 
 from pki import audit
@@ -44,7 +44,7 @@ class BulkIssuance(IssuanceService):
     actor re-read once; all requests locked by one SELECT ... WHERE id IN (...) ORDER BY id FOR UPDATE; the
     actor's earlier actions on them by one audit query; key reuse by one spki_sha256 IN (...) query (plus
     duplicates inside the batch); certificates by one INSERT ... RETURNING (executemany); both audit records
-    of every request by one audit.append_many; request state by one flush of the locked rows.
+    of every request by one audit.append_many; request state by one executemany UPDATE of the locked rows.
     """
 
     def issue_many_from_csr(self, items: Sequence[tuple[int, bytes]], *, actor: Actor) -> list[Certificate]:
@@ -57,7 +57,7 @@ class BulkIssuance(IssuanceService):
             ids = [rid for rid, _ in keys]
             reqs = {
                 r.id: r
-                for r in s.exec(
+                for r in s.scalars(
                     select(CertificateRequest)
                     .where(col(CertificateRequest.id).in_(ids))
                     .order_by(col(CertificateRequest.id))
@@ -150,10 +150,14 @@ class BulkIssuance(IssuanceService):
                     }
                 )
             out = list(
-                s.scalars(insert(Certificate).returning(Certificate, sort_by_parameter_order=True), rows).all()
+                s.scalars(
+                    insert(Certificate).returning(Certificate, sort_by_parameter_order=True), rows
+                ).all()
             )
             at = ctx.now()
             entries: list[audit.Entry] = []
+            updates: list[dict[str, Any]] = []
+            after = None
             for (rid, _), row in zip(keys, out, strict=True):
                 req = reqs[rid]
                 ca_slug = self._authority.issuing_for(req.access_type).slug
@@ -163,15 +167,21 @@ class BulkIssuance(IssuanceService):
                                  "not_after": row.not_valid_after.isoformat(), "renewed_from": None})
                 )  # fmt: skip
                 before = req.state
-                req.issued_by, req.issued_at = actor.username, now
-                req.state = transition(before, Action.ISSUE)
-                req.version += 1
-                req.updated_at = at
+                after = transition(before, Action.ISSUE)
+                updates.append({"rid": rid, "new_version": req.version + 1})
                 entries.append(
                     audit.Entry(at, actor.username, f"{REQUEST}.{Action.ISSUE.value}", REQUEST, rid,
-                                {"from": before.value, "to": req.state.value, "serial": row.serial})
+                                {"from": before.value, "to": after.value, "serial": row.serial})
                 )  # fmt: skip
-            s.flush()  # one executemany UPDATE for the locked requests
+            # One executemany UPDATE of the locked rows (Core: no per-object unit-of-work bookkeeping).
+            table = CertificateRequest.__table__  # type: ignore[attr-defined]
+            s.execute(
+                update(table)
+                .where(table.c.id == bindparam("rid"))
+                .values(state=after, version=bindparam("new_version"), issued_by=actor.username,
+                        issued_at=now, updated_at=at),
+                updates,
+            )  # fmt: skip
             audit.append_many(s, entries)
             return out
 
@@ -187,7 +197,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _utc_time(at: datetime) -> bytes:
-    t = at.astimezone(UTC)
+    t = at if at.tzinfo is None else at.astimezone(UTC)  # naive = UTC as stored (see publish_fast)
     if t.year >= 2050:
         return der.time(t)
     s = b"%02d%02d%02d%02d%02d%02dZ" % (t.year % 100, t.month, t.day, t.hour, t.minute, t.second)
@@ -238,8 +248,15 @@ def publish_fast(service: Any) -> bytes:
     with ctx.write() as s:
         now = whole_seconds(ctx.now())
         conn = s.connection()
+        # revoked_at read with the plain DateTime type: UTCDateTime.process_result_value (make aware, then
+        # convert) costs ~4 µs a row; stored values are UTC, so a naive value is UTC (PostgreSQL returns
+        # aware ones anyway). revocation_reason read as plain text skips the Enum result processor.
         rows = conn.execute(
-            select(table.c.serial, table.c.revoked_at, table.c.revocation_reason)
+            select(
+                table.c.serial,
+                type_coerce(table.c.revoked_at, DateTime(timezone=True)),
+                type_coerce(table.c.revocation_reason, String()),
+            )
             .where(
                 table.c.ca_id == ca.id,
                 table.c.status == CertificateStatus.REVOKED,
@@ -248,7 +265,7 @@ def publish_fast(service: Any) -> bytes:
                 table.c.revocation_reason.is_not(None),
             )
         ).all()  # fmt: skip
-        last = s.exec(select(func.max(CrlRecord.number)).where(CrlRecord.ca_id == ca.id)).one()
+        last = s.execute(select(func.max(CrlRecord.number)).where(CrlRecord.ca_id == ca.id)).scalar_one()
         number = (last or 0) + 1
         next_update = now + timedelta(hours=ctx.policies.ca.crl_next_update_hours)
         data = build_crl_fast(
@@ -271,11 +288,14 @@ _STATUS_BOUND = select(
 
 
 class FastOcsp(OcspService):
-    """OcspService with _signed using one statement built once (bound parameters, compiled-cache hit)
-    instead of building `_STATUS.where(col(...) == ..., ...)` per request. Same reads, same response."""
+    """OcspService whose _signed reads through a read-only connection with one statement built once (bound
+    parameters, compiled-cache hit) instead of building `_STATUS.where(col(...) == ..., ...)` per request
+    on a connection that takes SQLite's write lock. Same row read, same response."""
 
     def _signed(self, req: ocsp.OCSPRequest, responder: Any, nonce: bytes | None) -> bytes:
-        with self._ctx.engine.connect() as conn:
+        # A read-only connection: on SQLite a plain BEGIN (WAL reader) instead of the BEGIN IMMEDIATE that
+        # engine.connect() gets from pki.db's begin hook, which takes the write lock for every lookup.
+        with self._ctx.engine.execution_options(pki_readonly=True).connect() as conn:
             row = conn.execute(
                 _STATUS_BOUND, {"ca": responder.ca_id, "serial": f"{req.serial_number:X}"}
             ).first()
@@ -285,6 +305,77 @@ class FastOcsp(OcspService):
             if row.status == CertificateStatus.REVOKED.value or row.status is CertificateStatus.REVOKED:
                 status, revoked_at = ocsp.OCSPCertStatus.REVOKED, row.revoked_at.replace(microsecond=0)
                 reason = _OCSP_REASONS.get(str(row.revocation_reason))
+            else:
+                status = ocsp.OCSPCertStatus.GOOD
+        builder = (
+            ocsp.OCSPResponseBuilder()
+            .add_response_by_hash(
+                req.issuer_name_hash, req.issuer_key_hash, req.serial_number, req.hash_algorithm, status,
+                now, now + timedelta(hours=self._ctx.policies.ca.ocsp_response_validity_hours),
+                revoked_at, reason,
+            )
+            .responder_id(ocsp.OCSPResponderEncoding.HASH, responder.signer)
+            .certificates([responder.signer])
+        )  # fmt: skip
+        if nonce is not None:
+            builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+        response = builder.sign(responder.signer_key, signature_hash(responder.signer_key))
+        return response.public_bytes(Encoding.DER)
+
+
+class LeanOcsp(FastOcsp):
+    """FastOcsp whose status lookup goes straight to the DB-API: one connection per server thread kept open
+    (autocommit, so each SELECT is its own consistent read and never holds a lock), the SQL compiled once
+    by SQLAlchemy for the engine's dialect. ~10 µs a lookup on SQLite instead of ~150 µs through a pooled
+    Connection. Same row read, same response."""
+
+    def __init__(self, *args: Any, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        import threading
+
+        self._local = threading.local()
+        dialect = self._ctx.engine.dialect
+        compiled = _STATUS_BOUND.compile(dialect=dialect)
+        self._sql = str(compiled)
+        self._positional = bool(compiled.positiontup)
+        self._order = list(compiled.positiontup or [])
+        self._sqlite = dialect.name == "sqlite"
+
+    def _cursor(self) -> Any:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            raw = self._ctx.engine.raw_connection().driver_connection
+            if self._sqlite:
+                raw.isolation_level = None  # autocommit (pki.db sets this too)
+            else:
+                raw.autocommit = True
+            self._local.raw = raw
+            cur = self._local.cursor = raw.cursor()
+        return cur
+
+    def _lookup(self, ca_id: int, serial: str) -> tuple[Any, Any, Any] | None:
+        values = {"ca": ca_id, "serial": serial}
+        params: Any = [values[k] for k in self._order] if self._positional else values
+        cur = self._cursor()
+        cur.execute(self._sql, params)
+        row = cur.fetchone()
+        if row is None:
+            return None
+        status, revoked_at, reason = row
+        if isinstance(revoked_at, str):  # SQLite keeps DateTime as text, in UTC (pki.db.UTCDateTime)
+            revoked_at = datetime.fromisoformat(revoked_at)
+        if revoked_at is not None and revoked_at.tzinfo is None:
+            revoked_at = revoked_at.replace(tzinfo=UTC)
+        return status, revoked_at, reason
+
+    def _signed(self, req: ocsp.OCSPRequest, responder: Any, nonce: bytes | None) -> bytes:
+        row = self._lookup(responder.ca_id, f"{req.serial_number:X}")
+        now = whole_seconds(self._ctx.now())
+        status, revoked_at, reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
+        if row is not None:
+            if row[0] == CertificateStatus.REVOKED.value:
+                status, revoked_at = ocsp.OCSPCertStatus.REVOKED, row[1].replace(microsecond=0)
+                reason = _OCSP_REASONS.get(str(row[2]))
             else:
                 status = ocsp.OCSPCertStatus.GOOD
         builder = (

@@ -11,13 +11,18 @@ the service's bulk path (service.bulk.import_units with a CSV), then moved to 'a
 UPDATE that fills the acceptance/countersignature/review columns, plus the three matching audit records per
 request appended through pki.audit.append_many (so the chain stays valid and the separation-of-duties
 lookups see a realistic audit table). Walking 10,000 requests through accept/countersign/approve one by one
-would take minutes and is not what is measured here. N + N_SINGLE P-256 keys and PEM CSRs are generated up
-front.
+would take minutes and is not what is measured here. N + N_SINGLE P-256 keys and PEM CSRs are
+generated up front.
 
 Timed:
-  raw     for each CSR: x509.load_pem_x509_csr, is_signature_valid, pki.ca.certs.build_end_entity (best of 3)
+  raw     for each CSR: x509.load_pem_x509_csr, is_signature_valid, pki.ca.certs.build_end_entity
   batch   service.issuance.issue_many_from_csr(batch of 500, actor=distributor) over N requests
   single  service.issuance.issue_from_csr(request_id, csr, actor=distributor) over N_SINGLE requests
+Interleaved chunk by chunk (500 CSRs): the raw loop on the chunk (best of 3), then ours on the same chunk, so
+background load falls on both alike; rates are count / summed time. Checked afterwards: one certificate row
+and two audit records (certificate.issue, request.issue) per request, none left approved, the audit chain
+verifies. --prototype adds the proposed set-based issue_many_from_csr (bench/_proposals.py) on N more
+requests in batches and N_SINGLE more one per call (not production code).
 """
 
 from __future__ import annotations
@@ -25,26 +30,29 @@ from __future__ import annotations
 import cProfile
 import csv
 import io
+import os
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as common  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-from sqlalchemy import func, select, update  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from sqlalchemy import func, select, update
 
-from pki import audit  # noqa: E402
-from pki.ca import certs  # noqa: E402
-from pki.enums import AccessType, Action, RequestState  # noqa: E402
-from pki.models import AuditRecord, Certificate, CertificateRequest  # noqa: E402
-from pki.validators import org_code_check_character, uscc_check_character  # noqa: E402
+from pki import audit
+from pki.ca import certs
+from pki.enums import AccessType, Action, RequestState
+from pki.models import AuditRecord, Certificate, CertificateRequest
+from pki.validators import org_code_check_character, uscc_check_character
+
+import _common as common
 
 GOAL = 0.5  # ours / raw
 
@@ -146,91 +154,152 @@ def approved_requests(env: common.Env, count: int) -> list[int]:
     return ids
 
 
-def raw_loop(env: common.Env, csrs: list[bytes]) -> float:
-    """Seconds for the cryptography-only loop over ``csrs``."""
-    svc = env.service
-    ca = svc.authority.issuing_for(AccessType.TEST)
-    ca_cert, ca_key = ca.certificate, svc.authority.key_for(ca)
-    profiles = svc.ctx.policies.profiles
-    p = svc.ctx.policies.ca
-    publication = certs.Publication(p.crl_url(ca.slug), p.ocsp_url(ca.slug), p.ca_issuers_url(ca.slug))
-    policy_oid = profiles.kinds["test"].policy_oid
-    now = datetime.now(UTC).replace(microsecond=0)
-    validity = certs.Validity(now, now + timedelta(days=365))
-    start = time.perf_counter()
-    for i, data in enumerate(csrs):
-        csr = x509.load_pem_x509_csr(data)
-        if not csr.is_signature_valid:
-            raise AssertionError("bad CSR")
-        certs.build_end_entity(
-            ca_cert,
-            ca_key,
-            csr.public_key(),  # type: ignore[arg-type]
-            certs.end_entity_name(
-                unit_name=unit_name(i), province="北京", locality="西城区", organization_identifier=uscc(i)
-            ),
-            x509.random_serial_number(),
-            validity,
-            policy_oid=policy_oid,
-            publication=publication,
-            organization_code_oid=profiles.organization_code_oid,
-            organization_code=uscc(i),
+class RawLoop:
+    """The cryptography-only baseline: for each CSR parse, verify, build + sign the same certificate."""
+
+    def __init__(self, env: common.Env) -> None:
+        svc = env.service
+        ca = svc.authority.issuing_for(AccessType.TEST)
+        self.ca_cert, self.ca_key = ca.certificate, svc.authority.key_for(ca)
+        profiles = svc.ctx.policies.profiles
+        p = svc.ctx.policies.ca
+        self.publication = certs.Publication(
+            p.crl_url(ca.slug), p.ocsp_url(ca.slug), p.ca_issuers_url(ca.slug)
         )
-    return time.perf_counter() - start
+        self.policy_oid = profiles.kinds["test"].policy_oid
+        self.code_oid = profiles.organization_code_oid
+
+    def run(self, csrs: list[bytes], first: int) -> float:
+        """Seconds for ``csrs`` (unit numbers from ``first``)."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        validity = certs.Validity(now, now + timedelta(days=365))
+        start = time.perf_counter()
+        for i, data in enumerate(csrs, start=first):
+            csr = x509.load_pem_x509_csr(data)
+            if not csr.is_signature_valid:
+                raise AssertionError("bad CSR")
+            certs.build_end_entity(
+                self.ca_cert,
+                self.ca_key,
+                csr.public_key(),  # type: ignore[arg-type]
+                certs.end_entity_name(
+                    unit_name=unit_name(i),
+                    province="北京",
+                    locality="西城区",
+                    organization_identifier=uscc(i),
+                ),
+                x509.random_serial_number(),
+                validity,
+                policy_oid=self.policy_oid,
+                publication=self.publication,
+                organization_code_oid=self.code_oid,
+                organization_code=uscc(i),
+            )
+        return time.perf_counter() - start
+
+
+def interleaved(raw: RawLoop, csrs: list[bytes], ids: list[int], batch: int, raw_runs: int,
+                ours: Callable[[list[tuple[int, bytes]]], None],
+                prof: cProfile.Profile | None = None) -> tuple[float, float]:  # fmt: skip
+    """(raw seconds, ours seconds) over all items, chunk by chunk: the raw loop (best of ``raw_runs``) on a
+    chunk's CSRs, then ours on the same chunk, so background load falls on both alike."""
+    t_raw = t_ours = 0.0
+    for lo in range(0, len(ids), batch):
+        chunk_csrs = csrs[lo : lo + batch]
+        t_raw += min(raw.run(chunk_csrs, lo) for _ in range(raw_runs))
+        items = list(zip(ids[lo : lo + batch], chunk_csrs, strict=True))
+        start = time.perf_counter()
+        if prof:
+            prof.enable()
+        ours(items)
+        if prof:
+            prof.disable()
+        t_ours += time.perf_counter() - start
+    return t_raw, t_ours
 
 
 def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0], 10_000)
-    parser.add_argument("--n-single", type=int, default=None, help="requests issued one by one (default: n)")
+    parser.add_argument(
+        "--n-single", type=int, default=1000, help="requests issued one per call (default 1000)"
+    )
     parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--raw-runs", type=int, default=3)
+    parser.add_argument("--raw-runs", type=int, default=3, help="raw loop: best of this many per chunk")
     parser.add_argument("--profile", help="write a cProfile of the batch path to this file")
     parser.add_argument("--profile-single", help="write a cProfile of the single path to this file")
+    parser.add_argument(
+        "--prototype", action="store_true",
+        help="also time the proposed set-based issue_many_from_csr (bench/_proposals.BulkIssuance) on n more"
+        " requests in batches, and on n_single more one request per call",
+    )  # fmt: skip
     args = parser.parse_args()
-    n, n_single = args.n, args.n if args.n_single is None else args.n_single
+    n, n_single = args.n, args.n_single
+    n_proto = n if args.prototype else 0
+    n_proto_single = n_single if args.prototype else 0
+    total = n + n_single + n_proto + n_proto_single
 
-    print(f"issuance benchmark: n={n} n_single={n_single} batch={args.batch} db={args.db}")
-    print(common.machine())
+    print(f"issuance benchmark: n={n} n_single={n_single} batch={args.batch} db={args.db}"
+          f"{f' prototype={n_proto}' if n_proto else ''}")  # fmt: skip
+    print(common.machine(), f"load={os.getloadavg()[0]:.1f}")
     with common.environment(args.db, keep=args.keep) as env:
-        t, csrs = common.timed(lambda: make_csrs(n + n_single))
-        print(f"setup: {n + n_single} P-256 keys + CSRs in {t:.1f}s")
-        t, ids = common.timed(lambda: approved_requests(env, n + n_single))
+        t, csrs = common.timed(lambda: make_csrs(total))
+        print(f"setup: {total} P-256 keys + PEM CSRs in {t:.1f}s")
+        t, ids = common.timed(lambda: approved_requests(env, total))
         print(
-            f"setup: {len(ids)} requests via bulk.import_units, then approved by direct SQL UPDATE"
-            f" + audit.append_many (not the per-request workflow) in {t:.1f}s"
+            f"setup: {len(ids)} requests entered with bulk.import_units (CSV), then set to 'approved' by one"
+            f" direct SQL UPDATE + audit.append_many of their accept/countersign/approve records (not the"
+            f" per-request workflow), {t:.1f}s"
         )
         distributor = env.people["distributor"]
         svc = env.service
-        svc.authority.key_for(svc.authority.issuing_for(AccessType.TEST))  # unlock the CA key (not timed)
+        raw = RawLoop(env)  # unlocks the CA key (PBES2) here, not timed
 
-        raw_times = [raw_loop(env, csrs[:n]) for _ in range(args.raw_runs)]
-        raw = n / min(raw_times)
-
-        batch_items = list(zip(ids[:n], csrs[:n], strict=True))
         prof = cProfile.Profile() if args.profile else None
-        start = time.perf_counter()
+        raw_b, ours_b = interleaved(
+            raw, csrs[:n], ids[:n], args.batch, args.raw_runs,
+            lambda items: svc.issuance.issue_many_from_csr(items, actor=distributor), prof,
+        )  # fmt: skip
         if prof:
-            prof.enable()
-        for lo in range(0, n, args.batch):
-            svc.issuance.issue_many_from_csr(batch_items[lo : lo + args.batch], actor=distributor)
-        if prof:
-            prof.disable()
             prof.dump_stats(args.profile)
-        t_batch = time.perf_counter() - start
-        ours_batch = n / t_batch
 
-        single_items = list(zip(ids[n:], csrs[n:], strict=True))
-        prof = cProfile.Profile() if args.profile_single else None
-        start = time.perf_counter()
-        if prof:
-            prof.enable()
-        for rid, data in single_items:
-            svc.issuance.issue_from_csr(rid, data, actor=distributor)
-        if prof:
-            prof.disable()
-            prof.dump_stats(args.profile_single)
-        t_single = time.perf_counter() - start
-        ours_single = n_single / t_single if n_single else float("nan")
+        def one_by_one(items: list[tuple[int, bytes]]) -> None:
+            for rid, data in items:
+                svc.issuance.issue_from_csr(rid, data, actor=distributor)
+
+        raw_s = ours_s = float("nan")
+        if n_single:
+            prof = cProfile.Profile() if args.profile_single else None
+            raw_s, ours_s = interleaved(
+                raw,
+                csrs[n : n + n_single],
+                ids[n : n + n_single],
+                args.batch,
+                args.raw_runs,
+                one_by_one,
+                prof,
+            )
+            if prof:
+                prof.dump_stats(args.profile_single)
+
+        raw_p = ours_p = raw_ps = ours_ps = float("nan")
+        if n_proto:
+            from _proposals import BulkIssuance
+
+            proto = BulkIssuance(svc.ctx, svc.requests, svc.authority)
+            lo, hi = n + n_single, n + n_single + n_proto
+            raw_p, ours_p = interleaved(
+                raw, csrs[lo:hi], ids[lo:hi], args.batch, args.raw_runs,
+                lambda items: proto.issue_many_from_csr(items, actor=distributor),
+            )  # fmt: skip
+            if n_proto_single:
+
+                def proto_one_by_one(items: list[tuple[int, bytes]]) -> None:
+                    for item in items:
+                        proto.issue_many_from_csr([item], actor=distributor)
+
+                raw_ps, ours_ps = interleaved(
+                    raw, csrs[hi:], ids[hi:], args.batch, args.raw_runs, proto_one_by_one
+                )
 
         with svc.ctx.read() as s:
             issued = s.execute(select(func.count()).select_from(Certificate)).scalar_one()
@@ -240,30 +309,41 @@ def main() -> None:
                 .where(CertificateRequest.state == RequestState.APPROVED)
             ).scalar_one()
             issue_records = s.execute(
-                select(func.count())
-                .select_from(AuditRecord)
-                .where(AuditRecord.action == "certificate.issue")
+                select(func.count()).select_from(AuditRecord).where(AuditRecord.action == "certificate.issue")
             ).scalar_one()
-        assert issued == n + n_single and left == 0 and issue_records == n + n_single, (
-            issued,
-            left,
-            issue_records,
-        )
+            request_records = s.execute(
+                select(func.count()).select_from(AuditRecord).where(AuditRecord.action == "request.issue")
+            ).scalar_one()
+            chain = audit.verify(s)
+        assert issued == total and left == 0 and issue_records == total == request_records, (
+            issued, left, issue_records, request_records,
+        )  # fmt: skip
+        assert chain.ok, chain.problems
 
         common.line()
-        print(
-            f"raw cryptography loop : {raw:8.0f} certs/s  (best of {args.raw_runs}:"
-            f" {' '.join(f'{x:.2f}s' for x in raw_times)} for {n})"
-        )
-        print(f"ours, batches of {args.batch:<4} : {ours_batch:8.0f} certs/s  ({t_batch:.2f}s for {n})")
+        rows = [("batch", n, raw_b, ours_b, f"issue_many_from_csr, batches of {args.batch}")]
         if n_single:
-            print(f"ours, one per call     : {ours_single:8.0f} certs/s  ({t_single:.2f}s for {n_single})")
-        print(f"checked: {issued} certificate rows, {issue_records} certificate.issue audit records, 0 left")
+            rows.append(("single", n_single, raw_s, ours_s, "issue_from_csr, one call per request"))
+        if n_proto:
+            rows.append(("proto", n_proto, raw_p, ours_p, "PROTOTYPE BulkIssuance (bench/_proposals.py)"))
+        if n_proto_single:
+            rows.append(("proto1", n_proto_single, raw_ps, ours_ps, "PROTOTYPE BulkIssuance, one per call"))
+        for label, count, t_raw, t_ours, what in rows:
+            print(f"{label:6} raw {count / t_raw:6.0f}/s ({t_raw:6.2f}s)   ours {count / t_ours:6.0f}/s"
+                  f" ({t_ours:6.2f}s)   ratio {t_raw / t_ours:.2f}   [{what}]")  # fmt: skip
+        print(f"checked: {issued} certificate rows, {issue_records} certificate.issue + {request_records}"
+              f" request.issue audit records, no request left approved, audit chain verifies"
+              f" ({chain.records} records)")  # fmt: skip
         common.line()
-        for label, rate in (("batch", ours_batch), ("single", ours_single)):
-            ratio = rate / raw
+        for label, _, t_raw, t_ours, _ in rows[:2]:
+            ratio = t_raw / t_ours
             verdict = "MET" if ratio >= GOAL else "MISSED"
             print(f"ratio {label:6} ours/raw = {ratio:.2f}  (goal >= {GOAL:.2f}): {verdict}")
+        if n_proto:
+            print(f"  prototype ours/raw = {raw_p / ours_p:.2f} batch", end="")
+            if n_proto_single:
+                print(f", {raw_ps / ours_ps:.2f} one per call", end="")
+            print("  (not production code)")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 Goal: ours answers no fewer requests per second than openssl.
 
     .venv/bin/python bench/ocsp.py [--n 3000] [--c 8] [--runs 3] [--certs 10000] [--db sqlite|postgresql]
-                                   [--openssl-multi K] [--time-limit 60]
+                                   [--openssl-multi K] [--time-limit 60] [--prototype]
 
 Set-up (not timed): fresh database and hierarchy; --certs certificate rows of the 'test' issuing CA by bulk
 SQL insert, 20 % revoked; index.txt with the same rows; the 'ocsp-test' delegated signer's certificate and
@@ -20,11 +20,15 @@ Servers (each started fresh per run, warmed with 50 requests, then timed):
 Client: bench/_ocsp_client.py in its own process: C threads, http.client keep-alive (a new connection only
 when the server says Connection: close), n requests or --time-limit seconds, whichever first. Every
 response is checked afterwards: HTTP 200, successful, signed by the delegated signer, the expected serial,
-status (good/revoked and revocation time) and the nonce echoed.
+status (good/revoked and revocation time) and the nonce echoed. Rounds are interleaved (ours, openssl, ...,
+ours, openssl, ...) and each server's best round is reported, with its CPU time per request from /proc.
+--prototype adds the proposed fixes (bench/_proposals.py via bench/_proposed_ocsp_server.py) and the serving
+stack's ceiling (bench/_waitress_ceiling.py); they are not production code.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import pickle
@@ -39,12 +43,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as common  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat  # noqa: E402
-from cryptography.x509 import ocsp  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.x509 import ocsp
+
+import _common as common
 
 HERE = Path(__file__).resolve().parent
 PYTHON = sys.executable
@@ -57,7 +62,8 @@ def build_requests(issuer: x509.Certificate, rows: list[common.CertRow], count: 
     rnd = random.Random(seed)
     good = [r for r in rows if r.revoked_at is None]
     revoked = [r for r in rows if r.revoked_at is not None]
-    picks = rnd.sample(revoked, count // 4) + rnd.sample(good, count - count // 4)
+    n_revoked = min(count // 4, len(revoked))
+    picks = rnd.sample(revoked, n_revoked) + rnd.sample(good, min(count - n_revoked, len(good)))
     rnd.shuffle(picks)
     name_hash = hashlib.sha1(issuer.subject.public_bytes()).digest()  # noqa: S324 (RFC 6960 CertID)
     key_bits = issuer.public_key().public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
@@ -112,6 +118,16 @@ def proc_cpu(pid: int) -> float:
         return float("nan")
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (forked workers), as far as /proc lists them."""
+    total = proc_cpu(pid)
+    try:
+        kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        kids = []
+    return total + sum(tree_cpu(int(k)) for k in kids)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -119,13 +135,19 @@ def free_port() -> int:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """End a server we started, and its forked workers: each server runs in its own process group
+    (process_group=0; not a new session, which would make `openssl ocsp -multi`'s own setpgid fail), so the
+    group id is the server's pid; nothing else is signalled."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError):  # workers that outlived their parent (openssl -multi)
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def run_client(tmp: Path, cfg: dict, prefix: list[str]) -> dict:
@@ -141,7 +163,7 @@ class Netns:
     """A private network namespace (loopback only) held open by a sleeping `unshare -n` process."""
 
     def __init__(self) -> None:
-        self.holder = subprocess.Popen(["unshare", "-n", "sleep", "3600"])
+        self.holder = subprocess.Popen(["unshare", "-n", "sleep", "3600"], process_group=0)
         time.sleep(0.2)
         self.prefix = ["nsenter", "-t", str(self.holder.pid), "-n"]
         subprocess.run([*self.prefix, "ip", "link", "set", "lo", "up"], check=True)
@@ -150,7 +172,8 @@ class Netns:
         stop(self.holder)
 
 
-def serve_ours(env: common.Env, cfg: dict, args) -> tuple[dict, float]:
+def serve_python(env: common.Env, cfg: dict, cmd: list[str]) -> tuple[dict, float]:
+    """Start ``cmd`` (+ --port P) with the home's environment, wait for /healthz, warm up, run the client."""
     port = free_port()
     proc_env = {
         **os.environ,
@@ -160,23 +183,30 @@ def serve_ours(env: common.Env, cfg: dict, args) -> tuple[dict, float]:
     }
     log = (env.tmp / "serve.log").open("w")
     server = subprocess.Popen(
-        [PKICTL, "serve", "--host", "127.0.0.1", "--port", str(port), "--threads", str(args.threads)],
-        env=proc_env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [*cmd, "--port", str(port)],
+        env=proc_env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        process_group=0,
+    )
     try:
-        for _ in range(200):
+        for _ in range(300):
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
                     if r.status == 200:
                         break
             except OSError:
+                if server.poll() is not None:
+                    break
                 time.sleep(0.05)
         else:
-            raise SystemExit(f"pkictl serve did not start: {(env.tmp / 'serve.log').read_text()}")
+            raise SystemExit(f"{cmd[0]} did not start: {(env.tmp / 'serve.log').read_text()}")
+        if server.poll() is not None:
+            raise SystemExit(f"{cmd[0]} exited: {(env.tmp / 'serve.log').read_text()}")
         run_client(env.tmp, {**cfg, "port": port, "n": WARMUP}, [])
-        cpu0 = proc_cpu(server.pid)
+        cpu0 = tree_cpu(server.pid)
         out = run_client(env.tmp, {**cfg, "port": port}, [])
-        return out, proc_cpu(server.pid) - cpu0
+        return out, tree_cpu(server.pid) - cpu0
     finally:
         stop(server)
         log.close()
@@ -194,12 +224,12 @@ def serve_openssl(env: common.Env, cfg: dict, args, netns: Netns | None) -> tupl
     if args.openssl_multi:
         cmd += ["-multi", str(args.openssl_multi)]
     with errlog.open("w") as log:
-        server = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=subprocess.STDOUT)
+        server = subprocess.Popen([*prefix, *cmd], stdout=log, stderr=subprocess.STDOUT, process_group=0)
     try:
         port = None
         for _ in range(200):
             text = errlog.read_text()
-            if "ACCEPT" in text and "waiting" in text:
+            if "ACCEPT" in text and "\n" in text.split("ACCEPT", 1)[1]:  # listening (also with -multi)
                 port = int(text.split("ACCEPT", 1)[1].split()[0].rsplit(":", 1)[1])
                 break
             if server.poll() is not None:
@@ -208,9 +238,9 @@ def serve_openssl(env: common.Env, cfg: dict, args, netns: Netns | None) -> tupl
         if port is None:
             raise SystemExit(f"openssl ocsp did not start: {errlog.read_text()}")
         run_client(tmp, {**cfg, "port": port, "n": WARMUP}, prefix)
-        cpu0 = proc_cpu(server.pid)
+        cpu0 = tree_cpu(server.pid)
         out = run_client(tmp, {**cfg, "port": port}, prefix)
-        return out, proc_cpu(server.pid) - cpu0  # with -multi this counts the parent only
+        return out, tree_cpu(server.pid) - cpu0
     finally:
         stop(server)
 
@@ -224,10 +254,17 @@ def main() -> None:
     parser.add_argument("--openssl-multi", type=int, default=0, help="openssl ocsp -multi K (default: off)")
     parser.add_argument("--time-limit", type=float, default=60.0, help="per timed loop, seconds")
     parser.add_argument("--no-netns", action="store_true")
+    parser.add_argument(
+        "--prototype",
+        action="store_true",
+        help="also serve the proposed fixes (bench/_proposed_ocsp_server.py): A = read-only connection +"
+        " prebuilt bound query, B = POST /ocsp without Flask, D = DB-API lookup on a per-thread connection,"
+        " C = 2 worker processes; and the serving stack's ceiling (bench/_waitress_ceiling.py)",
+    )
     args = parser.parse_args()
     print(f"OCSP benchmark: n={args.n} c={args.c} runs={args.runs} certs={args.certs} db={args.db}"
           f" waitress threads={args.threads} openssl -multi={args.openssl_multi or 'off'}")  # fmt: skip
-    print(common.machine())
+    print(common.machine(), f"load={os.getloadavg()[0]:.1f}")
     netns = None
     if not args.no_netns:
         try:
@@ -237,7 +274,9 @@ def main() -> None:
     try:
         with common.environment(args.db, keep=args.keep) as env:
             svc, tmp = env.service, env.tmp
-            t, rows = common.timed(lambda: common.insert_certificates(env, "test", args.certs, revoked_share=0.2))
+            t, rows = common.timed(
+                lambda: common.insert_certificates(env, "test", args.certs, revoked_share=0.2)
+            )
             print(f"setup: {args.certs} certificate rows (20% revoked) by bulk SQL insert in {t:.1f}s")
             issuer = svc.authority.get("test").certificate
             signer = svc.authority.get("ocsp-test").certificate
@@ -249,11 +288,27 @@ def main() -> None:
             cfg = {"path": "/ocsp/test", "requests": reqs, "n": args.n, "concurrency": args.c,
                    "time_limit": args.time_limit}  # fmt: skip
 
-            results: dict[str, list[tuple[float, dict, float]]] = {"ours": [], "openssl": []}
+            servers: dict[str, list[str] | None] = {
+                "ours": [PKICTL, "serve", "--host", "127.0.0.1", "--threads", str(args.threads)],
+                "openssl": None,
+            }
+            if args.prototype:
+                proto = [PYTHON, str(HERE / "_proposed_ocsp_server.py"), "--threads", str(args.threads)]
+                servers["proto-A"] = proto
+                servers["proto-AB"] = [*proto, "--wsgi"]
+                servers["proto-ABD"] = [*proto, "--wsgi", "--lean"]
+                servers["proto-ABDC"] = [*proto, "--wsgi", "--lean", "--workers", "2"]
+                servers["ceiling"] = [
+                    PYTHON,
+                    str(HERE / "_waitress_ceiling.py"),
+                    "--threads",
+                    str(args.threads),
+                ]
+            results: dict[str, list[tuple[float, dict, float]]] = {k: [] for k in servers}
             for run in range(1, args.runs + 1):
-                for label in ("ours", "openssl"):
-                    if label == "ours":
-                        out, server_cpu = serve_ours(env, cfg, args)
+                for label, cmd in servers.items():
+                    if cmd is not None:
+                        out, server_cpu = serve_python(env, cfg, cmd)
                     else:
                         out, server_cpu = serve_openssl(env, cfg, args, netns)
                     if out["errors"]:
@@ -261,27 +316,39 @@ def main() -> None:
                     rate = len(out["done"]) / out["elapsed"]
                     results[label].append((rate, out, server_cpu))
                     print(
-                        f"run {run} {label:7}: {rate:7.0f} req/s  ({len(out['done'])} in {out['elapsed']:.2f}s;"
+                        f"run {run} {label:10}: {rate:7.0f} req/s  ({len(out['done'])} in {out['elapsed']:.2f}s;"
                         f" {out['connections']} connections, {out['server_close']} closed by the server;"
                         f" server CPU {server_cpu:.1f}s, client CPU {out['client_cpu']:.1f}s)"
                         + ("  TIME LIMIT HIT" if out["timed_out"] else "")
                     )
-            for label in ("ours", "openssl"):
-                check_responses(label, results[label][-1][1]["done"], expect, signer)
+            for label in servers:
+                if label != "ceiling":
+                    check_responses(label, results[label][-1][1]["done"], expect, signer)
 
             best = {k: max(v, key=lambda x: x[0]) for k, v in results.items()}
             common.line()
-            for label in ("ours", "openssl"):
+            for label in servers:
                 rate, out, server_cpu = best[label]
                 per_req = 1000 * server_cpu / max(1, len(out["done"]))
                 print(
-                    f"{label:7}: {rate:7.0f} req/s  (best of {args.runs}; server CPU {per_req:.2f} ms/request;"
+                    f"{label:10}: {rate:7.0f} req/s  (best of {args.runs}; server CPU {per_req:.2f} ms/request;"
                     f" keep-alive: {'yes' if out['server_close'] == 0 else 'no, one request per connection'})"
                 )
             common.line()
             ratio = best["ours"][0] / best["openssl"][0]
             verdict = "MET" if ratio >= 1.0 else "MISSED"
             print(f"ratio ours/openssl req/s = {ratio:.2f}  (goal >= 1.00): {verdict}")
+            for label in servers:
+                if label.startswith("proto"):
+                    print(
+                        f"  prototype {label}/openssl = {best[label][0] / best['openssl'][0]:.2f}"
+                        " (bench/_proposals.py, not production code)"
+                    )
+                elif label == "ceiling":
+                    print(
+                        f"  ceiling (waitress + constant WSGI app, no OCSP work)/openssl ="
+                        f" {best[label][0] / best['openssl'][0]:.2f}"
+                    )
     finally:
         if netns is not None:
             netns.close()

@@ -153,7 +153,9 @@ def _oid(data: dict[str, Any], key: str, where: str) -> str:
     if not _OID.match(value):
         raise ConfigurationError(f"{where}: {key!r} is not a dotted OID: {value!r}")
     if any(int(arc) > MAX_ARC for arc in value.split(".")):
-        raise ConfigurationError(f"{where}: {key!r} has an arc above 2^28-1, which relying parties may reject")
+        raise ConfigurationError(
+            f"{where}: {key!r} has an arc above 2^28-1, which relying parties may reject"
+        )
     return value
 
 

@@ -6,7 +6,7 @@ import base64
 import binascii
 from email.utils import format_datetime
 
-from flask import Blueprint, Response, abort, current_app, request
+from flask import Blueprint, Response, abort, current_app
 
 from pki.services import Service
 
@@ -39,13 +39,6 @@ def ca_certificate(slug: str) -> Response:
     return Response(ca.record.certificate_der, mimetype="application/pkix-cert")
 
 
-@public.post("/ocsp")
-@public.post("/ocsp/<slug>")
-def ocsp_post(slug: str | None = None) -> Response:
-    """RFC 6960 Appendix A.1: a DER OCSPRequest in the body."""
-    return _ocsp(request.get_data(cache=False))
-
-
 @public.get("/ocsp/<path:encoded>")
 def ocsp_get(encoded: str) -> Response:
     """RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}."""
@@ -61,6 +54,7 @@ def ocsp_get(encoded: str) -> Response:
 
 
 def _ocsp(data: bytes) -> Response:
+    # POST /ocsp is answered before Flask by web.ocsp_fast_path; GET comes here.
     response = Response(_service().ocsp.respond(data), mimetype="application/ocsp-response")
     response.headers["Cache-Control"] = "no-store"  # a revocation shows in the very next response
     return response

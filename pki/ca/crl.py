@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -57,15 +57,37 @@ def _algorithm_identifier(key: PrivateKey) -> bytes:
     return der.sequence(der.oid(dotted)) if family == "ec" else der.sequence(der.oid(dotted), der.null())
 
 
-def _entry(e: Entry, time_cache: dict[datetime, bytes]) -> bytes:
-    when = time_cache.get(e.revoked_at)
-    if when is None:
-        when = time_cache[e.revoked_at] = der.time(e.revoked_at)
-    code = REASON_CODES[e.reason]
-    if code == 0:  # RFC 5280 §5.3.1: the reason code SHOULD be absent rather than unspecified
-        return der.sequence(der.integer(e.serial), when)
-    ext = der.sequence(_REASON_EXT, der.octet_string(der.enumerated(code)))
-    return der.sequence(der.integer(e.serial), when, der.sequence(ext))
+# The reason-code entry extension of every code but unspecified, encoded once (RFC 5280 §5.3.1: the reason
+# code SHOULD be absent rather than unspecified).
+_REASON_EXTENSIONS = {
+    name: der.sequence(der.sequence(_REASON_EXT, der.octet_string(der.enumerated(code))))
+    for name, code in REASON_CODES.items()
+    if code != 0
+}
+
+
+def _utc_time(at: datetime) -> bytes:
+    """der.time, specialized: naive values are UTC (as the database returns them), UTCTime before 2050."""
+    t = at if at.tzinfo is None else at.astimezone(UTC)
+    if t.year >= 2050:
+        return der.time(t.replace(tzinfo=UTC))
+    return b"\x17\x0d%02d%02d%02d%02d%02d%02dZ" % (t.year % 100, t.month, t.day, t.hour, t.minute, t.second)
+
+
+def encode_entries(rows: Iterable[tuple[str, datetime, str]]) -> bytes:
+    """The revokedCertificates contents for (hex serial, revocation time, reason name) rows.
+
+    Hot loop of CRL publication: every entry (a serial of at most 20 octets, a 15-octet time, an optional
+    reason) is under 128 octets, so lengths are single octets.
+    """
+    parts: list[bytes] = []
+    append = parts.append
+    for serial_hex, at, reason in rows:
+        n = int(serial_hex, 16)
+        serial = n.to_bytes(n.bit_length() // 8 + 1, "big")
+        body = b"\x02" + bytes((len(serial),)) + serial + _utc_time(at) + _REASON_EXTENSIONS.get(reason, b"")
+        append(b"\x30" + bytes((len(body),)) + body)
+    return b"".join(parts)
 
 
 def build_crl(
@@ -75,13 +97,15 @@ def build_crl(
     number: int,
     this_update: datetime,
     next_update: datetime,
-    entries: Iterable[Entry],
+    entries: Iterable[Entry | tuple[str, datetime, str]],
 ) -> bytes:
-    """DER of a signed v2 CRL with AKI and CRL number; entries in the order given."""
+    """DER of a signed v2 CRL with AKI and CRL number; entries in the order given, as Entry objects or as
+    (hex serial, revocation time, reason name) rows straight from the database."""
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     algorithm = _algorithm_identifier(issuer_key)
-    cache: dict[datetime, bytes] = {}
-    revoked = b"".join(_entry(e, cache) for e in entries)
+    revoked = encode_entries(
+        (f"{e.serial:X}", e.revoked_at, e.reason) if isinstance(e, Entry) else e for e in entries
+    )
     extensions = der.sequence(
         der.sequence(der.oid(_AKI), der.octet_string(der.sequence(der.tlv(0x80, ski)))),
         der.sequence(der.oid(_CRL_NUMBER), der.octet_string(der.integer(number))),

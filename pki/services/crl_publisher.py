@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import delete
+from sqlalchemy import DateTime, String, delete, type_coerce
 from sqlmodel import Session, col, func, select
 
 from pki import audit
@@ -18,7 +18,8 @@ from pki.services.authority import AuthorityService, LoadedCa
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
 
-KEEP_PER_CA = 10  # older CRLs are pruned; the audit trail keeps every publication
+KEEP_PER_CA = 10
+_CERT = Certificate.__table__  # type: ignore[attr-defined]  # older CRLs are pruned; the audit trail keeps every publication
 
 
 @dataclass(frozen=True)
@@ -49,30 +50,31 @@ class CrlService:
         with self._ctx.write() as s:
             for ca in issuing:
                 now = whole_seconds(self._ctx.now())
-                rows = s.exec(
-                    select(Certificate.serial, Certificate.revoked_at, Certificate.revocation_reason)
-                    .where(
-                        Certificate.ca_id == ca.id,
-                        Certificate.status == CertificateStatus.REVOKED,
-                        col(Certificate.not_valid_after) > now,
+                # Core select, no ORM objects or per-row type conversion: revoked_at comes back as stored
+                # (UTC; naive on SQLite), the reason as its text value.
+                rows = s.execute(
+                    select(
+                        _CERT.c.serial,
+                        type_coerce(_CERT.c.revoked_at, DateTime(timezone=True)),
+                        type_coerce(_CERT.c.revocation_reason, String()),
+                    ).where(
+                        _CERT.c.ca_id == ca.id,
+                        _CERT.c.status == CertificateStatus.REVOKED.value,
+                        _CERT.c.not_valid_after > now,
+                        _CERT.c.revoked_at.is_not(None),
+                        _CERT.c.revocation_reason.is_not(None),
                     )
-                    .order_by(col(Certificate.revoked_at), col(Certificate.id))
                 ).all()
                 last = s.exec(select(func.max(CrlRecord.number)).where(CrlRecord.ca_id == ca.id)).one()
                 number = (last or 0) + 1
                 next_update = now + timedelta(hours=self._ctx.policies.ca.crl_next_update_hours)
-                entries = (
-                    crl.Entry(int(serial, 16), revoked_at, str(reason))
-                    for serial, revoked_at, reason in rows
-                    if revoked_at is not None and reason is not None
-                )
                 data = crl.build_crl(
                     ca.certificate,
                     self._authority.key_for(ca),
                     number=number,
                     this_update=now,
                     next_update=next_update,
-                    entries=entries,
+                    entries=[(serial, at, reason) for serial, at, reason in rows],
                 )
                 record = CrlRecord(
                     ca_id=ca.id,

@@ -16,11 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509 import ocsp
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlmodel import col
 
 from pki.ca.keys import PrivateKey, signature_hash
 from pki.ca.validity import whole_seconds
+from pki.db import READONLY_OPTION
 from pki.enums import CaRole, CertificateStatus
 from pki.errors import PkiError
 from pki.models import Certificate
@@ -43,7 +44,10 @@ _REASONS = {
     "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
     "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
 }
-_STATUS = select(col(Certificate.status), col(Certificate.revoked_at), col(Certificate.revocation_reason))
+# Built once, with bound parameters: each request only binds and runs it.
+_STATUS = select(
+    col(Certificate.status), col(Certificate.revoked_at), col(Certificate.revocation_reason)
+).where(col(Certificate.ca_id) == bindparam("ca"), col(Certificate.serial) == bindparam("serial"))
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,9 @@ class OcspService:
         self._by_hash: dict[tuple[str, bytes, bytes], _Responder] | None = None
         self._refresh_at = datetime.max.replace(tzinfo=UTC)
         self._rotation_lock = threading.Lock()
+        # A read-only connection: on SQLite it begins with a plain BEGIN, so a responder never waits for (or
+        # blocks) a writer such as a CRL publication or a batch issuance.
+        self._reader = ctx.engine.execution_options(**{READONLY_OPTION: True})
 
     def _responders(self) -> dict[tuple[str, bytes, bytes], _Responder]:
         """(hash algorithm, issuer name hash, issuer key hash) -> responder, for every issuing CA.
@@ -129,13 +136,8 @@ class OcspService:
             return _unsuccessful(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
 
     def _signed(self, req: ocsp.OCSPRequest, responder: _Responder, nonce: bytes | None) -> bytes:
-        with self._ctx.engine.connect() as conn:
-            row = conn.execute(
-                _STATUS.where(
-                    col(Certificate.ca_id) == responder.ca_id,
-                    col(Certificate.serial) == f"{req.serial_number:X}",
-                )
-            ).first()
+        with self._reader.connect() as conn:
+            row = conn.execute(_STATUS, {"ca": responder.ca_id, "serial": f"{req.serial_number:X}"}).first()
         now = whole_seconds(self._ctx.now())
         status, revoked_at, reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
         if row is not None:

@@ -1,0 +1,276 @@
+"""Where the time goes in the three production paths, by wall-clock timers wrapped around their steps (no
+cProfile, whose per-call overhead distorts SQLAlchemy-heavy code). Inner steps are also counted in the step
+that calls them; the tree below shows the nesting.
+
+    .venv/bin/python bench/breakdown.py [issuance|ocsp|crl|all] [--n 2000] [--db sqlite|postgresql]
+"""
+
+from __future__ import annotations
+
+import collections
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as common
+
+Acc = collections.Counter
+
+
+class Timers:
+    def __init__(self) -> None:
+        self.acc: Acc[str] = collections.Counter()
+        self.calls: Acc[str] = collections.Counter()
+        self._undo: list[tuple[object, str, Any]] = []
+
+    def wrap(self, owner: object, name: str, label: str) -> None:
+        original = getattr(owner, name)
+        raw = owner.__dict__.get(name, original) if isinstance(owner, type) else original
+        acc, calls = self.acc, self.calls
+
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return original(*a, **k)
+            finally:
+                acc[label] += time.perf_counter() - t
+                calls[label] += 1
+
+        if isinstance(raw, staticmethod):
+            setattr(owner, name, staticmethod(timed))
+        else:
+            setattr(owner, name, timed)
+        self._undo.append((owner, name, raw))
+
+    def undo(self) -> None:
+        for owner, name, raw in reversed(self._undo):
+            setattr(owner, name, raw)
+
+    def report(self, total: float, per: int, unit: str, order: list[tuple[str, int]]) -> None:
+        print(f"  total {1000 * total / per:8.3f} ms per {unit}")
+        for label, depth in order:
+            if label in self.acc:
+                share = 100 * self.acc[label] / total
+                print(f"  {'  ' * depth}{label:<{60 - 2 * depth}} {1000 * self.acc[label] / per:8.3f} ms"
+                      f"  {share:5.1f}%  ({self.calls[label] / per:.3g} calls/{unit})")  # fmt: skip
+
+
+def issuance(n: int, db: str) -> None:
+    from sqlalchemy.orm import Session
+    from sqlalchemy.orm.session import SessionTransaction
+
+    from pki import audit
+    from pki.ca import certs
+    from pki.models import Certificate
+    from pki.services import context, requests
+    from pki.services import issuance as iss
+
+    import issuance as bench
+
+    with common.environment(db) as env:
+        csrs = bench.make_csrs(n + 500)
+        ids = bench.approved_requests(env, n + 500)
+        svc, d = env.service, env.people["distributor"]
+        raw = bench.RawLoop(env)
+        items = list(zip(ids, csrs, strict=True))
+        svc.issuance.issue_many_from_csr(items[:500], actor=d)  # warm caches, not counted
+        tm = Timers()
+        tm.wrap(iss.IssuanceService, "issue_many_from_csr", "issue_many_from_csr")
+        tm.wrap(iss, "parse_csr", "parse_csr (PEM load + signature check)")
+        tm.wrap(requests.RequestService, "lock_for", "lock_for")
+        tm.wrap(context.Context, "resolve", "resolve actor (SELECT pki_user)")
+        tm.wrap(requests.RequestService, "_actions_by", "_actions_by (SELECT audit_record, SoD)")
+        tm.wrap(iss.IssuanceService, "issue_locked", "issue_locked")
+        tm.wrap(iss.IssuanceService, "_refuse_key_reuse", "_refuse_key_reuse (SELECT by spki_sha256)")
+        tm.wrap(certs, "build_end_entity", "build_end_entity (build + ECDSA sign)")
+        tm.wrap(Certificate, "__init__", "Certificate(...) SQLModel constructor")
+        tm.wrap(audit, "append", "audit.append (x2: certificate.issue, request.issue)")
+        tm.wrap(requests.RequestService, "advance", "advance (request UPDATE + its audit)")
+        tm.wrap(Session, "flush", "Session.flush (all flushes: INSERT/UPDATE; inside the steps above)")
+        tm.wrap(SessionTransaction, "commit", "commit (end of each batch)")
+        try:
+            t = time.perf_counter()
+            for lo in range(500, n + 500, 500):
+                svc.issuance.issue_many_from_csr(items[lo : lo + 500], actor=d)
+            total = time.perf_counter() - t
+        finally:
+            tm.undo()
+        t_raw = min(raw.run(csrs[500 : n + 500], 500) for _ in range(3))
+        print(f"issuance: production issue_many_from_csr, {n} requests in batches of 500 ({db})")
+        print(f"  raw cryptography loop for the same CSRs: {1000 * t_raw / n:.3f} ms per certificate")
+        tm.report(total, n, "certificate", [
+            ("issue_many_from_csr", 0),
+            ("parse_csr (PEM load + signature check)", 1),
+            ("lock_for", 1),
+            ("resolve actor (SELECT pki_user)", 2),
+            ("_actions_by (SELECT audit_record, SoD)", 2),
+            ("issue_locked", 1),
+            ("_refuse_key_reuse (SELECT by spki_sha256)", 2),
+            ("build_end_entity (build + ECDSA sign)", 2),
+            ("Certificate(...) SQLModel constructor", 2),
+            ("audit.append (x2: certificate.issue, request.issue)", 2),
+            ("advance (request UPDATE + its audit)", 2),
+            ("Session.flush (all flushes: INSERT/UPDATE; inside the steps above)", 1),
+            ("commit (end of each batch)", 1),
+        ])  # fmt: skip
+
+
+def ocsp(n: int, db: str) -> None:
+    from cryptography.x509 import ocsp as x509_ocsp
+    from werkzeug.test import Client
+
+    from pki.services import ocsp_responder as mod
+    from web import create_app
+
+    import ocsp as bench
+
+    with common.environment(db) as env:
+        rows = common.insert_certificates(env, "test", 10_000, revoked_share=0.2)
+        svc = env.service
+        reqs, _ = bench.build_requests(svc.authority.get("test").certificate, rows, 1000)
+        svc.ocsp.warm()
+        client = Client(create_app(svc))
+        work = [reqs[i % len(reqs)] for i in range(n)]
+        for r in work[:200]:
+            client.post("/ocsp/test", data=r, content_type="application/ocsp-request")
+        tm = Timers()
+        tm.wrap(mod.OcspService, "respond", "OcspService.respond")
+        tm.wrap(x509_ocsp, "load_der_ocsp_request", "load_der_ocsp_request")
+        tm.wrap(mod.OcspService, "_signed", "_signed")
+        eng = svc.ctx.engine
+        tm.wrap(type(eng), "connect", "engine.connect (pool checkout)")
+        tm.wrap(x509_ocsp.OCSPResponseBuilder, "sign", "OCSPResponseBuilder.sign")
+        from sqlalchemy.engine import Connection
+
+        tm.wrap(Connection, "execute", "Connection.execute (BEGIN IMMEDIATE + SELECT)")
+        tm.wrap(Connection, "close", "Connection.close (ROLLBACK + checkin)")
+        try:
+            t = time.perf_counter()
+            for r in work:
+                client.post("/ocsp/test", data=r, content_type="application/ocsp-request")
+            total = time.perf_counter() - t
+        finally:
+            tm.undo()
+        t = time.perf_counter()
+        for _ in range(n):
+            mod._STATUS.where(mod.col(mod.Certificate.ca_id) == 1, mod.col(mod.Certificate.serial) == "AB")
+        t_expr = time.perf_counter() - t
+        print(
+            f"OCSP: POST /ocsp/test through the Flask app (werkzeug test client, no HTTP server), {n} requests ({db})"
+        )
+        tm.report(total, n, "request", [
+            ("OcspService.respond", 0),
+            ("load_der_ocsp_request", 1),
+            ("_signed", 1),
+            ("engine.connect (pool checkout)", 2),
+            ("Connection.execute (BEGIN IMMEDIATE + SELECT)", 2),
+            ("Connection.close (ROLLBACK + checkin)", 2),
+            ("OCSPResponseBuilder.sign", 2),
+        ])  # fmt: skip
+        print(f"  (building _STATUS.where(...) alone, outside the request: {1000 * t_expr / n:.3f} ms)")
+        print("  the rest of the total is Flask + werkzeug request handling; waitress adds its own (see"
+              " bench/ocsp.py --prototype, 'ceiling')")  # fmt: skip
+        # The lookup's connection begins like a writer (pki.db: BEGIN IMMEDIATE unless pki_readonly): on
+        # SQLite an OCSP response waits for any open write transaction (CRL publish, an issuance batch).
+        import threading
+
+        from sqlalchemy import event
+
+        seen: list[str] = []
+
+        def log(conn: Any, cur: Any, stmt: str, *rest: Any) -> None:
+            seen.append(" ".join(stmt.split()[:2]))
+
+        event.listen(eng, "before_cursor_execute", log)
+        svc.ocsp.respond(reqs[0])
+        event.remove(eng, "before_cursor_execute", log)
+        print(f"  statements of one OCSP lookup: {seen}")
+        if eng.dialect.name == "sqlite":
+            held = threading.Event()
+
+            def writer() -> None:
+                with svc.ctx.write():
+                    held.set()
+                    time.sleep(2.0)
+
+            th = threading.Thread(target=writer)
+            th.start()
+            held.wait()
+            t = time.perf_counter()
+            svc.ocsp.respond(reqs[1])
+            waited = time.perf_counter() - t
+            th.join()
+            print(f"  one OCSP response while another thread holds a 2.0 s write transaction: {waited:.2f}s")
+
+
+def crl(n: int, db: str) -> None:
+    from sqlalchemy.orm.session import SessionTransaction
+    from sqlmodel import Session
+
+    from pki.ca import crl as crl_mod
+    from pki.ca import der
+    from pki.db import UTCDateTime
+
+    with common.environment(db) as env:
+        common.insert_certificates(env, "test", n, revoked_share=1.0)
+        svc = env.service
+        svc.crl.publish()  # warm
+        tm = Timers()
+        tm.wrap(type(svc.crl), "publish", "CrlService.publish (both issuing CAs)")
+        from sqlalchemy.engine.result import Result
+
+        tm.wrap(Session, "exec", "Session.exec (SELECT executed)")
+        tm.wrap(Result, "all", "Result.all (fetch 100k rows, per-row type processing)")
+        tm.wrap(UTCDateTime, "process_result_value", "UTCDateTime.process_result_value (per row)")
+        tm.wrap(crl_mod, "build_crl", "build_crl (consume entries generator, encode, sign)")
+        tm.wrap(crl_mod, "_entry", "_entry (one revokedCertificate)")
+        tm.wrap(der, "time", "der.time (astimezone + strftime)")
+        tm.wrap(crl_mod, "_sign", "_sign (ECDSA over the TBSCertList)")
+        tm.wrap(Session, "flush", "Session.flush (CrlRecord INSERT)")
+        tm.wrap(SessionTransaction, "commit", "commit")
+        try:
+            t = time.perf_counter()
+            svc.crl.publish()
+            total = time.perf_counter() - t
+        finally:
+            tm.undo()
+        # timers add their own cost (~0.5 µs a call, 100k+ calls): the unwrapped figure for reference
+        t = time.perf_counter()
+        svc.crl.publish()
+        bare = time.perf_counter() - t
+        print(f"CRL: production service.crl.publish(), {n} revoked entries ({db});"
+              f" without timers {bare:.2f}s")  # fmt: skip
+        tm.report(total, 1, "publish", [
+            ("CrlService.publish (both issuing CAs)", 0),
+            ("Session.exec (SELECT executed)", 1),
+            ("Result.all (fetch 100k rows, per-row type processing)", 1),
+            ("UTCDateTime.process_result_value (per row)", 2),
+            ("build_crl (consume entries generator, encode, sign)", 1),
+            ("(generator: int(serial, 16), crl.Entry(...), str(reason) per row)", 2),
+            ("_entry (one revokedCertificate)", 2),
+            ("der.time (astimezone + strftime)", 3),
+            ("_sign (ECDSA over the TBSCertList)", 2),
+            ("Session.flush (CrlRecord INSERT)", 1),
+            ("commit", 1),
+        ])  # fmt: skip
+
+
+def main() -> None:
+    p = common.base_parser(__doc__.splitlines()[0], 0)
+    p.add_argument("which", nargs="?", default="all", choices=("issuance", "ocsp", "crl", "all"))
+    args = p.parse_args()
+    print(common.machine())
+    runs: dict[str, Callable[[int, str], None]] = {"issuance": issuance, "ocsp": ocsp, "crl": crl}
+    defaults = {"issuance": 2000, "ocsp": 2000, "crl": 100_000}
+    for name, fn in runs.items():
+        if args.which in (name, "all"):
+            common.line()
+            fn(args.n or defaults[name], args.db)
+
+
+if __name__ == "__main__":
+    main()
