@@ -80,15 +80,18 @@ def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
     return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
 
 
-def _ca_key_usage() -> x509.KeyUsage:
+def _key_usage(
+    *, signs: bool = False, enciphers_keys: bool = False, certifies: bool = False
+) -> x509.KeyUsage:
+    """KeyUsage with only the named bits: digitalSignature, keyEncipherment, keyCertSign + cRLSign."""
     return x509.KeyUsage(
-        digital_signature=False,
+        digital_signature=signs,
         content_commitment=False,
-        key_encipherment=False,
+        key_encipherment=enciphers_keys,
         data_encipherment=False,
         key_agreement=False,
-        key_cert_sign=True,
-        crl_sign=True,
+        key_cert_sign=certifies,
+        crl_sign=certifies,
         encipher_only=False,
         decipher_only=False,
     )
@@ -98,7 +101,7 @@ def build_root(key: PrivateKey, name: x509.Name, serial: int, validity: Validity
     builder = (
         _base(name, name, key.public_key(), serial, validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_key_usage(certifies=True), critical=True)
     )
     return builder.sign(key, signature_hash(key))
 
@@ -114,7 +117,7 @@ def build_issuing(
     builder = (
         _base(name, issuer.subject, public_key, serial, validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_ca_key_usage(), critical=True)
+        .add_extension(_key_usage(certifies=True), critical=True)
         .add_extension(_aki(issuer), critical=False)
     )
     return builder.sign(issuer_key, signature_hash(issuer_key))
@@ -133,17 +136,7 @@ def build_ocsp_signer(
         _base(name, issuer.subject, public_key, serial, validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs=True),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False)
@@ -180,17 +173,7 @@ def build_end_entity(
         _base(subject, issuer.subject, public_key, serial, validity)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=is_rsa,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            _key_usage(signs=True, enciphers_keys=is_rsa),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
