@@ -7,11 +7,12 @@ records commit together or not at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from pki import audit
@@ -19,9 +20,11 @@ from pki.ca import certs
 from pki.ca.keys import PublicKey, algorithm_of, spki_sha256
 from pki.ca.validity import add_months, whole_seconds
 from pki.enums import Action, CertificateStatus
-from pki.errors import FieldError, IssuanceError, ValidationError
+from pki.errors import FieldError, IssuanceError, NotFoundError, SeparationOfDutiesError, ValidationError
+from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest
 from pki.services.authority import AuthorityService, LoadedCa
+from pki.services.authz import require_role
 from pki.services.context import Actor, Context
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
@@ -44,12 +47,6 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
     return csr
 
 
-@dataclass(frozen=True)
-class Issued:
-    certificate: Certificate
-    x509: x509.Certificate
-
-
 class IssuanceService:
     def __init__(self, ctx: Context, requests: RequestService, authority: AuthorityService) -> None:
         self._ctx = ctx
@@ -66,38 +63,96 @@ class IssuanceService:
             self._ctx.write() as s,
         ):
             req = self._requests.lock_for(s, request_id, actor, Action.ISSUE, expected_version)
-            return self.issue_locked(s, req, public_key, actor=actor).certificate
+            return self.issue_locked(s, req, public_key, actor=actor)
 
     def issue_many_from_csr(self, items: Sequence[tuple[int, bytes]], *, actor: Actor) -> list[Certificate]:
-        """Issue for many approved requests in one transaction (all or nothing)."""
-        keys = [(rid, self.checked_key(parse_csr(data).public_key())) for rid, data in items]
-        with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
-            out = []
-            for rid, key in keys:
-                req = self._requests.lock_for(s, rid, actor, Action.ISSUE, None)
-                out.append(self.issue_locked(s, req, key, actor=actor).certificate)
-            return out
+        """Issue for many approved requests in one transaction, all or nothing, with set-based statements.
 
-    def issue_locked(
-        self,
-        s: Session,
-        req: CertificateRequest,
-        public_key: PublicKey,
-        *,
-        actor: Actor,
-        months: int | None = None,
-        renewed_from: Certificate | None = None,
-        delivered: bool = True,
-    ) -> Issued:
-        """The one issuance function. ``req`` is locked by the caller, who owns the transaction.
-
-        A first issuance moves the request to 'issued'; a renewal (``renewed_from``) leaves its state alone.
-        Raises IssuanceError when policy refuses (key reuse, validity past the issuing CA).
+        The same rules as one by one (role, separation of duties, state, key reuse, CA validity), checked for
+        the whole batch with a handful of queries: the actor once, the requests locked in id order, their
+        audit history, the keys; then one insert for the certificates, one update for the requests and one
+        append for the audit records.
         """
-        assert req.id is not None
-        self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
+        keys = [(rid, self.checked_key(parse_csr(data).public_key())) for rid, data in items]
+        ids = [rid for rid, _ in keys]
+        if len(set(ids)) != len(ids):
+            raise ValidationError([FieldError("request", "a request is listed twice", "申请重复")])
+        wf = self._ctx.policies.workflow
+        with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
+            require_role(wf, self._ctx.resolve(s, actor), Action.ISSUE)
+            reqs = self._requests.lock_many(s, ids)
+            earlier = self._requests.actions_by_many(s, ids, actor.username)
+            fingerprints = {rid: spki_sha256(key) for rid, key in keys}
+            taken = self._holders(s, list(fingerprints.values()))
+            now = whole_seconds(self._ctx.now())
+            rows: list[dict[str, Any]] = []
+            for rid, key in keys:
+                req = reqs.get(rid)
+                if req is None:
+                    raise NotFoundError(f"request {rid} not found", message_zh=f"申请 {rid} 不存在")
+                rule = wf.conflict(earlier.get(rid, set()), Action.ISSUE)
+                if rule is not None:
+                    raise SeparationOfDutiesError(f"{rule.reason} (request {rid})", message_zh=rule.reason_zh)
+                transition(req.state, Action.ISSUE)
+                holder = taken.get(fingerprints[rid])
+                if holder is not None:
+                    raise _key_reused(holder)
+                values = self._certify(req, key, now, months=None)
+                taken[fingerprints[rid]] = values["serial"]  # the same key twice in one batch is refused too
+                rows.append(
+                    {
+                        **values,
+                        "issued_by": actor.username,
+                        "issued_at": now,
+                        "renewed_from_id": None,
+                        "delivered": True,
+                        "revocation_comment": "",
+                    }
+                )
+            ca_slugs = [r.pop("_ca") for r in rows]
+            new_ids = (
+                s.execute(
+                    insert(Certificate).returning(col(Certificate.id), sort_by_parameter_order=True), rows
+                )
+                .scalars()
+                .all()
+            )
+            at = self._ctx.now()
+            self._requests.mark_issued_many(
+                s,
+                [reqs[rid] for rid in ids],
+                actor=actor,
+                at=at,
+                issued_at=now,
+                serials=[r["serial"] for r in rows],
+            )
+            audit.append_many(
+                s,
+                [
+                    audit.Entry(
+                        at,
+                        actor.username,
+                        "certificate.issue",
+                        "certificate",
+                        r["serial"],
+                        {
+                            "request": r["request_id"],
+                            "kind": r["kind"].value,
+                            "ca": ca,
+                            "not_after": r["not_valid_after"].isoformat(),
+                            "renewed_from": None,
+                        },
+                    )
+                    for r, ca in zip(rows, ca_slugs, strict=True)
+                ],
+            )
+            return [Certificate(id=i, **r) for i, r in zip(new_ids, rows, strict=True)]
+
+    def _certify(
+        self, req: CertificateRequest, public_key: PublicKey, now: datetime, *, months: int | None
+    ) -> dict[str, Any]:
+        """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``)."""
         ca = self._authority.issuing_for(req.access_type)
-        now = whole_seconds(self._ctx.now())
         not_after = add_months(now, months or req.validity_months)
         self._refuse_past_ca(ca, not_after)
         profiles = self._ctx.policies.profiles
@@ -118,21 +173,47 @@ class IssuanceService:
             organization_code_oid=profiles.organization_code_oid,
             organization_code=req.credential_number,
         )
+        return {
+            "serial": f"{cert.serial_number:X}",
+            "ca_id": ca.id,
+            "request_id": req.id,
+            "kind": req.access_type,
+            "subject": cert.subject.rfc4514_string(),
+            "unit_name": req.unit_name,
+            "credential_number": req.credential_number,
+            "province": req.province,
+            "not_valid_before": now,
+            "not_valid_after": not_after,
+            "status": CertificateStatus.VALID,
+            "key_algorithm": algorithm_of(public_key) or "",
+            "spki_sha256": spki_sha256(public_key),
+            "der": cert.public_bytes(Encoding.DER),
+            "_ca": ca.slug,
+        }
+
+    def issue_locked(
+        self,
+        s: Session,
+        req: CertificateRequest,
+        public_key: PublicKey,
+        *,
+        actor: Actor,
+        months: int | None = None,
+        renewed_from: Certificate | None = None,
+        delivered: bool = True,
+    ) -> Certificate:
+        """The one issuance function. ``req`` is locked by the caller, who owns the transaction.
+
+        A first issuance moves the request to 'issued'; a renewal (``renewed_from``) leaves its state alone.
+        Raises IssuanceError when policy refuses (key reuse, validity past the issuing CA).
+        """
+        assert req.id is not None
+        self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
+        now = whole_seconds(self._ctx.now())
+        values = self._certify(req, public_key, now, months=months)
+        ca_slug = values.pop("_ca")
         row = Certificate(
-            serial=f"{cert.serial_number:X}",
-            ca_id=ca.id,
-            request_id=req.id,
-            kind=req.access_type,
-            subject=cert.subject.rfc4514_string(),
-            unit_name=req.unit_name,
-            credential_number=req.credential_number,
-            province=req.province,
-            not_valid_before=cert.not_valid_before_utc,
-            not_valid_after=cert.not_valid_after_utc,
-            status=CertificateStatus.VALID,
-            key_algorithm=algorithm_of(public_key) or "",
-            spki_sha256=spki_sha256(public_key),
-            der=cert.public_bytes(Encoding.DER),
+            **values,
             issued_by=actor.username,
             issued_at=now,
             renewed_from_id=renewed_from.id if renewed_from else None,
@@ -150,7 +231,7 @@ class IssuanceService:
             details={
                 "request": req.id,
                 "kind": req.access_type.value,
-                "ca": ca.slug,
+                "ca": ca_slug,
                 "not_after": row.not_valid_after.isoformat(),
                 "renewed_from": renewed_from.serial if renewed_from else None,
             },
@@ -158,7 +239,7 @@ class IssuanceService:
         if renewed_from is None:
             req.issued_by, req.issued_at = actor.username, now
             self._requests.advance(s, req, actor, Action.ISSUE, {"serial": row.serial})
-        return Issued(row, cert)
+        return row
 
     # -- rules --------------------------------------------------------------------------------------------
 
@@ -176,6 +257,19 @@ class IssuanceService:
         return public_key  # type: ignore[return-value]
 
     @staticmethod
+    def _holders(s: Session, fingerprints: list[str]) -> dict[str, str]:
+        """Public-key fingerprint -> the serial of a certificate already holding it."""
+        found: dict[str, str] = {}
+        for i in range(0, len(fingerprints), 500):
+            for fingerprint, serial in s.exec(
+                select(Certificate.spki_sha256, Certificate.serial).where(
+                    col(Certificate.spki_sha256).in_(fingerprints[i : i + 500])
+                )
+            ).all():
+                found.setdefault(fingerprint, serial)
+        return found
+
+    @staticmethod
     def _refuse_key_reuse(s: Session, req: CertificateRequest, public_key: PublicKey, renewing: bool) -> None:
         """One key, one unit: a certified key may be certified again only when renewing the same request."""
         holders = s.exec(
@@ -185,10 +279,7 @@ class IssuanceService:
         ).all()
         others = [serial for serial, request_id in holders if not renewing or request_id != req.id]
         if others:
-            raise IssuanceError(
-                f"this public key is already certified (certificate {others[0]}): generate a new key",
-                message_zh="该公钥已签发过证书，请重新生成密钥",
-            )
+            raise _key_reused(others[0])
 
     @staticmethod
     def _refuse_past_ca(ca: LoadedCa, not_after: datetime) -> None:
@@ -203,3 +294,10 @@ class IssuanceService:
     def _publication(self, ca: LoadedCa) -> certs.Publication:
         p = self._ctx.policies.ca
         return certs.Publication(p.crl_url(ca.slug), p.ocsp_url(ca.slug), p.ca_issuers_url(ca.slug))
+
+
+def _key_reused(serial: str) -> IssuanceError:
+    return IssuanceError(
+        f"this public key is already certified (certificate {serial}): generate a new key",
+        message_zh="该公钥已签发过证书，请重新生成密钥",
+    )

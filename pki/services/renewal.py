@@ -48,7 +48,7 @@ class RenewalService:
             if self._ctx.policies.ca.revoke_superseded == "issue":
                 old.status, old.revoked_at = CertificateStatus.REVOKED, whole_seconds(self._ctx.now())
                 old.revocation_reason, old.revoked_by = RevocationReason.SUPERSEDED, actor.username
-                old.revocation_comment = f"superseded by {issued.certificate.serial}"
+                old.revocation_comment = f"superseded by {issued.serial}"
                 s.add(old)
                 audit.append(
                     s,
@@ -57,9 +57,9 @@ class RenewalService:
                     action="certificate.revoke",
                     subject_type="certificate",
                     subject_id=old.serial,
-                    details={"reason": "superseded", "by": issued.certificate.serial},
+                    details={"reason": "superseded", "by": issued.serial},
                 )
-            return issued.certificate
+            return issued
 
     def _check_renewable(self, old: Certificate) -> None:
         now = self._ctx.now()

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, or_
+from sqlalchemy import bindparam, insert, or_, update
 from sqlmodel import Session, col, select
 
 from pki import audit
@@ -25,6 +26,7 @@ from pki.services.authz import require_role
 from pki.services.context import Actor, Context
 
 SUBJECT = "request"
+_REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
 REASON_MAX = 500
 
 
@@ -307,6 +309,80 @@ class RequestService:
                 message_zh="该申请已被他人修改，请刷新后重试",
             )
         return req
+
+    @staticmethod
+    def lock_many(s: Session, ids: Sequence[int]) -> dict[int, CertificateRequest]:
+        """Lock many requests, always in id order (two batches cannot deadlock on each other)."""
+        out: dict[int, CertificateRequest] = {}
+        ordered = sorted(set(ids))
+        for i in range(0, len(ordered), 500):
+            for req in s.exec(
+                select(CertificateRequest)
+                .where(col(CertificateRequest.id).in_(ordered[i : i + 500]))
+                .order_by(col(CertificateRequest.id))
+                .with_for_update()
+            ).all():
+                assert req.id is not None
+                out[req.id] = req
+        return out
+
+    @staticmethod
+    def actions_by_many(s: Session, ids: Sequence[int], username: str) -> dict[int, set[Action]]:
+        """For each request, the workflow actions ``username`` took on it (one query per 500 requests)."""
+        out: dict[int, set[Action]] = {}
+        keys = [str(i) for i in ids]
+        for i in range(0, len(keys), 500):
+            for subject_id, name in s.exec(
+                select(AuditRecord.subject_id, AuditRecord.action).where(
+                    AuditRecord.subject_type == SUBJECT,
+                    col(AuditRecord.subject_id).in_(keys[i : i + 500]),
+                    AuditRecord.actor == username,
+                )
+            ).all():
+                try:
+                    out.setdefault(int(subject_id), set()).add(Action(name.removeprefix(f"{SUBJECT}.")))
+                except ValueError:
+                    continue
+        return out
+
+    def mark_issued_many(
+        self,
+        s: Session,
+        reqs: Sequence[CertificateRequest],
+        *,
+        actor: Actor,
+        at: datetime,
+        issued_at: datetime,
+        serials: Sequence[str],
+    ) -> None:
+        """Move checked, locked requests to 'issued' with one statement, and audit each move."""
+        target = transition(RequestState.APPROVED, Action.ISSUE)
+        s.execute(
+            update(_REQUESTS)
+            .where(_REQUESTS.c.id == bindparam("rid"))
+            .values(
+                state=target.value,
+                version=bindparam("new_version"),
+                issued_by=actor.username,
+                issued_at=issued_at,
+                updated_at=at,
+            ),
+            [{"rid": r.id, "new_version": r.version + 1} for r in reqs],
+        )
+        audit.append_many(
+            s,
+            [
+                audit.Entry(
+                    at,
+                    actor.username,
+                    f"{SUBJECT}.{Action.ISSUE.value}",
+                    SUBJECT,
+                    r.id or 0,
+                    {"from": r.state.value, "to": target.value, "serial": serial},
+                )
+                for r, serial in zip(reqs, serials, strict=True)
+            ],
+        )
 
     def advance(
         self, s: Session, req: CertificateRequest, actor: Actor, action: Action, details: dict[str, Any]

@@ -202,3 +202,41 @@ def test_wrong_passphrase_is_a_clear_error(engine, clock: FixedClock, tmp_path, 
     with pytest.raises(KeyAccessError, match="passphrase is wrong"):
         wrong.issuance.issue_from_csr(rid, csr_for(key("ec-p256", 40)), actor=people["distributor"])
     assert wrong.requests.get(rid).state is RequestState.APPROVED
+
+
+def test_batch_applies_every_rule_of_the_single_path(ca_service: Service, people: dict[str, Actor]) -> None:
+    ids = [approved(ca_service, people) for _ in range(3)]
+    versions = [ca_service.requests.get(i).version for i in ids]
+    same_key = csr_for(key("ec-p256", 60))
+    with pytest.raises(IssuanceError, match="already certified"):  # one key for two units in one batch
+        ca_service.issuance.issue_many_from_csr(
+            [(ids[0], same_key), (ids[1], same_key)], actor=people["distributor"]
+        )
+    with pytest.raises(ValidationError, match="listed twice"):
+        ca_service.issuance.issue_many_from_csr(
+            [(ids[0], csr_for(key("ec-p256", 61))), (ids[0], csr_for(key("ec-p256", 62)))],
+            actor=people["distributor"],
+        )
+    req = ca_service.requests.create(
+        application(credential_number=make_uscc("110101", "83333333")), actor=people["clerk"]
+    )
+    assert req.id is not None
+    ca_service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+    ca_service.requests.countersign(req.id, actor=people["head"])
+    ca_service.requests.review(req.id, actor=people["omni"], decision=Action.APPROVE)
+    with pytest.raises(SeparationOfDutiesError, match=f"request {req.id}"):  # the reviewer, inside a batch
+        ca_service.issuance.issue_many_from_csr(
+            [(ids[2], csr_for(key("ec-p256", 63))), (req.id, csr_for(key("ec-p256", 64)))],
+            actor=people["omni"],
+        )
+    assert ca_service.requests.get(ids[2]).state is RequestState.APPROVED  # nothing of the batch was kept
+    done = ca_service.issuance.issue_many_from_csr(
+        [(rid, csr_for(key("ec-p256", 70 + n))) for n, rid in enumerate(ids)], actor=people["distributor"]
+    )
+    assert [c.request_id for c in done] == ids and all(c.id for c in done)
+    for rid, version, cert in zip(ids, versions, done, strict=True):
+        req = ca_service.requests.get(rid)
+        assert (req.state, req.version, req.issued_by) == (RequestState.ISSUED, version + 1, "distributor")
+        assert ca_service.certificates.get(cert.serial).der == cert.der
+        assert [h.action for h in ca_service.requests.history(rid)][-1] == "request.issue"
+    assert ca_service.audit.verify().ok
