@@ -8,7 +8,6 @@ The benchmarks print these as "prototype" lines; their verdicts are always about
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,174 +15,20 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from sqlalchemy import DateTime, String, bindparam, insert, select, type_coerce, update
+from sqlalchemy import DateTime, String, bindparam, select, type_coerce
 from sqlmodel import col
 
 from pki import audit
-from pki.ca import certs, der
 from pki.ca import crl as crl_mod
-from pki.ca.keys import algorithm_of, signature_hash, spki_der
-from pki.ca.validity import add_months, whole_seconds
-from pki.enums import Action, CertificateStatus
-from pki.errors import IssuanceError, NotFoundError, SeparationOfDutiesError
-from pki.lifecycle import transition
-from pki.models import AuditRecord, Certificate, CertificateRequest
-from pki.services.authz import require_role
-from pki.services.context import Actor
-from pki.services.issuance import IssuanceService, parse_csr
+from pki.ca import der
+from pki.ca.keys import signature_hash
+from pki.ca.validity import whole_seconds
+from pki.enums import CertificateStatus
+from pki.models import Certificate
 from pki.services.ocsp_responder import _REASONS as _OCSP_REASONS
 from pki.services.ocsp_responder import OcspService
-from pki.services.requests import SUBJECT as REQUEST
 
 # -- 1. issuance: one set-based transaction per batch ---------------------------------------------------
-
-
-class BulkIssuance(IssuanceService):
-    """issue_many_from_csr with the per-request ORM round trips replaced by set-based statements:
-
-    actor re-read once; all requests locked by one SELECT ... WHERE id IN (...) ORDER BY id FOR UPDATE; the
-    actor's earlier actions on them by one audit query; key reuse by one spki_sha256 IN (...) query (plus
-    duplicates inside the batch); certificates by one INSERT ... RETURNING (executemany); both audit records
-    of every request by one audit.append_many; request state by one executemany UPDATE of the locked rows.
-    """
-
-    def issue_many_from_csr(self, items: Sequence[tuple[int, bytes]], *, actor: Actor) -> list[Certificate]:
-        keys = [(rid, self.checked_key(parse_csr(data).public_key())) for rid, data in items]
-        ctx = self._ctx
-        with ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), ctx.write() as s:
-            wf = ctx.policies.workflow
-            current = ctx.resolve(s, actor)
-            require_role(wf, current, Action.ISSUE)
-            ids = [rid for rid, _ in keys]
-            reqs = {
-                r.id: r
-                for r in s.scalars(
-                    select(CertificateRequest)
-                    .where(col(CertificateRequest.id).in_(ids))
-                    .order_by(col(CertificateRequest.id))
-                    .with_for_update()
-                ).all()
-            }
-            earlier: dict[str, set[Action]] = {}
-            for subject_id, name in s.execute(
-                select(AuditRecord.subject_id, AuditRecord.action).where(
-                    AuditRecord.subject_type == REQUEST,
-                    col(AuditRecord.subject_id).in_([str(i) for i in ids]),
-                    AuditRecord.actor == actor.username,
-                )
-            ).all():
-                try:
-                    earlier.setdefault(subject_id, set()).add(Action(name.removeprefix(f"{REQUEST}.")))
-                except ValueError:
-                    continue
-            spki = {rid: hashlib.sha256(spki_der(key)).hexdigest() for rid, key in keys}
-            taken = dict(
-                s.execute(
-                    select(Certificate.spki_sha256, Certificate.serial).where(
-                        col(Certificate.spki_sha256).in_(list(set(spki.values())))
-                    )
-                ).all()
-            )
-            now = whole_seconds(ctx.now())
-            profiles = ctx.policies.profiles
-            rows: list[dict[str, Any]] = []
-            for rid, key in keys:
-                req = reqs.get(rid)
-                if req is None:
-                    raise NotFoundError(f"request {rid} not found", message_zh=f"申请 {rid} 不存在")
-                rule = wf.conflict(earlier.get(str(rid), set()), Action.ISSUE)
-                if rule is not None:
-                    raise SeparationOfDutiesError(f"{rule.reason} (request {rid})", message_zh=rule.reason_zh)
-                transition(req.state, Action.ISSUE)
-                fingerprint = spki[rid]
-                if fingerprint in taken:
-                    raise IssuanceError(
-                        f"this public key is already certified (certificate {taken[fingerprint]}):"
-                        " generate a new key",
-                        message_zh="该公钥已签发过证书，请重新生成密钥",
-                    )
-                ca = self._authority.issuing_for(req.access_type)
-                not_after = add_months(now, req.validity_months)
-                self._refuse_past_ca(ca, not_after)
-                cert = certs.build_end_entity(
-                    ca.certificate,
-                    self._authority.key_for(ca),
-                    key,
-                    certs.end_entity_name(
-                        unit_name=req.unit_name,
-                        province=req.province,
-                        locality=req.county,
-                        organization_identifier=req.credential_number
-                        if profiles.organization_identifier
-                        else None,
-                    ),
-                    x509.random_serial_number(),
-                    certs.Validity(now, not_after),
-                    policy_oid=profiles.kinds[req.access_type.value].policy_oid,
-                    publication=self._publication(ca),
-                    organization_code_oid=profiles.organization_code_oid,
-                    organization_code=req.credential_number,
-                )
-                serial = f"{cert.serial_number:X}"
-                taken[fingerprint] = serial  # a key twice in one batch is refused like across batches
-                rows.append(
-                    {
-                        "serial": serial,
-                        "ca_id": ca.id,
-                        "request_id": rid,
-                        "kind": req.access_type,
-                        "subject": cert.subject.rfc4514_string(),
-                        "unit_name": req.unit_name,
-                        "credential_number": req.credential_number,
-                        "province": req.province,
-                        "not_valid_before": now,
-                        "not_valid_after": not_after,
-                        "status": CertificateStatus.VALID,
-                        "key_algorithm": algorithm_of(key) or "",
-                        "spki_sha256": fingerprint,
-                        "der": cert.public_bytes(Encoding.DER),
-                        "issued_by": actor.username,
-                        "issued_at": now,
-                        "renewed_from_id": None,
-                        "delivered": True,
-                        "revocation_comment": "",
-                    }
-                )
-            out = list(
-                s.scalars(
-                    insert(Certificate).returning(Certificate, sort_by_parameter_order=True), rows
-                ).all()
-            )
-            at = ctx.now()
-            entries: list[audit.Entry] = []
-            updates: list[dict[str, Any]] = []
-            after = None
-            for (rid, _), row in zip(keys, out, strict=True):
-                req = reqs[rid]
-                ca_slug = self._authority.issuing_for(req.access_type).slug
-                entries.append(
-                    audit.Entry(at, actor.username, "certificate.issue", "certificate", row.serial,
-                                {"request": rid, "kind": req.access_type.value, "ca": ca_slug,
-                                 "not_after": row.not_valid_after.isoformat(), "renewed_from": None})
-                )  # fmt: skip
-                before = req.state
-                after = transition(before, Action.ISSUE)
-                updates.append({"rid": rid, "new_version": req.version + 1})
-                entries.append(
-                    audit.Entry(at, actor.username, f"{REQUEST}.{Action.ISSUE.value}", REQUEST, rid,
-                                {"from": before.value, "to": after.value, "serial": row.serial})
-                )  # fmt: skip
-            # One executemany UPDATE of the locked rows (Core: no per-object unit-of-work bookkeeping).
-            table = CertificateRequest.__table__  # type: ignore[attr-defined]
-            s.execute(
-                update(table)
-                .where(table.c.id == bindparam("rid"))
-                .values(state=after, version=bindparam("new_version"), issued_by=actor.username,
-                        issued_at=now, updated_at=at),
-                updates,
-            )  # fmt: skip
-            audit.append_many(s, entries)
-            return out
 
 
 # -- 2. CRL: Core query without ORM/TypeDecorator per row, and a leaner entry encoder ---------------------

@@ -21,8 +21,7 @@ Timed:
 Interleaved chunk by chunk (500 CSRs): the raw loop on the chunk (best of 3), then ours on the same chunk, so
 background load falls on both alike; rates are count / summed time. Checked afterwards: one certificate row
 and two audit records (certificate.issue, request.issue) per request, none left approved, the audit chain
-verifies. --prototype adds the proposed set-based issue_many_from_csr (bench/_proposals.py) on N more
-requests in batches and N_SINGLE more one per call (not production code).
+verifies.
 """
 
 from __future__ import annotations
@@ -227,19 +226,11 @@ def main() -> None:
     parser.add_argument("--raw-runs", type=int, default=3, help="raw loop: best of this many per chunk")
     parser.add_argument("--profile", help="write a cProfile of the batch path to this file")
     parser.add_argument("--profile-single", help="write a cProfile of the single path to this file")
-    parser.add_argument(
-        "--prototype", action="store_true",
-        help="also time the proposed set-based issue_many_from_csr (bench/_proposals.BulkIssuance) on n more"
-        " requests in batches, and on n_single more one request per call",
-    )  # fmt: skip
     args = parser.parse_args()
     n, n_single = args.n, args.n_single
-    n_proto = n if args.prototype else 0
-    n_proto_single = n_single if args.prototype else 0
-    total = n + n_single + n_proto + n_proto_single
+    total = n + n_single
 
-    print(f"issuance benchmark: n={n} n_single={n_single} batch={args.batch} db={args.db}"
-          f"{f' prototype={n_proto}' if n_proto else ''}")  # fmt: skip
+    print(f"issuance benchmark: n={n} n_single={n_single} batch={args.batch} db={args.db}")
     print(common.machine(), f"load={os.getloadavg()[0]:.1f}")
     with common.environment(args.db, keep=args.keep) as env:
         t, csrs = common.timed(lambda: make_csrs(total))
@@ -281,26 +272,6 @@ def main() -> None:
             if prof:
                 prof.dump_stats(args.profile_single)
 
-        raw_p = ours_p = raw_ps = ours_ps = float("nan")
-        if n_proto:
-            from _proposals import BulkIssuance
-
-            proto = BulkIssuance(svc.ctx, svc.requests, svc.authority)
-            lo, hi = n + n_single, n + n_single + n_proto
-            raw_p, ours_p = interleaved(
-                raw, csrs[lo:hi], ids[lo:hi], args.batch, args.raw_runs,
-                lambda items: proto.issue_many_from_csr(items, actor=distributor),
-            )  # fmt: skip
-            if n_proto_single:
-
-                def proto_one_by_one(items: list[tuple[int, bytes]]) -> None:
-                    for item in items:
-                        proto.issue_many_from_csr([item], actor=distributor)
-
-                raw_ps, ours_ps = interleaved(
-                    raw, csrs[hi:], ids[hi:], args.batch, args.raw_runs, proto_one_by_one
-                )
-
         with svc.ctx.read() as s:
             issued = s.execute(select(func.count()).select_from(Certificate)).scalar_one()
             left = s.execute(
@@ -324,10 +295,6 @@ def main() -> None:
         rows = [("batch", n, raw_b, ours_b, f"issue_many_from_csr, batches of {args.batch}")]
         if n_single:
             rows.append(("single", n_single, raw_s, ours_s, "issue_from_csr, one call per request"))
-        if n_proto:
-            rows.append(("proto", n_proto, raw_p, ours_p, "PROTOTYPE BulkIssuance (bench/_proposals.py)"))
-        if n_proto_single:
-            rows.append(("proto1", n_proto_single, raw_ps, ours_ps, "PROTOTYPE BulkIssuance, one per call"))
         for label, count, t_raw, t_ours, what in rows:
             print(f"{label:6} raw {count / t_raw:6.0f}/s ({t_raw:6.2f}s)   ours {count / t_ours:6.0f}/s"
                   f" ({t_ours:6.2f}s)   ratio {t_raw / t_ours:.2f}   [{what}]")  # fmt: skip
@@ -339,11 +306,6 @@ def main() -> None:
             ratio = t_raw / t_ours
             verdict = "MET" if ratio >= GOAL else "MISSED"
             print(f"ratio {label:6} ours/raw = {ratio:.2f}  (goal >= {GOAL:.2f}): {verdict}")
-        if n_proto:
-            print(f"  prototype ours/raw = {raw_p / ours_p:.2f} batch", end="")
-            if n_proto_single:
-                print(f", {raw_ps / ours_ps:.2f} one per call", end="")
-            print("  (not production code)")
 
 
 if __name__ == "__main__":
