@@ -103,7 +103,8 @@ def read_public_key(session: Any, key_id: bytes) -> PublicKey:
         if name is None:
             raise TokenError("the token's EC key is on a curve we do not use")
         raw = bytes(point)
-        if raw[0] == 0x04 and raw[1] == len(raw) - 2:  # DER OCTET STRING around the point (usual)
+        size = 2 * ((_CURVES[name]().key_size + 7) // 8) + 1  # an uncompressed point: 04 || X || Y
+        if len(raw) == size + 2 and raw[0] == 0x04 and raw[1] == size:  # DER OCTET STRING around it (usual)
             raw = raw[2:]
         return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[name](), raw)
     modulus, exponent = call(
@@ -220,7 +221,8 @@ class TokenRSAPrivateKey(_TokenKey, rsa.RSAPrivateKey):
 
 def token_private_key(shared: Any, key_id: bytes) -> PrivateKey:
     """The signing-only private key class for the key pair ``key_id`` on the shared session's token."""
-    public = read_public_key(shared.raw, key_id)
-    if isinstance(public, ec.EllipticCurvePublicKey):
-        return TokenECPrivateKey(shared, key_id, public)
-    return TokenRSAPrivateKey(shared, key_id, public)
+    with shared.lock:  # the session is shared with other threads' signing
+        public = read_public_key(shared.raw, key_id)
+        if isinstance(public, ec.EllipticCurvePublicKey):
+            return TokenECPrivateKey(shared, key_id, public)
+        return TokenRSAPrivateKey(shared, key_id, public)

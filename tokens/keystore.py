@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 from pki.ca.keys import PrivateKey
@@ -20,12 +21,14 @@ class Pkcs11KeyStore:
         self._pin = pin
         self._shared: SharedSession | None = None
         self._cache: dict[str, PrivateKey] = {}
+        self._opening = threading.Lock()
 
     def _session(self) -> SharedSession:
-        if self._shared is None:
-            module = Module(self._module_path)
-            self._shared = SharedSession(module, module.find(label=self._label), self._pin())
-        return self._shared
+        with self._opening:
+            if self._shared is None:
+                module = Module(self._module_path)
+                self._shared = SharedSession(module, module.find(label=self._label), self._pin())
+            return self._shared
 
     def create(self, slug: str, algorithm: str) -> tuple[PrivateKey, str]:
         shared = self._session()

@@ -9,6 +9,8 @@ from flask import Flask
 if TYPE_CHECKING:
     from pki.services import Service
 
+MAX_REQUEST = 64 * 1024  # bytes; an OCSP request is a few hundred
+
 
 def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flask:
     """Build the app for ``service``; ``settings`` override Flask config (tests pass TESTING etc.)."""
@@ -16,7 +18,7 @@ def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flas
     from web.public import public
 
     app = Flask(__name__)
-    app.config.update(MAX_CONTENT_LENGTH=64 * 1024, JSON_AS_ASCII=False)
+    app.config.update(MAX_CONTENT_LENGTH=MAX_REQUEST, JSON_AS_ASCII=False)
     app.config.update(settings or {})
     app.extensions["pki_service"] = service
     app.register_blueprint(public)
@@ -37,7 +39,7 @@ def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flas
 def ocsp_fast_path(service: Service, app: Any) -> Any:
     """POST /ocsp[/CA] answered without Flask's request machinery (it is most of the traffic, and RFC 6960
     needs nothing of Flask: DER in, DER out). Everything else, OCSP GET included, goes to ``app``."""
-    limit = 64 * 1024
+    limit = MAX_REQUEST
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
         path = environ.get("PATH_INFO", "")
@@ -47,6 +49,12 @@ def ocsp_fast_path(service: Service, app: Any) -> Any:
             size = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             size = -1
+        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+        if content_type != "application/ocsp-request":  # RFC 6960 Appendix A.1
+            start_response(
+                "415 Unsupported Media Type", [("Content-Type", "text/plain"), ("Content-Length", "0")]
+            )
+            return [b""]
         if not 0 < size <= limit:
             start_response(
                 "413 Content Too Large" if size > limit else "400 Bad Request",

@@ -161,6 +161,7 @@ class AuthorityService:
         """
         policy = self._ctx.policies.ca
         now = whole_seconds(self._ctx.now())
+        self.refresh()  # another process may have rotated already
         due = [
             c
             for c in self.loaded().values()
@@ -169,13 +170,19 @@ class AuthorityService:
         if not due:
             return []
         keys = self._ctx.key_store()
-        with self._ctx.write() as s:
+        rotated: list[str] = []
+        with self._ctx.write() as s:  # writers are ordered by the audit-head lock: no double rotation
             for signer in due:
                 issuing = self.get(signer.slug.removeprefix("ocsp-"))
                 record = s.exec(
                     select(CertificateAuthority).where(CertificateAuthority.id == signer.id)
                 ).one()
                 end = min(now + timedelta(days=policy.ocsp_lifetime_days), issuing.record.not_valid_after)
+                if end <= record.not_valid_after or record.not_valid_after - now > within:
+                    # Near the issuing CA's own end a new signer would end no later than the current one;
+                    # or the record changed since our read. Either way there is nothing to gain.
+                    continue
+                rotated.append(signer.slug)
                 serial = x509.random_serial_number()
                 key, ref = keys.create(f"{signer.slug}-{serial:X}"[:48], policy.key_algorithm)
                 name = certs.ca_name(
@@ -207,7 +214,7 @@ class AuthorityService:
                     details={"old_serial": old_serial, "serial": record.serial, "not_after": end.isoformat()},
                 )
         self._loaded = None
-        return [signer.slug for signer in due]
+        return rotated
 
     # -- reads ------------------------------------------------------------------------------------------
 

@@ -119,5 +119,5 @@ class CrlService:
                 .limit(1)
             ).first()
         if record is None:
-            raise NotFoundError(f"no CRL published yet for {ca_slug!r}: run 'pkictl crl publish'")
+            raise NotFoundError(f"no CRL published yet for {ca_slug!r}")
         return record

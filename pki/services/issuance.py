@@ -20,7 +20,7 @@ from pki import audit
 from pki.ca import certs
 from pki.ca.keys import PublicKey, algorithm_of, spki_sha256
 from pki.ca.validity import add_months, whole_seconds
-from pki.enums import Action, CertificateStatus
+from pki.enums import Action, CertificateStatus, RevocationReason
 from pki.errors import FieldError, IssuanceError, NotFoundError, SeparationOfDutiesError, ValidationError
 from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest
@@ -302,6 +302,17 @@ class IssuanceService:
         others = [serial for serial, request_id in holders if not renewing or request_id != req.id]
         if others:
             raise _key_reused(others[0])
+        compromised = s.exec(
+            select(Certificate.serial).where(
+                col(Certificate.spki_sha256) == spki_sha256(public_key),
+                Certificate.revocation_reason == RevocationReason.KEY_COMPROMISE,
+            )
+        ).first()
+        if compromised is not None:
+            raise IssuanceError(
+                f"this public key was revoked for key compromise (certificate {compromised}): generate a new key",
+                message_zh="该公钥已因密钥泄露被吊销，请重新生成密钥",
+            )
 
     @staticmethod
     def _refuse_past_ca(ca: LoadedCa, not_after: datetime) -> None:

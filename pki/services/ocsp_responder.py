@@ -23,12 +23,12 @@ from pki.ca.keys import PrivateKey, signature_hash
 from pki.ca.validity import whole_seconds
 from pki.db import READONLY_OPTION
 from pki.enums import CaRole, CertificateStatus
-from pki.errors import PkiError
 from pki.models import Certificate
 from pki.services.authority import ROTATE_WITHIN, AuthorityService
 from pki.services.context import Context
 
 log = logging.getLogger(__name__)
+RELOAD_BACKOFF = timedelta(hours=1)
 MAX_NONCE = 128  # octets (RFC 9654 recommends at most 32; we accept what RFC 6960 clients send)
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1,
@@ -97,11 +97,8 @@ class OcspService:
         return table
 
     def _build(self) -> dict[tuple[str, bytes, bytes], _Responder]:
+        # The responder only reloads: rotation (which needs the issuing CA keys) belongs to `crl publish`.
         self._authority.refresh()
-        try:
-            self._authority.rotate_ocsp_signers(actor="ocsp-responder")
-        except PkiError:
-            log.exception("OCSP signer rotation failed; answering with the current signers")
         table: dict[tuple[str, bytes, bytes], _Responder] = {}
         for ca in self._authority.loaded().values():
             if ca.record.role is not CaRole.ISSUING:
@@ -114,8 +111,9 @@ class OcspService:
                 table[(algo, hashlib.new(algo, name_der).digest(), hashlib.new(algo, key_bits).digest())] = (
                     responder
                 )
+        # Look again for a rotated signer every hour once one is inside its rotation window.
         earliest = min((r.ends for r in table.values()), default=self._ctx.now() + ROTATE_WITHIN)
-        self._refresh_at = earliest - ROTATE_WITHIN
+        self._refresh_at = max(earliest - ROTATE_WITHIN, self._ctx.now() + RELOAD_BACKOFF)
         return table
 
     def warm(self) -> int:
@@ -136,6 +134,11 @@ class OcspService:
             responder = self._responders().get((algo, req.issuer_name_hash, req.issuer_key_hash))
             if responder is None:
                 return _unsuccessful(ocsp.OCSPResponseStatus.UNAUTHORIZED)
+            if responder.ends <= self._ctx.now():  # never sign with an expired responder certificate
+                log.error(
+                    "OCSP signer of CA %s has expired: run 'pkictl crl publish' to rotate it", responder.ca_id
+                )
+                return _unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
             return self._signed(req, responder, nonce)
         except Exception:
             log.exception("OCSP response failed")
@@ -165,7 +168,8 @@ class OcspService:
         if row is not None:
             if row[0] == CertificateStatus.REVOKED.value and row[1] is not None:
                 status, revoked_at = ocsp.OCSPCertStatus.REVOKED, row[1].replace(microsecond=0)
-                reason = _REASONS.get(str(row[2]))
+                # Like the CRL, leave the reason out rather than say unspecified (RFC 5280 §5.3.1).
+                reason = None if row[2] == "unspecified" else _REASONS.get(str(row[2]))
             else:
                 status = ocsp.OCSPCertStatus.GOOD
         builder = (

@@ -8,7 +8,6 @@ from cryptography import x509
 from sqlmodel import select
 
 from pki import audit
-from pki.ca.keys import PublicKey
 from pki.ca.validity import whole_seconds
 from pki.enums import CertificateStatus, RevocationReason
 from pki.errors import FieldError, IssuanceError, ValidationError
@@ -43,7 +42,15 @@ class RenewalService:
             req = s.exec(
                 select(CertificateRequest).where(CertificateRequest.id == old.request_id).with_for_update()
             ).one()
-            key: PublicKey = new_key or x509.load_der_x509_certificate(old.der).public_key()  # type: ignore[assignment]
+            key = new_key or self._issuance.checked_key(x509.load_der_x509_certificate(old.der).public_key())
+            successor = s.exec(
+                select(Certificate.serial).where(Certificate.renewed_from_id == old.id)
+            ).first()
+            if successor is not None:
+                raise IssuanceError(
+                    f"certificate {old.serial} was already renewed as {successor}",
+                    message_zh="该证书已更新过",
+                )
             issued = self._issuance.issue_locked(s, req, key, actor=actor, months=months, renewed_from=old)
             if self._ctx.policies.ca.revoke_superseded == "issue":
                 old.status, old.revoked_at = CertificateStatus.REVOKED, whole_seconds(self._ctx.now())
@@ -67,6 +74,11 @@ class RenewalService:
             raise IssuanceError(
                 f"certificate {old.serial} is revoked: a revoked certificate is not renewed",
                 message_zh="证书已吊销，不能更新",
+            )
+        if old.not_valid_after <= now:
+            raise IssuanceError(
+                f"certificate {old.serial} expired on {old.not_valid_after.date().isoformat()}: apply anew",
+                message_zh="证书已过期，请重新申请",
             )
         if old.request_id is None:
             raise IssuanceError(f"certificate {old.serial} has no request to renew from")

@@ -45,14 +45,13 @@ class RevocationService:
         self, serials: Sequence[str], reason: RevocationReason | str, *, actor: Actor, comment: str = ""
     ) -> list[Certificate]:
         """Revoke every listed certificate in one transaction, or none when any of them is refused."""
-        with self._ctx.denials_recorded(actor, "revoke", "certificate"):
-            require_operation(self._ctx.policies.workflow, actor, "revoke")
         why = parse_reason(reason) if isinstance(reason, str) else reason
         comment = comment.strip()
         if len(comment) > COMMENT_MAX:
             raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
         wanted = self._normalized(serials)
-        with self._ctx.write() as s:
+        with self._ctx.denials_recorded(actor, "revoke", "certificate"), self._ctx.write() as s:
+            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "revoke")
             certs = self._lock_all(s, wanted)
             now = self._ctx.now()
             for cert in certs:

@@ -279,3 +279,65 @@ def test_ocsp_signers_are_rotated_before_they_end(
     )
     assert response.certificates == [ca_service.authority.get("ocsp-test").certificate]
     assert response.next_update_utc <= after.not_valid_after
+
+
+def test_renewal_refusals(ca_service: Service, people: dict[str, Actor], clock: FixedClock) -> None:
+    old = issued(ca_service, people)
+    clock.set(old.not_valid_after + timedelta(days=1))
+    with pytest.raises(IssuanceError, match="expired"):
+        ca_service.renewal.renew(old.serial, actor=people["ops"])
+    keep = issued(ca_service, people)
+    ca_service.ctx.policies = __import__("dataclasses").replace(
+        ca_service.ctx.policies,
+        ca=__import__("dataclasses").replace(ca_service.ctx.policies.ca, revoke_superseded="never"),
+    )
+    clock.set(keep.not_valid_after - timedelta(days=5))
+    ca_service.renewal.renew(keep.serial, actor=people["ops"])
+    with pytest.raises(IssuanceError, match="already renewed"):
+        ca_service.renewal.renew(keep.serial, actor=people["ops"])
+
+
+def test_deactivated_user_cannot_revoke(ca_service: Service, people: dict[str, Actor]) -> None:
+    from sqlalchemy import text
+
+    cert = issued(ca_service, people)
+    with ca_service.ctx.engine.begin() as conn:
+        conn.execute(text("UPDATE pki_user SET active = false WHERE username = 'ops'"))
+    with pytest.raises(PermissionDeniedError, match="deactivated"):
+        ca_service.revocation.revoke(cert.serial, "keyCompromise", actor=people["ops"])
+    assert ca_service.certificates.get(cert.serial).status is CertificateStatus.VALID
+
+
+def test_a_compromised_key_is_never_certified_again(ca_service: Service, people: dict[str, Actor]) -> None:
+    """Even where reuse is allowed (renewing the same request), a key revoked for compromise is refused."""
+    from pki.models import CertificateRequest
+    from pki.services.issuance import IssuanceService
+
+    old = issued(ca_service, people)
+    ca_service.revocation.revoke(old.serial, "keyCompromise", actor=people["ops"])
+    leaked = x509.load_der_x509_certificate(old.der).public_key()
+    with Session(ca_service.ctx.engine) as s:
+        req = s.get(CertificateRequest, old.request_id)
+        assert req is not None
+        with pytest.raises(IssuanceError, match="revoked for key compromise"):
+            IssuanceService._refuse_key_reuse(s, req, leaked, renewing=True)  # type: ignore[arg-type]
+
+
+def test_rotation_stops_near_the_issuing_ca_end(ca_service: Service, clock: FixedClock) -> None:
+    ca_end = ca_service.authority.get("test").record.not_valid_after
+    clock.set(ca_end - timedelta(days=20))
+    first = ca_service.authority.rotate_ocsp_signers()
+    assert sorted(first) == ["ocsp-formal", "ocsp-test"]
+    assert ca_service.authority.get("ocsp-test").record.not_valid_after == ca_end
+    clock.advance(timedelta(days=1))
+    assert ca_service.authority.rotate_ocsp_signers() == []  # a new signer could not end later
+
+
+def test_an_expired_signer_answers_try_later(
+    ca_service: Service, people: dict[str, Actor], clock: FixedClock
+) -> None:
+    row = issued(ca_service, people)
+    cert = x509.load_der_x509_certificate(row.der)
+    clock.advance(timedelta(days=366))  # nobody ran the scheduled publication that rotates signers
+    response = _ask(ca_service, cert, ca_service.authority.get("test").certificate)
+    assert response.response_status is ocsp.OCSPResponseStatus.TRY_LATER
