@@ -9,10 +9,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from pki.ca.keys import KEY_ALGORITHMS
 from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list
 
-KEY_ALGORITHMS = ("rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384")
 KINDS = ("test", "formal")
 _OID = re.compile(r"^[0-2](\.(0|[1-9][0-9]*))+$")
 _URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")

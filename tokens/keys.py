@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa, utils
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 
-from pki.ca.keys import PrivateKey, PublicKey
+from pki.ca.keys import CURVES, RSA_BITS, PrivateKey, PublicKey
 from pki.errors import TokenError
 from tokens.session import call
 
@@ -24,8 +24,6 @@ EC_PARAMS = {  # DER OIDs of the named curves (CKA_EC_PARAMS)
     "ec-p256": bytes.fromhex("06082a8648ce3d030107"),
     "ec-p384": bytes.fromhex("06052b81040022"),
 }
-_CURVES = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
-RSA_BITS = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
 # DER DigestInfo prefixes (RFC 8017 §9.2 note 1) for CKM_RSA_PKCS with the hash computed on the host.
 _DIGEST_INFO = {
     "sha256": bytes.fromhex("3031300d060960864801650304020105000420"),
@@ -70,11 +68,30 @@ def generate_on_token(session: Any, algorithm: str, label: str, key_id: bytes | 
         private.append((PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_RSA))
     else:
         raise TokenError(f"key type {algorithm} cannot be generated on a token")
-    call(
+    pub_handle, priv_handle = call(
         f"generating a {algorithm} key pair on the token",
         lambda: session.generateKeyPair(public, private, mecha=mechanism),
     )
+    _prove_generated_on_token(session, pub_handle, priv_handle)
     return key_id
+
+
+_PROOF = (
+    PyKCS11.CKA_LOCAL,
+    PyKCS11.CKA_ALWAYS_SENSITIVE,
+    PyKCS11.CKA_NEVER_EXTRACTABLE,
+    PyKCS11.CKA_SENSITIVE,
+)
+
+
+def _prove_generated_on_token(session: Any, pub_handle: Any, priv_handle: Any) -> None:
+    """Read back what the token says of the new private key; a token that did not honour the template (key not
+    local, extractable at some point) gets the pair destroyed and a TokenError."""
+    values = call("reading back the new key", lambda: session.getAttributeValue(priv_handle, list(_PROOF)))
+    if not all(bool(v) for v in values):
+        call("removing a key the token made badly", lambda: session.destroyObject(priv_handle))
+        call("removing a key the token made badly", lambda: session.destroyObject(pub_handle))
+        raise TokenError("the token did not keep the new key local, sensitive and never extractable")
 
 
 def find_key(session: Any, key_class: int, key_id: bytes) -> Any:
@@ -103,10 +120,10 @@ def read_public_key(session: Any, key_id: bytes) -> PublicKey:
         if name is None:
             raise TokenError("the token's EC key is on a curve we do not use")
         raw = bytes(point)
-        size = 2 * ((_CURVES[name]().key_size + 7) // 8) + 1  # an uncompressed point: 04 || X || Y
+        size = 2 * ((CURVES[name]().key_size + 7) // 8) + 1  # an uncompressed point: 04 || X || Y
         if len(raw) == size + 2 and raw[0] == 0x04 and raw[1] == size:  # DER OCTET STRING around it (usual)
             raw = raw[2:]
-        return ec.EllipticCurvePublicKey.from_encoded_point(_CURVES[name](), raw)
+        return ec.EllipticCurvePublicKey.from_encoded_point(CURVES[name](), raw)
     modulus, exponent = call(
         "reading an RSA key",
         lambda: session.getAttributeValue(handle, [PyKCS11.CKA_MODULUS, PyKCS11.CKA_PUBLIC_EXPONENT]),
@@ -121,7 +138,6 @@ class _TokenKey:
 
     def __init__(self, shared: Any, key_id: bytes, public: PublicKey) -> None:
         self._shared = shared  # tokens.session.SharedSession or any object with .raw and .lock
-        self._id = key_id
         self._public = public
         self._handle = find_key(shared.raw, PyKCS11.CKO_PRIVATE_KEY, key_id)
 

@@ -9,7 +9,6 @@ openssl and pkilint in the tests.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
@@ -41,13 +40,6 @@ _SIG_OIDS = {
 _REASON_EXT = der.oid("2.5.29.21")
 _CRL_NUMBER = "2.5.29.20"
 _AKI = "2.5.29.35"
-
-
-@dataclass(frozen=True)
-class Entry:
-    serial: int
-    revoked_at: datetime
-    reason: str  # a REASON_CODES key
 
 
 def _algorithm_identifier(key: PrivateKey) -> bytes:
@@ -97,15 +89,13 @@ def build_crl(
     number: int,
     this_update: datetime,
     next_update: datetime,
-    entries: Iterable[Entry | tuple[str, datetime, str]],
+    entries: Iterable[tuple[str, datetime, str]],
 ) -> bytes:
-    """DER of a signed v2 CRL with AKI and CRL number; entries in the order given, as Entry objects or as
-    (hex serial, revocation time, reason name) rows straight from the database."""
+    """DER of a signed v2 CRL with AKI and CRL number; entries are (hex serial, revocation time, reason name)
+    rows straight from the database, in the order given."""
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     algorithm = _algorithm_identifier(issuer_key)
-    revoked = encode_entries(
-        (f"{e.serial:X}", e.revoked_at, e.reason) if isinstance(e, Entry) else e for e in entries
-    )
+    revoked = encode_entries(entries)
     extensions = der.sequence(
         der.sequence(der.oid(_AKI), der.octet_string(der.sequence(der.tlv(0x80, ski)))),
         der.sequence(der.oid(_CRL_NUMBER), der.octet_string(der.integer(number))),

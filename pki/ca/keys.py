@@ -10,15 +10,17 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 
-_CURVES: dict[str, type[ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
-_RSA_BITS = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
+# The key types we issue to and sign with, by the names policy files use.
+CURVES: dict[str, type[ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
+RSA_BITS = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
+KEY_ALGORITHMS = (*RSA_BITS, *CURVES)
 
 
 def generate_private_key(algorithm: str) -> PrivateKey:
-    if algorithm in _CURVES:
-        return ec.generate_private_key(_CURVES[algorithm]())
-    if algorithm in _RSA_BITS:
-        return rsa.generate_private_key(public_exponent=65537, key_size=_RSA_BITS[algorithm])
+    if algorithm in CURVES:
+        return ec.generate_private_key(CURVES[algorithm]())
+    if algorithm in RSA_BITS:
+        return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS[algorithm])
     raise ValueError(f"unknown key algorithm {algorithm!r}")
 
 
@@ -26,9 +28,9 @@ def algorithm_of(public_key: object) -> str | None:
     """'rsa-2048', 'ec-p256', … or None for anything we do not issue to (other sizes, curves, types)."""
     if isinstance(public_key, rsa.RSAPublicKey):
         name = f"rsa-{public_key.key_size}"
-        return name if name in _RSA_BITS else None
+        return name if name in RSA_BITS else None
     if isinstance(public_key, ec.EllipticCurvePublicKey):
-        for name, curve in _CURVES.items():
+        for name, curve in CURVES.items():
             if isinstance(public_key.curve, curve):
                 return name
     return None

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pki.cli.app import as_option, cli, json_option, local_time, login, print_json, service
-from pki.enums import AccessType
+from pki.enums import AccessType, RevocationReason
 
 CSR_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -163,8 +163,7 @@ def cert_export(serial: str, fmt: str, out: Path | None) -> None:
     "--reason",
     required=True,
     metavar="REASON",
-    help="RFC 5280: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, "
-    "privilegeWithdrawn (key-compromise etc. also accepted).",
+    help=f"RFC 5280: {', '.join(r.value for r in RevocationReason)} (key-compromise etc. also accepted).",
 )
 @click.option("--comment", default="")
 @as_option

@@ -43,7 +43,7 @@ class Service:
         self.issuance = IssuanceService(self.ctx, self.requests, self.authority)
         self.certificates = CertificateService(self.ctx, self.authority)
         self.revocation = RevocationService(self.ctx)
-        self.renewal = RenewalService(self.ctx, self.issuance)
+        self.renewal = RenewalService(self.ctx, self.issuance, self.revocation)
         self.crl = CrlService(self.ctx, self.authority)
         self.ocsp = OcspService(self.ctx, self.authority)
 

@@ -7,8 +7,6 @@ from datetime import timedelta
 from cryptography import x509
 from sqlmodel import select
 
-from pki import audit
-from pki.ca.validity import whole_seconds
 from pki.enums import CertificateStatus, RevocationReason
 from pki.errors import FieldError, IssuanceError, ValidationError
 from pki.models import Certificate, CertificateRequest
@@ -16,12 +14,14 @@ from pki.services.authz import require_operation
 from pki.services.certificates import CertificateService
 from pki.services.context import Actor, Context
 from pki.services.issuance import IssuanceService, parse_csr
+from pki.services.revocation import RevocationService
 
 
 class RenewalService:
-    def __init__(self, ctx: Context, issuance: IssuanceService) -> None:
+    def __init__(self, ctx: Context, issuance: IssuanceService, revocation: RevocationService) -> None:
         self._ctx = ctx
         self._issuance = issuance
+        self._revocation = revocation
 
     def renew(
         self, serial: str, *, actor: Actor, months: int | None = None, csr: bytes | None = None
@@ -53,18 +53,12 @@ class RenewalService:
                 )
             issued = self._issuance.issue_locked(s, req, key, actor=actor, months=months, renewed_from=old)
             if self._ctx.policies.ca.revoke_superseded == "issue":
-                old.status, old.revoked_at = CertificateStatus.REVOKED, whole_seconds(self._ctx.now())
-                old.revocation_reason, old.revoked_by = RevocationReason.SUPERSEDED, actor.username
-                old.revocation_comment = f"superseded by {issued.serial}"
-                s.add(old)
-                audit.append(
+                self._revocation.revoke_locked(
                     s,
-                    at=self._ctx.now(),
-                    actor=actor.username,
-                    action="certificate.revoke",
-                    subject_type="certificate",
-                    subject_id=old.serial,
-                    details={"reason": "superseded", "by": issued.serial},
+                    [old],
+                    RevocationReason.SUPERSEDED,
+                    actor=actor,
+                    comment=f"superseded by {issued.serial}",
                 )
             return issued
 

@@ -53,31 +53,53 @@ class RevocationService:
         with self._ctx.denials_recorded(actor, "revoke", "certificate"), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "revoke")
             certs = self._lock_all(s, wanted)
-            now = self._ctx.now()
-            for cert in certs:
-                cert.status, cert.revoked_at = CertificateStatus.REVOKED, whole_seconds(now)
-                cert.revocation_reason, cert.revocation_comment, cert.revoked_by = (
-                    why,
-                    comment,
-                    actor.username,
-                )
-                s.add(cert)
-            s.flush()
-            audit.append_many(
-                s,
-                [
-                    audit.Entry(
-                        now,
-                        actor.username,
-                        "certificate.revoke",
-                        "certificate",
-                        c.serial,
-                        {"reason": why.value, "comment": comment, "request": c.request_id},
-                    )
-                    for c in certs
-                ],
-            )
+            if why is RevocationReason.KEY_COMPROMISE:
+                certs += self._sharing_a_key(s, certs)
+            self.revoke_locked(s, certs, why, actor=actor, comment=comment)
             return certs
+
+    def revoke_locked(
+        self, s: Session, certs: Sequence[Certificate], why: RevocationReason, *, actor: Actor, comment: str
+    ) -> None:
+        """Mark locked, checked certificates revoked and audit each, inside the caller's transaction."""
+        now = self._ctx.now()
+        for cert in certs:
+            cert.status, cert.revoked_at = CertificateStatus.REVOKED, whole_seconds(now)
+            cert.revocation_reason, cert.revocation_comment, cert.revoked_by = why, comment, actor.username
+            s.add(cert)
+        s.flush()
+        audit.append_many(
+            s,
+            [
+                audit.Entry(
+                    now,
+                    actor.username,
+                    "certificate.revoke",
+                    "certificate",
+                    c.serial,
+                    {"reason": why.value, "comment": comment, "request": c.request_id},
+                )
+                for c in certs
+            ],
+        )
+
+    def _sharing_a_key(self, s: Session, certs: Sequence[Certificate]) -> list[Certificate]:
+        """Other valid, unexpired certificates on the same keys (renewals without a new key): a compromised key
+        compromises every certificate of it."""
+        listed = {c.serial for c in certs}
+        keys = sorted({c.spki_sha256 for c in certs})
+        return list(
+            s.exec(
+                select(Certificate)
+                .where(
+                    col(Certificate.spki_sha256).in_(keys),
+                    Certificate.status == CertificateStatus.VALID,
+                    col(Certificate.not_valid_after) > self._ctx.now(),
+                    col(Certificate.serial).not_in(listed),
+                )
+                .with_for_update()
+            ).all()
+        )
 
     @staticmethod
     def _normalized(serials: Sequence[str]) -> list[str]:

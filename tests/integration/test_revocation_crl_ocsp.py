@@ -341,3 +341,20 @@ def test_an_expired_signer_answers_try_later(
     clock.advance(timedelta(days=366))  # nobody ran the scheduled publication that rotates signers
     response = _ask(ca_service, cert, ca_service.authority.get("test").certificate)
     assert response.response_status is ocsp.OCSPResponseStatus.TRY_LATER
+
+
+def test_key_compromise_revokes_every_certificate_of_the_key(
+    ca_service: Service, people: dict[str, Actor], clock: FixedClock
+) -> None:
+    import dataclasses
+
+    ca = dataclasses.replace(ca_service.ctx.policies.ca, revoke_superseded="never")
+    ca_service.ctx.policies = dataclasses.replace(ca_service.ctx.policies, ca=ca)
+    first = issued(ca_service, people)
+    other = issued(ca_service, people)
+    clock.set(first.not_valid_after - timedelta(days=10))
+    second = ca_service.renewal.renew(first.serial, actor=people["ops"])  # same key, both valid
+    done = ca_service.revocation.revoke(second.serial, "keyCompromise", actor=people["ops"])
+    assert done.serial == second.serial
+    assert ca_service.certificates.get(first.serial).revocation_reason is RevocationReason.KEY_COMPROMISE
+    assert ca_service.certificates.get(other.serial).status is CertificateStatus.VALID
