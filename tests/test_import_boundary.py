@@ -10,11 +10,22 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-FORBIDDEN = {"flask", "flask_login", "flask_wtf", "werkzeug", "waitress", "click", "PyKCS11", "tokens", "web"}
+FORBIDDEN = {
+    "flask",
+    "flask_login",
+    "flask_wtf",
+    "werkzeug",
+    "waitress",
+    "uvicorn",
+    "click",
+    "PyKCS11",
+    "tokens",
+    "web",
+}
 # Adapters that may import them: the CLI package imports click (and starts web/ for `pkictl serve`);
 # bootstrap wires tokens/ in.
 ALLOWED = {
-    **{p: {"click", "web", "waitress"} for p in (ROOT / "pki" / "cli").glob("*.py")},
+    **{p: {"click", "web", "waitress", "uvicorn"} for p in (ROOT / "pki" / "cli").glob("*.py")},
     ROOT / "pki" / "bootstrap.py": {"tokens"},
 }
 CORE_FILES = sorted([*(ROOT / "pki").rglob("*.py"), *(ROOT / "policies").rglob("*.py")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -279,3 +280,49 @@ def serve(host: str, port: int, threads: int) -> None:
     app = create_app(svc)
     click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
     waitress.serve(app, host=host, port=port, threads=threads, ident="pkictl")
+
+
+@cli.group("ocsp")
+def ocsp_group() -> None:
+    """The OCSP responder on its own."""
+
+
+@ocsp_group.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Processes; more than one needs the key secret in PKI_CA_PASSPHRASE (or PKI_HSM_PIN).",
+)
+def ocsp_serve(host: str, port: int, workers: int) -> None:
+    """Serve only OCSP (POST and GET /ocsp[/CA]) on uvicorn: the high-traffic endpoint without a framework.
+
+    `pkictl serve` answers OCSP too; this is for a responder host of its own. Point ca.toml's ocsp_base here.
+    """
+    import uvicorn
+
+    from web.ocsp_asgi import ocsp_app
+
+    options: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "log_level": "warning",
+        "access_log": False,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+    }
+    click.echo(f"OCSP responder on http://{host}:{port}/ocsp ({workers} process(es); Ctrl-C to stop)")
+    if workers == 1:
+        svc = service()
+        svc.ocsp.warm()  # unlock the signer keys now (a prompt happens here, not on the first request)
+        uvicorn.run(ocsp_app(svc), **options)
+        return
+    if not (os.environ.get("PKI_CA_PASSPHRASE") or os.environ.get("PKI_HSM_PIN")):
+        raise click.UsageError(
+            "--workers above 1 needs PKI_CA_PASSPHRASE (or PKI_HSM_PIN) in the environment"
+        )
+    uvicorn.run("web.ocsp_asgi:from_env", factory=True, workers=workers, **options)

@@ -11,6 +11,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -120,8 +121,12 @@ class OcspService:
         """Load every responder key now (a server calls this at start, so a passphrase prompt happens there)."""
         return len(self._responders())
 
-    def respond(self, request_der: bytes) -> bytes:
-        """A DER OCSPResponse for a DER OCSPRequest; never raises."""
+    def respond(self, request_der: bytes, *, connection: Any = None) -> bytes:
+        """A DER OCSPResponse for a DER OCSPRequest; never raises.
+
+        ``connection``: a driver (DB-API) connection in autocommit mode that the caller owns and uses from one
+        thread only (the dedicated responder keeps one per process); by default a pooled read-only one.
+        """
         try:
             req = ocsp.load_der_ocsp_request(request_der)
             nonce = _nonce(req)
@@ -139,19 +144,38 @@ class OcspService:
                     "OCSP signer of CA %s has expired: run 'pkictl crl publish' to rotate it", responder.ca_id
                 )
                 return _unsuccessful(ocsp.OCSPResponseStatus.TRY_LATER)
-            return self._signed(req, responder, nonce)
+            return self._signed(req, responder, nonce, connection)
         except Exception:
             log.exception("OCSP response failed")
             return _unsuccessful(ocsp.OCSPResponseStatus.INTERNAL_ERROR)
 
-    def _lookup(self, ca_id: int, serial: str) -> tuple[str, datetime | None, str | None] | None:
+    def driver_connection(self) -> Any:
+        """A driver connection for ``respond(connection=...)``, in autocommit mode; the caller closes it."""
+        raw = self._ctx.engine.raw_connection()
+        driver = raw.driver_connection
+        raw.detach()  # the caller's now, not the pool's
+        if self._ctx.engine.dialect.name == "postgresql":
+            driver.autocommit = True  # type: ignore[union-attr]
+        return driver
+
+    def _lookup(
+        self, ca_id: int, serial: str, connection: Any = None
+    ) -> tuple[str, datetime | None, str | None] | None:
         """(status, revoked_at UTC, reason) of a certificate, fresh from the database on every call.
 
         The hot path of the responder: one constant statement handed straight to the driver (no SQL compilation,
         no ORM, no type processing) on a read-only connection, so it never waits for a writer.
         """
-        with self._reader.connect() as conn:
-            row = conn.exec_driver_sql(self._sql, (ca_id, serial)).first()
+        if connection is not None:
+            cur = connection.cursor()
+            try:
+                cur.execute(self._sql, (ca_id, serial))
+                row = cur.fetchone()
+            finally:
+                cur.close()
+        else:
+            with self._reader.connect() as conn:
+                row = conn.exec_driver_sql(self._sql, (ca_id, serial)).first()
         if row is None:
             return None
         status, revoked_at, reason = row
@@ -161,8 +185,10 @@ class OcspService:
             revoked_at = revoked_at.replace(tzinfo=UTC)
         return str(status), revoked_at, reason
 
-    def _signed(self, req: ocsp.OCSPRequest, responder: _Responder, nonce: bytes | None) -> bytes:
-        row = self._lookup(responder.ca_id, f"{req.serial_number:X}")
+    def _signed(
+        self, req: ocsp.OCSPRequest, responder: _Responder, nonce: bytes | None, connection: Any = None
+    ) -> bytes:
+        row = self._lookup(responder.ca_id, f"{req.serial_number:X}", connection)
         now = whole_seconds(self._ctx.now())
         status, revoked_at, reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
         if row is not None:
