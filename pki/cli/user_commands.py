@@ -6,13 +6,7 @@ import sys
 
 import click
 
-from pki.cli.app import (
-    cli,
-    json_option,
-    login,
-    print_json,
-    service,
-)
+from pki.cli.app import as_option, cli, json_option, login, print_json, service
 from pki.enums import Role
 
 # user -------------------------------------------------------------------------------------------------
@@ -42,12 +36,47 @@ def user_add(name: str, roles: tuple[str, ...], display_name: str, as_user: str 
     """Add user NAME; the password is read from standard input (first line)."""
     svc = service()
     actor = login(svc, as_user) if as_user else None
-    if sys.stdin.isatty():
-        password = str(click.prompt("New password", hide_input=True, confirmation_prompt=True))
-    else:
-        password = sys.stdin.readline().rstrip("\r\n")
+    password = _new_password()
     created = svc.users.add(name, password, roles, actor=actor, display_name=display_name)
     click.echo(f"user {created.username} added with roles {created.roles}")
+
+
+def _new_password() -> str:
+    """A new password: prompted twice in a terminal, else the first line of standard input."""
+    if sys.stdin.isatty():
+        return str(click.prompt("New password", hide_input=True, confirmation_prompt=True))
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+@user.command("set")
+@click.argument("name")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    metavar="ROLE",
+    type=click.Choice([r.value for r in Role]),
+    help="Replace the roles with these; repeat for several.",
+)
+@click.option("--active/--inactive", default=None, help="Reactivate or deactivate the user.")
+@click.option("--reset-password", is_flag=True, help="Set a new password, read like `user add` does.")
+@as_option
+def user_set(
+    name: str, roles: tuple[str, ...], active: bool | None, reset_password: bool, as_user: str
+) -> None:
+    """Change a user's roles, activation or password (admins only; the last active admin stays)."""
+    svc = service()
+    actor = login(svc, as_user)
+    updated = svc.users.update(
+        name,
+        actor=actor,
+        roles=roles or None,
+        active=active,
+        password=_new_password() if reset_password else None,
+    )
+    click.echo(
+        f"user {updated.username}: roles {updated.roles}, {'active' if updated.active else 'inactive'}"
+    )
 
 
 @user.command("list")

@@ -10,7 +10,14 @@ from sqlmodel import col, func, select
 
 from pki import audit
 from pki.enums import Role
-from pki.errors import AuthenticationError, ConflictError, FieldError, PermissionDeniedError, ValidationError
+from pki.errors import (
+    AuthenticationError,
+    ConflictError,
+    FieldError,
+    NotFoundError,
+    PermissionDeniedError,
+    ValidationError,
+)
 from pki.models import User
 from pki.passwords import hash_password, needs_rehash, verify_password
 from pki.services.context import Actor, Context
@@ -100,6 +107,73 @@ class UserService:
         if not granted or user is None:
             raise AuthenticationError()
         return Actor(username=user.username, roles=user.role_set())
+
+    def update(
+        self,
+        username: str,
+        *,
+        actor: Actor,
+        roles: Iterable[str] | None = None,
+        active: bool | None = None,
+        password: str | None = None,
+    ) -> User:
+        """Change a user's roles, activation or password (admins only), audited without the password.
+
+        Refuses to leave no active admin, so the system cannot lock itself out.
+        """
+        errors: list[FieldError] = []
+        role_set = None
+        if roles is not None:
+            role_list = list(roles)
+            known = {r.value for r in Role}
+            if not role_list or any(r not in known for r in role_list):
+                errors.append(
+                    FieldError("roles", f"roles must be among {', '.join(sorted(known))}", "角色无效")
+                )
+            role_set = frozenset(role_list)
+        if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+            errors.append(
+                FieldError(
+                    "password",
+                    f"at least {MIN_PASSWORD_LENGTH} characters",
+                    f"密码至少{MIN_PASSWORD_LENGTH}位",
+                )
+            )
+        if errors:
+            raise ValidationError(errors)
+        new_hash = hash_password(password) if password is not None else None
+        with self._ctx.denials_recorded(actor, "user.update", "user", username), self._ctx.write() as s:
+            if Role.ADMIN.value not in self._ctx.resolve(s, actor).roles:
+                raise PermissionDeniedError(
+                    "only an admin may change users", message_zh="只有管理员可以修改用户"
+                )
+            user = s.exec(select(User).where(User.username == username)).one_or_none()
+            if user is None:
+                raise NotFoundError(f"no user {username!r}", message_zh="用户不存在")
+            changed: dict[str, object] = {}
+            if role_set is not None and role_set != user.role_set():
+                user.roles, changed["roles"] = ",".join(sorted(role_set)), sorted(role_set)
+            if active is not None and active != user.active:
+                user.active, changed["active"] = active, active
+            if new_hash is not None:
+                user.password_hash, changed["password"] = new_hash, "reset"
+            if not changed:
+                raise ValidationError([FieldError("user", "nothing to change", "没有修改任何内容")])
+            s.add(user)
+            s.flush()
+            admins = s.exec(select(User).where(col(User.active).is_(True))).all()
+            if not any(Role.ADMIN.value in u.role_set() for u in admins):
+                raise ConflictError("this would leave no active admin", message_zh="不能移除最后一个管理员")
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor.username,
+                action="user.update",
+                subject_type="user",
+                subject_id=username,
+                details=changed,
+            )
+            return user
 
     def list(self) -> list[User]:
         with self._ctx.read() as s:

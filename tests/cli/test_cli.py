@@ -825,3 +825,18 @@ def test_a_real_process_runs_the_workflow_commands(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert refused.stderr.splitlines() == ["pkictl: error: user 'admin' has no role that may enter"]
     assert json.loads(run("request", "list", "--json", home=home).stdout) == []
+
+
+def test_user_set_changes_roles_activation_and_password(staffed: Cli) -> None:
+    staffed.ok("user", "set", "clerk", "--role", "entry", "--role", "head", "--as", "admin")
+    roles = {u["username"]: u["roles"] for u in staffed.json("user", "list")}
+    assert roles["clerk"] == ["entry", "head"]
+    staffed.ok("user", "set", "clerk", "--reset-password", "--as", "admin", stdin="brand-new-password\n")
+    assert (
+        staffed("user", "set", "clerk", "--inactive", "--as", "clerk", password="brand-new-password").code
+        == 1
+    )
+    staffed.ok("user", "set", "clerk", "--inactive", "--as", "admin")
+    assert [u["active"] for u in staffed.json("user", "list") if u["username"] == "clerk"] == [False]
+    refused = staffed("user", "set", "admin", "--role", "ops", "--as", "admin")
+    assert refused.code == 1 and "no active admin" in refused.err

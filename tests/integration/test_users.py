@@ -60,3 +60,28 @@ def test_inactive_user_cannot_log_in(service: Service) -> None:
     with pytest.raises(AuthenticationError):
         service.users.authenticate("root", "a-long-password")
     assert '"reason":"inactive"' in service.audit.recent(limit=1)[0].details
+
+
+def test_admins_change_roles_activation_and_passwords(service: Service) -> None:
+    service.users.add("root", "a-long-password", ["admin"], actor=None)
+    admin = service.users.authenticate("root", "a-long-password")
+    service.users.add("li", "another-password", ["entry"], actor=admin)
+    changed = service.users.update("li", actor=admin, roles=["entry", "acceptor"])
+    assert changed.role_set() == {"entry", "acceptor"}
+    service.users.update("li", actor=admin, password="a-new-password-1")
+    assert service.users.authenticate("li", "a-new-password-1").roles == {"entry", "acceptor"}
+    service.users.update("li", actor=admin, active=False)
+    with pytest.raises(AuthenticationError):
+        service.users.authenticate("li", "a-new-password-1")
+    updates = [r.details for r in service.audit.recent(limit=20) if r.action == "user.update"]
+    assert updates == ['{"roles":["acceptor","entry"]}', '{"password":"reset"}', '{"active":false}']
+    with pytest.raises(ValidationError, match="nothing to change"):
+        service.users.update("li", actor=admin, active=False)
+    with pytest.raises(ConflictError, match="no active admin"):
+        service.users.update("root", actor=admin, roles=["ops"])
+    with pytest.raises(PermissionDeniedError):
+        service.users.update(
+            "root", actor=Actor("li", frozenset({"admin"})), active=False
+        )  # li is not an admin
+    with pytest.raises(Exception, match="no user 'nobody'"):
+        service.users.update("nobody", actor=admin, active=False)
