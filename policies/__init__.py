@@ -9,8 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pki.errors import ConfigurationError
 from policies._load import PACKAGED
 from policies.ca import CaPolicy, ProfilePolicy, load_ca, load_profiles
+from policies.cutover import CutoverPolicy, load_cutover
 from policies.form import FormPolicy, ProvinceTable, load_form, load_provinces
 from policies.workflow import WorkflowPolicy, load_workflow
 
@@ -22,17 +24,25 @@ class Policies:
     provinces: ProvinceTable
     ca: CaPolicy
     profiles: ProfilePolicy
+    cutover: CutoverPolicy
 
 
 def load_policies(directory: Path | None = None) -> Policies:
     d = directory or PACKAGED
-    return Policies(
+    policies = Policies(
         workflow=load_workflow(d),
         form=load_form(d),
         provinces=load_provinces(d),
         ca=load_ca(d),
         profiles=load_profiles(d),
+        cutover=load_cutover(d),
     )
+    unknown = sorted(policies.cutover.fast_track_provinces - set(policies.provinces.by_name))
+    if unknown:
+        raise ConfigurationError(
+            f"cutover.toml: fast_track_provinces has unknown provinces {', '.join(unknown)}"
+        )
+    return policies
 
 
 __all__ = ["Policies", "load_policies"]

@@ -377,6 +377,10 @@ def test_empty_override_directory_gives_packaged_policies(tmp_path: Path) -> Non
 
 def test_override_replaces_whole_file(tmp_path: Path) -> None:
     _write(tmp_path, "provinces.toml", '[[province]]\ncode = "11"\nname = "北京"\n')
+    cutover = _packaged("cutover.toml")
+    start = cutover.index("fast_track_provinces = [")
+    end = cutover.index("]", start) + 1
+    _write(tmp_path, "cutover.toml", cutover[:start] + 'fast_track_provinces = ["北京"]' + cutover[end:])
     table = load_policies(tmp_path).provinces
     assert list(table.by_code) == ["11"]
     assert table.lookup("北京市") is None
