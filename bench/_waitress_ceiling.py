@@ -1,4 +1,4 @@
-"""The ceiling of the serving stack alone, for bench/ocsp.py --prototype: waitress (same threads) and a WSGI
+"""The ceiling of the serving stack alone, for bench/ocsp.py --ceiling: waitress (same threads) and a WSGI
 app that answers every request with a constant 1 KB body and answers /healthz. No OCSP work at all: what
 any waitress-served responder could at most reach with this client on this machine.
 

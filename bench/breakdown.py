@@ -60,12 +60,10 @@ class Timers:
 
 
 def issuance(n: int, db: str) -> None:
-    from sqlalchemy.orm import Session
     from sqlalchemy.orm.session import SessionTransaction
 
     from pki import audit
     from pki.ca import certs
-    from pki.models import Certificate
     from pki.services import context, requests
     from pki.services import issuance as iss
 
@@ -81,16 +79,14 @@ def issuance(n: int, db: str) -> None:
         tm = Timers()
         tm.wrap(iss.IssuanceService, "issue_many_from_csr", "issue_many_from_csr")
         tm.wrap(iss, "parse_csr", "parse_csr (PEM load + signature check)")
-        tm.wrap(requests.RequestService, "lock_for", "lock_for")
         tm.wrap(context.Context, "resolve", "resolve actor (SELECT pki_user)")
-        tm.wrap(requests.RequestService, "_actions_by", "_actions_by (SELECT audit_record, SoD)")
-        tm.wrap(iss.IssuanceService, "issue_locked", "issue_locked")
-        tm.wrap(iss.IssuanceService, "_refuse_key_reuse", "_refuse_key_reuse (SELECT by spki_sha256)")
+        tm.wrap(requests.RequestService, "lock_many", "lock_many (SELECT … FOR UPDATE, id order)")
+        tm.wrap(requests.RequestService, "actions_by_many", "actions_by_many (SELECT audit_record, SoD)")
+        tm.wrap(iss.IssuanceService, "_holders", "_holders (SELECT by spki_sha256)")
+        tm.wrap(iss.IssuanceService, "_certify", "_certify (build, sign, row values)")
         tm.wrap(certs, "build_end_entity", "build_end_entity (build + ECDSA sign)")
-        tm.wrap(Certificate, "__init__", "Certificate(...) SQLModel constructor")
-        tm.wrap(audit, "append", "audit.append (x2: certificate.issue, request.issue)")
-        tm.wrap(requests.RequestService, "advance", "advance (request UPDATE + its audit)")
-        tm.wrap(Session, "flush", "Session.flush (all flushes: INSERT/UPDATE; inside the steps above)")
+        tm.wrap(requests.RequestService, "mark_issued_many", "mark_issued_many (UPDATE + audit)")
+        tm.wrap(audit, "append_many", "audit.append_many")
         tm.wrap(SessionTransaction, "commit", "commit (end of each batch)")
         try:
             t = time.perf_counter()
@@ -173,7 +169,7 @@ def ocsp(n: int, db: str) -> None:
         ])  # fmt: skip
         print(f"  (building _STATUS.where(...) alone, outside the request: {1000 * t_expr / n:.3f} ms)")
         print("  the rest of the total is Flask + werkzeug request handling; waitress adds its own (see"
-              " bench/ocsp.py --prototype, 'ceiling')")  # fmt: skip
+              " bench/ocsp.py --ceiling)")  # fmt: skip
         # The lookup's connection begins like a writer (pki.db: BEGIN IMMEDIATE unless pki_readonly): on
         # SQLite an OCSP response waits for any open write transaction (CRL publish, an issuance batch).
         import threading
@@ -212,7 +208,6 @@ def crl(n: int, db: str) -> None:
     from sqlmodel import Session
 
     from pki.ca import crl as crl_mod
-    from pki.ca import der
     from pki.db import UTCDateTime
 
     with common.environment(db) as env:
@@ -227,8 +222,7 @@ def crl(n: int, db: str) -> None:
         tm.wrap(Result, "all", "Result.all (fetch 100k rows, per-row type processing)")
         tm.wrap(UTCDateTime, "process_result_value", "UTCDateTime.process_result_value (per row)")
         tm.wrap(crl_mod, "build_crl", "build_crl (consume entries generator, encode, sign)")
-        tm.wrap(crl_mod, "_entry", "_entry (one revokedCertificate)")
-        tm.wrap(der, "time", "der.time (astimezone + strftime)")
+        tm.wrap(crl_mod, "encode_entries", "encode_entries (all revokedCertificates)")
         tm.wrap(crl_mod, "_sign", "_sign (ECDSA over the TBSCertList)")
         tm.wrap(Session, "flush", "Session.flush (CrlRecord INSERT)")
         tm.wrap(SessionTransaction, "commit", "commit")

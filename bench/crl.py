@@ -12,7 +12,6 @@ an index.txt with the same serials/times/reasons; an openssl ca config pointing 
 certificate and its key exported unencrypted (through the FileKeyStore) to a temporary file.
 
 Timed, best of --runs, interleaved (ours, openssl, cryptography, ours, ...) so that background load hits all
-(--prototype adds the proposed fix, bench/_proposals.publish_fast, to each round):
   ours          service.crl.publish()            (only the 'test' CA has entries; 'formal' publishes empty)
   openssl       openssl ca -gencrl -config ... -out crl.pem   (whole process: start, read index, sign, write)
   cryptography  CertificateRevocationListBuilder(..., revoked_certificates=[...]).sign() from in-memory rows
@@ -120,11 +119,6 @@ def main() -> None:
     parser = common.base_parser(__doc__.splitlines()[0], 100_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--profile", help="write a cProfile of one service.crl.publish() to this file")
-    parser.add_argument(
-        "--prototype",
-        action="store_true",
-        help="also time the proposed query + encoder (bench/_proposals.publish_fast), same transaction work",
-    )
     args = parser.parse_args()
     n = args.n
     print(f"CRL benchmark: n={n} runs={args.runs} db={args.db}")
@@ -153,14 +147,9 @@ def main() -> None:
             str(tmp / "crl.pem"),
         ]
 
-        ours_t, openssl_t, crypto_t, proto_t = [], [], [], []
-        ours_der = crypto_der = proto_der = b""
-        if args.prototype:
-            from _proposals import publish_fast
+        ours_t, openssl_t, crypto_t = [], [], []
+        ours_der = crypto_der = b""
         for _ in range(args.runs):
-            if args.prototype:
-                t, proto_der = common.timed(lambda: publish_fast(svc))
-                proto_t.append(t)
             t, published = common.timed(svc.crl.publish)
             ours_t.append(t)
             ours_der = next(p.record.der for p in published if p.ca == "test")
@@ -194,7 +183,7 @@ def main() -> None:
                 )
 
         t_query, fetched = min((common.timed(query) for _ in range(args.runs)), key=lambda x: x[0])
-        entries = [crl_der.Entry(int(s_, 16), at, str(r)) for s_, at, r in fetched]
+        entries = [(serial, at, str(reason)) for serial, at, reason in fetched]
         now = datetime.now(UTC).replace(microsecond=0)
         t_encode = min(
             common.timed(
@@ -215,8 +204,6 @@ def main() -> None:
         check("ours", x509.load_der_x509_crl(ours_der), ca.certificate, rows)
         check("openssl", x509.load_pem_x509_crl((tmp / "crl.pem").read_bytes()), ca.certificate, rows)
         check("cryptography", x509.load_der_x509_crl(crypto_der), ca.certificate, rows)
-        if args.prototype:
-            check("prototype", x509.load_der_x509_crl(proto_der), ca.certificate, rows)
         # An independent parser agrees on ours too.
         (tmp / "ours.der").write_bytes(ours_der)
         out = subprocess.run(
@@ -235,20 +222,15 @@ def main() -> None:
         common.line()
         print(f"ours  service.crl.publish()   : {ours:6.2f}s  (runs: {fmt(ours_t)})")
         print(f"        its parts, timed alone (best of {args.runs}): query + fetch {t_query:.2f}s,"
-              f" pki.ca.crl.build_crl over prepared Entry objects {t_encode:.2f}s")  # fmt: skip
+              f" pki.ca.crl.build_crl over the rows {t_encode:.2f}s")  # fmt: skip
         print(f"openssl ca -gencrl            : {ossl:6.2f}s  (runs: {fmt(openssl_t)})")
         print(f"cryptography builder (list)   : {crypto:6.2f}s  (runs: {fmt(crypto_t)}; reference, no DB)")
-        if args.prototype:
-            print(f"PROTOTYPE publish_fast          : {min(proto_t):6.2f}s  (runs: {fmt(proto_t)};"
-                  " bench/_proposals.py, not production code)")  # fmt: skip
         print(f"CRL sizes: ours {len(ours_der)} B, cryptography {len(crypto_der)} B")
         common.line()
         ratio = ours / ossl
         verdict = "MET" if ratio <= 1.0 else "MISSED"
         print(f"ratio ours/openssl time = {ratio:.2f}  (goal <= 1.00): {verdict}")
         print(f"ratio ours/cryptography time = {ours / crypto:.2f}  (reference)")
-        if args.prototype:
-            print(f"  prototype/openssl time = {min(proto_t) / ossl:.2f}  (not production code)")
 
 
 if __name__ == "__main__":

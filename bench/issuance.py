@@ -49,42 +49,18 @@ from pki import audit
 from pki.ca import certs
 from pki.enums import AccessType, Action, RequestState
 from pki.models import AuditRecord, Certificate, CertificateRequest
-from pki.validators import org_code_check_character, uscc_check_character
 
 import _common as common
+from tests.support.data import batch_defaults, make_uscc
 
 GOAL = 0.5  # ours / raw
 
-# What every unit of the list shares (tests/support/data.py's sample application, minus the unit columns).
-DEFAULTS = {
-    "legal_representative": "张三",
-    "unit_phone": "010-12345678",
-    "unit_fax": "010-12345679",
-    "handler_name": "李四",
-    "handler_contact": "13800138000",
-    "address": "北京市西城区某街1号",
-    "county": "西城区",
-    "township": "",
-    "email": "lisi@example.gov.cn",
-    "handler_id_type": "resident_id",
-    "handler_id_number": "110105199003071239",
-    "postal_address": "北京市西城区某街1号",
-    "postal_code": "100032",
-    "credential_type": "uscc",
-    "province": "北京",
-    "network": "extranet",
-    "access_type": "test",
-    "target_system": "国家重点用能单位能耗在线监测系统",
-    "validity_months": 12,
-    "agreement_accepted": True,
-    "application_date": "2020-10-19",
-}
+# What every unit of the list shares: the tests' sample application, minus the unit columns.
+DEFAULTS = batch_defaults()
 
 
 def uscc(i: int) -> str:
-    body = f"{70000000 + i:08d}"
-    first17 = "91" + "110101" + body + org_code_check_character(body)
-    return first17 + uscc_check_character(first17)
+    return make_uscc("110101", f"{70000000 + i:08d}")
 
 
 def unit_name(i: int) -> str:

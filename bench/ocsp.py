@@ -5,7 +5,7 @@ dedicated responder (`pkictl ocsp serve`: uvicorn, 1 and 2 processes) against
 Goal: ours answers no fewer requests per second than openssl.
 
     .venv/bin/python bench/ocsp.py [--n 3000] [--c 8] [--runs 3] [--certs 10000] [--db sqlite|postgresql]
-                                   [--openssl-multi K] [--time-limit 60] [--prototype]
+                                   [--openssl-multi K] [--time-limit 60] [--ceiling]
 
 Set-up (not timed): fresh database and hierarchy; --certs certificate rows of the 'test' issuing CA by bulk
 SQL insert, 20 % revoked; index.txt with the same rows; the 'ocsp-test' delegated signer's certificate and
@@ -13,7 +13,9 @@ key (exported unencrypted through the FileKeyStore) for openssl; 1,000 DER OCSPR
 CertID as openssl and most clients send, a 16-byte nonce each; 750 good serials, 250 revoked).
 
 Servers (each started fresh per run, warmed with 50 requests, then timed):
-  ours     `pkictl serve --host 127.0.0.1 --port P` (PKI_HOME/PKI_DATABASE_URL/PKI_CA_PASSPHRASE), POST /ocsp/test
+  ours         `pkictl serve --host 127.0.0.1 --port P` (PKI_HOME/PKI_DATABASE_URL/PKI_CA_PASSPHRASE),
+               POST /ocsp/test
+  ocsp-serve   `pkictl ocsp serve --host 127.0.0.1 --port P` (and with --workers 2 as ocsp-serve2)
   openssl  `openssl ocsp -index index.txt -port 0 -rsigner signer.pem -rkey signer.key -CA issuing.pem
            -ndays 1 -resp_key_id -nrequest N` (single process unless --openssl-multi). OpenSSL 3.0's -port
            listens on every interface, so it runs in a private network namespace (`unshare -n`, loopback
@@ -23,8 +25,8 @@ when the server says Connection: close), n requests or --time-limit seconds, whi
 response is checked afterwards: HTTP 200, successful, signed by the delegated signer, the expected serial,
 status (good/revoked and revocation time) and the nonce echoed. Rounds are interleaved (ours, openssl, ...,
 ours, openssl, ...) and each server's best round is reported, with its CPU time per request from /proc.
---prototype adds the proposed fixes (bench/_proposals.py via bench/_proposed_ocsp_server.py) and the serving
-stack's ceiling (bench/_waitress_ceiling.py); they are not production code.
+--ceiling adds waitress answering a constant body with no OCSP work (bench/_waitress_ceiling.py): the
+most a waitress-served responder could reach here.
 """
 
 from __future__ import annotations
@@ -256,11 +258,9 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=60.0, help="per timed loop, seconds")
     parser.add_argument("--no-netns", action="store_true")
     parser.add_argument(
-        "--prototype",
+        "--ceiling",
         action="store_true",
-        help="also serve the proposed fixes (bench/_proposed_ocsp_server.py): A = read-only connection +"
-        " prebuilt bound query, B = POST /ocsp without Flask, D = DB-API lookup on a per-thread connection,"
-        " C = 2 worker processes; and the serving stack's ceiling (bench/_waitress_ceiling.py)",
+        help="also serve a constant body with waitress (bench/_waitress_ceiling.py): the serving stack's ceiling",
     )
     args = parser.parse_args()
     print(f"OCSP benchmark: n={args.n} c={args.c} runs={args.runs} certs={args.certs} db={args.db}"
@@ -296,12 +296,7 @@ def main() -> None:
             # The dedicated responder (`pkictl ocsp serve`: uvicorn, one process, then one per core).
             servers["ocsp-serve"] = [PKICTL, "ocsp", "serve", "--host", "127.0.0.1"]
             servers["ocsp-serve2"] = [PKICTL, "ocsp", "serve", "--host", "127.0.0.1", "--workers", "2"]
-            if args.prototype:
-                proto = [PYTHON, str(HERE / "_proposed_ocsp_server.py"), "--threads", str(args.threads)]
-                servers["proto-A"] = proto
-                servers["proto-AB"] = [*proto, "--wsgi"]
-                servers["proto-ABD"] = [*proto, "--wsgi", "--lean"]
-                servers["proto-ABDC"] = [*proto, "--wsgi", "--lean", "--workers", "2"]
+            if args.ceiling:
                 servers["ceiling"] = [
                     PYTHON,
                     str(HERE / "_waitress_ceiling.py"),
@@ -343,17 +338,11 @@ def main() -> None:
                 ratio = best[label][0] / best["openssl"][0]
                 verdict = "MET" if ratio >= 1.0 else "MISSED"
                 print(f"ratio {label}/openssl req/s = {ratio:.2f}  (goal >= 1.00): {verdict}")
-            for label in servers:
-                if label.startswith("proto"):
-                    print(
-                        f"  prototype {label}/openssl = {best[label][0] / best['openssl'][0]:.2f}"
-                        " (bench/_proposals.py, not production code)"
-                    )
-                elif label == "ceiling":
-                    print(
-                        f"  ceiling (waitress + constant WSGI app, no OCSP work)/openssl ="
-                        f" {best[label][0] / best['openssl'][0]:.2f}"
-                    )
+            if "ceiling" in servers:
+                print(
+                    f"  ceiling (waitress + constant WSGI app, no OCSP work)/openssl ="
+                    f" {best['ceiling'][0] / best['openssl'][0]:.2f}"
+                )
     finally:
         if netns is not None:
             netns.close()

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from flask import Flask
 
+from web.ocsp_http import MAX_REQUEST, RESPONSE_TYPE, is_ocsp_path, post_refusal
+
 if TYPE_CHECKING:
     from pki.services import Service
-
-MAX_REQUEST = 64 * 1024  # bytes; an OCSP request is a few hundred
 
 
 def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flask:
@@ -39,33 +39,24 @@ def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flas
 def ocsp_fast_path(service: Service, app: Any) -> Any:
     """POST /ocsp[/CA] answered without Flask's request machinery (it is most of the traffic, and RFC 6960
     needs nothing of Flask: DER in, DER out). Everything else, OCSP GET included, goes to ``app``."""
-    limit = MAX_REQUEST
+    statuses = {400: "400 Bad Request", 413: "413 Content Too Large", 415: "415 Unsupported Media Type"}
 
     def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
-        path = environ.get("PATH_INFO", "")
-        if environ.get("REQUEST_METHOD") != "POST" or not (path == "/ocsp" or path.startswith("/ocsp/")):
+        if environ.get("REQUEST_METHOD") != "POST" or not is_ocsp_path(environ.get("PATH_INFO", "")):
             return app(environ, start_response)
         try:
             size = int(environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             size = -1
-        content_type = environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-        if content_type != "application/ocsp-request":  # RFC 6960 Appendix A.1
-            start_response(
-                "415 Unsupported Media Type", [("Content-Type", "text/plain"), ("Content-Length", "0")]
-            )
-            return [b""]
-        if not 0 < size <= limit:
-            start_response(
-                "413 Content Too Large" if size > limit else "400 Bad Request",
-                [("Content-Type", "text/plain"), ("Content-Length", "0")],
-            )
+        refusal = post_refusal(environ.get("CONTENT_TYPE", ""), size)
+        if refusal is not None:
+            start_response(statuses[refusal], [("Content-Type", "text/plain"), ("Content-Length", "0")])
             return [b""]
         body = service.ocsp.respond(environ["wsgi.input"].read(size))
         start_response(
             "200 OK",
             [
-                ("Content-Type", "application/ocsp-response"),
+                ("Content-Type", RESPONSE_TYPE),
                 ("Content-Length", str(len(body))),
                 ("Cache-Control", "no-store"),  # a revocation shows in the very next response
                 ("X-Content-Type-Options", "nosniff"),

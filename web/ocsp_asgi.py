@@ -6,20 +6,19 @@ from the same service as everywhere (`service.ocsp.respond`).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+
+from web.ocsp_http import MAX_REQUEST, RESPONSE_TYPE, decode_get, is_ocsp_path, post_refusal
 
 if TYPE_CHECKING:
     from pki.services import Service
 
-MAX_REQUEST = 64 * 1024
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-_OCSP_HEADERS = [(b"content-type", b"application/ocsp-response"), (b"cache-control", b"no-store")]
+_OCSP_HEADERS = [(b"content-type", RESPONSE_TYPE.encode()), (b"cache-control", b"no-store")]
 
 
 def ocsp_app(service: Service) -> Callable[[Scope, Receive, Send], Awaitable[None]]:
@@ -59,16 +58,12 @@ def ocsp_app(service: Service) -> Callable[[Scope, Receive, Send], Awaitable[Non
         if path == "/healthz":
             await reply(send, 200, b"ok\n")
             return
-        if not (path == "/ocsp" or path.startswith("/ocsp/")):
+        if not is_ocsp_path(path):
             await reply(send, 404, b"")
             return
         if scope["method"] == "GET":
-            encoded = path.removeprefix("/ocsp").lstrip("/")
-            if not encoded.startswith("M") and "/" in encoded:
-                encoded = encoded.split("/", 1)[1]
-            try:
-                data = base64.b64decode(encoded + "=" * (-len(encoded) % 4))
-            except (binascii.Error, ValueError):
+            data = decode_get(path.removeprefix("/ocsp").lstrip("/"))
+            if data is None:
                 await reply(send, 400, b"")
                 return
             await reply(send, 200, respond(data), _OCSP_HEADERS)
@@ -76,21 +71,17 @@ def ocsp_app(service: Service) -> Callable[[Scope, Receive, Send], Awaitable[Non
         if scope["method"] != "POST":
             await reply(send, 405, b"")
             return
-        headers = dict(scope["headers"])
-        if headers.get(b"content-type", b"").split(b";")[0].strip().lower() != b"application/ocsp-request":
-            await reply(send, 415, b"")
-            return
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
         body = bytearray()
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if len(body) > MAX_REQUEST:
-                await reply(send, 413, b"")
-                return
-            if not message.get("more_body"):
-                break
-        if not body:
-            await reply(send, 400, b"")
+        if post_refusal(content_type, 1) is None:  # read only a well-typed body, and never past the limit
+            while True:
+                message = await receive()
+                body += message.get("body", b"")
+                if len(body) > MAX_REQUEST or not message.get("more_body"):
+                    break
+        refusal = post_refusal(content_type, len(body))
+        if refusal is not None:
+            await reply(send, refusal, b"")
             return
         await reply(send, 200, respond(bytes(body)), _OCSP_HEADERS)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from email.utils import format_datetime
 
 from flask import Blueprint, Response, abort, current_app
 
 from pki.services import Service
+from web.ocsp_http import RESPONSE_TYPE, decode_get
 
 public = Blueprint("public", __name__)
 
@@ -42,19 +41,14 @@ def ca_certificate(slug: str) -> Response:
 @public.get("/ocsp/<path:encoded>")
 def ocsp_get(encoded: str) -> Response:
     """RFC 6960 Appendix A.1: GET {url}/{url-encoding of base-64 encoding of the DER OCSPRequest}."""
-    # A DER OCSPRequest (SEQUENCE, 0x30) always encodes to base64 starting with "M"; anything before is the
-    # CA's path segment (/ocsp/test/...). The base64 itself may contain "/".
-    if not encoded.startswith("M") and "/" in encoded:
-        encoded = encoded.split("/", 1)[1]
-    try:
-        data = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=False)
-    except (binascii.Error, ValueError):
+    data = decode_get(encoded)
+    if data is None:
         abort(400)
     return _ocsp(data)
 
 
 def _ocsp(data: bytes) -> Response:
     # POST /ocsp is answered before Flask by web.ocsp_fast_path; GET comes here.
-    response = Response(_service().ocsp.respond(data), mimetype="application/ocsp-response")
+    response = Response(_service().ocsp.respond(data), mimetype=RESPONSE_TYPE)
     response.headers["Cache-Control"] = "no-store"  # a revocation shows in the very next response
     return response
