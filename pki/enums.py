@@ -119,3 +119,24 @@ class RevocationReason(StrEnum):
     SUPERSEDED = "superseded"
     CESSATION_OF_OPERATION = "cessationOfOperation"
     PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+
+
+class TokenState(StrEnum):
+    """Where a USB key (token) stands in the inventory."""
+
+    BLANK = "blank"  # seen, holds none of our certificates
+    ISSUED = "issued"  # holds a delivered certificate
+    SUSPENDED = "suspended"
+    LOST = "lost"
+    DESTROYED = "destroyed"  # terminal
+    RETURNED = "returned"  # back at the acceptance point
+
+
+TOKEN_STATE_LABELS_ZH: dict[TokenState, str] = {
+    TokenState.BLANK: "空白",
+    TokenState.ISSUED: "已签发",
+    TokenState.SUSPENDED: "已暂停",
+    TokenState.LOST: "已挂失",
+    TokenState.DESTROYED: "已销毁",
+    TokenState.RETURNED: "已收回",
+}

@@ -14,6 +14,7 @@ from policies._load import PACKAGED
 from policies.ca import CaPolicy, ProfilePolicy, load_ca, load_profiles
 from policies.cutover import CutoverPolicy, load_cutover
 from policies.form import FormPolicy, ProvinceTable, load_form, load_provinces
+from policies.tokens import TokenPolicy, load_tokens
 from policies.workflow import WorkflowPolicy, load_workflow
 
 
@@ -25,6 +26,7 @@ class Policies:
     ca: CaPolicy
     profiles: ProfilePolicy
     cutover: CutoverPolicy
+    tokens: TokenPolicy
 
 
 def load_policies(directory: Path | None = None) -> Policies:
@@ -36,6 +38,7 @@ def load_policies(directory: Path | None = None) -> Policies:
         ca=load_ca(d),
         profiles=load_profiles(d),
         cutover=load_cutover(d),
+        tokens=load_tokens(d),
     )
     unknown = sorted(policies.cutover.fast_track_provinces - set(policies.provinces.by_name))
     if unknown:

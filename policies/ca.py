@@ -38,7 +38,7 @@ class CaPolicy:
     ca_issuers_base: str
     crl_next_update_hours: int
     renewal_window_days: int
-    revoke_superseded: str  # "issue" | "never"
+    revoke_superseded: str  # "issue" | "distribute" | "never"
     key_store: str = "file"  # "file" | "pkcs11"
     pkcs11_module: str = ""
     pkcs11_token_label: str = ""
@@ -108,8 +108,10 @@ def load_ca(directory: Path) -> CaPolicy:
     urls = _table(data, "urls", "ca.toml")
     renewal = _table(data, "renewal", "ca.toml")
     revoke = need(renewal, "revoke_superseded", str, "ca.toml [renewal]")
-    if revoke not in ("issue", "never"):
-        raise ConfigurationError("ca.toml [renewal]: revoke_superseded must be 'issue' or 'never'")
+    if revoke not in ("issue", "distribute", "never"):
+        raise ConfigurationError(
+            "ca.toml [renewal]: revoke_superseded must be 'issue', 'distribute' or 'never'"
+        )
     keys = _table(data, "keys", "ca.toml")
     store = need(keys, "store", str, "ca.toml [keys]")
     if store not in ("file", "pkcs11"):

@@ -101,6 +101,11 @@ class Module:
             raise TokenError(f"{len(hits)} tokens have {wanted}: use --token-serial")
         return hits[0]
 
+    def mechanisms(self, slot: int) -> frozenset[int]:
+        """The mechanisms the token in ``slot`` offers."""
+        names = call("listing mechanisms", lambda: self._lib.getMechanismList(slot))
+        return frozenset(PyKCS11.CKM[n] if isinstance(n, str) else int(n) for n in names)
+
     def pin_tries_left_hint(self, slot: int) -> str:
         """What the token says about remaining PIN tries (flags only; PKCS#11 has no counter)."""
         flags = call("reading token info", lambda: self._lib.getTokenInfo(slot)).flags

@@ -2,6 +2,7 @@
 
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
+from pki.models.token import HandOver, TokenCertificate, UsbToken
 from pki.models.workflow import CertificateRequest, ImportBatch, User
 
 __all__ = [
@@ -11,6 +12,9 @@ __all__ = [
     "CertificateAuthority",
     "CertificateRequest",
     "CrlRecord",
+    "HandOver",
     "ImportBatch",
+    "TokenCertificate",
+    "UsbToken",
     "User",
 ]

@@ -12,11 +12,14 @@ from pki.services.bulk import BulkService
 from pki.services.certificates import CertificateFilter, CertificateService
 from pki.services.context import Actor, Context
 from pki.services.crl_publisher import CrlService
+from pki.services.distribution import DistributionService
+from pki.services.inventory import InventoryService
 from pki.services.issuance import IssuanceService
 from pki.services.ocsp_responder import OcspService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
+from pki.services.token_issuance import TokenIssuanceService
 from pki.services.users import UserService
 from policies import Policies, load_policies
 
@@ -46,6 +49,9 @@ class Service:
         self.renewal = RenewalService(self.ctx, self.issuance, self.revocation)
         self.crl = CrlService(self.ctx, self.authority)
         self.ocsp = OcspService(self.ctx, self.authority)
+        self.token_issuance = TokenIssuanceService(self.ctx, self.requests, self.issuance)
+        self.distribution = DistributionService(self.ctx, self.requests, self.revocation)
+        self.inventory = InventoryService(self.ctx, self.revocation)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

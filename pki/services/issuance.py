@@ -21,7 +21,14 @@ from pki.ca import certs
 from pki.ca.keys import PublicKey, algorithm_of, spki_sha256
 from pki.ca.validity import add_months, whole_seconds
 from pki.enums import Action, CertificateStatus, RevocationReason
-from pki.errors import FieldError, IssuanceError, NotFoundError, SeparationOfDutiesError, ValidationError
+from pki.errors import (
+    ConflictError,
+    FieldError,
+    IssuanceError,
+    NotFoundError,
+    SeparationOfDutiesError,
+    ValidationError,
+)
 from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest
 from pki.services.authority import AuthorityService, LoadedCa
@@ -96,6 +103,7 @@ class IssuanceService:
         with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
             require_role(wf, self._ctx.resolve(s, actor), Action.ISSUE)
             reqs = self._requests.lock_many(s, ids)
+            self._refuse_pending(s, ids)
             earlier = self._requests.actions_by_many(s, ids, actor.username)
             fingerprints = {rid: spki_sha256(key) for rid, key in keys}
             taken = self._holders(s, list(fingerprints.values()))
@@ -226,10 +234,13 @@ class IssuanceService:
     ) -> Certificate:
         """The one issuance function. ``req`` is locked by the caller, who owns the transaction.
 
-        A first issuance moves the request to 'issued'; a renewal (``renewed_from``) leaves its state alone.
-        Raises IssuanceError when policy refuses (key reuse, validity past the issuing CA).
+        A first issuance moves the request to 'issued'; a renewal (``renewed_from``) leaves its state alone, and
+        so does an issuance onto a USB key (``delivered=False``): the request moves when the certificate is on
+        the key (services/token_issuance.py). Raises IssuanceError when policy refuses (key reuse, validity
+        past the issuing CA) and ConflictError while the request has a certificate waiting for its token.
         """
         assert req.id is not None
+        self._refuse_pending(s, [req.id])
         self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = self._certify(req, public_key, now, months=months)
@@ -258,7 +269,7 @@ class IssuanceService:
                 "renewed_from": renewed_from.serial if renewed_from else None,
             },
         )
-        if renewed_from is None:
+        if renewed_from is None and delivered:
             req.issued_by, req.issued_at = actor.username, now
             self._requests.advance(s, req, actor, Action.ISSUE, {"serial": row.serial})
         return row
@@ -277,6 +288,24 @@ class IssuanceService:
                 ]
             )
         return public_key  # type: ignore[return-value]
+
+    @staticmethod
+    def _refuse_pending(s: Session, request_ids: list[int]) -> None:
+        """A request whose certificate is issued but not yet written to its USB key is issued again only by
+        resuming that write (``pkictl issue ID --resume``)."""
+        for i in range(0, len(request_ids), 500):
+            hit = s.exec(
+                select(Certificate.request_id, Certificate.serial).where(
+                    col(Certificate.request_id).in_(request_ids[i : i + 500]),
+                    col(Certificate.delivered).is_(False),
+                )
+            ).first()
+            if hit is not None:
+                raise ConflictError(
+                    f"request {hit[0]} has certificate {hit[1]} issued but not yet written to its USB key: "
+                    "finish it with 'pkictl issue --resume'",
+                    message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
+                )
 
     @staticmethod
     def _holders(s: Session, fingerprints: list[str]) -> dict[str, str]:

@@ -1,0 +1,149 @@
+"""USB keys as inventory: the records next to what a PKCS#11 module sees, and marking a key lost, destroyed
+or returned as tokens.toml [inventory] says (for example lost: its certificates revoked for keyCompromise)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from pki import audit
+from pki.enums import TOKEN_STATE_LABELS_ZH, CertificateStatus, TokenState
+from pki.errors import ConflictError, FieldError, InvalidTransitionError, NotFoundError, ValidationError
+from pki.models import Certificate, TokenCertificate, UsbToken
+from pki.services.authz import require_operation
+from pki.services.context import Actor, Context
+from pki.services.revocation import COMMENT_MAX, RevocationService
+from policies.tokens import MARKS
+
+
+@dataclass(frozen=True)
+class SeenToken:
+    """A token present in a slot, as a PKCS#11 module reports it."""
+
+    serial: str
+    label: str
+    model: str
+    module: str
+
+
+@dataclass(frozen=True)
+class TokenView:
+    serial: str
+    model: str
+    label: str
+    state: str  # a TokenState value, or "unrecorded" for a token seen but never issued onto
+    holder_unit: str
+    holder_credential: str
+    certificates: int
+    present: bool
+    module: str
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Marked:
+    serial: str
+    state: TokenState
+    revoked: list[str]
+
+
+class InventoryService:
+    def __init__(self, ctx: Context, revocation: RevocationService) -> None:
+        self._ctx = ctx
+        self._revocation = revocation
+
+    def tokens(self, seen: Sequence[SeenToken] = ()) -> list[TokenView]:
+        """Every recorded token (with its certificate count), then tokens seen but not recorded."""
+        with self._ctx.read() as s:
+            counts = dict(
+                s.exec(
+                    select(TokenCertificate.token_id, func.count()).group_by(col(TokenCertificate.token_id))
+                ).all()
+            )
+            rows = s.exec(select(UsbToken).order_by(col(UsbToken.serial))).all()
+        present = {t.serial: t for t in seen}
+        out = [
+            TokenView(
+                t.serial,
+                t.model,
+                present[t.serial].label if t.serial in present else t.label,
+                t.state.value,
+                t.holder_unit,
+                t.holder_credential,
+                counts.get(t.id, 0) if t.id is not None else 0,
+                t.serial in present,
+                present[t.serial].module if t.serial in present else "",
+                t.updated_at,
+            )
+            for t in rows
+        ]
+        recorded = {t.serial for t in rows}
+        out += [
+            TokenView(t.serial, t.model, t.label, "unrecorded", "", "", 0, True, t.module, None)
+            for t in seen
+            if t.serial not in recorded
+        ]
+        return out
+
+    def mark(self, serial: str, mark: str, *, actor: Actor, comment: str = "") -> Marked:
+        """Apply tokens.toml [inventory.<mark>]: the new state, and its certificates revoked with the reason."""
+        if mark not in MARKS:
+            raise ValidationError([FieldError("mark", f"must be one of {', '.join(MARKS)}", "标记无效")])
+        comment = comment.strip()
+        if len(comment) > COMMENT_MAX:
+            raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
+        rule = self._ctx.policies.tokens.marks[mark]
+        with self._ctx.denials_recorded(actor, "token_mark", "token", serial), self._ctx.write() as s:
+            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_mark")
+            token = s.exec(select(UsbToken).where(UsbToken.serial == serial).with_for_update()).first()
+            if token is None:
+                raise NotFoundError(f"token {serial} is not recorded", message_zh="该USB Key未登记")
+            if token.state is rule.state:
+                raise ConflictError(f"token {serial} is already {rule.state.value}")
+            if token.state not in rule.allowed_from:
+                raise InvalidTransitionError(
+                    f"a token that is {token.state.value} cannot be marked {mark}",
+                    message_zh=f"USB Key当前状态“{TOKEN_STATE_LABELS_ZH[token.state]}”不能标记为"
+                    f"“{TOKEN_STATE_LABELS_ZH[rule.state]}”",
+                )
+            revoked: list[str] = []
+            if rule.revoke is not None:
+                certs = list(
+                    s.exec(
+                        select(Certificate)
+                        .join(TokenCertificate, col(TokenCertificate.certificate_id) == col(Certificate.id))
+                        .where(
+                            TokenCertificate.token_id == token.id,
+                            Certificate.status == CertificateStatus.VALID,
+                            col(Certificate.not_valid_after) > self._ctx.now(),
+                        )
+                        .order_by(col(Certificate.id))
+                        .with_for_update()
+                    ).all()
+                )
+                why = comment or f"token {serial} marked {mark}"
+                self._revocation.revoke_locked(s, certs, rule.revoke, actor=actor, comment=why)
+                revoked = [c.serial for c in certs]
+            before = token.state
+            token.state, token.updated_at, token.updated_by = rule.state, self._ctx.now(), actor.username
+            s.add(token)
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor.username,
+                action=f"token.{mark}",
+                subject_type="token",
+                subject_id=serial,
+                details={
+                    "from": before.value,
+                    "to": rule.state.value,
+                    "revoked": revoked,
+                    "reason": rule.revoke.value if rule.revoke else None,
+                    "comment": comment,
+                },
+            )
+            return Marked(serial, rule.state, revoked)

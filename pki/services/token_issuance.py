@@ -1,0 +1,412 @@
+"""Issuing onto a USB key: the key pair is generated on the token, the CSR signed there, the certificate issued
+by the one issuance function and written back beside the key.
+
+Phases, each safe to die after:
+
+1. checks (role, separation of duties, state, nothing pending), then the key pair and CSR on the token.
+   A failure here removes what was generated; the database is untouched.
+2. one transaction: the certificate row with ``delivered = False`` and where it goes (token serial, label,
+   model, key id). A failure in the transaction removes the key pair too.
+3. the certificate object is written and read back; its DER must equal the record.
+4. one transaction: the certificate marked delivered, the token marked issued to the unit, and the request
+   moved to 'issued'.
+
+The request moves to 'issued' at delivery (phase 4), not at issuance: 'issued' means "the certificate is on
+the key" (see RequestState). A crash after phase 2 leaves the request 'approved' with an undelivered
+certificate: every other issuance of it is refused until ``resume`` finishes writing that certificate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from pki import audit
+from pki.ca.keys import PrivateKey, PublicKey, spki_sha256
+from pki.enums import Action, RequestState, TokenState
+from pki.errors import ConflictError, NotFoundError, SeparationOfDutiesError, TokenError
+from pki.lifecycle import transition
+from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
+from pki.services.authz import require_role
+from pki.services.context import Actor, Context
+from pki.services.issuance import IssuanceService, parse_csr
+from pki.services.requests import SUBJECT as REQUEST
+from pki.services.requests import RequestService
+
+# Tokens in these states take no new certificate.
+_UNUSABLE = frozenset({TokenState.LOST, TokenState.DESTROYED, TokenState.SUSPENDED})
+# Tokens that --all-approved may fill: new to us, blank, or back at the acceptance point.
+_FILLABLE = frozenset({TokenState.BLANK, TokenState.RETURNED})
+
+
+class TokenDevice(Protocol):
+    """A logged-in USB key (tokens.usbkey.UsbKey). Every method raises TokenError on a token failure."""
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    def objects_labelled(self, label: str) -> list[str]: ...
+
+    def generate(self, key_type: str, label: str) -> tuple[bytes, PrivateKey]: ...
+
+    def public_key(self, key_id: bytes) -> PublicKey | None: ...
+
+    def remove(self, key_id: bytes) -> None: ...
+
+    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None: ...
+
+    def read_certificate(self, key_id: bytes) -> bytes | None: ...
+
+
+@dataclass(frozen=True)
+class TokenIssued:
+    request_id: int
+    serial: str  # certificate serial, upper-case hex
+    token_serial: str
+    label: str  # CKA_LABEL of key pair and certificate
+    key_id: str  # CKA_ID in hex
+    key_type: str
+    not_valid_after: datetime
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class QueuedRequest:
+    id: int
+    unit_name: str
+    credential_number: str
+    usbkey_model: str
+
+
+@dataclass(frozen=True)
+class _Pending:
+    certificate: Certificate
+    placement: TokenCertificate
+    token_serial: str
+
+
+def object_label(request_id: int, credential_number: str) -> str:
+    """The CKA_LABEL of what we put on a token for a request: readable in any token manager."""
+    return f"pkictl-{request_id}-{credential_number}"
+
+
+class TokenIssuanceService:
+    def __init__(self, ctx: Context, requests: RequestService, issuance: IssuanceService) -> None:
+        self._ctx = ctx
+        self._requests = requests
+        self._issuance = issuance
+
+    # -- reads for the distributor ----------------------------------------------------------------------
+
+    def approved_queue(self, limit: int = 10_000) -> list[QueuedRequest]:
+        """Approved requests without an undelivered certificate, oldest first."""
+        pending = select(Certificate.request_id).where(
+            col(Certificate.delivered).is_(False), col(Certificate.request_id).is_not(None)
+        )
+        stmt = (
+            select(
+                CertificateRequest.id,
+                CertificateRequest.unit_name,
+                CertificateRequest.credential_number,
+                CertificateRequest.usbkey_model,
+            )
+            .where(
+                CertificateRequest.state == RequestState.APPROVED, col(CertificateRequest.id).not_in(pending)
+            )
+            .order_by(col(CertificateRequest.id))
+            .limit(limit)
+        )
+        with self._ctx.read() as s:
+            return [
+                QueuedRequest(rid or 0, unit, code, model) for rid, unit, code, model in s.exec(stmt).all()
+            ]
+
+    def usbkey_model(self, request_id: int) -> str:
+        """The USBKEY 品牌及型号 the acceptor recorded for the request."""
+        return self._requests.get(request_id).usbkey_model
+
+    def fillable(self, serials: Sequence[str]) -> list[str]:
+        """Of the token serials present, those that may take a new certificate in a batch: unknown to the
+        inventory, blank, or returned (in the order given)."""
+        with self._ctx.read() as s:
+            known = dict(
+                s.exec(select(UsbToken.serial, UsbToken.state).where(col(UsbToken.serial).in_(serials))).all()
+            )
+        return [x for x in serials if x not in known or known[x] in _FILLABLE]
+
+    # -- issuing ----------------------------------------------------------------------------------------
+
+    def issue(self, request_id: int, device: TokenDevice, *, actor: Actor, key_type: str) -> TokenIssued:
+        """Generate the key pair on ``device``, issue, write the certificate back and deliver (see module)."""
+        req = self._check(request_id, actor, device.serial)
+        label = object_label(request_id, req.credential_number)
+        present = device.objects_labelled(label)
+        if present:
+            raise ConflictError(
+                f"token {device.serial} already holds {', '.join(sorted(set(present)))} labelled {label!r} for "
+                f"request {request_id} that no delivered certificate records: nothing was overwritten; "
+                "use --resume if an issuance was interrupted, or remove those objects from the token first",
+                message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
+            )
+        key_id, private_key = device.generate(key_type, label)
+        try:
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))
+                .sign(private_key, hashes.SHA256())
+            )
+            public_key = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
+            cert = self._record(request_id, device, public_key, key_id, label, key_type, actor)
+        except BaseException:
+            device.remove(key_id)  # nothing recorded: leave the token as we found it
+            raise
+        return self._write_and_deliver(cert, device, key_id, label, key_type, actor, resumed=False)
+
+    def resume(self, request_id: int, device: TokenDevice, *, actor: Actor) -> TokenIssued:
+        """Finish an interrupted issuance: write the recorded certificate onto its token and deliver it."""
+        with (
+            self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
+            self._ctx.read() as s,
+        ):
+            self._check_actor(s, request_id, actor)
+            pending = self._pending(s, request_id)
+        if pending is None:
+            raise NotFoundError(
+                f"request {request_id} has no certificate waiting to be written to a token",
+                message_zh="该申请没有待写入USB Key的证书",
+            )
+        cert, placement = pending.certificate, pending.placement
+        if device.serial != pending.token_serial:
+            raise TokenError(
+                f"certificate {cert.serial} belongs on token {pending.token_serial}, not on {device.serial}: "
+                "insert that token",
+                message_zh="请插入签发时使用的USB Key",
+                ckr="CKR_TOKEN_NOT_PRESENT",
+            )
+        key_id = bytes.fromhex(placement.key_id)
+        public = device.public_key(key_id)
+        if public is None or spki_sha256(public) != cert.spki_sha256:
+            raise TokenError(
+                f"token {device.serial} no longer holds the key pair of certificate {cert.serial} "
+                f"(id {placement.key_id}): revoke it and issue anew",
+                message_zh="USB Key上已无该证书对应的密钥",
+            )
+        return self._write_and_deliver(
+            cert, device, key_id, placement.label, placement.key_type, actor, resumed=True
+        )
+
+    # -- phases ----------------------------------------------------------------------------------------
+
+    def _check(self, request_id: int, actor: Actor, token_serial: str) -> CertificateRequest:
+        """Phase 1's checks, read-only: role, duties, state, nothing pending, the token usable."""
+        with (
+            self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
+            self._ctx.read() as s,
+        ):
+            req = self._check_actor(s, request_id, actor)
+            transition(req.state, Action.ISSUE)
+            self._refuse_pending(s, request_id)
+            self._refuse_unusable(s, token_serial)
+            return req
+
+    def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
+        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
+        req = s.get(CertificateRequest, request_id)
+        if req is None:
+            raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+        earlier = self._requests.actions_by_many(s, [request_id], actor.username).get(request_id, set())
+        rule = self._ctx.policies.workflow.conflict(earlier, Action.ISSUE)
+        if rule is not None:
+            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
+        return req
+
+    def _refuse_pending(self, s: Session, request_id: int) -> None:
+        pending = self._pending(s, request_id)
+        if pending is not None:
+            raise ConflictError(
+                f"request {request_id} has certificate {pending.certificate.serial} issued but not yet written to "
+                f"token {pending.token_serial}: finish it with --resume",
+                message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
+            )
+
+    @staticmethod
+    def _refuse_unusable(s: Session, token_serial: str) -> None:
+        state = s.exec(select(UsbToken.state).where(UsbToken.serial == token_serial)).first()
+        if state in _UNUSABLE:
+            raise ConflictError(
+                f"token {token_serial} is recorded as {state}: it takes no new certificate",
+                message_zh="该USB Key已挂失、销毁或暂停，不能签发",
+            )
+
+    @staticmethod
+    def _pending(s: Session, request_id: int) -> _Pending | None:
+        row = s.exec(
+            select(Certificate, TokenCertificate, UsbToken.serial)
+            .join(TokenCertificate, col(TokenCertificate.certificate_id) == col(Certificate.id))
+            .join(UsbToken, col(UsbToken.id) == col(TokenCertificate.token_id))
+            .where(Certificate.request_id == request_id, col(Certificate.delivered).is_(False))
+        ).first()
+        return None if row is None else _Pending(row[0], row[1], row[2])
+
+    def _record(
+        self,
+        request_id: int,
+        device: TokenDevice,
+        public_key: PublicKey,
+        key_id: bytes,
+        label: str,
+        key_type: str,
+        actor: Actor,
+    ) -> Certificate:
+        """Phase 2: issue (not yet delivered) and record where the certificate goes, in one transaction."""
+        with (
+            self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
+            self._ctx.write() as s,
+        ):
+            req = self._requests.lock_for(s, request_id, actor, Action.ISSUE, None)
+            self._refuse_unusable(s, device.serial)
+            token = self._token_row(s, device, actor)
+            cert = self._issuance.issue_locked(s, req, public_key, actor=actor, delivered=False)
+            assert cert.id is not None and token.id is not None
+            s.add(
+                TokenCertificate(
+                    certificate_id=cert.id,
+                    token_id=token.id,
+                    key_id=key_id.hex(),
+                    label=label,
+                    model=req.usbkey_model or device.model,
+                    key_type=key_type,
+                )
+            )
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor.username,
+                action="token.certificate.pending",
+                subject_type="token",
+                subject_id=device.serial,
+                details={
+                    "certificate": cert.serial,
+                    "request": request_id,
+                    "key_id": key_id.hex(),
+                    "label": label,
+                },
+            )
+            s.flush()
+            s.expunge(cert)
+            return cert
+
+    def _token_row(self, s: Session, device: TokenDevice, actor: Actor) -> UsbToken:
+        token = s.exec(select(UsbToken).where(UsbToken.serial == device.serial).with_for_update()).first()
+        if token is None:
+            now = self._ctx.now()
+            token = UsbToken(
+                serial=device.serial,
+                model=device.model,
+                label=device.label,
+                state=TokenState.BLANK,
+                first_seen_at=now,
+                updated_at=now,
+                updated_by=actor.username,
+            )
+            s.add(token)
+            s.flush()
+        return token
+
+    def _write_and_deliver(
+        self,
+        cert: Certificate,
+        device: TokenDevice,
+        key_id: bytes,
+        label: str,
+        key_type: str,
+        actor: Actor,
+        *,
+        resumed: bool,
+    ) -> TokenIssued:
+        """Phases 3 and 4. A token failure here leaves the certificate recorded, undelivered, for --resume."""
+        assert cert.request_id is not None
+        try:
+            on_token = device.read_certificate(key_id) if resumed else None
+            if on_token is None:
+                device.write_certificate(cert.der, key_id, label)
+                on_token = device.read_certificate(key_id)
+        except TokenError as e:
+            raise TokenError(
+                f"{e.message}. Certificate {cert.serial} is issued but not on the token: "
+                f"run 'pkictl issue {cert.request_id} --resume' with token {device.serial}",
+                message_zh=e.message_zh,
+                ckr=e.ckr,
+            ) from e
+        if on_token != cert.der:
+            raise TokenError(
+                f"the certificate object read back from token {device.serial} differs from certificate "
+                f"{cert.serial}: remove it from the token and run 'pkictl issue {cert.request_id} --resume'",
+                message_zh="写入USB Key的证书与签发记录不一致",
+            )
+        self._deliver(cert, device.serial, actor)
+        return TokenIssued(
+            cert.request_id,
+            cert.serial,
+            device.serial,
+            label,
+            key_id.hex(),
+            key_type,
+            cert.not_valid_after,
+            resumed,
+        )
+
+    def _deliver(self, cert: Certificate, token_serial: str, actor: Actor) -> None:
+        """Phase 4, one transaction: delivered, token issued to the unit, request 'issued'."""
+        assert cert.request_id is not None
+        with (
+            self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, cert.request_id),
+            self._ctx.write() as s,
+        ):
+            req = self._requests.lock_for(s, cert.request_id, actor, Action.ISSUE, None)
+            row = s.exec(select(Certificate).where(Certificate.id == cert.id).with_for_update()).one()
+            if row.delivered:
+                raise ConflictError(f"certificate {row.serial} was already delivered")
+            row.delivered = True
+            s.add(row)
+            placement = s.get(TokenCertificate, cert.id)
+            token = s.exec(select(UsbToken).where(UsbToken.serial == token_serial).with_for_update()).one()
+            now = self._ctx.now()
+            if placement is not None:
+                placement.written_at = now
+                s.add(placement)
+            token.state, token.holder_unit, token.holder_credential = (
+                TokenState.ISSUED,
+                req.unit_name,
+                req.credential_number,
+            )
+            token.updated_at, token.updated_by = now, actor.username
+            s.add(token)
+            req.issued_by, req.issued_at = actor.username, row.issued_at
+            self._requests.advance(s, req, actor, Action.ISSUE, {"serial": row.serial, "token": token_serial})
+
+    # -- inventory helper for other services ------------------------------------------------------------
+
+    @staticmethod
+    def certificate_counts(s: Session) -> dict[int, int]:
+        """token id -> number of certificates recorded on it."""
+        return dict(
+            s.exec(
+                select(TokenCertificate.token_id, func.count()).group_by(col(TokenCertificate.token_id))
+            ).all()
+        )

@@ -1,0 +1,180 @@
+"""A USB key opened for issuing onto it: key pairs generated there, the certificate object written back.
+
+Implements the ``TokenDevice`` protocol of :mod:`pki.services.token_issuance`. Every PKCS#11 failure is a
+TokenError naming what we were doing (wrong PIN, locked, removed, mechanism not supported, full …).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import PyKCS11
+from cryptography import x509
+
+from pki.ca.der import integer
+from pki.ca.keys import PrivateKey, PublicKey
+from pki.errors import TokenError
+from tokens.keys import EC_PARAMS, generate_on_token, read_public_key, token_private_key
+from tokens.session import Module, TokenInfo, call
+
+# key type -> (key-pair generation, signing) mechanisms the token must offer
+_MECHANISMS = {
+    "ec-p256": (PyKCS11.CKM_EC_KEY_PAIR_GEN, PyKCS11.CKM_ECDSA),
+    "rsa-2048": (PyKCS11.CKM_RSA_PKCS_KEY_PAIR_GEN, PyKCS11.CKM_RSA_PKCS),
+}
+
+
+class _Locked:
+    """The shape token_private_key wants (a session and a lock); one USB key has one user at a time here."""
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+        self.lock = _NoLock()
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+class UsbKey:
+    """One logged-in read-write session on one token."""
+
+    def __init__(self, module: Module, info: TokenInfo, session: Any) -> None:
+        self._module = module
+        self._info = info
+        self._s = session
+        self._mechanisms: frozenset[int] | None = None
+
+    @property
+    def serial(self) -> str:
+        return self._info.serial
+
+    @property
+    def label(self) -> str:
+        return self._info.label
+
+    @property
+    def model(self) -> str:
+        return self._info.model
+
+    # -- objects ----------------------------------------------------------------------------------------
+
+    def objects_labelled(self, label: str) -> list[str]:
+        """The classes (privkey, pubkey, cert, …) of objects on the token with this CKA_LABEL."""
+        found = call("looking for objects", lambda: self._s.findObjects([(PyKCS11.CKA_LABEL, label)]))
+        names = []
+        for handle in found:
+            cls = self._attribute(handle, PyKCS11.CKA_CLASS)
+            names.append(_CLASS_NAMES.get(cls, f"class {cls}"))
+        return names
+
+    def generate(self, key_type: str, label: str) -> tuple[bytes, PrivateKey]:
+        """A new key pair on the token (sensitive, never extractable, sign only) and its signing key class."""
+        needed = _MECHANISMS.get(key_type)
+        if needed is None:
+            raise TokenError(f"key type {key_type} cannot be generated on a USB key")
+        missing = [PyKCS11.CKM[m] for m in needed if m not in self._mechanism_list()]
+        if missing:
+            raise TokenError(
+                f"token {self.label!r} does not support {', '.join(missing)} needed for {key_type}: "
+                "choose another --key-type or another USB key model (CKR_MECHANISM_INVALID)",
+                message_zh="USB Key不支持该算法",
+                ckr="CKR_MECHANISM_INVALID",
+            )
+        key_id = generate_on_token(self._s, key_type, label, os.urandom(20))
+        try:
+            return key_id, token_private_key(_Locked(self._s), key_id)
+        except BaseException:
+            self.remove(key_id)
+            raise
+
+    def _mechanism_list(self) -> frozenset[int]:
+        if self._mechanisms is None:
+            self._mechanisms = self._module.mechanisms(self._info.slot)
+        return self._mechanisms
+
+    def public_key(self, key_id: bytes) -> PublicKey | None:
+        """The public half of the pair ``key_id``, or None when the token has no such key pair."""
+        try:
+            return read_public_key(self._s, key_id)
+        except TokenError as e:
+            if e.ckr == "CKR_OBJECT_HANDLE_INVALID":
+                return None
+            raise
+
+    def has_private_key(self, key_id: bytes) -> bool:
+        return bool(self._find(PyKCS11.CKO_PRIVATE_KEY, key_id))
+
+    def remove(self, key_id: bytes) -> None:
+        """Destroy every object with this CKA_ID (key pair and certificate)."""
+        for handle in call(
+            "looking for objects", lambda: self._s.findObjects([(PyKCS11.CKA_ID, tuple(key_id))])
+        ):
+            self._destroy(handle)
+
+    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
+        """Write the X.509 certificate object beside its key pair (same CKA_ID and CKA_LABEL)."""
+        cert = x509.load_der_x509_certificate(der)
+        template = [
+            (PyKCS11.CKA_CLASS, PyKCS11.CKO_CERTIFICATE),
+            (PyKCS11.CKA_CERTIFICATE_TYPE, PyKCS11.CKC_X_509),
+            (PyKCS11.CKA_TOKEN, True),
+            (PyKCS11.CKA_PRIVATE, False),
+            (PyKCS11.CKA_MODIFIABLE, True),
+            (PyKCS11.CKA_LABEL, label),
+            (PyKCS11.CKA_ID, tuple(key_id)),
+            (PyKCS11.CKA_SUBJECT, tuple(cert.subject.public_bytes())),
+            (PyKCS11.CKA_ISSUER, tuple(cert.issuer.public_bytes())),
+            (PyKCS11.CKA_SERIAL_NUMBER, tuple(integer(cert.serial_number))),
+            (PyKCS11.CKA_VALUE, tuple(der)),
+        ]
+        call("writing the certificate to the token", lambda: self._s.createObject(template))
+
+    def read_certificate(self, key_id: bytes) -> bytes | None:
+        """The DER of the certificate object with this CKA_ID, or None."""
+        found = self._find(PyKCS11.CKO_CERTIFICATE, key_id)
+        if not found:
+            return None
+        value = call(
+            "reading the certificate back", lambda: self._s.getAttributeValue(found[0], [PyKCS11.CKA_VALUE])
+        )[0]
+        return bytes(value)
+
+    def _attribute(self, handle: Any, attribute: int) -> Any:
+        return call("reading an object", lambda: self._s.getAttributeValue(handle, [attribute]))[0]
+
+    def _destroy(self, handle: Any) -> None:
+        call("removing an object", lambda: self._s.destroyObject(handle))
+
+    def _find(self, cls: int, key_id: bytes) -> list[Any]:
+        return list(
+            call(
+                "looking for objects",
+                lambda: self._s.findObjects([(PyKCS11.CKA_CLASS, cls), (PyKCS11.CKA_ID, tuple(key_id))]),
+            )
+        )
+
+
+_CLASS_NAMES = {
+    PyKCS11.CKO_PRIVATE_KEY: "private key",
+    PyKCS11.CKO_PUBLIC_KEY: "public key",
+    PyKCS11.CKO_CERTIFICATE: "certificate",
+    PyKCS11.CKO_DATA: "data",
+}
+
+
+@contextmanager
+def open_usb_key(module: Module, info: TokenInfo, pin: str) -> Iterator[UsbKey]:
+    """Log in to the token and yield it; logs out and closes the session on exit."""
+    with module.session(info, pin) as session:
+        yield UsbKey(module, info, session)
+
+
+__all__ = ["EC_PARAMS", "UsbKey", "open_usb_key"]
