@@ -157,6 +157,9 @@ def main(argv: list[str] | None = None) -> None:
 # Register the command modules (after `cli` exists; they import it from here).
 from pki.cli import audit_commands, ca_commands, home_commands, request_commands, user_commands  # noqa: E402
 
+# isort: split
+from pki.cli import token_commands  # noqa: E402
+
 __all__ = [
     "audit_commands",
     "ca_commands",
@@ -164,5 +167,6 @@ __all__ = [
     "home_commands",
     "main",
     "request_commands",
+    "token_commands",
     "user_commands",
 ]

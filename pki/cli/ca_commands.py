@@ -55,15 +55,75 @@ def _echo_cert(cert: Any, status: str, as_json: bool, verb: str) -> None:
 
 
 @cli.command()
-@click.argument("request_id", type=int)
-@click.option("--csr", "csr_path", type=CSR_FILE, required=True, help="PKCS#10 request, PEM or DER.")
+@click.argument("request_id", type=int, required=False)
+@click.option("--csr", "csr_path", type=CSR_FILE, help="PKCS#10 request, PEM or DER (key made elsewhere).")
+@click.option(
+    "--module",
+    "module_path",
+    metavar="PATH",
+    help="PKCS#11 module of the USB key (default: from tokens.toml by the request's USBKEY 品牌及型号).",
+)
+@click.option("--token-label", metavar="LABEL", help="The USB key by its token label.")
+@click.option("--token-serial", metavar="SERIAL", help="The USB key by its token serial number.")
+@click.option(
+    "--key-type",
+    type=click.Choice(["ec-p256", "rsa-2048"]),
+    help="Key pair to generate on the USB key (default: the model's, from tokens.toml).",
+)
+@click.option(
+    "--resume", is_flag=True, help="Finish writing a certificate issued but not yet on its USB key."
+)
+@click.option(
+    "--all-approved",
+    is_flag=True,
+    help="Issue the approved queue onto every blank USB key present, one each.",
+)
 @as_option
 @json_option
-def issue(request_id: int, csr_path: Path, as_user: str, as_json: bool) -> None:
-    """Issue the certificate of an approved request from a CSR (the subject comes from the request)."""
-    svc = service()
-    cert = svc.issuance.issue_from_csr(request_id, csr_path.read_bytes(), actor=login(svc, as_user))
-    _echo_cert(cert, "valid", as_json, "issued")
+def issue(
+    request_id: int | None,
+    csr_path: Path | None,
+    module_path: str | None,
+    token_label: str | None,
+    token_serial: str | None,
+    key_type: str | None,
+    resume: bool,
+    all_approved: bool,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Issue the certificate of an approved request: onto a USB key (the key pair generated on the key, user
+    PIN from PKI_TOKEN_PIN or a prompt), or from a CSR (the subject always comes from the request).
+
+    \b
+      pkictl issue 7 --as dist --token-label KEY01 [--module PATH] [--key-type ec-p256]
+      pkictl issue 7 --as dist --token-serial 1A2B --resume
+      pkictl issue --all-approved --as dist --module PATH
+      pkictl issue 7 --as dist --csr unit.csr
+    """
+    from pki.cli import token_commands as tc
+
+    if all_approved:
+        if request_id is not None or csr_path or resume or token_label or token_serial:
+            raise click.UsageError(
+                "--all-approved takes no ID, --csr, --resume or --token-label/--token-serial"
+            )
+        tc.issue_all_approved(as_user, module_path, key_type, as_json)
+        return
+    if request_id is None:
+        raise click.UsageError("give a request ID (or --all-approved)")
+    if csr_path is not None:
+        if module_path or token_label or token_serial or key_type or resume:
+            raise click.UsageError("--csr cannot be combined with USB key options")
+        svc = service()
+        cert = svc.issuance.issue_from_csr(request_id, csr_path.read_bytes(), actor=login(svc, as_user))
+        _echo_cert(cert, "valid", as_json, "issued")
+        return
+    if (token_label is None) == (token_serial is None):
+        raise click.UsageError("give --token-label or --token-serial (or --csr)")
+    tc.issue_onto_token(
+        request_id, as_user, module_path, token_label, token_serial, key_type, resume, as_json
+    )
 
 
 @cli.group()

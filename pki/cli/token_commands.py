@@ -1,0 +1,263 @@
+"""USB keys: `pkictl issue` onto a token (called from ca_commands.issue), `pkictl token list|mark`,
+`pkictl distribute`. The rules live in the services; this module opens the PKCS#11 module and the token, reads
+the PIN (PKI_TOKEN_PIN or a hidden prompt, never an argument) and prints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pki.cli.app import as_option, cli, json_option, local_time, login, print_json, service
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
+    from pki.services.token_issuance import TokenIssued
+    from tokens.session import Module
+
+
+def token_pin() -> str:
+    pin = os.environ.get("PKI_TOKEN_PIN")
+    if pin is not None:
+        return pin
+    if not sys.stdin.isatty():
+        raise click.UsageError("no USB key PIN: set PKI_TOKEN_PIN or run in a terminal to be prompted")
+    return str(click.prompt("USB key user PIN", hide_input=True))
+
+
+def _module_for(
+    svc: Service, request_id: int, module_path: str | None, key_type: str | None
+) -> tuple[str, str]:
+    """The module path and key type: given, or from tokens.toml by the request's USBKEY 品牌及型号."""
+    if module_path is not None:
+        model = svc.ctx.policies.tokens.model(svc.token_issuance.usbkey_model(request_id))
+        return module_path, model.key_type(key_type) if model else (key_type or "ec-p256")
+    model = svc.ctx.policies.tokens.require_model(svc.token_issuance.usbkey_model(request_id))
+    return model.module, model.key_type(key_type)
+
+
+def _load(path: str) -> Module:
+    from pki.errors import TokenError
+    from tokens.session import Module
+
+    if not Path(path).is_file():
+        raise TokenError(f"PKCS#11 module {path} not found: install the USB key's driver or give --module")
+    return Module(path)
+
+
+def _echo_issued(done: TokenIssued, as_json: bool) -> None:
+    if as_json:
+        data = asdict(done)
+        data["not_valid_after"] = done.not_valid_after.isoformat()
+        print_json(data)
+        return
+    verb = "written (resumed)" if done.resumed else "issued"
+    click.echo(
+        f"certificate {done.serial} {verb} onto token {done.token_serial} as {done.label!r} "
+        f"({done.key_type}, key id {done.key_id}), until {local_time(done.not_valid_after)}; "
+        f"request {done.request_id} is issued: hand it over with 'pkictl distribute {done.request_id}'"
+    )
+
+
+def issue_onto_token(
+    request_id: int,
+    as_user: str,
+    module_path: str | None,
+    token_label: str | None,
+    token_serial: str | None,
+    key_type: str | None,
+    resume: bool,
+    as_json: bool,
+) -> None:
+    from tokens.usbkey import open_usb_key
+
+    svc = service()
+    actor = login(svc, as_user)
+    path, chosen = _module_for(svc, request_id, module_path, key_type)
+    module = _load(path)
+    info = module.find(label=token_label) if token_label is not None else module.find(serial=token_serial)
+    with open_usb_key(module, info, token_pin()) as device:
+        if resume:
+            done = svc.token_issuance.resume(request_id, device, actor=actor)
+        else:
+            done = svc.token_issuance.issue(request_id, device, actor=actor, key_type=chosen)
+    _echo_issued(done, as_json)
+
+
+class _StopRequested:
+    """Ctrl-C during --all-approved: noted, and honoured between requests (never inside one)."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._previous: Any = None
+
+    def __enter__(self) -> _StopRequested:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, _signum: int, _frame: FrameType | None) -> None:
+        if self.stop:  # a second Ctrl-C: the operator insists
+            raise KeyboardInterrupt
+        self.stop = True
+        click.echo("\nstopping after the current request (Ctrl-C again to abort now)", err=True)
+
+    def __exit__(self, *_: object) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def issue_all_approved(as_user: str, module_path: str | None, key_type: str | None, as_json: bool) -> None:
+    """The approved queue onto the blank USB keys present, one request per token, in slot order."""
+    from pki.errors import PkiError
+    from tokens.usbkey import open_usb_key
+
+    svc = service()
+    actor = login(svc, as_user)
+    policy = svc.ctx.policies.tokens
+    queue = svc.token_issuance.approved_queue()
+    if module_path is None:
+        paths = {m.module for q in queue if (m := policy.model(q.usbkey_model)) is not None}
+        if len(paths) != 1:
+            raise click.UsageError(
+                "the queued requests' USB key models need different modules: give --module"
+            )
+        module_path = paths.pop()
+    module = _load(module_path)
+    present = {t.serial: t for t in module.tokens()}
+    serials = svc.token_issuance.fillable(list(present))
+    pin = token_pin() if queue and serials else ""
+    results: list[dict[str, Any]] = []
+    pairs = list(zip(queue, serials, strict=False))
+    with (
+        _StopRequested() as stop,
+        click.progressbar(pairs, label="issuing onto USB keys", file=sys.stderr, show_pos=True) as bar,
+    ):
+        for q, serial in bar:
+            if stop.stop:
+                break
+            item: dict[str, Any] = {"request": q.id, "token": serial}
+            try:
+                model = policy.model(q.usbkey_model)
+                chosen = model.key_type(key_type) if model else (key_type or "ec-p256")
+                with open_usb_key(module, present[serial], pin) as device:
+                    done = svc.token_issuance.issue(q.id, device, actor=actor, key_type=chosen)
+                item |= {"status": "issued", "serial": done.serial, "label": done.label}
+            except PkiError as e:
+                item |= {"status": "failed", "error": e.message}
+            results.append(item)
+    issued = sum(1 for r in results if r["status"] == "issued")
+    summary = {
+        "issued": issued,
+        "failed": len(results) - issued,
+        "waiting": len(queue) - issued,
+        "tokens_present": len(present),
+        "tokens_blank": len(serials),
+        "interrupted": stop.stop,
+        "results": results,
+    }
+    if as_json:
+        print_json(summary)
+    else:
+        for r in results:
+            tail = f"certificate {r['serial']}" if r["status"] == "issued" else r["error"]
+            click.echo(f"request {r['request']} -> token {r['token']}: {r['status']}: {tail}")
+        click.echo(
+            f"{issued} issued, {summary['failed']} failed, {summary['waiting']} still approved; "
+            f"{len(serials)} of {len(present)} tokens present were blank"
+            + ("; stopped on Ctrl-C" if stop.stop else "")
+        )
+    if summary["failed"] or stop.stop:
+        raise SystemExit(130 if stop.stop else 1)
+
+
+# -- inventory ---------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def token() -> None:
+    """USB keys: the inventory next to the tokens a PKCS#11 module sees."""
+
+
+@token.command("list")
+@click.option(
+    "--module",
+    "modules",
+    multiple=True,
+    metavar="PATH",
+    help="PKCS#11 module to look through (repeatable; default: every module in tokens.toml found on disk).",
+)
+@json_option
+def token_list(modules: tuple[str, ...], as_json: bool) -> None:
+    """List recorded tokens (state, holder, certificates) and the tokens present now."""
+    from pki.errors import TokenError
+    from pki.services.inventory import SeenToken
+
+    svc = service()
+    paths = modules or tuple(p for p in svc.ctx.policies.tokens.modules() if Path(p).is_file())
+    seen: list[SeenToken] = []
+    for path in paths:
+        try:
+            seen += [SeenToken(t.serial, t.label, t.model, path) for t in _load(path).tokens()]
+        except TokenError as e:
+            click.echo(f"pkictl: warning: {e.message}", err=True)
+    rows = svc.inventory.tokens(seen)
+    if as_json:
+        print_json(
+            [{**asdict(r), "updated_at": r.updated_at.isoformat() if r.updated_at else None} for r in rows]
+        )
+        return
+    if not rows:
+        click.echo("no tokens recorded or present")
+    for r in rows:
+        where = "present" if r.present else "absent"
+        holder = f"{r.holder_credential} {r.holder_unit}".strip() or "-"
+        click.echo(
+            f"{r.serial:<20} {r.state:<10} {where:<7} certs {r.certificates:<3} {r.label or '-':<20} "
+            f"{r.model or '-':<20} {holder}"
+        )
+
+
+@token.command("mark")
+@click.argument("serial")
+@click.option("--lost", "mark", flag_value="lost", help="Lost: per tokens.toml, its certificates revoked.")
+@click.option("--destroyed", "mark", flag_value="destroyed", help="Destroyed (terminal).")
+@click.option("--returned", "mark", flag_value="returned", help="Returned to the acceptance point.")
+@click.option("--comment", default="", help="Why (kept in the audit trail and the revocation).")
+@as_option
+@json_option
+def token_mark(serial: str, mark: str | None, comment: str, as_user: str, as_json: bool) -> None:
+    """Mark a token lost, destroyed or returned, applying tokens.toml [inventory]."""
+    if mark is None:
+        raise click.UsageError("give one of --lost, --destroyed, --returned")
+    svc = service()
+    done = svc.inventory.mark(serial, mark, actor=login(svc, as_user), comment=comment)
+    if as_json:
+        print_json({"serial": done.serial, "state": done.state.value, "revoked": done.revoked})
+        return
+    revoked = f"; revoked {', '.join(done.revoked)}" if done.revoked else ""
+    click.echo(f"token {done.serial} marked {done.state.value}{revoked}")
+
+
+# -- hand-over -----------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("request_id", type=int)
+@click.option("--recipient", required=True, metavar="NAME", help="Who received the USB key (领取人).")
+@as_option
+@json_option
+def distribute(request_id: int, recipient: str, as_user: str, as_json: bool) -> None:
+    """Record the hand-over of the request's USB key to the unit (分发) and mark it distributed."""
+    svc = service()
+    actor: Actor = login(svc, as_user)
+    done = svc.distribution.distribute(request_id, recipient=recipient, actor=actor)
+    if as_json:
+        print_json(asdict(done))
+        return
+    extra = f"; {done.superseded_revoked} revoked as superseded" if done.superseded_revoked else ""
+    click.echo(f"request {done.request_id}: certificate {done.serial} handed over to {done.recipient}{extra}")
