@@ -34,12 +34,18 @@ def csr_for(private_key: PrivateKey, common_name: str = "ignored by the CA") -> 
     return request.public_bytes(Encoding.PEM)
 
 
-def approved(service: Service, people: dict[str, Actor], **overrides: object) -> int:
+def approved(
+    service: Service,
+    people: dict[str, Actor],
+    *,
+    usbkey_model: str = "飞天诚信 ePass3003",
+    **overrides: object,
+) -> int:
     """A request walked to 'approved' by clerk, acceptor, head and reviewer; each for its own unit."""
     overrides.setdefault("credential_number", make_uscc("110101", str(next(_unit_numbers))))
     req = service.requests.create(application(**overrides), actor=people["clerk"])
     assert req.id is not None
-    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model=usbkey_model)
     service.requests.countersign(req.id, actor=people["head"])
     service.requests.review(req.id, actor=people["reviewer"], decision=Action.APPROVE)
     return req.id

@@ -1,0 +1,287 @@
+"""Issuing onto a USB key (SoftHSM2 as the real token, OpenSC's pkcs11-tool and openssl as the judges)."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import PyKCS11
+import pytest
+from cryptography import x509
+from sqlmodel import Session, select
+
+from pki.clock import FixedClock
+from pki.enums import Action, CertificateStatus, RequestState, RevocationReason, TokenState
+from pki.errors import (
+    ConfigurationError,
+    ConflictError,
+    NotFoundError,
+    SeparationOfDutiesError,
+    TokenError,
+    ValidationError,
+)
+from pki.models import Certificate, HandOver, TokenCertificate, UsbToken
+from pki.services import Actor, Service
+from pki.services.token_issuance import object_label
+from tests.judges.tools import AT_T0, ca_certs, run, write_pem
+from tests.support.data import application
+from tests.support.pki import approved
+from tests.support.softhsm import Token
+from tokens.keys import generate_on_token
+from tokens.session import Module, token_error
+from tokens.usbkey import UsbKey, open_usb_key
+
+SOFTHSM = "SoftHSM2"
+
+
+@pytest.fixture
+def device(token: Token) -> Iterator[UsbKey]:
+    module = Module(token.module)
+    with open_usb_key(module, module.find(label=token.label), token.pin) as key:
+        yield key
+
+
+def pkcs11_tool(token: Token, *args: str) -> str:
+    done = subprocess.run(
+        [
+            "pkcs11-tool",
+            "--module",
+            token.module,
+            "--token-label",
+            token.label,
+            "--login",
+            "--pin",
+            token.pin,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"SOFTHSM2_CONF": str(token.conf), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    return done.stdout
+
+
+def objects(token: Token) -> str:
+    return pkcs11_tool(token, "--list-objects")
+
+
+@pytest.mark.parametrize("key_type", ["ec-p256", "rsa-2048"])
+def test_issue_onto_the_token(
+    ca_service: Service,
+    people: dict[str, Actor],
+    device: UsbKey,
+    token: Token,
+    key_type: str,
+    tmp_path: Path,
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    done = ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type=key_type)
+
+    with Session(ca_service.ctx.engine) as s:
+        cert = s.exec(select(Certificate).where(Certificate.serial == done.serial)).one()
+        placement = s.get(TokenCertificate, cert.id)
+        tok = s.exec(select(UsbToken).where(UsbToken.serial == token.serial)).one()
+    assert cert.delivered and cert.key_algorithm == key_type
+    assert placement is not None and placement.key_id == done.key_id and placement.label == done.label
+    assert placement.written_at is not None and placement.model == SOFTHSM
+    assert tok.state is TokenState.ISSUED and tok.holder_credential == cert.credential_number
+    req = ca_service.requests.get(rid)
+    assert req.state is RequestState.ISSUED and req.issued_by == "distributor"
+
+    # The independent judge: pkcs11-tool sees a private key that is sensitive, never extractable, local,
+    # signing only, with the certificate's CKA_ID and label.
+    listing = objects(token)
+    priv = listing.split("Private Key Object")[1].split("Object;")[0]
+    assert "sensitive" in priv and "never extractable" in priv and "local" in priv
+    usage = priv.split("Usage:")[1].splitlines()[0]
+    assert "sign" in usage and "decrypt" not in usage and "unwrap" not in usage and "derive" not in usage
+    assert f"ID:         {done.key_id}" in priv and done.label in priv
+    assert listing.count(f"ID:         {done.key_id}") == 3  # private key, public key, certificate
+
+    # The certificate object, read by pkcs11-tool, is byte for byte the database record.
+    out = tmp_path / "on-token.der"
+    pkcs11_tool(token, "--read-object", "--type", "cert", "--id", done.key_id, "--output-file", str(out))
+    assert out.read_bytes() == cert.der
+
+    # And it verifies against the chain (openssl at the fixed clock).
+    cas = ca_certs(ca_service)
+    chain = write_pem(tmp_path / "chain.pem", cas["test"], cas["root"])
+    ee = write_pem(tmp_path / "ee.pem", x509.load_der_x509_certificate(cert.der))
+    verdict = run(["openssl", "verify", "-attime", AT_T0, "-CAfile", chain, ee])
+    assert verdict.returncode == 0, verdict.explain()
+
+
+def test_a_token_holding_objects_for_the_request_is_not_overwritten(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey, token: Token
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    label = object_label(rid, ca_service.requests.get(rid).credential_number)
+    generate_on_token(device._s, "ec-p256", label)  # left by someone else
+    before = objects(token)
+    with pytest.raises(ConflictError, match="nothing was overwritten"):
+        ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    assert objects(token) == before
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+
+
+def test_failure_before_issuance_removes_the_key_and_records_nothing(
+    service: Service, people: dict[str, Actor], device: UsbKey, token: Token
+) -> None:
+    """No CA hierarchy: issuance fails after the key pair is made; the token is left as it was found."""
+    rid = approved(service, people, usbkey_model=SOFTHSM)
+    before = objects(token)
+    with pytest.raises(ConfigurationError, match="no CA hierarchy"):
+        service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    assert objects(token) == before
+    with Session(service.ctx.engine) as s:
+        assert s.exec(select(Certificate)).all() == []
+        assert s.exec(select(UsbToken)).all() == []
+    assert service.requests.get(rid).state is RequestState.APPROVED
+
+
+def test_the_reviewer_may_not_issue_and_the_token_is_untouched(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey, token: Token
+) -> None:
+    rid = ca_service.requests.create(application(), actor=people["clerk"]).id
+    assert rid is not None
+    ca_service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model=SOFTHSM)
+    ca_service.requests.countersign(rid, actor=people["head"])
+    ca_service.requests.review(rid, actor=people["omni"], decision=Action.APPROVE)
+    before = objects(token)
+    with pytest.raises(SeparationOfDutiesError, match="reviewer may not issue"):
+        ca_service.token_issuance.issue(rid, device, actor=people["omni"], key_type="ec-p256")
+    assert objects(token) == before
+    # The distributor issues; the reviewer may not hand it over either.
+    ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    with pytest.raises(SeparationOfDutiesError, match="reviewer may not issue or distribute"):
+        ca_service.distribution.distribute(rid, recipient="王五", actor=people["omni"])
+    assert ca_service.requests.get(rid).state is RequestState.ISSUED
+
+
+def test_key_type_the_model_does_not_support_is_refused_by_policy(ca_service: Service) -> None:
+    model = ca_service.ctx.policies.tokens.require_model("ePass3003")
+    with pytest.raises(ValidationError, match="supports rsa-2048"):
+        model.key_type("ec-p256")
+
+
+def test_wrong_pin_says_so_with_what_the_token_reports(token: Token) -> None:
+    module = Module(token.module)
+    info = module.find(label=token.label)
+    with pytest.raises(TokenError) as e, open_usb_key(module, info, "000000"):
+        pass
+    assert e.value.ckr == "CKR_PIN_INCORRECT"
+    # SoftHSM2 sets CKF_USER_PIN_COUNT_LOW after a failed login (it never locks the PIN).
+    assert "wrong PIN" in e.value.message and "few tries left" in e.value.message
+    with open_usb_key(module, info, token.pin) as key:  # and the right PIN still works
+        assert key.serial == token.serial
+
+
+def test_absent_token(token: Token) -> None:
+    with pytest.raises(TokenError, match="no token with label 'not-plugged-in' is present") as e:
+        Module(token.module).find(label="not-plugged-in")
+    assert e.value.ckr == "CKR_TOKEN_NOT_PRESENT"
+
+
+@pytest.mark.parametrize(
+    ("ckr", "text"),
+    [
+        ("CKR_PIN_LOCKED", "the PIN is locked"),
+        ("CKR_DEVICE_MEMORY", "the token is full"),
+        ("CKR_DEVICE_REMOVED", "the token was removed"),
+        ("CKR_MECHANISM_INVALID", "does not support this mechanism"),
+    ],
+)
+def test_errors_softhsm_cannot_produce_are_still_named(ckr: str, text: str) -> None:
+    """SoftHSM2 never locks a PIN, has no memory limit and cannot be unplugged: the mapping of those codes is
+    checked on the error PyKCS11 raises for them."""
+    err = token_error(PyKCS11.PyKCS11Error(PyKCS11.CKR[ckr]), "writing the certificate to the token")
+    assert err.ckr == ckr and text in err.message and err.message.startswith("writing the certificate")
+
+
+def test_resume_refuses_another_token_and_a_second_issue_is_refused(
+    ca_service: Service,
+    people: dict[str, Actor],
+    device: UsbKey,
+    token: Token,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+
+    def unplugged(*_: object) -> None:
+        raise TokenError(
+            "writing the certificate to the token: the token was removed", ckr="CKR_DEVICE_REMOVED"
+        )
+
+    monkeypatch.setattr(device, "write_certificate", unplugged)
+    with pytest.raises(TokenError, match="--resume"):
+        ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    monkeypatch.undo()
+    with Session(ca_service.ctx.engine) as s:
+        pending = s.exec(select(Certificate).where(Certificate.request_id == rid)).one()
+    assert not pending.delivered
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with pytest.raises(ConflictError, match="--resume"):
+        ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    done = ca_service.token_issuance.resume(rid, device, actor=people["distributor"])
+    assert done.resumed and done.serial == pending.serial
+    assert ca_service.requests.get(rid).state is RequestState.ISSUED
+    with pytest.raises(NotFoundError, match="no certificate waiting"):
+        ca_service.token_issuance.resume(rid, device, actor=people["distributor"])
+
+
+def test_distribute_and_mark_lost(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey, token: Token
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    done = ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    handed = ca_service.distribution.distribute(rid, recipient="  王五 ", actor=people["distributor"])
+    assert handed.serial == done.serial and handed.recipient == "王五"
+    req = ca_service.requests.get(rid)
+    assert req.state is RequestState.DISTRIBUTED and req.distributed_by == "distributor"
+    with Session(ca_service.ctx.engine) as s:
+        assert s.exec(select(HandOver.recipient)).all() == ["王五"]
+
+    marked = ca_service.inventory.mark(token.serial, "lost", actor=people["ops"])
+    assert marked.state is TokenState.LOST and marked.revoked == [done.serial]
+    cert = ca_service.certificates.get(done.serial)
+    assert (
+        cert.status is CertificateStatus.REVOKED and cert.revocation_reason is RevocationReason.KEY_COMPROMISE
+    )
+    with pytest.raises(ConflictError, match="already lost"):
+        ca_service.inventory.mark(token.serial, "lost", actor=people["ops"])
+    views = ca_service.inventory.tokens()
+    assert [(v.serial, v.state, v.certificates) for v in views] == [(token.serial, "lost", 1)]
+    # A lost token takes no new certificate.
+    rid2 = approved(ca_service, people, usbkey_model=SOFTHSM)
+    with pytest.raises(ConflictError, match="recorded as lost"):
+        ca_service.token_issuance.issue(rid2, device, actor=people["distributor"], key_type="ec-p256")
+    ca_service.inventory.mark(token.serial, "destroyed", actor=people["distributor"])
+    with pytest.raises(Exception, match="cannot be marked returned"):
+        ca_service.inventory.mark(token.serial, "returned", actor=people["ops"])
+
+
+def test_renewal_revokes_the_old_certificate_at_distribution_when_policy_says_so(
+    clock: FixedClock, ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    policies = dataclasses.replace(
+        ca_service.ctx.policies,
+        ca=dataclasses.replace(ca_service.ctx.policies.ca, revoke_superseded="distribute"),
+    )
+    svc = Service(ca_service.ctx.engine, policies=policies, clock=clock, keys=ca_service.ctx.keys)
+    rid = approved(svc, people, usbkey_model=SOFTHSM)
+    first = svc.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    svc.distribution.distribute(rid, recipient="王五", actor=people["distributor"])
+    clock.advance(timedelta(days=365 - 30))
+    renewed = svc.renewal.renew(first.serial, actor=people["ops"])
+    assert svc.certificates.get(first.serial).status is CertificateStatus.VALID  # not yet: not handed over
+    handed = svc.distribution.distribute(rid, recipient="赵六", actor=people["distributor"])
+    assert handed.serial == renewed.serial and handed.superseded_revoked == first.serial
+    old = svc.certificates.get(first.serial)
+    assert old.status is CertificateStatus.REVOKED and old.revocation_reason is RevocationReason.SUPERSEDED
+    with pytest.raises(Exception, match="no certificate waiting to be handed over"):
+        svc.distribution.distribute(rid, recipient="赵六", actor=people["distributor"])
