@@ -64,9 +64,12 @@ class Module:
             ) from e
 
     def tokens(self) -> list[TokenInfo]:
+        """The initialized tokens present, in slot order."""
         out = []
         for slot in call("listing slots", lambda: self._lib.getSlotList(tokenPresent=True)):
             info = self._token_info(slot)
+            if not info.flags & PyKCS11.CKF_TOKEN_INITIALIZED:
+                continue  # a blank slot (SoftHSM's free slot, a factory-fresh card): not a usable token
             out.append(
                 TokenInfo(
                     int(slot),

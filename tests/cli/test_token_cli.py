@@ -1,0 +1,266 @@
+"""`pkictl issue` onto USB keys, `token list|mark`, `distribute`, end to end.
+
+pkictl runs as a real subprocess over a token directory of the test's own (SoftHSM2 reads its configuration
+once per process), so that a process can really be killed (SIGKILL) between issuance and writing the
+certificate, and Ctrl-C can really arrive during --all-approved. The faults come from a sitecustomize shim on
+PYTHONPATH that wraps the token-write method; production code has no fault hook.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cli.runner import CA_PASSPHRASE, PASSWORD, Cli
+from tests.cli.test_ca_cli import enter
+from tests.support.softhsm import MODULE, SO_PIN, USER_PIN
+
+SOFTHSM = "SoftHSM2"
+
+
+@dataclass(frozen=True)
+class Tokens:
+    conf: Path
+    labels: list[str]
+
+    def serials(self) -> list[str]:
+        out = subprocess.run(
+            ["softhsm2-util", "--show-slots"], capture_output=True, text=True, check=True, env=self.env()
+        ).stdout
+        serials = []
+        for block in out.split("Slot ")[1:]:
+            label = next((ln.split(":", 1)[1].strip() for ln in block.splitlines() if "Label:" in ln), "")
+            serial = next(
+                (ln.split(":", 1)[1].strip() for ln in block.splitlines() if "Serial number:" in ln), ""
+            )
+            if label in self.labels:
+                serials.append((self.labels.index(label), serial))
+        return [s for _, s in sorted(serials)]
+
+    def env(self) -> dict[str, str]:
+        return {"SOFTHSM2_CONF": str(self.conf), "PATH": "/usr/bin:/bin"}
+
+
+def make_tokens(directory: Path, n: int, *, mechanisms: str = "") -> Tokens:
+    (directory / "tokens").mkdir(parents=True)
+    conf = directory / "softhsm2.conf"
+    conf.write_text(
+        f"directories.tokendir = {directory / 'tokens'}\nobjectstore.backend = file\nlog.level = ERROR\n"
+        + (f"slots.mechanisms = {mechanisms}\n" if mechanisms else ""),
+        encoding="ascii",
+    )
+    tokens = Tokens(conf, [f"USBKEY-{i}" for i in range(n)])
+    for label in tokens.labels:
+        subprocess.run(
+            [
+                "softhsm2-util",
+                "--init-token",
+                "--free",
+                "--label",
+                label,
+                "--so-pin",
+                SO_PIN,
+                "--pin",
+                USER_PIN,
+            ],
+            check=True,
+            capture_output=True,
+            env=tokens.env(),
+        )
+    return tokens
+
+
+@dataclass(frozen=True)
+class Run:
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+
+def pkictl(cli: Cli, tokens: Tokens, *argv: str, shim: Path | None = None, pin: str = USER_PIN) -> Run:
+    env = {
+        **tokens.env(),
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "PKI_HOME": str(cli.home),
+        "PKI_DATABASE_URL": cli.db_url,
+        "PKI_PASSWORD": PASSWORD,
+        "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
+        "PKI_TOKEN_PIN": pin,
+    }
+    if shim is not None:
+        env["PYTHONPATH"] = str(shim)
+    done = subprocess.run(
+        [sys.executable, "-c", "import pki.cli; pki.cli.main()", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def shim(directory: Path, body: str) -> Path:
+    """A sitecustomize that replaces UsbKey.write_certificate in the pkictl subprocess."""
+    directory.mkdir()
+    (directory / "sitecustomize.py").write_text(
+        "import os, signal\nimport tokens.usbkey as u\n_real = u.UsbKey.write_certificate\n"
+        "def write(self, der, key_id, label):\n" + body + "\nu.UsbKey.write_certificate = write\n",
+        encoding="utf-8",
+    )
+    return directory
+
+
+def listing(tokens: Tokens, label: str) -> str:
+    return subprocess.run(
+        ["pkcs11-tool", "--module", MODULE, "--token-label", label, "--login", "--pin", USER_PIN, "-O"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=tokens.env(),
+    ).stdout
+
+
+@pytest.fixture
+def desk(staffed: Cli) -> Cli:
+    """The staffed home plus 'dist' (distributor) and 'ops1' (ops)."""
+    staffed.add_user("dist", "distributor")
+    staffed.add_user("ops1", "ops")
+    return staffed
+
+
+def approved(cli: Cli, tmp_path: Path, *, usbkey: str = SOFTHSM) -> int:
+    rid = enter(cli, tmp_path)
+    cli.ok("request", "accept", str(rid), "--opinion", "agree", "--usbkey", usbkey, "--as", "acceptor")
+    cli.ok("request", "countersign", str(rid), "--as", "head")
+    cli.ok("request", "review", str(rid), "--approve", "--as", "reviewer")
+    return rid
+
+
+def state(cli: Cli, rid: int) -> str:
+    return str(cli.json("request", "show", str(rid))["state"])
+
+
+@pytest.mark.parametrize("when", ["before-write", "after-write"])
+def test_killed_between_issuance_and_delivery_then_resumed(desk: Cli, tmp_path: Path, when: str) -> None:
+    tokens = make_tokens(tmp_path / "hsm", 1)
+    rid = approved(desk, tmp_path)
+    body = (
+        "    os.kill(os.getpid(), signal.SIGKILL)"
+        if when == "before-write"
+        else "    _real(self, der, key_id, label)\n    os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    killed = pkictl(
+        desk,
+        tokens,
+        "issue",
+        str(rid),
+        "--as",
+        "dist",
+        "--token-label",
+        "USBKEY-0",
+        shim=shim(tmp_path / "shim", body),
+    )
+    assert killed.code == -signal.SIGKILL, killed
+    # Issued and recorded, not delivered: the request waits; a plain issue is refused.
+    assert state(desk, rid) == "approved"
+    [cert] = desk.json("cert", "list", "--request", str(rid))
+    objects = listing(tokens, "USBKEY-0")
+    assert "Private Key Object" in objects and ("Certificate Object" in objects) == (when == "after-write")
+    again = pkictl(desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "USBKEY-0")
+    assert again.code == 1 and "--resume" in again.err, again
+    resumed = pkictl(
+        desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "USBKEY-0", "--resume", "--json"
+    )
+    assert resumed.code == 0, resumed
+    assert resumed.json()["serial"] == cert["serial"] and resumed.json()["resumed"] is True
+    assert state(desk, rid) == "issued"
+    out = tmp_path / "on-token.der"
+    subprocess.run(
+        ["pkcs11-tool", "--module", MODULE, "--token-label", "USBKEY-0", "--read-object", "--type", "cert",
+         "--id", resumed.json()["key_id"], "--output-file", str(out)],
+        check=True, capture_output=True, env=tokens.env(),
+    )  # fmt: skip
+    exported = tmp_path / "db.der"
+    desk.ok("cert", "export", cert["serial"], "--format", "der", "--out", str(exported))
+    assert out.read_bytes() == exported.read_bytes()
+    assert listing(tokens, "USBKEY-0").count("Certificate Object") == 1
+
+
+def test_unsupported_mechanism_wrong_pin_absent_token(desk: Cli, tmp_path: Path) -> None:
+    tokens = make_tokens(tmp_path / "hsm", 1, mechanisms="CKM_ECDSA,CKM_EC_KEY_PAIR_GEN,CKM_SHA256")
+    rid = approved(desk, tmp_path)
+    base = ("issue", str(rid), "--as", "dist", "--token-label", "USBKEY-0")
+    no_rsa = pkictl(desk, tokens, *base, "--key-type", "rsa-2048")
+    assert no_rsa.code == 1 and "does not support CKM_RSA_PKCS_KEY_PAIR_GEN" in no_rsa.err, no_rsa
+    wrong = pkictl(desk, tokens, *base, pin="999999")
+    assert wrong.code == 1 and "wrong PIN" in wrong.err and "tries left" in wrong.err, wrong
+    assert "999999" not in wrong.err + wrong.out
+    absent = pkictl(desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "NOT-HERE")
+    assert absent.code == 1 and "no token with label 'NOT-HERE' is present" in absent.err, absent
+    assert "Private Key Object" not in listing(tokens, "USBKEY-0")
+    assert state(desk, rid) == "approved" and desk.json("cert", "list") == []
+    # The model's key types come from tokens.toml: ePass3003 makes RSA only.
+    rid2 = approved(desk, tmp_path, usbkey="飞天诚信 ePass3003")
+    refused = pkictl(
+        desk, tokens, "issue", str(rid2), "--as", "dist", "--token-label", "USBKEY-0", "--module", MODULE,
+        "--key-type", "ec-p256",
+    )  # fmt: skip
+    assert refused.code == 1 and "supports rsa-2048" in refused.err, refused
+
+
+def test_all_approved_over_two_tokens_then_list_mark_distribute(desk: Cli, tmp_path: Path) -> None:
+    tokens = make_tokens(tmp_path / "hsm", 2)
+    rids = [approved(desk, tmp_path) for _ in range(3)]
+    run = pkictl(desk, tokens, "issue", "--all-approved", "--as", "dist", "--json")
+    assert run.code == 0, run
+    summary = run.json()
+    assert (summary["issued"], summary["failed"], summary["waiting"], summary["tokens_blank"]) == (2, 0, 1, 2)
+    assert [r["request"] for r in summary["results"]] == rids[:2]
+    assert [state(desk, r) for r in rids] == ["issued", "issued", "approved"]
+    # A second pass finds no blank token: nothing issued, the third request still waits.
+    second = pkictl(desk, tokens, "issue", "--all-approved", "--as", "dist", "--json")
+    assert second.code == 0 and second.json()["issued"] == 0 and second.json()["tokens_blank"] == 0
+
+    listed = {t["serial"]: t for t in pkictl(desk, tokens, "token", "list", "--json").json()}
+    serials = tokens.serials()
+    assert {s: (listed[s]["state"], listed[s]["present"], listed[s]["certificates"]) for s in serials} == {
+        s: ("issued", True, 1) for s in serials
+    }
+    assert (
+        pkictl(desk, tokens, "distribute", str(rids[0]), "--as", "reviewer", "--recipient", "王五").code == 1
+    )
+    handed = desk.ok("distribute", str(rids[0]), "--as", "dist", "--recipient", "王五")
+    assert "handed over to 王五" in handed.out and state(desk, rids[0]) == "distributed"
+    lost = desk("token", "mark", serials[0], "--lost", "--as", "dist", "--json")
+    assert lost.code == 0, lost
+    [revoked] = lost.json()["revoked"]
+    shown = desk.json("cert", "show", revoked)
+    assert shown["status"] == "revoked" and shown["revocation_reason"] == "keyCompromise"
+    assert desk("token", "mark", serials[0], "--returned", "--as", "clerk").code == 1  # no role
+
+
+def test_ctrl_c_stops_between_requests(desk: Cli, tmp_path: Path) -> None:
+    tokens = make_tokens(tmp_path / "hsm", 2)
+    rids = [approved(desk, tmp_path) for _ in range(2)]
+    body = "    _real(self, der, key_id, label)\n    os.kill(os.getpid(), signal.SIGINT)"
+    run = pkictl(
+        desk, tokens, "issue", "--all-approved", "--as", "dist", "--json", shim=shim(tmp_path / "shim", body)
+    )
+    assert run.code == 130, run
+    summary = run.json()
+    assert summary["interrupted"] and summary["issued"] == 1 and summary["waiting"] == 1
+    # The request in hand when Ctrl-C came was finished whole; the next was never started.
+    assert [state(desk, r) for r in rids] == ["issued", "approved"]
+    assert desk.json("cert", "list", "--request", str(rids[1])) == []
