@@ -23,6 +23,7 @@ from pki.errors import ConflictError
 from pki.services import Actor, Service
 
 MARKER = "DEMO"
+DEMO_USBKEY = "SoftHSM2"  # tokens.toml model of the demo USB key that `pkictl demo` creates
 
 DEMO_USERS: tuple[tuple[str, str, Role], ...] = (
     ("demo-admin", "演示管理员", Role.ADMIN),
@@ -136,7 +137,9 @@ def _walk(service: Service, a: dict[Role, Actor], app: dict[str, Any], stage: st
     assert req.id is not None
     if stage == "entered":
         return
-    service.requests.accept(req.id, actor=a[Role.ACCEPTOR], agree=True, usbkey_model="飞天诚信 ePass3003")
+    # The request left approved waits for the demo USB key (SoftHSM2, tokens.toml); the others name a real model.
+    usbkey = DEMO_USBKEY if stage == "approved" else "飞天诚信 ePass3003"
+    service.requests.accept(req.id, actor=a[Role.ACCEPTOR], agree=True, usbkey_model=usbkey)
     if stage == "accepted":
         return
     service.requests.countersign(req.id, actor=a[Role.HEAD])

@@ -43,3 +43,9 @@ def demo() -> None:
     for u in users:
         click.echo(f"  {u.username:<18} {u.role.value:<12} {u.password}")
     click.echo(f"{len(demo_data.DEMO_UNITS)} sample applications entered; see `pkictl request list`.")
+    from pki.cli.token_commands import demo_token
+    from pki.enums import RequestState
+    from pki.services import RequestFilter
+
+    approved = [r.id for r in service.requests.find(RequestFilter(state=RequestState.APPROVED)) if r.id]
+    demo_token(settings.home, approved, "demo-distributor")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -173,6 +174,29 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
         )
     if summary["failed"] or stop.stop:
         raise SystemExit(130 if stop.stop else 1)
+
+
+def demo_token(home: Path, approved_ids: list[int], distributor: str) -> None:
+    """`pkictl demo`'s USB key: a SoftHSM2 token under the home, its PINs printed once, and what to try."""
+    from pki.errors import PkiError
+    from tokens.softhsm import PIN_FILE, create_demo_token
+
+    try:
+        t = create_demo_token(home)
+    except (PkiError, OSError, subprocess.SubprocessError) as e:
+        click.echo(f"pkictl: warning: no demo USB key ({e})", err=True)
+        return
+    click.echo(
+        f"Demo USB key (SoftHSM2) {t.label!r}: user PIN {t.pin}, SO PIN {t.so_pin} "
+        f"(shown only now; kept in {home}/{PIN_FILE} for the demo)"
+    )
+    if approved_ids:
+        click.echo("Issue the approved demo request onto it:")
+        click.echo(
+            f"  SOFTHSM2_CONF={t.conf} PKI_TOKEN_PIN=$(cat {home}/{PIN_FILE}) "
+            f"PKI_CA_PASSPHRASE=$(cat {home}/DEMO-CA-PASSPHRASE) \\"
+        )
+        click.echo(f"    pkictl issue {approved_ids[0]} --as {distributor} --token-label {t.label}")
 
 
 # -- inventory ---------------------------------------------------------------------------------------------
