@@ -33,9 +33,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as common  # noqa: E402
-
-from tests.support import softhsm  # noqa: E402
+import _common as common
+from tests.support import softhsm
 
 softhsm.configure(Path(tempfile.mkdtemp(prefix="pkibench-softhsm-")))  # before SoftHSM is first loaded
 
@@ -43,15 +42,16 @@ from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.serialization import Encoding  # noqa: E402
 from cryptography.x509.oid import NameOID  # noqa: E402
-from issuance import approved_requests  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
+from tokens.keys import generate_on_token, token_private_key  # noqa: E402
+from tokens.session import Module, TokenInfo  # noqa: E402
+from tokens.usbkey import SingleUserSession, UsbKey, open_usb_key  # noqa: E402
 
 from pki.ca import certs  # noqa: E402
 from pki.ca.validity import add_months, whole_seconds  # noqa: E402
 from pki.models import Certificate, CertificateRequest  # noqa: E402
-from tokens.keys import generate_on_token, token_private_key  # noqa: E402
-from tokens.session import Module, TokenInfo  # noqa: E402
-from tokens.usbkey import UsbKey, _Locked, open_usb_key  # noqa: E402
+
+from issuance import approved_requests  # noqa: E402
 
 GOAL = 1.15  # ours / raw
 
@@ -63,7 +63,7 @@ def raw_cycle(env: common.Env, module: Module, info: TokenInfo, pin: str, key_ty
     with module.session(info, pin) as s:
         label = f"raw-{i}"
         key_id = generate_on_token(s, key_type, label, os.urandom(20))
-        key = token_private_key(_Locked(s), key_id)
+        key = token_private_key(SingleUserSession(s), key_id)
         csr = (
             x509.CertificateSigningRequestBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))

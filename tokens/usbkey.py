@@ -27,7 +27,7 @@ _MECHANISMS = {
 }
 
 
-class _Locked:
+class SingleUserSession:
     """The shape token_private_key wants (a session and a lock); one USB key has one user at a time here."""
 
     def __init__(self, raw: Any) -> None:
@@ -90,7 +90,7 @@ class UsbKey:
             )
         key_id = generate_on_token(self._s, key_type, label, os.urandom(20))
         try:
-            return key_id, token_private_key(_Locked(self._s), key_id)
+            return key_id, token_private_key(SingleUserSession(self._s), key_id)
         except BaseException:
             self.remove(key_id)
             raise
