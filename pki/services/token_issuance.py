@@ -27,10 +27,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from pki import audit
 from pki.ca.keys import PrivateKey, PublicKey, spki_sha256
 from pki.enums import Action, RequestState, TokenState
 from pki.errors import ConflictError, NotFoundError, SeparationOfDutiesError, TokenError
@@ -279,54 +278,51 @@ class TokenIssuanceService:
             self._ctx.write() as s,
         ):
             req = self._requests.lock_for(s, request_id, actor, Action.ISSUE, None)
-            self._refuse_unusable(s, device.serial)
-            token = self._token_row(s, device, actor)
+            token_id = self._token_row(s, device, actor)
             cert = self._issuance.issue_locked(s, req, public_key, actor=actor, delivered=False)
-            assert cert.id is not None and token.id is not None
+            assert cert.id is not None
             s.add(
                 TokenCertificate(
                     certificate_id=cert.id,
-                    token_id=token.id,
+                    token_id=token_id,
                     key_id=key_id.hex(),
                     label=label,
                     model=req.usbkey_model or device.model,
                     key_type=key_type,
                 )
             )
-            audit.append(
-                s,
-                at=self._ctx.now(),
-                actor=actor.username,
-                action="token.certificate.pending",
-                subject_type="token",
-                subject_id=device.serial,
-                details={
-                    "certificate": cert.serial,
-                    "request": request_id,
-                    "key_id": key_id.hex(),
-                    "label": label,
-                },
-            )
             s.flush()
             s.expunge(cert)
             return cert
 
-    def _token_row(self, s: Session, device: TokenDevice, actor: Actor) -> UsbToken:
-        token = s.exec(select(UsbToken).where(UsbToken.serial == device.serial).with_for_update()).first()
-        if token is None:
-            now = self._ctx.now()
-            token = UsbToken(
-                serial=device.serial,
-                model=device.model,
-                label=device.label,
-                state=TokenState.BLANK,
-                first_seen_at=now,
-                updated_at=now,
-                updated_by=actor.username,
-            )
-            s.add(token)
-            s.flush()
-        return token
+    def _token_row(self, s: Session, device: TokenDevice, actor: Actor) -> int:
+        """The token's inventory id, recorded now if new; refused when it may take no new certificate."""
+        found = s.exec(
+            select(UsbToken.id, UsbToken.state).where(UsbToken.serial == device.serial).with_for_update()
+        ).first()
+        if found is not None:
+            token_id, state = found
+            if state in _UNUSABLE:
+                raise ConflictError(
+                    f"token {device.serial} is recorded as {state}: it takes no new certificate",
+                    message_zh="该USB Key已挂失、销毁或暂停，不能签发",
+                )
+            assert token_id is not None
+            return token_id
+        now = self._ctx.now()
+        token = UsbToken(
+            serial=device.serial,
+            model=device.model,
+            label=device.label,
+            state=TokenState.BLANK,
+            first_seen_at=now,
+            updated_at=now,
+            updated_by=actor.username,
+        )
+        s.add(token)
+        s.flush()
+        assert token.id is not None
+        return token.id
 
     def _write_and_deliver(
         self,
@@ -372,33 +368,48 @@ class TokenIssuanceService:
         )
 
     def _deliver(self, cert: Certificate, token_serial: str, actor: Actor) -> None:
-        """Phase 4, one transaction: delivered, token issued to the unit, request 'issued'."""
-        assert cert.request_id is not None
+        """Phase 4, one transaction: delivered, token issued to the unit, request 'issued'.
+
+        The actor's role is re-read and the request re-locked; separation of duties was checked for this
+        actor and request in phase 2 (or by resume) and nothing the actor did since can change it.
+        """
+        assert cert.request_id is not None and cert.id is not None
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, cert.request_id),
             self._ctx.write() as s,
         ):
-            req = self._requests.lock_for(s, cert.request_id, actor, Action.ISSUE, None)
-            row = s.exec(select(Certificate).where(Certificate.id == cert.id).with_for_update()).one()
-            if row.delivered:
-                raise ConflictError(f"certificate {row.serial} was already delivered")
-            row.delivered = True
-            s.add(row)
-            placement = s.get(TokenCertificate, cert.id)
-            token = s.exec(select(UsbToken).where(UsbToken.serial == token_serial).with_for_update()).one()
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
+            req = s.exec(
+                select(CertificateRequest).where(CertificateRequest.id == cert.request_id).with_for_update()
+            ).one()
             now = self._ctx.now()
-            if placement is not None:
-                placement.written_at = now
-                s.add(placement)
-            token.state, token.holder_unit, token.holder_credential = (
-                TokenState.ISSUED,
-                req.unit_name,
-                req.credential_number,
+            marked = s.execute(
+                update(Certificate)
+                .where(col(Certificate.id) == cert.id, col(Certificate.delivered).is_(False))
+                .values(delivered=True)
             )
-            token.updated_at, token.updated_by = now, actor.username
-            s.add(token)
-            req.issued_by, req.issued_at = actor.username, row.issued_at
-            self._requests.advance(s, req, actor, Action.ISSUE, {"serial": row.serial, "token": token_serial})
+            if marked.rowcount != 1:  # type: ignore[attr-defined]
+                raise ConflictError(f"certificate {cert.serial} was already delivered")
+            s.execute(
+                update(TokenCertificate)
+                .where(col(TokenCertificate.certificate_id) == cert.id)
+                .values(written_at=now)
+            )
+            s.execute(
+                update(UsbToken)
+                .where(col(UsbToken.serial) == token_serial)
+                .values(
+                    state=TokenState.ISSUED,
+                    holder_unit=req.unit_name,
+                    holder_credential=req.credential_number,
+                    updated_at=now,
+                    updated_by=actor.username,
+                )
+            )
+            req.issued_by, req.issued_at = actor.username, cert.issued_at
+            self._requests.advance(
+                s, req, actor, Action.ISSUE, {"serial": cert.serial, "token": token_serial}
+            )
 
     # -- inventory helper for other services ------------------------------------------------------------
 
