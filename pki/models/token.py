@@ -38,8 +38,7 @@ class TokenCertificate(SQLModel, table=True):
     key_id: str = Field(max_length=128)  # CKA_ID in hex, shared by the key pair and the certificate object
     label: str = Field(max_length=64)  # CKA_LABEL of the three objects
     model: str = Field(default="", max_length=128)
-    key_type: str = Field(max_length=16)
-    written_at: datetime | None = utc_field()  # set once read back and compared
+    key_type: str = Field(max_length=16)  # written and read back once the certificate is delivered
 
 
 class HandOver(SQLModel, table=True):

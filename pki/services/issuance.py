@@ -324,19 +324,16 @@ class IssuanceService:
     def _refuse_key_reuse(s: Session, req: CertificateRequest, public_key: PublicKey, renewing: bool) -> None:
         """One key, one unit: a certified key may be certified again only when renewing the same request."""
         holders = s.exec(
-            select(Certificate.serial, Certificate.request_id).where(
+            select(Certificate.serial, Certificate.request_id, Certificate.revocation_reason).where(
                 col(Certificate.spki_sha256) == spki_sha256(public_key)
             )
         ).all()
-        others = [serial for serial, request_id in holders if not renewing or request_id != req.id]
+        others = [serial for serial, request_id, _ in holders if not renewing or request_id != req.id]
         if others:
             raise _key_reused(others[0])
-        compromised = s.exec(
-            select(Certificate.serial).where(
-                col(Certificate.spki_sha256) == spki_sha256(public_key),
-                Certificate.revocation_reason == RevocationReason.KEY_COMPROMISE,
-            )
-        ).first()
+        compromised = next(
+            (serial for serial, _, reason in holders if reason is RevocationReason.KEY_COMPROMISE), None
+        )
         if compromised is not None:
             raise IssuanceError(
                 f"this public key was revoked for key compromise (certificate {compromised}): generate a new key",

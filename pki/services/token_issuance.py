@@ -391,11 +391,6 @@ class TokenIssuanceService:
             if marked.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(f"certificate {cert.serial} was already delivered")
             s.execute(
-                update(TokenCertificate)
-                .where(col(TokenCertificate.certificate_id) == cert.id)
-                .values(written_at=now)
-            )
-            s.execute(
                 update(UsbToken)
                 .where(col(UsbToken.serial) == token_serial)
                 .values(

@@ -88,7 +88,7 @@ def test_issue_onto_the_token(
         tok = s.exec(select(UsbToken).where(UsbToken.serial == token.serial)).one()
     assert cert.delivered and cert.key_algorithm == key_type
     assert placement is not None and placement.key_id == done.key_id and placement.label == done.label
-    assert placement.written_at is not None and placement.model == SOFTHSM
+    assert placement.model == SOFTHSM
     assert tok.state is TokenState.ISSUED and tok.holder_credential == cert.credential_number
     req = ca_service.requests.get(rid)
     assert req.state is RequestState.ISSUED and req.issued_by == "distributor"

@@ -82,7 +82,6 @@ def upgrade() -> None:
         sa.Column("label", sa.String(length=64), nullable=False),
         sa.Column("model", sa.String(length=128), nullable=False),
         sa.Column("key_type", sa.String(length=16), nullable=False),
-        sa.Column("written_at", pki.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["certificate_id"],
             ["certificate.id"],
