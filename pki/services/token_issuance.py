@@ -152,8 +152,8 @@ class TokenIssuanceService:
 
     def issue(self, request_id: int, device: TokenDevice, *, actor: Actor, key_type: str) -> TokenIssued:
         """Generate the key pair on ``device``, issue, write the certificate back and deliver (see module)."""
-        req = self._check(request_id, actor, device.serial)
-        label = object_label(request_id, req.credential_number)
+        credential = self._check(request_id, actor, device.serial)
+        label = object_label(request_id, credential)
         present = device.objects_labelled(label)
         if present:
             raise ConflictError(
@@ -211,17 +211,48 @@ class TokenIssuanceService:
 
     # -- phases ----------------------------------------------------------------------------------------
 
-    def _check(self, request_id: int, actor: Actor, token_serial: str) -> CertificateRequest:
-        """Phase 1's checks, read-only: role, duties, state, nothing pending, the token usable."""
+    def _check(self, request_id: int, actor: Actor, token_serial: str) -> str:
+        """Phase 1's checks, read-only, before the token is touched: role, duties, state, nothing pending, the
+        token usable. Three statements: the actor, the request with what is pending and the token's state, the
+        actor's earlier actions on the request. Returns the unit's credential number."""
+        pending = (
+            select(Certificate.serial)
+            .where(Certificate.request_id == request_id, col(Certificate.delivered).is_(False))
+            .limit(1)
+            .scalar_subquery()
+        )
+        token_state = select(UsbToken.state).where(UsbToken.serial == token_serial).limit(1).scalar_subquery()
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.read() as s,
         ):
-            req = self._check_actor(s, request_id, actor)
-            transition(req.state, Action.ISSUE)
-            self._refuse_pending(s, request_id)
-            self._refuse_unusable(s, token_serial)
-            return req
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
+            row = s.exec(
+                select(
+                    CertificateRequest.state, CertificateRequest.credential_number, pending, token_state
+                ).where(CertificateRequest.id == request_id)
+            ).first()
+            if row is None:
+                raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+            state, credential, pending_serial, token_state_value = row
+            earlier = self._requests.actions_by_many(s, [request_id], actor.username).get(request_id, set())
+        rule = self._ctx.policies.workflow.conflict(earlier, Action.ISSUE)
+        if rule is not None:
+            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
+        transition(RequestState(state), Action.ISSUE)
+        if pending_serial is not None:
+            raise ConflictError(
+                f"request {request_id} has certificate {pending_serial} issued but not yet written to its token: "
+                "finish it with --resume",
+                message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
+            )
+        if token_state_value is not None and TokenState(token_state_value) in _UNUSABLE:
+            raise ConflictError(
+                f"token {token_serial} is recorded as {TokenState(token_state_value).value}: "
+                "it takes no new certificate",
+                message_zh="该USB Key已挂失、销毁或暂停，不能签发",
+            )
+        return str(credential)
 
     def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
         require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
@@ -233,24 +264,6 @@ class TokenIssuanceService:
         if rule is not None:
             raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
         return req
-
-    def _refuse_pending(self, s: Session, request_id: int) -> None:
-        pending = self._pending(s, request_id)
-        if pending is not None:
-            raise ConflictError(
-                f"request {request_id} has certificate {pending.certificate.serial} issued but not yet written to "
-                f"token {pending.token_serial}: finish it with --resume",
-                message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
-            )
-
-    @staticmethod
-    def _refuse_unusable(s: Session, token_serial: str) -> None:
-        state = s.exec(select(UsbToken.state).where(UsbToken.serial == token_serial)).first()
-        if state in _UNUSABLE:
-            raise ConflictError(
-                f"token {token_serial} is recorded as {state}: it takes no new certificate",
-                message_zh="该USB Key已挂失、销毁或暂停，不能签发",
-            )
 
     @staticmethod
     def _pending(s: Session, request_id: int) -> _Pending | None:
