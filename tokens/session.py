@@ -55,6 +55,7 @@ class Module:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._mechanisms: dict[tuple[int, str], frozenset[int]] = {}
         self._lib = PyKCS11.PyKCS11Lib()
         try:
             self._lib.load(path)
@@ -104,10 +105,13 @@ class Module:
             raise TokenError(f"{len(hits)} tokens have {wanted}: use --token-serial")
         return hits[0]
 
-    def mechanisms(self, slot: int) -> frozenset[int]:
-        """The mechanisms the token in ``slot`` offers."""
-        names = call("listing mechanisms", lambda: self._lib.getMechanismList(slot))
-        return frozenset(PyKCS11.CKM[n] if isinstance(n, str) else int(n) for n in names)
+    def mechanisms(self, token: TokenInfo) -> frozenset[int]:
+        """The mechanisms ``token`` offers (asked once per token serial and slot for this module)."""
+        key = (token.slot, token.serial)
+        if key not in self._mechanisms:
+            names = call("listing mechanisms", lambda: self._lib.getMechanismList(token.slot))
+            self._mechanisms[key] = frozenset(PyKCS11.CKM[n] if isinstance(n, str) else int(n) for n in names)
+        return self._mechanisms[key]
 
     def pin_tries_left_hint(self, slot: int) -> str:
         """What the token says about remaining PIN tries (flags only; PKCS#11 has no counter)."""

@@ -50,7 +50,6 @@ class UsbKey:
         self._module = module
         self._info = info
         self._s = session
-        self._mechanisms: frozenset[int] | None = None
 
     @property
     def serial(self) -> str:
@@ -80,7 +79,8 @@ class UsbKey:
         needed = _MECHANISMS.get(key_type)
         if needed is None:
             raise TokenError(f"key type {key_type} cannot be generated on a USB key")
-        missing = [PyKCS11.CKM[m] for m in needed if m not in self._mechanism_list()]
+        offered = self._module.mechanisms(self._info)
+        missing = [PyKCS11.CKM[m] for m in needed if m not in offered]
         if missing:
             raise TokenError(
                 f"token {self.label!r} does not support {', '.join(missing)} needed for {key_type}: "
@@ -94,11 +94,6 @@ class UsbKey:
         except BaseException:
             self.remove(key_id)
             raise
-
-    def _mechanism_list(self) -> frozenset[int]:
-        if self._mechanisms is None:
-            self._mechanisms = self._module.mechanisms(self._info.slot)
-        return self._mechanisms
 
     def public_key(self, key_id: bytes) -> PublicKey | None:
         """The public half of the pair ``key_id``, or None when the token has no such key pair."""
