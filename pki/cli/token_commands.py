@@ -20,7 +20,7 @@ from pki.cli.app import as_option, cli, json_option, local_time, login, print_js
 if TYPE_CHECKING:
     from pki.services import Actor, Service
     from pki.services.token_issuance import TokenIssued
-    from tokens.session import Module
+    from tokens.session import Module, TokenInfo
 
 
 def token_pin() -> str:
@@ -83,12 +83,32 @@ def issue_onto_token(
     path, chosen = _module_for(svc, request_id, module_path, key_type)
     module = _load(path)
     info = module.find(label=token_label) if token_label is not None else module.find(serial=token_serial)
-    with open_usb_key(module, info, token_pin()) as device:
-        if resume:
+    pin = token_pin()
+    if resume:
+        with open_usb_key(module, info, pin) as device:
             done = svc.token_issuance.resume(request_id, device, actor=actor)
-        else:
-            done = svc.token_issuance.issue(request_id, device, actor=actor, key_type=chosen)
+    else:
+        done = issue_prechecked(svc, module, info, pin, request_id, actor, chosen)
     _echo_issued(done, as_json)
+
+
+def issue_prechecked(
+    svc: Service, module: Module, info: TokenInfo, pin: str, request_id: int, actor: Actor, key_type: str
+) -> TokenIssued:
+    """The service's read-only checks run while we log in to the token (both before anything is generated)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tokens.usbkey import open_usb_key
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        checked = pool.submit(svc.token_issuance.precheck, request_id, actor=actor, token_serial=info.serial)
+        try:
+            with open_usb_key(module, info, pin) as device:
+                return svc.token_issuance.issue(
+                    request_id, device, actor=actor, key_type=key_type, prechecked=checked.result()
+                )
+        finally:
+            checked.cancel()
 
 
 class _StopRequested:
@@ -115,7 +135,6 @@ class _StopRequested:
 def issue_all_approved(as_user: str, module_path: str | None, key_type: str | None, as_json: bool) -> None:
     """The approved queue onto the blank USB keys present, one request per token, in slot order."""
     from pki.errors import PkiError
-    from tokens.usbkey import open_usb_key
 
     svc = service()
     actor = login(svc, as_user)
@@ -145,8 +164,7 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
             try:
                 model = policy.model(q.usbkey_model)
                 chosen = model.key_type(key_type) if model else (key_type or "ec-p256")
-                with open_usb_key(module, present[serial], pin) as device:
-                    done = svc.token_issuance.issue(q.id, device, actor=actor, key_type=chosen)
+                done = issue_prechecked(svc, module, present[serial], pin, q.id, actor, chosen)
                 item |= {"status": "issued", "serial": done.serial, "label": done.label}
             except PkiError as e:
                 item |= {"status": "failed", "error": e.message}

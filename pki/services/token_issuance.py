@@ -85,6 +85,16 @@ class TokenIssued:
 
 
 @dataclass(frozen=True)
+class PreChecked:
+    """Phase 1 passed for this request, actor and token (see TokenIssuanceService.precheck)."""
+
+    request_id: int
+    username: str
+    token_serial: str
+    credential: str  # the unit's credential number, part of the objects' label
+
+
+@dataclass(frozen=True)
 class QueuedRequest:
     id: int
     unit_name: str
@@ -150,9 +160,35 @@ class TokenIssuanceService:
 
     # -- issuing ----------------------------------------------------------------------------------------
 
-    def issue(self, request_id: int, device: TokenDevice, *, actor: Actor, key_type: str) -> TokenIssued:
-        """Generate the key pair on ``device``, issue, write the certificate back and deliver (see module)."""
-        credential = self._check(request_id, actor, device.serial)
+    def precheck(self, request_id: int, *, actor: Actor, token_serial: str) -> PreChecked:
+        """Phase 1's checks alone (read-only, the token untouched), so that an adapter can run them while it
+        logs in to the token; hand the result to :meth:`issue`. Raises what :meth:`issue` would."""
+        return PreChecked(
+            request_id, actor.username, token_serial, self._check(request_id, actor, token_serial)
+        )
+
+    def issue(
+        self,
+        request_id: int,
+        device: TokenDevice,
+        *,
+        actor: Actor,
+        key_type: str,
+        prechecked: PreChecked | None = None,
+    ) -> TokenIssued:
+        """Generate the key pair on ``device``, issue, write the certificate back and deliver (see module).
+
+        ``prechecked`` (from :meth:`precheck` for this request, actor and token) saves repeating phase 1's
+        checks; phase 2 checks role, duties and state again inside its transaction either way.
+        """
+        wanted = (request_id, actor.username, device.serial)
+        if (
+            prechecked is not None
+            and (prechecked.request_id, prechecked.username, prechecked.token_serial) == wanted
+        ):
+            credential = prechecked.credential
+        else:
+            credential = self._check(request_id, actor, device.serial)
         label = object_label(request_id, credential)
         present = device.objects_labelled(label)
         if present:
