@@ -264,3 +264,24 @@ def test_ctrl_c_stops_between_requests(desk: Cli, tmp_path: Path) -> None:
     # The request in hand when Ctrl-C came was finished whole; the next was never started.
     assert [state(desk, r) for r in rids] == ["issued", "approved"]
     assert desk.json("cert", "list", "--request", str(rids[1])) == []
+
+
+def test_usage_errors(home: Cli) -> None:
+    for argv in (
+        ("issue", "--as", "admin"),
+        ("issue", "1", "--as", "admin"),
+        ("issue", "1", "--as", "admin", "--token-label", "A", "--token-serial", "B"),
+        ("issue", "1", "--all-approved", "--as", "admin"),
+        ("issue", "1", "--csr", __file__, "--token-label", "A", "--as", "admin"),
+        ("token", "mark", "ABC", "--as", "admin"),
+    ):
+        result = home(*argv)
+        assert result.code == 2, (argv, result)
+
+
+def test_token_list_without_tokens_and_mark_of_an_unknown_token(desk: Cli) -> None:
+    listed = desk("token", "list", "--module", "/nonexistent/pkcs11.so")
+    assert listed.code == 0 and "no tokens recorded or present" in listed.out
+    assert "PKCS#11 module /nonexistent/pkcs11.so not found" in listed.err
+    refused = desk("token", "mark", "NOPE", "--lost", "--as", "ops1")
+    assert refused.code == 1 and "token NOPE is not recorded" in refused.err

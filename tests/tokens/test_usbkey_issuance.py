@@ -19,13 +19,14 @@ from pki.errors import (
     ConfigurationError,
     ConflictError,
     NotFoundError,
+    PermissionDeniedError,
     SeparationOfDutiesError,
     TokenError,
     ValidationError,
 )
 from pki.models import Certificate, HandOver, TokenCertificate, UsbToken
 from pki.services import Actor, Service
-from pki.services.token_issuance import object_label
+from pki.services.token_issuance import PreChecked, object_label
 from tests.judges.tools import AT_T0, ca_certs, run, write_pem
 from tests.support.data import application
 from tests.support.pki import approved
@@ -285,3 +286,20 @@ def test_renewal_revokes_the_old_certificate_at_distribution_when_policy_says_so
     assert old.status is CertificateStatus.REVOKED and old.revocation_reason is RevocationReason.SUPERSEDED
     with pytest.raises(Exception, match="no certificate waiting to be handed over"):
         svc.distribution.distribute(rid, recipient="赵六", actor=people["distributor"])
+
+
+def test_a_precheck_counts_only_for_its_request_actor_and_token(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    credential = ca_service.requests.get(rid).credential_number
+    checked = ca_service.token_issuance.precheck(rid, actor=people["distributor"], token_serial=device.serial)
+    assert checked == PreChecked(rid, "distributor", device.serial, credential)
+    with pytest.raises(PermissionDeniedError):
+        ca_service.token_issuance.precheck(rid, actor=people["reviewer"], token_serial=device.serial)
+    # One made for another token is not trusted: the checks run again (and the real label is used).
+    stale = PreChecked(rid, "distributor", "another-token", "91XXXXXXXXXXXXXXXX")
+    done = ca_service.token_issuance.issue(
+        rid, device, actor=people["distributor"], key_type="ec-p256", prechecked=stale
+    )
+    assert done.label == object_label(rid, credential)
