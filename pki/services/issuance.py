@@ -292,12 +292,13 @@ class IssuanceService:
     @staticmethod
     def _refuse_pending(s: Session, request_ids: list[int]) -> None:
         """A request whose certificate is issued but not yet written to its USB key is issued again only by
-        resuming that write (``pkictl issue ID --resume``)."""
+        resuming that write (``pkictl issue ID --resume``), or once that certificate is revoked."""
         for i in range(0, len(request_ids), 500):
             hit = s.exec(
                 select(Certificate.request_id, Certificate.serial).where(
                     col(Certificate.request_id).in_(request_ids[i : i + 500]),
                     col(Certificate.delivered).is_(False),
+                    Certificate.status == CertificateStatus.VALID,
                 )
             ).first()
             if hit is not None:

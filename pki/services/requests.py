@@ -18,10 +18,10 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.application import single_line, validate_application
-from pki.enums import AccessType, Action, RequestState
+from pki.enums import AccessType, Action, CertificateStatus, RequestState
 from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
 from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
-from pki.models import AuditRecord, CertificateRequest
+from pki.models import AuditRecord, Certificate, CertificateRequest
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
 
@@ -224,8 +224,29 @@ class RequestService:
                     [FieldError("reason", "a reason is required to cancel", "撤销须填写理由")]
                 )
             _check_text("reason", reason, REASON_MAX, "理由")
+            self._refuse_cancel_pending(s, req)
             self.advance(s, req, actor, Action.CANCEL, {"reason": reason})
             return req
+
+    @staticmethod
+    def _refuse_cancel_pending(s: Session, req: CertificateRequest) -> None:
+        """An approved request whose certificate is issued but not yet on its USB key is not cancelled: finish
+        the write (``pkictl issue ID --resume``) or have the certificate revoked first."""
+        if req.state is not RequestState.APPROVED:
+            return
+        serial = s.exec(
+            select(Certificate.serial).where(
+                Certificate.request_id == req.id,
+                col(Certificate.delivered).is_(False),
+                Certificate.status == CertificateStatus.VALID,
+            )
+        ).first()
+        if serial is not None:
+            raise ConflictError(
+                f"request {req.id} has certificate {serial} issued but not yet written to its USB key: "
+                "finish it with 'pkictl issue --resume' or revoke the certificate first",
+                message_zh="该申请已签发证书但尚未写入USB Key，不能撤销",
+            )
 
     # -- reads ------------------------------------------------------------------------------------------
 

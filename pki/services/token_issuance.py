@@ -13,7 +13,8 @@ Phases, each safe to die after:
 
 The request moves to 'issued' at delivery (phase 4), not at issuance: 'issued' means "the certificate is on
 the key" (see RequestState). A crash after phase 2 leaves the request 'approved' with an undelivered
-certificate: every other issuance of it is refused until ``resume`` finishes writing that certificate.
+certificate: every other issuance (and cancelling) of it is refused until ``resume`` finishes writing that
+certificate, or until ops revoke it (a key lost mid-issuance), after which the request can be issued anew.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from pki.ca.keys import PrivateKey, PublicKey, spki_sha256
-from pki.enums import Action, RequestState, TokenState
+from pki.enums import Action, CertificateStatus, RequestState, TokenState
 from pki.errors import ConflictError, NotFoundError, SeparationOfDutiesError, TokenError
 from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
@@ -125,7 +126,9 @@ class TokenIssuanceService:
     def approved_queue(self, limit: int = 10_000) -> list[QueuedRequest]:
         """Approved requests without an undelivered certificate, oldest first."""
         pending = select(Certificate.request_id).where(
-            col(Certificate.delivered).is_(False), col(Certificate.request_id).is_not(None)
+            col(Certificate.delivered).is_(False),
+            col(Certificate.request_id).is_not(None),
+            Certificate.status == CertificateStatus.VALID,
         )
         stmt = (
             select(
@@ -253,7 +256,11 @@ class TokenIssuanceService:
         actor's earlier actions on the request. Returns the unit's credential number."""
         pending = (
             select(Certificate.serial)
-            .where(Certificate.request_id == request_id, col(Certificate.delivered).is_(False))
+            .where(
+                Certificate.request_id == request_id,
+                col(Certificate.delivered).is_(False),
+                Certificate.status == CertificateStatus.VALID,
+            )
             .limit(1)
             .scalar_subquery()
         )
@@ -307,7 +314,11 @@ class TokenIssuanceService:
             select(Certificate, TokenCertificate, UsbToken.serial)
             .join(TokenCertificate, col(TokenCertificate.certificate_id) == col(Certificate.id))
             .join(UsbToken, col(UsbToken.id) == col(TokenCertificate.token_id))
-            .where(Certificate.request_id == request_id, col(Certificate.delivered).is_(False))
+            .where(
+                Certificate.request_id == request_id,
+                col(Certificate.delivered).is_(False),
+                Certificate.status == CertificateStatus.VALID,
+            )
         ).first()
         return None if row is None else _Pending(row[0], row[1], row[2])
 

@@ -29,7 +29,7 @@ from pki.services import Actor, Service
 from pki.services.token_issuance import PreChecked, object_label
 from tests.judges.tools import AT_T0, ca_certs, run, write_pem
 from tests.support.data import application
-from tests.support.pki import approved
+from tests.support.pki import approved, csr_for, key
 from tests.support.softhsm import Token
 from tokens.keys import generate_on_token
 from tokens.session import Module, token_error
@@ -303,3 +303,36 @@ def test_a_precheck_counts_only_for_its_request_actor_and_token(
         rid, device, actor=people["distributor"], key_type="ec-p256", prechecked=stale
     )
     assert done.label == object_label(rid, credential)
+
+
+def test_a_pending_certificate_blocks_cancel_until_revoked_then_the_request_can_be_issued_anew(
+    ca_service: Service,
+    people: dict[str, Actor],
+    device: UsbKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+
+    def full(*_: object) -> None:
+        raise TokenError("writing the certificate to the token: the token is full", ckr="CKR_DEVICE_MEMORY")
+
+    monkeypatch.setattr(device, "write_certificate", full)
+    with pytest.raises(TokenError, match=r"the token is full.*--resume"):
+        ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    monkeypatch.undo()
+    [pending] = [q for q in ca_service.certificates.find() if q.request_id == rid]
+    assert rid not in [q.id for q in ca_service.token_issuance.approved_queue()]
+    with pytest.raises(ConflictError, match="not yet written"):
+        ca_service.requests.cancel(rid, actor=people["head"], reason="单位撤回")
+    with pytest.raises(ConflictError, match="--resume"):
+        ca_service.issuance.issue_from_csr(rid, csr_for(key("ec-p256", 901)), actor=people["distributor"])
+    ca_service.revocation.revoke(pending.serial, "cessationOfOperation", actor=people["ops"])
+    assert rid in [q.id for q in ca_service.token_issuance.approved_queue()]
+    # The key pair of the revoked attempt is still on the token: not overwritten, removed by hand first.
+    with pytest.raises(ConflictError, match="nothing was overwritten"):
+        ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    with Session(ca_service.ctx.engine) as s:
+        key_id = s.exec(select(TokenCertificate.key_id)).one()
+    device.remove(bytes.fromhex(key_id))
+    done = ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    assert done.serial != pending.serial and ca_service.requests.get(rid).state is RequestState.ISSUED
