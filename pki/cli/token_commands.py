@@ -140,6 +140,9 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
     actor = login(svc, as_user)
     policy = svc.ctx.policies.tokens
     queue = svc.token_issuance.approved_queue()
+    if module_path is None and not queue:
+        click.echo("no approved request waits for a USB key")
+        return
     if module_path is None:
         paths = {m.module for q in queue if (m := policy.model(q.usbkey_model)) is not None}
         if len(paths) != 1:
