@@ -210,8 +210,11 @@ class TokenIssuanceService:
             )
             public_key = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
             cert = self._record(request_id, device, public_key, key_id, label, key_type, actor)
-        except BaseException:
-            device.remove(key_id)  # nothing recorded: leave the token as we found it
+        except BaseException as failure:
+            try:
+                device.remove(key_id)  # nothing recorded: leave the token as we found it
+            except TokenError as cleanup:  # the token went away too: say so, but report the first failure
+                failure.add_note(f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}")
             raise
         return self._write_and_deliver(cert, device, key_id, label, key_type, actor, resumed=False)
 
