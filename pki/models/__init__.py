@@ -2,6 +2,7 @@
 
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
+from pki.models.cutover import CutoverDecision, CutoverRun, Evidence, Party
 from pki.models.workflow import CertificateRequest, ImportBatch, User
 
 __all__ = [
@@ -11,6 +12,10 @@ __all__ = [
     "CertificateAuthority",
     "CertificateRequest",
     "CrlRecord",
+    "CutoverDecision",
+    "CutoverRun",
+    "Evidence",
     "ImportBatch",
+    "Party",
     "User",
 ]

@@ -89,7 +89,7 @@ def test_thirty_days_of_test_certificate(days: int, passes: bool) -> None:
         POLICY,
         province="西藏",
         test_certificate_since=AT - timedelta(days=days),
-        reports_on_record={"software_test", "security_classification"},
+        reports_on_record={"software-test", "classified-protection"},
         waiver_on_record=False,
         at=AT,
     )
@@ -108,8 +108,8 @@ def test_missing_reports_are_named() -> None:
     )
     assert [(r.rule, r.passed) for r in results] == [
         ("test_certificate", False),
-        ("report:software_test", False),
-        ("report:security_classification", False),
+        ("report:software-test", False),
+        ("report:classified-protection", False),
     ]
 
 
