@@ -67,7 +67,10 @@ def formal_prerequisites(
     if province in policy.fast_track_provinces:
         return [
             RuleResult(
-                "fast_track", True, f"{province} is on the fast-track list", f"{province}属于可直接正式接入地区"
+                "fast_track",
+                True,
+                f"{province} is on the fast-track list",
+                f"{province}属于可直接正式接入地区",
             )
         ]
     if waiver_on_record:

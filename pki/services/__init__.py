@@ -6,14 +6,17 @@ from sqlalchemy.engine import Engine
 
 from pki.ca.keystore import KeyStore
 from pki.clock import Clock, SystemClock
+from pki.services.access import AccessService
 from pki.services.audit_log import AuditService
 from pki.services.authority import AuthorityService
 from pki.services.bulk import BulkService
 from pki.services.certificates import CertificateFilter, CertificateService
 from pki.services.context import Actor, Context
 from pki.services.crl_publisher import CrlService
+from pki.services.cutover import CutoverService
 from pki.services.issuance import IssuanceService
 from pki.services.ocsp_responder import OcspService
+from pki.services.parties import PartyService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
@@ -46,6 +49,9 @@ class Service:
         self.renewal = RenewalService(self.ctx, self.issuance, self.revocation)
         self.crl = CrlService(self.ctx, self.authority)
         self.ocsp = OcspService(self.ctx, self.authority)
+        self.parties = PartyService(self.ctx)
+        self.cutover = CutoverService(self.ctx)
+        self.access = AccessService(self.ctx, self.authority)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]
