@@ -155,12 +155,20 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Register the command modules (after `cli` exists; they import it from here).
-from pki.cli import audit_commands, ca_commands, home_commands, request_commands, user_commands  # noqa: E402
+from pki.cli import (  # noqa: E402
+    audit_commands,
+    ca_commands,
+    cutover_commands,
+    home_commands,
+    request_commands,
+    user_commands,
+)
 
 __all__ = [
     "audit_commands",
     "ca_commands",
     "cli",
+    "cutover_commands",
     "home_commands",
     "main",
     "request_commands",

@@ -143,13 +143,14 @@ class CutoverService:
         sink: Callable[[PartyReadiness], None] | None = None,
         chunk: int = CHUNK,
     ) -> PlanSummary:
-        """Readiness of every party of ``platform`` at ``at`` (default: the platform's cutover instant),
+        """Readiness of every party of ``platform`` at ``at`` (default: the platform's cutover instant, or
+        now once that has passed),
         handed to ``sink`` one at a time in party order, with totals per province.
 
         Expiring means valid at ``at`` but ending before ``at`` + ``days``. Reads one consistent snapshot.
         """
         plat = self._ctx.policies.cutover.platform(platform)
-        when = _aware(at or plat.cutover)
+        when = _aware(at or max(self._ctx.now(), plat.cutover))
         if days < 0:
             raise ValueError("days must not be negative")
         summary = PlanSummary(plat.name, when, when + timedelta(days=days), plat.cutover)
