@@ -25,14 +25,13 @@ class Instant(click.ParamType[datetime]):
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
         if isinstance(value, datetime):
             return value
-        from pki.clock import CHINA_TZ
+        from pki.errors import ValidationError
+        from pki.services.access import parse_instant
 
-        text = str(value).strip()
         try:
-            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-        except ValueError:
-            self.fail(f"{value!r} is not an ISO 8601 instant such as 2020-11-15T00:00:00+08:00", param, ctx)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=CHINA_TZ)
+            return parse_instant(str(value))
+        except ValidationError as e:
+            self.fail(e.errors[0].message, param, ctx)
 
 
 INSTANT = Instant()

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import crypto
 from sqlmodel import select
 
+from pki.clock import CHINA_TZ
 from pki.enums import CaRole
 from pki.errors import FieldError, ValidationError
 from pki.models import Certificate, Party
@@ -45,6 +46,25 @@ class AccessResult:
     @property
     def decision(self) -> str:
         return "allow" if self.allowed else "deny"
+
+
+def parse_instant(text: str, *, field: str = "at") -> datetime:
+    """An ISO 8601 instant (``Z`` or an offset); without an offset it is China Standard Time, what people
+    read on screen. Raises ValidationError naming ``field``."""
+    value = text.strip()
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in ("Z", "z") else value)
+    except ValueError:
+        raise ValidationError(
+            [
+                FieldError(
+                    field,
+                    f"{text!r} is not an ISO 8601 instant such as 2020-11-15T00:00:00+08:00",
+                    "时间格式无效（例：2020-11-15T00:00:00+08:00）",
+                )
+            ]
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=CHINA_TZ)
 
 
 def parse_certificate(data: bytes) -> x509.Certificate:
