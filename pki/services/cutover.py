@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, insert, not_, or_, update
+from sqlalchemy import Integer, Select, and_, case, false, func, insert, literal, not_, or_, true, update
 from sqlalchemy import select as sa_select
-from sqlalchemy.engine import Row
 from sqlmodel import Session, select
 
 from pki import audit
@@ -35,6 +34,7 @@ LEASE = timedelta(seconds=60)  # a runner that has not committed a chunk for thi
 _P = Party.__table__  # type: ignore[attr-defined]
 _C = Certificate.__table__  # type: ignore[attr-defined]
 _RUNS = CutoverRun.__table__  # type: ignore[attr-defined]
+_D = CutoverDecision.__table__  # type: ignore[attr-defined]
 ALLOWED = frozenset({Readiness.READY, Readiness.EXPIRING})
 
 
@@ -175,72 +175,20 @@ class CutoverService:
         self, s: Session, plat: Platform, at: datetime, horizon: datetime, *, after: int, limit: int
     ) -> list[PartyReadiness]:
         """One chunk of parties after ``after`` with their readiness: one statement, certificates joined."""
-        parties = (
-            sa_select(_P.c.id, _P.c.credential_number, _P.c.name, _P.c.province, _P.c.party_kind)
-            .where(_P.c.platform == plat.name, _P.c.id > after)
-            .order_by(_P.c.id)
-            .limit(limit)
-            .subquery("p")
-        )
-        accepted = _C.c.kind.in_([AccessType(k) for k in sorted(plat.accepted_kinds)])
-        live = and_(
-            _C.c.not_valid_before <= at,
-            _C.c.not_valid_after > at,
-            or_(_C.c.revoked_at.is_(None), _C.c.revoked_at > at),
-        )
-        stmt = (
-            sa_select(
-                parties.c.id,
-                parties.c.credential_number,
-                parties.c.name,
-                parties.c.province,
-                parties.c.party_kind,
-                func.max(case((and_(accepted, live), _C.c.not_valid_after))).label("valid_until"),
-                func.max(case((and_(not_(accepted), live), 1), else_=0)).label("other_live"),
-                func.max(case((and_(accepted, _C.c.revoked_at <= at), 1), else_=0)).label("revoked"),
-                func.max(case((and_(accepted, _C.c.not_valid_after <= at), 1), else_=0)).label("expired"),
+        stmt = classify(plat, at, horizon, after=after, limit=limit)
+        return [
+            PartyReadiness(
+                party_id=row.party_id,
+                credential_number=row.credential_number,
+                name=row.name,
+                province=row.province,
+                party_kind=PartyKind(row.party_kind),
+                readiness=Readiness(row.readiness),
+                reason=row.reason,
+                valid_until=_utc(row.valid_until),
             )
-            .select_from(parties.outerjoin(_C, _C.c.credential_number == parties.c.credential_number))
-            .group_by(
-                parties.c.id,
-                parties.c.credential_number,
-                parties.c.name,
-                parties.c.province,
-                parties.c.party_kind,
-            )
-            .order_by(parties.c.id)
-        )
-        return [self._readiness(plat, row, horizon) for row in s.execute(stmt)]
-
-    @staticmethod
-    def _readiness(plat: Platform, row: Row[Any], horizon: datetime) -> PartyReadiness:
-        until = row.valid_until
-        if until is not None and until.tzinfo is None:
-            until = until.replace(tzinfo=UTC)
-        if until is not None:
-            if until < horizon:
-                readiness, reason = Readiness.EXPIRING, f"certificate expires {until.date().isoformat()}"
-            else:
-                readiness, reason = Readiness.READY, "valid certificate of an accepted kind"
-        elif row.other_live:
-            kinds = "/".join(sorted(plat.accepted_kinds))
-            readiness = Readiness.TEST_ONLY
-            reason = f"only a certificate of a kind not accepted on the {plat.name} platform (needs {kinds})"
-        elif row.revoked:
-            readiness, reason = Readiness.REVOKED, "certificate revoked"
-        else:
-            readiness = Readiness.MISSING
-            reason = "certificate expired" if row.expired else "no certificate"
-        return PartyReadiness(
-            party_id=row.id,
-            credential_number=row.credential_number,
-            name=row.name,
-            province=row.province,
-            party_kind=PartyKind(row.party_kind),
-            readiness=readiness,
-            reason=reason,
-            valid_until=until,
-        )
+            for row in s.execute(stmt)
+        ]
 
     # -- the run --------------------------------------------------------------------------------------
 
@@ -282,10 +230,8 @@ class CutoverService:
             while True:
                 with self._ctx.write() as s:
                     run = self._locked_run(s, plat.name, token)
-                    rows = self._chunk(s, plat, run.at, run.at, after=run.cursor, limit=chunk)
-                    if not rows:
+                    if not self._record(s, plat, run, chunk):
                         return self._finish(s, run, actor)
-                    self._record(s, run, rows)
                     cursor = run.cursor
                 if on_chunk is not None:
                     on_chunk(cursor)
@@ -364,32 +310,47 @@ class CutoverService:
         return run
 
     @staticmethod
-    def _record(s: Session, run: CutoverRun, rows: Sequence[PartyReadiness]) -> None:
-        """One chunk: its decisions, the parties' states and the run's cursor, in the caller's transaction."""
+    def _record(s: Session, plat: Platform, run: CutoverRun, chunk: int) -> bool:
+        """Decide the next chunk of parties after the run's cursor, set-based: one INSERT … SELECT of the
+        readiness query, two UPDATEs of party states, the cursor and totals. False when none is left."""
         assert run.id is not None
-        s.execute(
-            insert(CutoverDecision),
-            [
-                {
-                    "run_id": run.id,
-                    "party_id": r.party_id,
-                    "allowed": r.allowed,
-                    "readiness": r.readiness,
-                    "reason": r.reason[:200],
-                }
-                for r in rows
-            ],
+        ids = (
+            sa_select(_P.c.id)
+            .where(_P.c.platform == plat.name, _P.c.id > run.cursor)
+            .order_by(_P.c.id)
+            .limit(chunk)
+            .subquery("ids")
         )
-        allowed = [r.party_id for r in rows if r.allowed]
-        refused = [r.party_id for r in rows if not r.allowed]
-        for ids, state in ((allowed, PartyState.ALLOWED), (refused, PartyState.REFUSED)):
-            if ids:
-                s.execute(update(_P).where(_P.c.id.in_(ids)).values(state=state))
-        run.cursor = rows[-1].party_id
-        run.allowed += len(allowed)
-        run.refused += len(refused)
+        upto = s.execute(sa_select(func.max(ids.c.id))).scalar_one_or_none()
+        if upto is None:
+            return False
+        decided = classify(plat, run.at, run.at, after=run.cursor, upto=upto).subquery("decided")
+        s.execute(
+            insert(_D).from_select(
+                ["run_id", "party_id", "allowed", "readiness", "reason"],
+                sa_select(
+                    literal(run.id, Integer),
+                    decided.c.party_id,
+                    decided.c.allowed,
+                    decided.c.readiness,
+                    decided.c.reason,
+                ),
+            )
+        )
+        mine = and_(_D.c.run_id == run.id, _D.c.party_id > run.cursor, _D.c.party_id <= upto)
+        counts = dict(
+            s.execute(sa_select(_D.c.allowed, func.count()).where(mine).group_by(_D.c.allowed)).all()
+        )
+        for allowed, state in ((True, PartyState.ALLOWED), (False, PartyState.REFUSED)):
+            if counts.get(allowed):
+                chosen = sa_select(_D.c.party_id).where(mine, _D.c.allowed.is_(allowed))
+                s.execute(update(_P).where(_P.c.id.in_(chosen)).values(state=state))
+        run.cursor = upto
+        run.allowed += counts.get(True, 0)
+        run.refused += counts.get(False, 0)
         run.heartbeat_at = _wall_clock()
         s.add(run)
+        return True
 
     def _finish(self, s: Session, run: CutoverRun, actor: Actor) -> RunSummary:
         run.state = CutoverRunState.DONE
@@ -453,7 +414,7 @@ class CutoverService:
         limit: int = 1000,
     ) -> list[DecisionRecord]:
         """One page (keyset on party id) of the decisions the platform's run recorded."""
-        d = CutoverDecision.__table__  # type: ignore[attr-defined]
+        d = _D
         stmt = (
             sa_select(
                 d.c.party_id,
@@ -489,6 +450,91 @@ def _summary(run: CutoverRun, *, changed: bool) -> RunSummary:
         started_at=run.started_at,
         finished_at=run.finished_at,
     )
+
+
+def classify(
+    plat: Platform,
+    at: datetime,
+    horizon: datetime,
+    *,
+    after: int,
+    limit: int | None = None,
+    upto: int | None = None,
+) -> Select[Any]:
+    """The readiness of the parties of ``plat`` with ids after ``after`` (the next ``limit`` of them, or up to
+    ``upto``) at ``at``: one statement joining their certificates by USCC, grouped per party. The one
+    definition of readiness, used by the plan (rows to Python) and by the run (INSERT … SELECT).
+
+    Ready: a certificate of an accepted kind valid and unrevoked at ``at`` (expiring: ending before
+    ``horizon``); test only: only one of another kind; revoked: an accepted one revoked by ``at``; missing:
+    none (expired or never issued). Allowed from the cutover: ready or expiring.
+    """
+    where = [_P.c.platform == plat.name, _P.c.id > after]
+    if upto is not None:
+        where.append(_P.c.id <= upto)
+    parties = sa_select(_P.c.id, _P.c.credential_number, _P.c.name, _P.c.province, _P.c.party_kind).where(
+        *where
+    )
+    if limit is not None:
+        parties = parties.order_by(_P.c.id).limit(limit)
+    p = parties.subquery("p")
+    accepted = _C.c.kind.in_([AccessType(k) for k in sorted(plat.accepted_kinds)])
+    live = and_(
+        _C.c.not_valid_before <= at,
+        _C.c.not_valid_after > at,
+        or_(_C.c.revoked_at.is_(None), _C.c.revoked_at > at),
+    )
+    agg = (
+        sa_select(
+            p.c.id,
+            p.c.credential_number,
+            p.c.name,
+            p.c.province,
+            p.c.party_kind,
+            func.max(case((and_(accepted, live), _C.c.not_valid_after))).label("valid_until"),
+            func.max(case((and_(not_(accepted), live), 1), else_=0)).label("other_live"),
+            func.max(case((and_(accepted, _C.c.revoked_at <= at), 1), else_=0)).label("revoked"),
+            func.max(case((and_(accepted, _C.c.not_valid_after <= at), 1), else_=0)).label("expired"),
+        )
+        .select_from(p.outerjoin(_C, _C.c.credential_number == p.c.credential_number))
+        .group_by(p.c.id, p.c.credential_number, p.c.name, p.c.province, p.c.party_kind)
+        .subquery("agg")
+    )
+    until = agg.c.valid_until
+    kinds = "/".join(sorted(plat.accepted_kinds))
+    test_only = f"only a certificate of a kind not accepted on the {plat.name} platform (needs {kinds})"
+    outcomes = [
+        (
+            and_(until.is_not(None), until < horizon),
+            Readiness.EXPIRING,
+            "certificate expires before the horizon",
+        ),
+        (until.is_not(None), Readiness.READY, "valid certificate of an accepted kind"),
+        (agg.c.other_live == 1, Readiness.TEST_ONLY, test_only),
+        (agg.c.revoked == 1, Readiness.REVOKED, "certificate revoked"),
+        (agg.c.expired == 1, Readiness.MISSING, "certificate expired"),
+    ]
+    readiness = case(
+        *((cond, literal(r.value)) for cond, r, _ in outcomes), else_=literal(Readiness.MISSING.value)
+    )
+    reason = case(*((cond, literal(why)) for cond, _, why in outcomes), else_=literal("no certificate"))
+    return sa_select(
+        agg.c.id.label("party_id"),
+        agg.c.credential_number,
+        agg.c.name,
+        agg.c.province,
+        agg.c.party_kind,
+        readiness.label("readiness"),
+        reason.label("reason"),
+        case((until.is_not(None), true()), else_=false()).label("allowed"),
+        until.label("valid_until"),
+    ).order_by(agg.c.id)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:  # SQLite through a subquery may lose the column type
+        return value.replace(tzinfo=UTC)
+    return value
 
 
 def _aware(at: datetime) -> datetime:
