@@ -316,7 +316,7 @@ def cutover_plan(platform: str, at: datetime | None, days: int, out_path: Path |
     "--rehearse", is_flag=True, help="Decide everything, write nothing (allowed before the instant)."
 )
 @click.option(
-    "--chunk", type=click.IntRange(1, 50_000), default=2000, show_default=True, help="Parties per commit."
+    "--chunk", type=click.IntRange(1, 50_000), default=10_000, show_default=True, help="Parties per commit."
 )
 @as_option
 @json_option

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from sqlalchemy import insert
+from sqlalchemy import and_, insert
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from pki import audit
@@ -26,7 +27,7 @@ from pki.errors import (
     RowError,
     ValidationError,
 )
-from pki.models import Evidence, Party
+from pki.models import CutoverDecision, CutoverRun, Evidence, Party
 from pki.services.authz import require_operation
 from pki.services.bulk import unit_rows
 from pki.services.context import Actor, Context
@@ -34,6 +35,9 @@ from policies.form import Province, ProvinceTable
 
 MAX_DOCUMENT = 20 * 1024 * 1024  # a scanned report; larger files belong in a document system
 _CHUNK = 500
+_PARTY = Party.__table__  # type: ignore[attr-defined]
+_DECISION = CutoverDecision.__table__  # type: ignore[attr-defined]
+_RUN = CutoverRun.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -42,6 +46,25 @@ class PartyImportResult:
     imported: int = 0
     already_registered: list[str] = field(default_factory=list)  # USCCs skipped
     rejected: list[RowError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PartyRecord:
+    """A registered party with its state: registered until a cutover run decided allowed or refused."""
+
+    id: int
+    platform: str
+    credential_number: str
+    name: str
+    province: str
+    party_kind: PartyKind
+    access_mode: AccessMode
+    state: PartyState
+    reason: str  # the cutover decision's reason, "" while registered
+    industry: str
+    location: str
+    imported_by: str
+    imported_at: datetime
 
 
 @dataclass(frozen=True)
@@ -140,7 +163,6 @@ class PartyService:
                 "platform": platform,
                 "party_kind": party_kind,
                 "access_mode": access_mode,
-                "state": PartyState.REGISTERED,
                 "source_name": source_name[:255],
                 "imported_by": actor.username,
                 "imported_at": now,
@@ -176,23 +198,49 @@ class PartyService:
         province: str | None = None,
         after_id: int | None = None,
         limit: int = 1000,
-    ) -> list[Party]:
-        """One page of parties in id order (keyset: pass the last id seen as ``after_id``)."""
-        stmt = select(Party)
+    ) -> list[PartyRecord]:
+        """One page of parties in id order (keyset: pass the last id seen as ``after_id``), each with its
+        state from its cutover decision (a platform has one run, so a party at most one decision)."""
+        p, d, r = _PARTY, _DECISION, _RUN
+        joined = p.outerjoin(r, r.c.platform == p.c.platform).outerjoin(
+            d,
+            and_(d.c.run_id == r.c.id, d.c.party_id == p.c.id),  # the unique (run_id, party_id) index
+        )
+        stmt = sa_select(p, d.c.allowed, d.c.reason).select_from(joined)
         if platform:
-            stmt = stmt.where(Party.platform == platform)
+            stmt = stmt.where(p.c.platform == platform)
         if province:
             known = self._ctx.policies.provinces.lookup(province)
-            stmt = stmt.where(Party.province == (known.name if known else province.strip()))
+            stmt = stmt.where(p.c.province == (known.name if known else province.strip()))
         if after_id is not None:
-            stmt = stmt.where(col(Party.id) > after_id)
-        stmt = stmt.order_by(col(Party.id)).limit(max(1, min(limit, 10_000)))
+            stmt = stmt.where(p.c.id > after_id)
+        stmt = stmt.order_by(p.c.id).limit(max(1, min(limit, 10_000)))
         with self._ctx.read() as s:
-            return list(s.exec(stmt).all())
+            rows = s.execute(stmt).all()
+        return [
+            PartyRecord(
+                id=r.id,
+                platform=r.platform,
+                credential_number=r.credential_number,
+                name=r.name,
+                province=r.province,
+                party_kind=PartyKind(r.party_kind),
+                access_mode=AccessMode(r.access_mode),
+                state=PartyState.REGISTERED
+                if r.allowed is None
+                else (PartyState.ALLOWED if r.allowed else PartyState.REFUSED),
+                reason=r.reason or "",
+                industry=r.industry,
+                location=r.location,
+                imported_by=r.imported_by,
+                imported_at=r.imported_at,
+            )
+            for r in rows
+        ]
 
     def iter_parties(
         self, *, platform: str | None = None, province: str | None = None, page: int = 1000
-    ) -> Iterator[Party]:
+    ) -> Iterator[PartyRecord]:
         """Every matching party, a page at a time (memory does not grow with the registry)."""
         after: int | None = None
         while True:
@@ -202,18 +250,19 @@ class PartyService:
                 return
             after = rows[-1].id
 
-    def get(self, credential_number: str, *, platform: str = "production") -> Party:
+    def get(self, credential_number: str, *, platform: str = "production") -> PartyRecord:
         with self._ctx.read() as s:
-            party = s.exec(
-                select(Party).where(
+            party_id = s.exec(
+                select(Party.id).where(
                     Party.platform == platform, Party.credential_number == credential_number.strip().upper()
                 )
             ).one_or_none()
-        if party is None:
+        found = self.list_parties(after_id=party_id - 1, limit=1) if party_id is not None else []
+        if not found:
             raise NotFoundError(
                 f"no party {credential_number} on platform {platform}", message_zh="未找到该接入单位"
             )
-        return party
+        return found[0]
 
     # -- evidence ----------------------------------------------------------------------------------------
 

@@ -89,11 +89,6 @@ def upgrade() -> None:
             sa.Enum("batch", "all", name="accessmode", native_enum=False, length=32),
             nullable=False,
         ),
-        sa.Column(
-            "state",
-            sa.Enum("registered", "allowed", "refused", name="partystate", native_enum=False, length=32),
-            nullable=False,
-        ),
         sa.Column("industry", sa.String(length=64), nullable=False),
         sa.Column("location", sa.String(length=128), nullable=False),
         sa.Column("ownership_type", sa.String(length=32), nullable=False),
@@ -128,14 +123,6 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("reason", sa.String(length=200), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["party_id"],
-            ["party.id"],
-        ),
-        sa.ForeignKeyConstraint(
-            ["run_id"],
-            ["cutover_run.id"],
-        ),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("run_id", "party_id", name="uq_cutover_decision_party"),
     )
