@@ -1,9 +1,8 @@
-"""POST /access-check through Flask's test client and through a real waitress server on 127.0.0.1."""
+"""POST /access-check through Flask's test client and through a real HTTP server on 127.0.0.1."""
 
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import urllib.error
 import urllib.request
@@ -14,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import load_der_x509_certificate
 from flask.testing import FlaskClient
-from waitress.server import create_server
+from werkzeug.serving import make_server
 
 from pki.models import Certificate
 from pki.services import Actor, Service
@@ -85,15 +84,15 @@ def test_bad_input_is_a_400_naming_the_field(client: FlaskClient) -> None:
 
 @pytest.fixture
 def server(ca_service: Service) -> Iterator[str]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    srv = create_server(create_app(ca_service), host="127.0.0.1", port=port, threads=2)
-    thread = threading.Thread(target=srv.run, daemon=True)
+    """The app on a real HTTP server on 127.0.0.1 (werkzeug's: stdlib socketserver, clean shutdown)."""
+    srv = make_server("127.0.0.1", 0, create_app(ca_service), threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{port}"
-    srv.close()
+    yield f"http://127.0.0.1:{srv.server_port}"
+    srv.shutdown()
+    srv.server_close()
     thread.join(timeout=10)
+    assert not thread.is_alive()
 
 
 def test_over_real_http(server: str, ca_service: Service, people: dict[str, Actor]) -> None:
@@ -112,3 +111,4 @@ def test_over_real_http(server: str, ca_service: Service, people: dict[str, Acto
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(bad, timeout=10)  # noqa: S310
     assert caught.value.code == 400
+    caught.value.close()  # the error carries the open response
