@@ -155,14 +155,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Register the command modules (after `cli` exists; they import it from here).
-from pki.cli import (  # noqa: E402
-    audit_commands,
-    ca_commands,
-    cutover_commands,
-    home_commands,
-    request_commands,
-    user_commands,
-)
+from pki.cli import audit_commands, ca_commands, home_commands, request_commands, user_commands  # noqa: E402
 
 __all__ = [
     "audit_commands",
@@ -174,3 +167,6 @@ __all__ = [
     "request_commands",
     "user_commands",
 ]
+
+# Connected parties, evidence, the cutover and access checks (issue 6).
+from pki.cli import cutover_commands  # noqa: E402

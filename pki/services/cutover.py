@@ -88,7 +88,6 @@ class RunSummary:
     allowed: int
     refused: int
     changed: bool  # false when the run had already completed (or for a rehearsal)
-    resumed: bool = False
     started_by: str = ""
     started_at: datetime | None = None
     finished_at: datetime | None = None
