@@ -193,7 +193,7 @@ def test_a_run_interrupted_by_a_signal_resumes_to_the_same_decisions(
     engine = make_engine(db_url)
     try:
         proc = subprocess.Popen(
-            [pkictl_path(), "cutover", "run", "--chunk", "50", "--at", "2021-01-01T00:00:00Z", "--as", "op"],
+            [pkictl_path(), "cutover", "run", "--chunk", "3", "--at", "2021-01-01T00:00:00Z", "--as", "op"],
             env=_env(home.home, db_url),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
