@@ -140,3 +140,57 @@ TOKEN_STATE_LABELS_ZH: dict[TokenState, str] = {
     TokenState.DESTROYED: "已销毁",
     TokenState.RETURNED: "已收回",
 }
+
+
+# -- connected parties and the cutover (issue 6) ---------------------------------------------------------
+
+
+class PartyKind(StrEnum):
+    PLATFORM = "platform"  # a provincial platform (省级平台)
+    UNIT = "unit"  # a key energy-consuming unit (重点用能单位) connecting directly or through a platform
+
+
+class PartyState(StrEnum):
+    """Where a connected party stands; a cutover run sets allowed/refused."""
+
+    REGISTERED = "registered"
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+
+
+class EvidenceType(StrEnum):
+    """Documents on record for the test → formal rules (cutover.toml names them)."""
+
+    SOFTWARE_TEST = "software-test"  # 第三方软件测试报告
+    CLASSIFIED_PROTECTION = "classified-protection"  # 等级保护测评报告
+    WAIVER = "waiver"  # 来函说明
+
+
+class Readiness(StrEnum):
+    """A party's readiness for a platform's cutover at an instant."""
+
+    READY = "ready"
+    EXPIRING = "expiring"  # valid at the instant, expires before instant + N days
+    TEST_ONLY = "test_only"  # only a certificate of a kind the platform does not accept
+    REVOKED = "revoked"
+    MISSING = "missing"
+
+
+class CutoverRunState(StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+
+
+EVIDENCE_LABELS_ZH: dict[EvidenceType, str] = {
+    EvidenceType.SOFTWARE_TEST: "第三方软件测试报告",
+    EvidenceType.CLASSIFIED_PROTECTION: "等级保护测评报告",
+    EvidenceType.WAIVER: "来函说明",
+}
+
+READINESS_LABELS_ZH: dict[Readiness, str] = {
+    Readiness.READY: "就绪",
+    Readiness.EXPIRING: "即将过期",
+    Readiness.TEST_ONLY: "仅有测试证书",
+    Readiness.REVOKED: "证书已吊销",
+    Readiness.MISSING: "无证书",
+}

@@ -148,3 +148,23 @@ class TokenError(PkiError):
     def __init__(self, message: str, *, message_zh: str | None = None, ckr: str | None = None) -> None:
         super().__init__(message, message_zh=message_zh)
         self.ckr = ckr
+
+
+class PrerequisiteMissingError(PkiError):
+    """A formal request may not be approved: a test → formal rule (cutover.toml) is not met."""
+
+    code = "prerequisite_missing"
+
+    def __init__(self, rule: str, reason: str, reason_zh: str) -> None:
+        super().__init__(
+            f"approval refused: prerequisite {rule!r} not met ({reason})",
+            message_zh=f"不能审核通过：{reason_zh}",
+        )
+        self.rule = rule
+        self.reason = reason
+
+
+class CutoverNotDueError(PkiError):
+    """A cutover run was asked for before the platform's cutover instant (rehearse instead)."""
+
+    code = "cutover_not_due"

@@ -16,6 +16,8 @@ from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list, tables
 
 KINDS = ("test", "formal")
+# The documents a rule may ask for (pki.enums.EvidenceType values; a waiver is not a report).
+REPORT_LABELS_ZH = {"software-test": "第三方软件测试报告", "classified-protection": "等级保护测评报告"}
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class RuleResult:
     rule: str
     passed: bool
     reason: str
+    reason_zh: str = ""
 
 
 def formal_prerequisites(
@@ -62,26 +65,47 @@ def formal_prerequisites(
     The fast-track list or a waiver letter satisfies every other rule.
     """
     if province in policy.fast_track_provinces:
-        return [RuleResult("fast_track", True, f"{province} is on the fast-track list")]
+        return [
+            RuleResult(
+                "fast_track",
+                True,
+                f"{province} is on the fast-track list",
+                f"{province}属于可直接正式接入地区",
+            )
+        ]
     if waiver_on_record:
-        return [RuleResult("waiver", True, "a waiver letter (来函说明) is on record")]
+        return [RuleResult("waiver", True, "a waiver letter (来函说明) is on record", "已有来函说明")]
     results: list[RuleResult] = []
     need_days = policy.test_certificate_min_days
     if test_certificate_since is None:
-        results.append(RuleResult("test_certificate", False, "no test certificate held"))
+        results.append(
+            RuleResult(
+                "test_certificate",
+                False,
+                "no test certificate held",
+                f"未持有测试证书（须持有测试证书满{need_days}天）",
+            )
+        )
     else:
         held = at - test_certificate_since
         ok = held >= timedelta(days=need_days)
         results.append(
-            RuleResult("test_certificate", ok, f"test certificate held {held.days} days (needs {need_days})")
+            RuleResult(
+                "test_certificate",
+                ok,
+                f"test certificate held {held.days} days (needs {need_days})",
+                f"测试证书已持有{held.days}天（须满{need_days}天）",
+            )
         )
     have = set(reports_on_record)
     for report in policy.reports:
+        label = REPORT_LABELS_ZH.get(report, report)
         results.append(
             RuleResult(
                 f"report:{report}",
                 report in have,
                 f"{report} report {'on record' if report in have else 'missing'}",
+                f"{label}{'已备案' if report in have else '缺失'}",
             )
         )
     return results
@@ -111,7 +135,12 @@ def access_decision(platform: Platform, cert: CertificateFacts | None, *, at: da
     Before the cutover instant nothing is refused: a missing or unfit certificate is a warning. From the
     instant on (inclusive) a valid, unrevoked certificate of an accepted kind is required.
     """
-    problem = _problem(platform, cert, at)
+    return decision_for_problem(platform, _problem(platform, cert, at), at=at)
+
+
+def decision_for_problem(platform: Platform, problem: str | None, *, at: datetime) -> Decision:
+    """The decision once the one problem with a connection (or none) is known: before the cutover instant
+    a problem is a warning, from the instant on (inclusive) it is a refusal."""
     if at < platform.cutover:
         return Decision(True, "before the cutover", warning=problem or "")
     if problem:
@@ -155,9 +184,15 @@ def load_cutover(directory: Path) -> CutoverPolicy:
         platforms[name] = Platform(name, need(raw, "label_zh", str, pw), instant, kinds)
     if not platforms:
         raise ConfigurationError("cutover.toml: at least one [[platform]] is needed")
+    reports = tuple(str_list(pre, "reports", where))
+    unknown = sorted(set(reports) - set(REPORT_LABELS_ZH))
+    if unknown:
+        raise ConfigurationError(
+            f"{where}: unknown report {', '.join(unknown)}; known: {', '.join(REPORT_LABELS_ZH)}"
+        )
     return CutoverPolicy(
         test_certificate_min_days=days,
-        reports=tuple(str_list(pre, "reports", where)),
+        reports=reports,
         fast_track_provinces=frozenset(str_list(pre, "fast_track_provinces", where)),
         platforms=MappingProxyType(platforms),
     )

@@ -12,7 +12,16 @@ from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list, tables
 
 # Operations outside the request state machine, guarded by role only.
-OPERATIONS = ("revoke", "renew", "crl_publish", "ca_init", "token_mark")
+OPERATIONS = (
+    "revoke",
+    "renew",
+    "crl_publish",
+    "ca_init",
+    "token_mark",
+    "cutover",
+    "party_import",
+    "evidence_record",
+)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flas
     app.config.update(settings or {})
     app.extensions["pki_service"] = service
     app.register_blueprint(public)
+    app.register_blueprint(__import__("web.access_check", fromlist=["access_check"]).access_check)
     register_error_handlers(app)
 
     app.wsgi_app = ocsp_fast_path(service, app.wsgi_app)  # type: ignore[method-assign]

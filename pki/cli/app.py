@@ -164,9 +164,13 @@ __all__ = [
     "audit_commands",
     "ca_commands",
     "cli",
+    "cutover_commands",
     "home_commands",
     "main",
     "request_commands",
     "token_commands",
     "user_commands",
 ]
+
+# Connected parties, evidence, the cutover and access checks (issue 6).
+from pki.cli import cutover_commands  # noqa: E402

@@ -189,8 +189,9 @@ def request_show(request_id: int, as_json: bool) -> None:
     svc = service()
     data = request_to_dict(svc.requests.get(request_id))
     history = [audit_to_dict(a) for a in svc.requests.history(request_id)]
+    prerequisites = svc.cutover.prerequisites(request_id)
     if as_json:
-        print_json({**data, "history": history})
+        print_json({**data, "history": history, "prerequisites": prerequisites_json(prerequisites)})
         return
     req = svc.requests.get(request_id)
     for key, value in data.items():
@@ -200,6 +201,22 @@ def request_show(request_id: int, as_json: bool) -> None:
     click.echo("history (China Standard Time):")
     for a in svc.requests.history(request_id):
         click.echo(f"  #{a.seq} {local_time(a.at)} {a.actor} {a.action} {a.details}")
+    if prerequisites.applies:
+        click.echo(f"test → formal prerequisites (at {local_time(prerequisites.at)}):")
+        for rule in prerequisites.rules:
+            click.echo(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.rule}: {rule.reason}")
+
+
+def prerequisites_json(report: Any) -> dict[str, Any]:
+    return {
+        "applies": report.applies,
+        "passed": report.passed,
+        "at": report.at.isoformat(),
+        "rules": [
+            {"rule": r.rule, "passed": r.passed, "reason": r.reason, "reason_zh": r.reason_zh}
+            for r in report.rules
+        ],
+    }
 
 
 @request.command("accept")

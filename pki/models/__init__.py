@@ -2,6 +2,7 @@
 
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
+from pki.models.cutover import CutoverDecision, CutoverRun, Evidence, Party
 from pki.models.token import HandOver, TokenCertificate, UsbToken
 from pki.models.workflow import CertificateRequest, ImportBatch, User
 
@@ -12,8 +13,12 @@ __all__ = [
     "CertificateAuthority",
     "CertificateRequest",
     "CrlRecord",
+    "CutoverDecision",
+    "CutoverRun",
+    "Evidence",
     "HandOver",
     "ImportBatch",
+    "Party",
     "TokenCertificate",
     "UsbToken",
     "User",

@@ -6,16 +6,19 @@ from sqlalchemy.engine import Engine
 
 from pki.ca.keystore import KeyStore
 from pki.clock import Clock, SystemClock
+from pki.services.access import AccessService
 from pki.services.audit_log import AuditService
 from pki.services.authority import AuthorityService
 from pki.services.bulk import BulkService
 from pki.services.certificates import CertificateFilter, CertificateService
 from pki.services.context import Actor, Context
 from pki.services.crl_publisher import CrlService
+from pki.services.cutover import CutoverService
 from pki.services.distribution import DistributionService
 from pki.services.inventory import InventoryService
 from pki.services.issuance import IssuanceService
 from pki.services.ocsp_responder import OcspService
+from pki.services.parties import PartyService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
@@ -52,6 +55,9 @@ class Service:
         self.token_issuance = TokenIssuanceService(self.ctx, self.requests, self.issuance)
         self.distribution = DistributionService(self.ctx, self.requests, self.revocation)
         self.inventory = InventoryService(self.ctx, self.revocation)
+        self.parties = PartyService(self.ctx)
+        self.cutover = CutoverService(self.ctx)
+        self.access = AccessService(self.ctx, self.authority)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

@@ -100,46 +100,60 @@ def _row_error(line: int, field_name: str, message: str, message_zh: str) -> Row
     return RowError(line, (FieldError(field_name, message, message_zh),))
 
 
-def parse_unit_list(
-    data: bytes, defaults: Mapping[str, Any], *, policies: Policies, today: date
-) -> ParsedList:
-    """Validate every row of a unit list; ``defaults`` fill the fields the list does not carry."""
+def unit_rows(data: bytes) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+    """The data rows of a unit list as (file line, {field key: non-blank cell}) or the row's structural error.
+
+    The one CSV reader of 附件4–6 lists (request import and the parties registry): decoding, header names,
+    blank lines, cell counts. Raises ValidationError for an unreadable, empty or oversized file.
+    """
     reader = csv.reader(io.StringIO(decode(data), newline=""))
     try:
-        return _parse_rows(reader, defaults, policies=policies, today=today)
+        headers = next(reader, None)
+        if not headers:
+            raise ValidationError([FieldError("file", "the file is empty", "文件为空")])
+        mapping = header_map(headers)
+        total = 0
+        for line, row in enumerate(reader, start=2):
+            if not any(cell.strip() for cell in row):
+                continue
+            total += 1
+            if total > MAX_ROWS:
+                raise ValidationError([FieldError("file", f"more than {MAX_ROWS} rows", f"超过{MAX_ROWS}行")])
+            if len(row) != len(headers):
+                yield (
+                    line,
+                    _row_error(
+                        line, "row", f"{len(row)} cells for {len(headers)} columns", "列数与表头不一致"
+                    ),
+                )
+            elif any(cell.strip() for i, cell in enumerate(row) if i not in mapping):
+                yield (
+                    line,
+                    _row_error(line, "row", "a cell under a column without a header", "有数据的列缺少表头"),
+                )
+            else:
+                yield line, {key: row[i] for i, key in mapping.items() if row[i].strip()}
     except csv.Error as e:
         raise ValidationError(
             [FieldError("file", f"not a readable CSV file ({e})", "CSV文件格式错误")]
         ) from e
+    if total == 0:
+        raise ValidationError([FieldError("file", "no data rows", "没有数据行")])
 
 
-def _parse_rows(
-    reader: Iterator[list[str]], defaults: Mapping[str, Any], *, policies: Policies, today: date
+def parse_unit_list(
+    data: bytes, defaults: Mapping[str, Any], *, policies: Policies, today: date
 ) -> ParsedList:
-    headers = next(reader, None)
-    if not headers:
-        raise ValidationError([FieldError("file", "the file is empty", "文件为空")])
-    mapping = header_map(headers)
+    """Validate every row of a unit list; ``defaults`` fill the fields the list does not carry."""
     base = {"credential_type": "uscc", **defaults}
     out = ParsedList()
     first_line_of: dict[str, int] = {}
-    for line, row in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
+    for line, cells in unit_rows(data):
         out.total += 1
-        if out.total > MAX_ROWS:
-            raise ValidationError([FieldError("file", f"more than {MAX_ROWS} rows", f"超过{MAX_ROWS}行")])
-        if len(row) != len(headers):
-            out.bad.append(
-                _row_error(line, "row", f"{len(row)} cells for {len(headers)} columns", "列数与表头不一致")
-            )
+        if isinstance(cells, RowError):
+            out.bad.append(cells)
             continue
-        if any(cell.strip() for i, cell in enumerate(row) if i not in mapping):
-            out.bad.append(
-                _row_error(line, "row", "a cell under a column without a header", "有数据的列缺少表头")
-            )
-            continue
-        raw = {**base, **{key: row[i] for i, key in mapping.items() if row[i].strip()}}
+        raw = {**base, **cells}
         try:
             values = validate_application(raw, policies=policies, today=today)
         except ValidationError as e:
@@ -158,8 +172,6 @@ def _parse_rows(
             continue
         out.good.append(values)
         out.lines.append(line)
-    if out.total == 0:
-        raise ValidationError([FieldError("file", "no data rows", "没有数据行")])
     return out
 
 

@@ -24,6 +24,7 @@ from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
 from pki.models import AuditRecord, Certificate, CertificateRequest
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
+from pki.services.prerequisites import require_prerequisites
 
 SUBJECT = "request"
 _REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
@@ -209,6 +210,8 @@ class RequestService:
                     ]
                 )
             _check_text("reason", reason, REASON_MAX, "理由")
+            if decision is Action.APPROVE and req.access_type is AccessType.FORMAL:
+                require_prerequisites(s, self._ctx.policies, req, self._ctx.now())  # cutover.toml rules
             req.reviewed_by, req.reviewed_at = actor.username, self._ctx.now()
             req.review_decision, req.review_reason = decision.value, reason
             self.advance(s, req, actor, decision, {"reason": reason})

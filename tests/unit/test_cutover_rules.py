@@ -89,7 +89,7 @@ def test_thirty_days_of_test_certificate(days: int, passes: bool) -> None:
         POLICY,
         province="西藏",
         test_certificate_since=AT - timedelta(days=days),
-        reports_on_record={"software_test", "security_classification"},
+        reports_on_record={"software-test", "classified-protection"},
         waiver_on_record=False,
         at=AT,
     )
@@ -108,8 +108,8 @@ def test_missing_reports_are_named() -> None:
     )
     assert [(r.rule, r.passed) for r in results] == [
         ("test_certificate", False),
-        ("report:software_test", False),
-        ("report:security_classification", False),
+        ("report:software-test", False),
+        ("report:classified-protection", False),
     ]
 
 
@@ -134,6 +134,34 @@ def test_fast_track_and_waiver_pass_without_a_test_certificate() -> None:
     assert [(r.rule, r.passed) for r in waived] == [("waiver", True)]
 
 
+def test_rules_explain_themselves_in_chinese_too() -> None:
+    rules = formal_prerequisites(
+        POLICY,
+        province="河北",
+        test_certificate_since=AT - timedelta(days=29, hours=23),
+        reports_on_record=["software-test"],
+        waiver_on_record=False,
+        at=AT,
+    )
+    assert [r.reason_zh for r in rules] == [
+        "测试证书已持有29天（须满30天）",
+        "第三方软件测试报告已备案",
+        "等级保护测评报告缺失",
+    ]
+
+
+def test_another_platform_and_fast_track_list_are_data_changes(tmp_path: Path) -> None:
+    text = (PACKAGED / "cutover.toml").read_text(encoding="utf-8")
+    text = text.replace('"青海", "新疆"]', '"青海", "新疆", "河北"]') + (
+        '\n[[platform]]\nname = "carbon"\nlabel_zh = "碳排放监测平台"\n'
+        'cutover = 2021-07-01T00:00:00+08:00\naccepted_kinds = ["formal"]\n'
+    )
+    (tmp_path / "cutover.toml").write_text(text, encoding="utf-8")
+    other = load_policies(tmp_path).cutover
+    assert other.platform("carbon").cutover == datetime(2021, 6, 30, 16, 0, tzinfo=UTC)
+    assert "河北" in other.fast_track_provinces
+
+
 def test_another_cutover_is_a_data_change(tmp_path: Path) -> None:
     text = (PACKAGED / "cutover.toml").read_text(encoding="utf-8")
     (tmp_path / "cutover.toml").write_text(
@@ -152,8 +180,9 @@ def test_another_cutover_is_a_data_change(tmp_path: Path) -> None:
         ('accepted_kinds = ["formal"]', 'accepted_kinds = ["gold"]', "accepted_kinds"),
         ('"青海", "新疆"', '"青海", "火星"', "unknown provinces 火星"),
         ("test_certificate_min_days = 30", "test_certificate_min_days = -1", "0..3650"),
+        ('"classified-protection"]', '"penetration-test"]', "unknown report penetration-test"),
     ],
-    ids=["naive-instant", "unknown-kind", "unknown-province", "negative-days"],
+    ids=["naive-instant", "unknown-kind", "unknown-province", "negative-days", "unknown-report"],
 )
 def test_malformed_cutover_policy(tmp_path: Path, old: str, new: str, message: str) -> None:
     text = (PACKAGED / "cutover.toml").read_text(encoding="utf-8")

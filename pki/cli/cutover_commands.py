@@ -1,0 +1,436 @@
+"""`pkictl party …`, `pkictl evidence …`, `pkictl cutover …` and `pkictl access-check`."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+
+from pki.cli.app import as_option, cli, json_option, local_time, login, print_json, service
+from pki.enums import AccessMode, EvidenceType, PartyKind, Readiness
+from pki.errors import ImportRowsError, PkiError
+
+PLATFORM_HELP = "Platform name from cutover.toml."
+
+
+class Instant(click.ParamType[datetime]):
+    """An ISO 8601 instant; without an offset it is China Standard Time (what people read on screen)."""
+
+    name = "INSTANT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        from pki.errors import ValidationError
+        from pki.services.access import parse_instant
+
+        try:
+            return parse_instant(str(value))
+        except ValidationError as e:
+            self.fail(e.errors[0].message, param, ctx)
+
+
+INSTANT = Instant()
+
+
+def platform_option(f: Any) -> Any:
+    return click.option("--platform", default="production", show_default=True, help=PLATFORM_HELP)(f)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+# party ------------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def party() -> None:
+    """The registry of connected provincial platforms and units (附件4–6 unit lists)."""
+
+
+@party.command("import")
+@click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@platform_option
+@click.option("--kind", type=click.Choice([k.value for k in PartyKind]), default="unit", show_default=True)
+@click.option(
+    "--access-mode",
+    type=click.Choice([m.value for m in AccessMode]),
+    default="batch",
+    show_default=True,
+    help="分批接入 (batch) or 全部接入 (all).",
+)
+@click.option("--province", default=None, help="Province of every row (default: 省份 column, else the USCC).")
+@click.option("--skip-invalid", is_flag=True, help="Register the good rows and report the bad ones.")
+@as_option
+@json_option
+def party_import(
+    csv_path: Path,
+    platform: str,
+    kind: str,
+    access_mode: str,
+    province: str | None,
+    skip_invalid: bool,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Register the units of a 附件4–6 list (CSV, UTF-8 or GB 18030) as parties of a platform."""
+    svc = service()
+    actor = login(svc, as_user)
+    try:
+        result = svc.parties.import_list(
+            csv_path.read_bytes(),
+            actor=actor,
+            platform=platform,
+            party_kind=PartyKind(kind),
+            access_mode=AccessMode(access_mode),
+            province=province,
+            source_name=csv_path.name,
+            skip_invalid=skip_invalid,
+        )
+    except ImportRowsError as e:
+        if not as_json:
+            raise
+        print_json({"total": e.total, "imported": 0, "rejected": [str(r) for r in e.rows]})
+        raise PkiError(e.message) from e
+    if as_json:
+        print_json(
+            {
+                "total": result.total,
+                "imported": result.imported,
+                "already_registered": result.already_registered,
+                "rejected": [str(r) for r in result.rejected],
+            }
+        )
+        return
+    for row in result.rejected:
+        click.echo(f"skipped {row}")
+    click.echo(
+        f"{result.imported} of {result.total} parties registered for {platform}"
+        f" ({len(result.already_registered)} already registered, {len(result.rejected)} rejected)"
+    )
+
+
+@party.command("list")
+@click.option("--platform", default=None, help=PLATFORM_HELP + " Default: all.")
+@click.option("--province", default=None)
+@json_option
+def party_list(platform: str | None, province: str | None, as_json: bool) -> None:
+    """List parties (streamed a page at a time)."""
+    svc = service()
+    first = True
+    if as_json:
+        click.echo("[", nl=False)
+    for p in svc.parties.iter_parties(platform=platform, province=province):
+        if as_json:
+            import json
+
+            item = {
+                "id": p.id,
+                "platform": p.platform,
+                "credential_number": p.credential_number,
+                "name": p.name,
+                "province": p.province,
+                "kind": p.party_kind.value,
+                "access_mode": p.access_mode.value,
+                "state": p.state.value,
+            }
+            click.echo(("" if first else ",") + "\n  " + json.dumps(item, ensure_ascii=False), nl=False)
+        else:
+            click.echo(
+                f"{p.id:>7}  {p.platform:<10} {p.province:<6} {p.credential_number:<18} "
+                f"{p.party_kind.value:<8} {p.access_mode.value:<5} {p.state.value:<10} {p.name}"
+            )
+        first = False
+    if as_json:
+        click.echo("\n]" if not first else "]")
+
+
+# evidence ---------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def evidence() -> None:
+    """Reports and letters on record for the test → formal rules."""
+
+
+@evidence.command("add")
+@click.option("--uscc", "credential_number", required=True, help="The unit's 统一社会信用代码.")
+@click.option("--type", "evidence_type", type=click.Choice([t.value for t in EvidenceType]), required=True)
+@click.option("--reference", required=True, help="The document's reference (文号 / report number).")
+@click.option("--date", "document_date", required=True, help="The document's date, YYYY-MM-DD.")
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True)
+@as_option
+@json_option
+def evidence_add(
+    credential_number: str,
+    evidence_type: str,
+    reference: str,
+    document_date: str,
+    path: Path,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Record a third-party software test report, a 等级保护 test report or a waiver letter (来函说明)."""
+    content = path.read_bytes()
+    svc = service()
+    record = svc.parties.add_evidence(
+        credential_number=credential_number,
+        evidence_type=evidence_type,
+        reference=reference,
+        document_date=document_date,
+        filename=path.name,
+        content=content,
+        actor=login(svc, as_user),
+    )
+    if as_json:
+        print_json(_evidence_json(record))
+    else:
+        click.echo(f"evidence {record.id} recorded: {record.evidence_type.value} {record.sha256}")
+
+
+@evidence.command("list")
+@click.option("--uscc", "credential_number", default=None)
+@json_option
+def evidence_list(credential_number: str | None, as_json: bool) -> None:
+    """Evidence on record, newest first."""
+    records = service().parties.list_evidence(credential_number=credential_number)
+    if as_json:
+        print_json([_evidence_json(r) for r in records])
+        return
+    for r in records:
+        click.echo(
+            f"{r.id:>5}  {r.credential_number}  {r.evidence_type.value:<21} {r.document_date}  "
+            f"{r.reference}  {r.filename} ({r.size} B, sha256 {r.sha256[:16]}…)  by {r.recorded_by}"
+        )
+
+
+def _evidence_json(r: Any) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "credential_number": r.credential_number,
+        "type": r.evidence_type.value,
+        "reference": r.reference,
+        "date": r.document_date.isoformat(),
+        "filename": r.filename,
+        "size": r.size,
+        "sha256": r.sha256,
+        "recorded_by": r.recorded_by,
+        "recorded_at": _iso(r.recorded_at),
+    }
+
+
+# cutover ----------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def cutover() -> None:
+    """Readiness for a platform's cutover, the switch itself and its record."""
+
+
+PLAN_COLUMNS = ("province", "credential_number", "name", "kind", "readiness", "reason", "valid_until")
+
+
+@cutover.command("plan")
+@platform_option
+@click.option(
+    "--at", "at", type=INSTANT, default=None, help="Instant (default: the cutover, or now once passed)."
+)
+@click.option("--days", type=click.IntRange(0, 3650), default=30, show_default=True, help="Expiry horizon.")
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Per-party CSV.")
+@json_option
+def cutover_plan(platform: str, at: datetime | None, days: int, out_path: Path | None, as_json: bool) -> None:
+    """Readiness per party and totals per province at an instant; exits 0 whoever is not ready."""
+    import json
+
+    svc = service()
+    out: TextIO | None = None
+    writer: Any = None
+    first = [True]
+
+    def sink(row: Any) -> None:
+        values = (
+            row.province,
+            row.credential_number,
+            row.name,
+            row.party_kind.value,
+            row.readiness.value,
+            row.reason,
+            _iso(row.valid_until) or "",
+        )
+        if writer is not None:
+            writer.writerow(values)
+        if as_json:
+            item = json.dumps(dict(zip(PLAN_COLUMNS, values, strict=True)), ensure_ascii=False)
+            sys.stdout.write(("" if first[0] else ",") + "\n    " + item)
+            first[0] = False
+
+    if out_path is not None:
+        out = out_path.open("w", encoding="utf-8-sig", newline="")  # Excel opens it with the BOM
+        writer = csv.writer(out)
+        writer.writerow(PLAN_COLUMNS)
+    try:
+        if as_json:
+            sys.stdout.write('{\n  "parties": [')
+        summary = svc.cutover.plan(platform=platform, at=at, days=days, sink=sink)
+    finally:
+        if out is not None:
+            out.close()
+    totals = {
+        province: {r.value: counts.get(r, 0) for r in Readiness}
+        for province, counts in sorted(summary.by_province.items())
+    }
+    if as_json:
+        tail = {
+            "platform": summary.platform,
+            "at": summary.at.isoformat(),
+            "cutover": summary.cutover.isoformat(),
+            "horizon": summary.horizon.isoformat(),
+            "totals": {r.value: summary.totals.get(r, 0) for r in Readiness},
+            "by_province": totals,
+        }
+        body = json.dumps(tail, ensure_ascii=False, indent=2)[1:]  # continue the open object
+        sys.stdout.write(("\n  ]," if not first[0] else "],") + body + "\n")
+        return
+    click.echo(
+        f"{summary.platform}: readiness at {local_time(summary.at)} CST "
+        f"(expiring = before {local_time(summary.horizon)}), {summary.parties} parties"
+    )
+    header = "".join(f"{r.value:>10}" for r in Readiness)
+    click.echo(f"{'province':<10}{header}")
+    for province, counts in totals.items():
+        click.echo(f"{province:<10}" + "".join(f"{counts[r.value]:>10}" for r in Readiness))
+    click.echo(f"{'total':<10}" + "".join(f"{summary.totals.get(r, 0):>10}" for r in Readiness))
+    not_ready = summary.parties - summary.totals.get(Readiness.READY, 0)
+    click.echo(f"{not_ready} parties not ready" + (f"; per-party report in {out_path}" if out_path else ""))
+
+
+@cutover.command("run")
+@platform_option
+@click.option("--at", "at", type=INSTANT, default=None, help="Decide for this instant (default: now).")
+@click.option(
+    "--rehearse", is_flag=True, help="Decide everything, write nothing (allowed before the instant)."
+)
+@click.option(
+    "--chunk", type=click.IntRange(1, 50_000), default=10_000, show_default=True, help="Parties per commit."
+)
+@as_option
+@json_option
+def cutover_run(
+    platform: str, at: datetime | None, rehearse: bool, chunk: int, as_user: str, as_json: bool
+) -> None:
+    """Switch enforcement at or after the platform's instant and record a decision per party.
+
+    Safe to repeat (a finished run changes nothing) and to interrupt (the next run resumes)."""
+    svc = service()
+    summary = svc.cutover.run(
+        actor=login(svc, as_user), platform=platform, at=at, rehearse=rehearse, chunk=chunk
+    )
+    if as_json:
+        print_json(_run_json(summary))
+        return
+    verb = {"rehearsal": "rehearsal", "done": "done" if summary.changed else "already done, nothing changed"}
+    click.echo(
+        f"cutover {summary.platform} at {local_time(summary.at)} CST: {verb.get(summary.state, summary.state)}; "
+        f"{summary.allowed} allowed, {summary.refused} refused"
+    )
+
+
+def _run_json(r: Any) -> dict[str, Any]:
+    return {
+        "platform": r.platform,
+        "at": _iso(r.at),
+        "cutover": _iso(r.cutover),
+        "state": r.state,
+        "allowed": r.allowed,
+        "refused": r.refused,
+        "changed": r.changed,
+        "started_by": r.started_by or None,
+        "started_at": _iso(r.started_at),
+        "finished_at": _iso(r.finished_at),
+    }
+
+
+@cutover.command("status")
+@click.option("--refused", "show_refused", is_flag=True, help="Also list the refused parties (first 1000).")
+@json_option
+def cutover_status(show_refused: bool, as_json: bool) -> None:
+    """Each platform's cutover instant, whether enforcement is switched, and the run's totals."""
+    svc = service()
+    status = svc.cutover.status()
+    refused = {
+        p.platform: svc.cutover.decisions(platform=p.platform, refused_only=True) if show_refused else []
+        for p in status
+    }
+    if as_json:
+        print_json(
+            [
+                {
+                    "platform": p.platform,
+                    "label_zh": p.label_zh,
+                    "cutover": p.cutover.isoformat(),
+                    "enforced": p.enforced,
+                    "run": _run_json(p.run) if p.run else None,
+                    **(
+                        {
+                            "refused": [
+                                {"credential_number": d.credential_number, "name": d.name, "reason": d.reason}
+                                for d in refused[p.platform]
+                            ]
+                        }
+                        if show_refused
+                        else {}
+                    ),
+                }
+                for p in status
+            ]
+        )
+        return
+    for p in status:
+        state = "enforced" if p.enforced else ("running" if p.run else "not run")
+        line = f"{p.platform:<10} cutover {local_time(p.cutover)} CST  {state}"
+        if p.run:
+            line += f"  ({p.run.allowed} allowed, {p.run.refused} refused; by {p.run.started_by})"
+        click.echo(line)
+        for d in refused[p.platform]:
+            click.echo(f"    refused {d.credential_number} {d.name}: {d.reason}")
+
+
+# access-check -----------------------------------------------------------------------------------------
+
+
+@cli.command("access-check")
+@click.option(
+    "--cert", "cert_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+)
+@platform_option
+@click.option("--at", "at", type=INSTANT, default=None, help="Decide for this instant (default: now).")
+@json_option
+def access_check(cert_path: Path, platform: str, at: datetime | None, as_json: bool) -> int:
+    """Would a connection presenting this certificate (PEM or DER) be let in? Exit 0 allow, 1 deny."""
+    result = service().access.check(cert_path.read_bytes(), platform=platform, at=at)
+    if as_json:
+        print_json(access_json(result))
+    else:
+        click.echo(f"{result.decision}: {'; '.join(result.reasons)}")
+        for w in result.warnings:
+            click.echo(f"warning: {w}")
+    return 0 if result.allowed else 1  # main() turns it into the exit code
+
+
+def access_json(result: Any) -> dict[str, Any]:
+    return {
+        "decision": result.decision,
+        "reasons": list(result.reasons),
+        "warnings": list(result.warnings),
+        "platform": result.platform,
+        "at": result.at.isoformat(),
+        "serial": result.serial,
+        "credential_number": result.credential_number,
+        "kind": result.kind,
+        "party": result.party,
+    }

@@ -1,0 +1,41 @@
+"""POST /access-check: would a connection presenting this certificate be let in? (issue 6)
+
+The body is the certificate, PEM (or DER); an empty body asks about a connection without a certificate.
+Query parameters: ``platform`` (cutover.toml, default production) and ``at`` (ISO 8601, default now). The
+answer is JSON: decision (allow/deny), reasons, warnings. No rule lives here: AccessService decides.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from pki.services import Service
+from pki.services.access import parse_instant
+
+access_check = Blueprint("access_check", __name__)
+
+
+@access_check.post("/access-check")
+def check() -> Response:
+    svc: Service = current_app.extensions["pki_service"]
+    raw_at = request.args.get("at", "").strip()
+    result = svc.access.check(
+        request.get_data(cache=False) or None,
+        platform=request.args.get("platform", "production"),
+        at=parse_instant(raw_at) if raw_at else None,
+    )
+    response = jsonify(
+        {
+            "decision": result.decision,
+            "reasons": list(result.reasons),
+            "warnings": list(result.warnings),
+            "platform": result.platform,
+            "at": result.at.isoformat(),
+            "serial": result.serial,
+            "credential_number": result.credential_number,
+            "kind": result.kind,
+            "party": result.party,
+        }
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
