@@ -148,3 +148,16 @@ class TokenError(PkiError):
     def __init__(self, message: str, *, message_zh: str | None = None, ckr: str | None = None) -> None:
         super().__init__(message, message_zh=message_zh)
         self.ckr = ckr
+
+
+class LoginThrottledError(PkiError):
+    """Too many failed logins for this user name or from this address within the window (access.toml)."""
+
+    code = "throttled"
+
+    def __init__(self, minutes: int) -> None:
+        super().__init__(
+            f"too many failed logins; try again in {minutes} minutes",
+            message_zh=f"登录失败次数过多，请 {minutes} 分钟后再试",
+        )
+        self.minutes = minutes

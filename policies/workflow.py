@@ -12,7 +12,7 @@ from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list, tables
 
 # Operations outside the request state machine, guarded by role only.
-OPERATIONS = ("revoke", "renew", "crl_publish", "ca_init")
+OPERATIONS = ("revoke", "renew", "crl_publish", "ca_init", "attach", "read_attachments")
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,7 @@
 """Tables, one module per concept; importing this package registers them all on SQLModel.metadata."""
 
+from pki.models.access import LoginFailure
+from pki.models.attachment import RequestAttachment
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
 from pki.models.workflow import CertificateRequest, ImportBatch, User
@@ -12,5 +14,7 @@ __all__ = [
     "CertificateRequest",
     "CrlRecord",
     "ImportBatch",
+    "LoginFailure",
+    "RequestAttachment",
     "User",
 ]

@@ -55,6 +55,8 @@ class CertificateRequest(SQLModel, table=True):
     __table_args__ = (
         Index("ix_request_state_id", "state", "id"),
         Index("ix_request_credential", "credential_number"),
+        Index("ix_request_province_id", "province", "id"),
+        Index("ix_request_access_type_id", "access_type", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -6,6 +6,7 @@ from sqlalchemy.engine import Engine
 
 from pki.ca.keystore import KeyStore
 from pki.clock import Clock, SystemClock
+from pki.services.attachments import AttachmentService
 from pki.services.audit_log import AuditService
 from pki.services.authority import AuthorityService
 from pki.services.bulk import BulkService
@@ -17,6 +18,7 @@ from pki.services.ocsp_responder import OcspService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
+from pki.services.stats import StatsService
 from pki.services.users import UserService
 from policies import Policies, load_policies
 
@@ -46,6 +48,8 @@ class Service:
         self.renewal = RenewalService(self.ctx, self.issuance, self.revocation)
         self.crl = CrlService(self.ctx, self.authority)
         self.ocsp = OcspService(self.ctx, self.authority)
+        self.attachments = AttachmentService(self.ctx)
+        self.stats = StatsService(self.ctx)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, insert, or_, update
@@ -18,6 +18,7 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.application import single_line, validate_application
+from pki.clock import CHINA_TZ
 from pki.enums import AccessType, Action, RequestState
 from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
 from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
@@ -38,6 +39,23 @@ class RequestFilter:
     search: str | None = None  # unit name substring or exact credential number
     after_id: int | None = None  # keyset pagination: only ids greater than this
     limit: int = 100
+    states: tuple[RequestState, ...] | None = None  # any of these (a work queue)
+    entered_from: date | None = None  # 录入日期, China Standard Time, inclusive
+    entered_to: date | None = None  # inclusive
+    before_id: int | None = None  # keyset pagination newest first: only ids smaller than this
+    newest_first: bool = False
+
+
+# The states in which each forward step waits: a role's work queue ("待我处理") is the states of the steps
+# its roles may take. Cancelling is possible in many states and makes no queue.
+WORK_STEPS: Mapping[Action, RequestState] = {
+    Action.EDIT: RequestState.RETURNED,
+    Action.ACCEPT: RequestState.ENTERED,
+    Action.COUNTERSIGN: RequestState.ACCEPTED,
+    Action.APPROVE: RequestState.COUNTERSIGNED,
+    Action.ISSUE: RequestState.APPROVED,
+    Action.DISTRIBUTE: RequestState.ISSUED,
+}
 
 
 class RequestService:
@@ -253,9 +271,26 @@ class RequestService:
             )
         if flt.after_id is not None:
             stmt = stmt.where(col(CertificateRequest.id) > flt.after_id)
-        stmt = stmt.order_by(col(CertificateRequest.id)).limit(max(1, min(flt.limit, 10_000)))
+        if flt.states is not None:
+            stmt = stmt.where(col(CertificateRequest.state).in_(flt.states))
+        if flt.entered_from is not None:
+            stmt = stmt.where(col(CertificateRequest.entered_at) >= china_midnight(flt.entered_from))
+        if flt.entered_to is not None:
+            end = china_midnight(flt.entered_to + timedelta(days=1))
+            stmt = stmt.where(col(CertificateRequest.entered_at) < end)
+        if flt.before_id is not None:
+            stmt = stmt.where(col(CertificateRequest.id) < flt.before_id)
+        order = col(CertificateRequest.id).desc() if flt.newest_first else col(CertificateRequest.id)
+        stmt = stmt.order_by(order).limit(max(1, min(flt.limit, 10_000)))
         with self._ctx.read() as s:
             return list(s.exec(stmt).all())
+
+    def queue_states(self, actor: Actor) -> tuple[RequestState, ...]:
+        """The states whose next step one of ``actor``'s roles may take (their "待我处理" queue)."""
+        wf = self._ctx.policies.workflow
+        return tuple(
+            sorted({state for step, state in WORK_STEPS.items() if wf.role_allows(actor.roles, step)})
+        )
 
     def history(self, request_id: int) -> list[AuditRecord]:
         with self._ctx.read() as s:
@@ -456,6 +491,11 @@ def _check_text(field: str, value: str, limit: int, label: str, *, lines: bool =
         raise ValidationError(
             [FieldError(field, "must be a single line", f"{label}：不能包含换行或控制字符")]
         )
+
+
+def china_midnight(day: date) -> datetime:
+    """The instant a China Standard Time calendar day begins."""
+    return datetime.combine(day, time(0), tzinfo=CHINA_TZ)
 
 
 def _duplicate_key(values: Mapping[str, Any]) -> tuple[str, str, str]:
