@@ -79,6 +79,12 @@ def register_error_handlers(app: Flask) -> None:
             return render_template("error.html", message=text, status=400), 400
         return Response("bad request\n", status=400, mimetype="text/plain"), 400
 
+    @app.errorhandler(403)
+    def forbidden(error: Exception) -> tuple[Response | str, int]:
+        if request.blueprint in UI_BLUEPRINTS:
+            return render_template("error.html", message="当前用户无权执行该操作", status=403), 403
+        return Response("forbidden\n", status=403, mimetype="text/plain"), 403
+
     @app.errorhandler(404)
     def not_found(error: Exception) -> tuple[Response | str, int]:
         if request.blueprint in UI_BLUEPRINTS:

@@ -48,9 +48,9 @@ def csrf_token(client: FlaskClient, path: str = "/login") -> str:
     return found.group(1)
 
 
-def post(client: FlaskClient, path: str, data: dict[str, object], *, token_from: str = "/login", **kw: object):
-    """POST a form with a CSRF token fetched from ``token_from`` (as the browser had the page first)."""
-    return client.post(path, data={**data, "csrf_token": csrf_token(client, token_from)}, **kw)  # type: ignore[arg-type]
+def post(client: FlaskClient, path: str, data: dict[str, object], *, page: str = "/login", **kw: object):
+    """POST a form with a CSRF token fetched from ``page`` (as the browser had the page first)."""
+    return client.post(path, data={**data, "csrf_token": csrf_token(client, page)}, **kw)  # type: ignore[arg-type]
 
 
 @pytest.fixture

@@ -124,9 +124,9 @@ def _form_page(
 @bp.route("/new", methods=["GET", "POST"])
 def new() -> Page:
     svc = service()
-    if not svc.ctx.policies.workflow.role_allows(actor().roles, Action.ENTER):
-        abort(403)
     if request.method == "GET":
+        if not svc.ctx.policies.workflow.role_allows(actor().roles, Action.ENTER):
+            abort(403)  # not offered; a forced POST is refused by the service
         return _form_page({"application_date": svc.ctx.today().isoformat()}, {}, req=None)
     typed = _typed()
     try:
@@ -141,9 +141,9 @@ def new() -> Page:
 def edit(request_id: int) -> Page:
     svc = service()
     req = svc.requests.get(request_id)
-    if Action.EDIT not in svc.requests.allowed_actions(request_id, actor()):
-        abort(403)
     if request.method == "GET":
+        if Action.EDIT not in svc.requests.allowed_actions(request_id, actor()):
+            abort(403)  # not offered; a forced POST is refused by the service
         return _form_page(_as_form(req), {}, req=req)
     typed = _typed()
     try:
