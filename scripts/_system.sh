@@ -1,5 +1,5 @@
-# Debian packages the tests need: SoftHSM2 (the real token), OpenSC (pkcs11-tool, the independent judge),
-# openssl (the other judge), chromium and a CJK font (the browser tests). Installed with apt-get when missing (needs root, as on CI and dev machines).
+# Debian packages the tests need: SoftHSM2 (the real token), OpenSC (pkcs11-tool, the independent judge) and
+# openssl (the other judge). Installed with apt-get when missing (needs root, as on CI and dev machines).
 need=()
 [ -e /usr/lib/softhsm/libsofthsm2.so ] || need+=(softhsm2)
 command -v pkcs11-tool >/dev/null 2>&1 || need+=(opensc)
