@@ -292,7 +292,9 @@ def serve(host: str, port: int, threads: int, secure_cookies: bool | None) -> No
         except ValueError:
             secure_cookies = host != "localhost"
     # The session key is made once in the home (owner-only) and reused, so restarts keep people signed in.
-    app = create_app(svc, {"PKI_HOME": str(Settings.from_env().home), "SESSION_COOKIE_SECURE": secure_cookies})
+    app = create_app(
+        svc, {"PKI_HOME": str(Settings.from_env().home), "SESSION_COOKIE_SECURE": secure_cookies}
+    )
     click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
     waitress.serve(app, host=host, port=port, threads=threads, ident="pkictl")
 

@@ -7,6 +7,7 @@ record together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +30,8 @@ from pki.services.context import Actor, Context
 SUBJECT = "request"
 _REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
 REASON_MAX = 500
+# What a 统一社会信用代码 (18) or 事业单位法人登记证 number (12–15) looks like: letters and digits only.
+_CODE_SHAPED = re.compile(r"[0-9A-Za-z]{12,18}")
 
 
 @dataclass(frozen=True)
@@ -252,8 +255,13 @@ class RequestService:
             return self._get(s, request_id)
 
     def find(self, flt: RequestFilter | None = None) -> list[CertificateRequest]:
+        """One page of requests, by id (``newest_first`` for the lists), keyset-paginated.
+
+        Two statements: the page's ids first, which the indexes answer without reading rows (a date range
+        sorted by id would otherwise read and sort every row in the range), then those rows.
+        """
         flt = flt or RequestFilter()
-        stmt = select(CertificateRequest)
+        stmt = select(CertificateRequest.id)
         if flt.state is not None:
             stmt = stmt.where(CertificateRequest.state == flt.state)
         if flt.province:
@@ -263,12 +271,17 @@ class RequestService:
             stmt = stmt.where(col(CertificateRequest.access_type) == flt.access_type)
         if flt.search:
             term = flt.search.strip()
-            stmt = stmt.where(
-                or_(
-                    col(CertificateRequest.unit_name).contains(term, autoescape=True),
-                    col(CertificateRequest.credential_number) == term.upper(),
+            if _CODE_SHAPED.fullmatch(term):
+                # A credit code or registration number: the indexed exact match alone (an OR with the
+                # unit-name substring would scan every row, 100 ms at 100,000 requests).
+                stmt = stmt.where(col(CertificateRequest.credential_number) == term.upper())
+            else:
+                stmt = stmt.where(
+                    or_(
+                        col(CertificateRequest.unit_name).contains(term, autoescape=True),
+                        col(CertificateRequest.credential_number) == term.upper(),
+                    )
                 )
-            )
         if flt.after_id is not None:
             stmt = stmt.where(col(CertificateRequest.id) > flt.after_id)
         if flt.states is not None:
@@ -283,7 +296,14 @@ class RequestService:
         order = col(CertificateRequest.id).desc() if flt.newest_first else col(CertificateRequest.id)
         stmt = stmt.order_by(order).limit(max(1, min(flt.limit, 10_000)))
         with self._ctx.read() as s:
-            return list(s.exec(stmt).all())
+            ids = list(s.exec(stmt).all())
+            rows: list[CertificateRequest] = []
+            for i in range(0, len(ids), 500):
+                rows += s.exec(
+                    select(CertificateRequest).where(col(CertificateRequest.id).in_(ids[i : i + 500]))
+                ).all()
+        rows.sort(key=lambda r: r.id or 0, reverse=flt.newest_first)
+        return rows
 
     def queue_states(self, actor: Actor) -> tuple[RequestState, ...]:
         """The states whose next step one of ``actor``'s roles may take (their "待我处理" queue)."""

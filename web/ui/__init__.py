@@ -79,6 +79,7 @@ def register_ui(app: Flask, svc: Service) -> None:
     localhost).
     """
     from web.ui import auth, certificates, dashboard, requests
+
     if not app.config.get("SECRET_KEY"):
         home = app.config.get("PKI_HOME")
         app.config["SECRET_KEY"] = secret_key(Path(home)) if home else secrets.token_bytes(32)
