@@ -36,6 +36,7 @@ _STATUS: list[tuple[type[PkiError], int]] = [
 ]
 # Blueprints that answer people (HTML) rather than programs.
 UI_BLUEPRINTS = frozenset({"auth", "requests", "certificates", "dashboard"})
+UI_PREFIXES = ("/requests/", "/certificates/")  # unknown paths there get the Chinese page too
 UNAVAILABLE_ZH = "服务暂不可用，请联系管理员"
 
 
@@ -87,7 +88,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(404)
     def not_found(error: Exception) -> tuple[Response | str, int]:
-        if request.blueprint in UI_BLUEPRINTS:
+        if request.blueprint in UI_BLUEPRINTS or request.path.startswith(UI_PREFIXES):
             return render_template("error.html", message="页面不存在", status=404), 404
         return Response("not found\n", status=404, mimetype="text/plain"), 404
 

@@ -258,3 +258,63 @@ def test_attachments_checked_by_content_and_size(
     assert f"/requests/{rid}/attachments/" not in client_as("distributor").get(f"/requests/{rid}").get_data(
         as_text=True
     )
+
+
+def test_unknown_pages_and_requests_say_so_in_chinese(
+    people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
+) -> None:
+    client = client_as("reviewer")
+    for path in ("/requests/999999", "/requests/999999/print", "/requests/nothing"):
+        got = client.get(path)
+        assert got.status_code == 404, path
+        assert "不存在" in got.get_data(as_text=True), path
+    assert client.get("/requests/999999/edit").status_code == 404
+
+
+def test_the_list_page_costs_the_same_queries_for_5_rows_as_for_50(
+    service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
+) -> None:
+    from sqlalchemy import event
+
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    client = client_as("acceptor")
+
+    def queries_for_page() -> int:
+        statements.clear()
+        event.listen(service.ctx.engine, "before_cursor_execute", count)
+        try:
+            assert client.get("/requests/").status_code == 200
+        finally:
+            event.remove(service.ctx.engine, "before_cursor_execute", count)
+        return len(statements)
+
+    for i in range(5):
+        service.requests.create(
+            application(credential_number=make_uscc("110101", f"{60000000 + i}")), actor=people["clerk"]
+        )
+    few = queries_for_page()
+    for i in range(5, 60):
+        service.requests.create(
+            application(credential_number=make_uscc("110101", f"{60000000 + i}")), actor=people["clerk"]
+        )
+    many = queries_for_page()
+    assert few == many <= 6  # no query per row
+
+
+def test_history_details_in_the_clerks_words(
+    service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
+) -> None:
+    req = service.requests.create(application(), actor=people["clerk"])
+    rid = req.id or 0
+    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
+    service.requests.countersign(rid, actor=people["head"])
+    service.requests.review(rid, actor=people["reviewer"], decision=Action.RETURN, reason="请补充传真")
+    service.requests.edit(rid, application(unit_fax="010-87654321"), actor=people["clerk"])
+    html = client_as("head").get(f"/requests/{rid}").get_data(as_text=True)
+    assert "原状态：负责人已签；新状态：退回修改；理由：请补充传真" in html
+    assert "USBKEY 品牌及型号：飞天诚信 ePass3003" in html
+    assert "修改的栏目：单位传真" in html

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from pki.application import CHOICE_LABELS, FIELD_LABELS
 from pki.clock import CHINA_TZ
-from pki.enums import ROLE_LABELS_ZH, STATE_LABELS_ZH, Action, Role
+from pki.enums import ROLE_LABELS_ZH, STATE_LABELS_ZH, Action, RequestState, Role
 from pki.lifecycle import ACTION_LABELS_ZH
 from pki.services import Actor, Service
 from web.ui.form_layout import DATES, FORM_GROUPS, RADIOS, SELECTS
@@ -125,6 +125,7 @@ def register_ui(app: Flask, svc: Service) -> None:
         RADIOS=RADIOS,
         DATES=DATES,
         history_label=history_label,
+        history_details=history_details,
     )
     app.jinja_env.filters["beijing"] = _beijing
 
@@ -143,6 +144,49 @@ def history_label(action: str) -> str:
         return ACTION_LABELS_ZH[Action(name)]
     except ValueError:
         return _HISTORY_LABELS.get(action, action)
+
+
+# Audit detail keys in the clerks' words; the rest of the record is shown as stored.
+_DETAIL_LABELS = {
+    "from": "原状态",
+    "to": "新状态",
+    "reason": "理由",
+    "comment": "意见说明",
+    "usbkey": "USBKEY 品牌及型号",
+    "changed": "修改的栏目",
+    "acceptance_voided": "受理作废",
+    "serial": "证书序列号",
+    "batch": "批次",
+    "filename": "文件名",
+    "kind": "附件类别",
+    "attempted": "尝试的操作",
+}
+
+
+def history_details(details: str) -> list[tuple[str, str]]:
+    """An audit record's details (canonical JSON) as label/value pairs for the history table."""
+    import json
+
+    try:
+        data = json.loads(details) if details else {}
+    except ValueError:
+        return [("", details)]
+    out: list[tuple[str, str]] = []
+    for key in _DETAIL_LABELS:
+        value = data.get(key)
+        if value in (None, "", [], {}):
+            continue
+        if key in ("from", "to", "state"):
+            try:
+                value = STATE_LABELS_ZH[RequestState(value)]
+            except ValueError:
+                pass
+        elif key == "changed" and isinstance(value, list):
+            value = "、".join(FIELD_LABELS.get(v, v) for v in value)
+        elif isinstance(value, bool):
+            value = "是" if value else "否"
+        out.append((_DETAIL_LABELS[key], str(value)))
+    return out
 
 
 _SIGNED_IN = frozenset({"requests", "certificates", "dashboard"})
