@@ -163,6 +163,9 @@ _DETAIL_LABELS = {
 }
 
 
+_STATE_VALUES = frozenset(s.value for s in RequestState)
+
+
 def history_details(details: str) -> list[tuple[str, str]]:
     """An audit record's details (canonical JSON) as label/value pairs for the history table."""
     import json
@@ -172,20 +175,17 @@ def history_details(details: str) -> list[tuple[str, str]]:
     except ValueError:
         return [("", details)]
     out: list[tuple[str, str]] = []
-    for key in _DETAIL_LABELS:
+    for key, label in _DETAIL_LABELS.items():
         value = data.get(key)
         if value in (None, "", [], {}):
             continue
-        if key in ("from", "to", "state"):
-            try:
-                value = STATE_LABELS_ZH[RequestState(value)]
-            except ValueError:
-                pass
+        if key in ("from", "to") and value in _STATE_VALUES:
+            value = STATE_LABELS_ZH[RequestState(value)]
         elif key == "changed" and isinstance(value, list):
-            value = "、".join(FIELD_LABELS.get(v, v) for v in value)
+            value = "、".join(FIELD_LABELS.get(str(v), str(v)) for v in value)
         elif isinstance(value, bool):
             value = "是" if value else "否"
-        out.append((_DETAIL_LABELS[key], str(value)))
+        out.append((label, str(value)))
     return out
 
 
