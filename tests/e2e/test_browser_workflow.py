@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -208,7 +209,8 @@ def test_entry_to_approval_in_chromium(server: str, db_url: str) -> None:
             page.goto(f"{server}{request_path}/print")
             expect(page.get_by_role("heading")).to_contain_text("机构数字证书申请表")
             _shot(page, "6-print", db)
-            page.pdf(path=str(ARTIFACTS / f"e2e-{db}-application.pdf"), format="A4")
+            pdf = page.pdf(path=str(ARTIFACTS / f"e2e-{db}-application.pdf"), prefer_css_page_size=True)
+            assert len(re.findall(rb"/Type\s*/Page[^s]", pdf)) == 1  # one A4 sheet to sign and stamp
             context.close()
         finally:
             browser.close()
