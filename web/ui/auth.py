@@ -34,7 +34,7 @@ def login() -> Response | str | tuple[str, int]:
         return render_template(
             "login.html", next=request.form.get("next", ""), username=username, error=e.message_zh
         ), status
-    web_session.start(WebUser(found), found)
+    web_session.start(WebUser(found))
     return redirect(_safe_next(request.form.get("next")))
 
 

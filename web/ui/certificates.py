@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, render_template, request, url_for
+from flask import Blueprint, abort, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from pki.enums import AccessType
@@ -53,8 +53,6 @@ def detail(serial: str) -> str:
 @bp.get("/<serial>.<fmt>")
 def download(serial: str, fmt: str) -> Response:
     if fmt not in _DOWNLOADS:
-        from flask import abort
-
         abort(404)
     mimetype, suffix = _DOWNLOADS[fmt]
     cert = service().certificates.get(serial)

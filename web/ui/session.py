@@ -8,10 +8,8 @@ from flask import flash, redirect, request, session, url_for
 from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from pki.services import Actor
 
-
-def start(user: object, actor: Actor) -> None:
+def start(user: object) -> None:
     """A fresh session for a successful login (nothing carried over from before: no fixation)."""
     from web.ui import service
 
