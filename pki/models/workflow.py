@@ -57,7 +57,7 @@ class CertificateRequest(SQLModel, table=True):
         Index("ix_request_credential", "credential_number"),
         Index("ix_request_province_id", "province", "id"),
         Index("ix_request_access_type_id", "access_type", "id"),
-        Index("ix_request_entered_at", "entered_at"),
+        Index("ix_request_entered_at_id", "entered_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -318,3 +318,32 @@ def test_history_details_in_the_clerks_words(
     assert "原状态：负责人已签；新状态：退回修改；理由：请补充传真" in html
     assert "USBKEY 品牌及型号：飞天诚信 ePass3003" in html
     assert "修改的栏目：单位传真" in html
+
+
+def test_a_date_range_pages_by_entry_time_without_gaps(
+    service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient], clock
+) -> None:
+    from pki.clock import CHINA_TZ
+
+    made: list[tuple[object, int]] = []
+    for i in range(130):
+        clock.advance(timedelta(hours=1))
+        row = service.requests.create(
+            application(
+                credential_number=make_uscc("110101", f"{50000000 + i}"), application_date="2020-10-20"
+            ),
+            actor=people["clerk"],
+        )
+        made.append((row.entered_at, row.id or 0))
+    day = lambda at: at.astimezone(CHINA_TZ).date().isoformat()  # noqa: E731
+    expected = [rid for at, rid in sorted(made, reverse=True) if "2020-10-21" <= day(at) <= "2020-10-24"]
+    assert len(expected) > 60  # more than one page
+    client = client_as("reviewer")
+    seen: list[int] = []
+    url: str | None = "/requests/?entered_from=2020-10-21&entered_to=2020-10-24&province=北京"
+    while url:
+        html = client.get(url).get_data(as_text=True)
+        seen += _ids(html)
+        nxt = re.search(r'<a href="([^"]+)" rel="next">', html)
+        url = nxt.group(1).replace("&amp;", "&") if nxt else None
+    assert seen == expected

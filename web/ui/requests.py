@@ -3,7 +3,7 @@ acceptance, countersignature, review, cancellation, the printable 附件7 and at
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
@@ -62,6 +62,12 @@ def _list_page(*, queue: bool) -> Page:
     before = args.get("before", "")
     if before.isdigit():
         flt_args["before_id"] = int(before)
+    try:
+        before_at = datetime.fromisoformat(args.get("before_at", ""))
+        if before_at.tzinfo is not None:
+            flt_args["before_entered_at"] = before_at
+    except ValueError:
+        pass
     flt_args["province"] = args.get("province", "").strip()[:16] or None
     flt_args["search"] = args.get("q", "").strip()[:64] or None
     if queue:
@@ -69,10 +75,12 @@ def _list_page(*, queue: bool) -> Page:
     rows = [] if errors else service().requests.find(RequestFilter(**flt_args))
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
-    next_args: dict[str, Any] = {k: v for k, v in args.items() if k != "before" and v}
+    next_args: dict[str, Any] = {k: v for k, v in args.items() if k not in ("before", "before_at") and v}
     first_args = dict(next_args)
     if more and rows:
         next_args["before"] = str(rows[-1].id)
+        if "entered_from" in flt_args or "entered_to" in flt_args:
+            next_args["before_at"] = rows[-1].entered_at.isoformat()
     return render_template(
         "requests/list.html",
         rows=rows,

@@ -47,11 +47,11 @@ def upgrade() -> None:
     # The request list pages newest first within a filter (keyset on id).
     op.create_index("ix_request_province_id", "certificate_request", ["province", "id"])
     op.create_index("ix_request_access_type_id", "certificate_request", ["access_type", "id"])
-    op.create_index("ix_request_entered_at", "certificate_request", ["entered_at"])
+    op.create_index("ix_request_entered_at_id", "certificate_request", ["entered_at", "id"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_request_entered_at", table_name="certificate_request")
+    op.drop_index("ix_request_entered_at_id", table_name="certificate_request")
     op.drop_index("ix_request_access_type_id", table_name="certificate_request")
     op.drop_index("ix_request_province_id", table_name="certificate_request")
     op.drop_index("ix_request_attachment_request_id", table_name="request_attachment")
