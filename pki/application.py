@@ -51,6 +51,15 @@ FIELD_LABELS: dict[str, str] = {
     "main_energy_types": "主要用能品种",
 }
 
+# The form's words for each choice of its tick boxes, by stored value.
+CHOICE_LABELS: dict[str, dict[str, str]] = {
+    "handler_id_type": {"resident_id": "身份证", "other": "其它"},
+    "credential_type": {"institution_registration": "事业单位法人登记证", "uscc": "统一社会信用代码"},
+    "network": {"extranet": "政务外网", "internet": "互联网"},
+    "access_type": {"test": "测试接入", "formal": "正式接入"},
+    "agreement_accepted": {"true": "是", "false": "否"},
+}
+
 # Free-text fields: (max length, required)
 _TEXT: dict[str, tuple[int, bool]] = {
     "unit_name": (64, True),  # X.509 ub-organization-name

@@ -168,3 +168,16 @@ class CutoverNotDueError(PkiError):
     """A cutover run was asked for before the platform's cutover instant (rehearse instead)."""
 
     code = "cutover_not_due"
+
+
+class LoginThrottledError(PkiError):
+    """Too many failed logins for this user name or from this address within the window (access.toml)."""
+
+    code = "throttled"
+
+    def __init__(self, minutes: int) -> None:
+        super().__init__(
+            f"too many failed logins; try again in {minutes} minutes",
+            message_zh=f"登录失败次数过多，请 {minutes} 分钟后再试",
+        )
+        self.minutes = minutes

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pki.errors import ConfigurationError
 from policies._load import PACKAGED
+from policies.access import AccessPolicy, load_access
 from policies.ca import CaPolicy, ProfilePolicy, load_ca, load_profiles
 from policies.cutover import CutoverPolicy, load_cutover
 from policies.form import FormPolicy, ProvinceTable, load_form, load_provinces
@@ -27,6 +28,7 @@ class Policies:
     profiles: ProfilePolicy
     cutover: CutoverPolicy
     tokens: TokenPolicy
+    access: AccessPolicy
 
 
 def load_policies(directory: Path | None = None) -> Policies:
@@ -39,6 +41,7 @@ def load_policies(directory: Path | None = None) -> Policies:
         profiles=load_profiles(d),
         cutover=load_cutover(d),
         tokens=load_tokens(d),
+        access=load_access(d),
     )
     unknown = sorted(policies.cutover.fast_track_provinces - set(policies.provinces.by_name))
     if unknown:

@@ -21,6 +21,8 @@ OPERATIONS = (
     "cutover",
     "party_import",
     "evidence_record",
+    "attach",
+    "read_attachments",
 )
 
 

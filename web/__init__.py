@@ -12,17 +12,27 @@ if TYPE_CHECKING:
     from pki.services import Service
 
 
+# Everything from this origin only; no inline script; the charts are inline SVG (no styles needed).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flask:
     """Build the app for ``service``; ``settings`` override Flask config (tests pass TESTING etc.)."""
+    from web.access_check import access_check
     from web.errors import register_error_handlers
     from web.public import public
+    from web.ui import register_ui
 
     app = Flask(__name__)
     app.config.update(MAX_CONTENT_LENGTH=MAX_REQUEST, JSON_AS_ASCII=False)
     app.config.update(settings or {})
     app.extensions["pki_service"] = service
     app.register_blueprint(public)
-    app.register_blueprint(__import__("web.access_check", fromlist=["access_check"]).access_check)
+    app.register_blueprint(access_check)
+    register_ui(app, service)
     register_error_handlers(app)
 
     app.wsgi_app = ocsp_fast_path(service, app.wsgi_app)  # type: ignore[method-assign]
@@ -32,6 +42,13 @@ def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flas
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+        response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+        if app.config.get("SESSION_COOKIE_SECURE"):
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if response.mimetype == "text/html":
+            response.headers.setdefault("Cache-Control", "no-store")  # pages show personal data
         return response
 
     return app

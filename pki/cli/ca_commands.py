@@ -329,15 +329,32 @@ def renew(
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 @click.option("--threads", type=click.IntRange(1, 64), default=8, show_default=True)
-def serve(host: str, port: int, threads: int) -> None:
-    """Run the web app (public CRL, CA certificates and OCSP) on waitress, a production WSGI server."""
+@click.option(
+    "--secure-cookies/--plain-http-cookies",
+    default=None,
+    help="Mark the session cookie Secure (HTTPS only). Default: on, except when serving on a loopback address.",
+)
+def serve(host: str, port: int, threads: int, secure_cookies: bool | None) -> None:
+    """Run the web app on waitress, a production WSGI server: the clerks' UI (受理点) behind a log-in, and the
+    public CRL, CA certificate and OCSP endpoints without one."""
+    import ipaddress
+
     import waitress
 
+    from pki.config import Settings
     from web import create_app
 
     svc = service()
     svc.ocsp.warm()  # unlock the OCSP signer keys now, not on the first request
-    app = create_app(svc)
+    if secure_cookies is None:
+        try:
+            secure_cookies = not ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            secure_cookies = host != "localhost"
+    # The session key is made once in the home (owner-only) and reused, so restarts keep people signed in.
+    app = create_app(
+        svc, {"PKI_HOME": str(Settings.from_env().home), "SESSION_COOKIE_SECURE": secure_cookies}
+    )
     click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
     waitress.serve(app, host=host, port=port, threads=threads, ident="pkictl")
 

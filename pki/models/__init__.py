@@ -1,5 +1,7 @@
 """Tables, one module per concept; importing this package registers them all on SQLModel.metadata."""
 
+from pki.models.access import LoginFailure
+from pki.models.attachment import RequestAttachment
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
 from pki.models.cutover import CutoverDecision, CutoverRun, Evidence, Party
@@ -18,7 +20,9 @@ __all__ = [
     "Evidence",
     "HandOver",
     "ImportBatch",
+    "LoginFailure",
     "Party",
+    "RequestAttachment",
     "TokenCertificate",
     "UsbToken",
     "User",

@@ -55,6 +55,9 @@ class CertificateRequest(SQLModel, table=True):
     __table_args__ = (
         Index("ix_request_state_id", "state", "id"),
         Index("ix_request_credential", "credential_number"),
+        Index("ix_request_province_id", "province", "id"),
+        Index("ix_request_access_type_id", "access_type", "id"),
+        Index("ix_request_entered_at_id", "entered_at", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

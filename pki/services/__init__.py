@@ -7,6 +7,7 @@ from sqlalchemy.engine import Engine
 from pki.ca.keystore import KeyStore
 from pki.clock import Clock, SystemClock
 from pki.services.access import AccessService
+from pki.services.attachments import AttachmentService
 from pki.services.audit_log import AuditService
 from pki.services.authority import AuthorityService
 from pki.services.bulk import BulkService
@@ -22,6 +23,7 @@ from pki.services.parties import PartyService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
+from pki.services.stats import StatsService
 from pki.services.token_issuance import TokenIssuanceService
 from pki.services.users import UserService
 from policies import Policies, load_policies
@@ -58,6 +60,8 @@ class Service:
         self.parties = PartyService(self.ctx)
         self.cutover = CutoverService(self.ctx)
         self.access = AccessService(self.ctx, self.authority)
+        self.attachments = AttachmentService(self.ctx)
+        self.stats = StatsService(self.ctx)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

@@ -7,17 +7,20 @@ record together.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy import bindparam, insert, literal, or_, tuple_, update
 from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.application import single_line, validate_application
+from pki.clock import CHINA_TZ
+from pki.db import UTCDateTime
 from pki.enums import AccessType, Action, CertificateStatus, RequestState
 from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
 from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
@@ -29,6 +32,8 @@ from pki.services.prerequisites import require_prerequisites
 SUBJECT = "request"
 _REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
 REASON_MAX = 500
+# What a 统一社会信用代码 (18) or 事业单位法人登记证 number (12–15) looks like: letters and digits only.
+_CODE_SHAPED = re.compile(r"[0-9A-Za-z]{12,18}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,25 @@ class RequestFilter:
     search: str | None = None  # unit name substring or exact credential number
     after_id: int | None = None  # keyset pagination: only ids greater than this
     limit: int = 100
+    states: tuple[RequestState, ...] | None = None  # any of these (a work queue)
+    entered_from: date | None = None  # 录入日期, China Standard Time, inclusive
+    entered_to: date | None = None  # inclusive
+    before_id: int | None = None  # keyset pagination newest first: only ids smaller than this
+    newest_first: bool = False
+    # With an entry-date range, newest-first pages go by (entered_at, id): the cursor is both.
+    before_entered_at: datetime | None = None
+
+
+# The states in which each forward step waits: a role's work queue ("待我处理") is the states of the steps
+# its roles may take. Cancelling is possible in many states and makes no queue.
+WORK_STEPS: Mapping[Action, RequestState] = {
+    Action.EDIT: RequestState.RETURNED,
+    Action.ACCEPT: RequestState.ENTERED,
+    Action.COUNTERSIGN: RequestState.ACCEPTED,
+    Action.APPROVE: RequestState.COUNTERSIGNED,
+    Action.ISSUE: RequestState.APPROVED,
+    Action.DISTRIBUTE: RequestState.ISSUED,
+}
 
 
 class RequestService:
@@ -258,8 +282,13 @@ class RequestService:
             return self._get(s, request_id)
 
     def find(self, flt: RequestFilter | None = None) -> list[CertificateRequest]:
+        """One page of requests, by id (``newest_first`` for the lists), keyset-paginated.
+
+        Two statements: the page's ids first, which the indexes answer without reading rows (a date range
+        sorted by id would otherwise read and sort every row in the range), then those rows.
+        """
         flt = flt or RequestFilter()
-        stmt = select(CertificateRequest)
+        stmt = select(CertificateRequest.id)
         if flt.state is not None:
             stmt = stmt.where(CertificateRequest.state == flt.state)
         if flt.province:
@@ -269,17 +298,61 @@ class RequestService:
             stmt = stmt.where(col(CertificateRequest.access_type) == flt.access_type)
         if flt.search:
             term = flt.search.strip()
-            stmt = stmt.where(
-                or_(
-                    col(CertificateRequest.unit_name).contains(term, autoescape=True),
-                    col(CertificateRequest.credential_number) == term.upper(),
+            if _CODE_SHAPED.fullmatch(term):
+                # A credit code or registration number: the indexed exact match alone (an OR with the
+                # unit-name substring would scan every row, 100 ms at 100,000 requests).
+                stmt = stmt.where(col(CertificateRequest.credential_number) == term.upper())
+            else:
+                stmt = stmt.where(
+                    or_(
+                        col(CertificateRequest.unit_name).contains(term, autoescape=True),
+                        col(CertificateRequest.credential_number) == term.upper(),
+                    )
                 )
-            )
         if flt.after_id is not None:
             stmt = stmt.where(col(CertificateRequest.id) > flt.after_id)
-        stmt = stmt.order_by(col(CertificateRequest.id)).limit(max(1, min(flt.limit, 10_000)))
+        if flt.states is not None:
+            stmt = stmt.where(col(CertificateRequest.state).in_(flt.states))
+        if flt.entered_from is not None:
+            stmt = stmt.where(col(CertificateRequest.entered_at) >= china_midnight(flt.entered_from))
+        if flt.entered_to is not None:
+            end = china_midnight(flt.entered_to + timedelta(days=1))
+            stmt = stmt.where(col(CertificateRequest.entered_at) < end)
+        by_entry = flt.newest_first and (flt.entered_from is not None or flt.entered_to is not None)
+        if by_entry:
+            # A date range pages by (entered_at, id) on its index: ordering it by id alone made PostgreSQL
+            # walk the primary key past every newer row (70,000 at 100,000 requests).
+            if flt.before_id is not None and flt.before_entered_at is not None:
+                cursor = tuple_(col(CertificateRequest.entered_at), col(CertificateRequest.id))
+                stmt = stmt.where(
+                    cursor < tuple_(literal(flt.before_entered_at, UTCDateTime()), flt.before_id)
+                )
+            stmt = stmt.order_by(col(CertificateRequest.entered_at).desc(), col(CertificateRequest.id).desc())
+        else:
+            if flt.before_id is not None:
+                stmt = stmt.where(col(CertificateRequest.id) < flt.before_id)
+            order = col(CertificateRequest.id).desc() if flt.newest_first else col(CertificateRequest.id)
+            stmt = stmt.order_by(order)
+        stmt = stmt.limit(max(1, min(flt.limit, 10_000)))
         with self._ctx.read() as s:
-            return list(s.exec(stmt).all())
+            ids = list(s.exec(stmt).all())
+            rows: list[CertificateRequest] = []
+            for i in range(0, len(ids), 500):
+                rows += s.exec(
+                    select(CertificateRequest).where(col(CertificateRequest.id).in_(ids[i : i + 500]))
+                ).all()
+        if by_entry:
+            rows.sort(key=lambda r: (r.entered_at, r.id or 0), reverse=True)
+        else:
+            rows.sort(key=lambda r: r.id or 0, reverse=flt.newest_first)
+        return rows
+
+    def queue_states(self, actor: Actor) -> tuple[RequestState, ...]:
+        """The states whose next step one of ``actor``'s roles may take (their "待我处理" queue)."""
+        wf = self._ctx.policies.workflow
+        return tuple(
+            sorted({state for step, state in WORK_STEPS.items() if wf.role_allows(actor.roles, step)})
+        )
 
     def history(self, request_id: int) -> list[AuditRecord]:
         with self._ctx.read() as s:
@@ -480,6 +553,11 @@ def _check_text(field: str, value: str, limit: int, label: str, *, lines: bool =
         raise ValidationError(
             [FieldError(field, "must be a single line", f"{label}：不能包含换行或控制字符")]
         )
+
+
+def china_midnight(day: date) -> datetime:
+    """The instant a China Standard Time calendar day begins."""
+    return datetime.combine(day, time(0), tzinfo=CHINA_TZ)
 
 
 def _duplicate_key(values: Mapping[str, Any]) -> tuple[str, str, str]:

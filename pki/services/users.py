@@ -20,6 +20,7 @@ from pki.errors import (
 )
 from pki.models import User
 from pki.passwords import hash_password, needs_rehash, verify_password
+from pki.services import login_throttle
 from pki.services.context import Actor, Context
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
@@ -81,11 +82,14 @@ class UserService:
             )
             return user
 
-    def authenticate(self, username: str, password: str, *, source: str = "cli") -> Actor:
+    def authenticate(self, username: str, password: str, *, source: str = "cli", address: str = "") -> Actor:
         """Check a password. Success and failure are both audited; failure raises AuthenticationError.
 
+        Too many recent failures for ``username`` or from ``address`` (the client's address, web logins)
+        raise LoginThrottledError before the password is looked at (access.toml [login]).
         The slow hash check runs outside the write transaction, so logins never hold up other writers.
         """
+        login_throttle.check(self._ctx, username, address, source=source)
         with self._ctx.read() as s:
             user = s.exec(select(User).where(User.username == username)).first()
         ok = verify_password(user.password_hash if user else None, password)
@@ -95,6 +99,7 @@ class UserService:
         with self._ctx.write() as s:
             if new_hash is not None:
                 s.execute(update(User).where(col(User.username) == username).values(password_hash=new_hash))
+            login_throttle.record(s, self._ctx, username, address, granted=granted)
             audit.append(
                 s,
                 at=self._ctx.now(),
@@ -102,7 +107,8 @@ class UserService:
                 action="auth.login" if granted else "auth.failed",
                 subject_type="user",
                 subject_id=username[:64],
-                details={"source": source} if granted else {"source": source, "reason": reason},
+                details=({"source": source} if granted else {"source": source, "reason": reason})
+                | ({"address": address} if address else {}),
             )
         if not granted or user is None:
             raise AuthenticationError()
@@ -174,6 +180,19 @@ class UserService:
                 details=changed,
             )
             return user
+
+    def active_actor(self, username: str) -> Actor | None:
+        """The actor for a signed-in session: None once the user is unknown or deactivated."""
+        with self._ctx.read() as s:
+            user = s.exec(select(User).where(User.username == username)).one_or_none()
+        if user is None or not user.active:
+            return None
+        return Actor(username=user.username, roles=user.role_set())
+
+    def display_name(self, username: str) -> str:
+        with self._ctx.read() as s:
+            user = s.exec(select(User).where(User.username == username)).one_or_none()
+        return (user.display_name or user.username) if user else username
 
     def list(self) -> list[User]:
         with self._ctx.read() as s:

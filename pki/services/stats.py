@@ -1,0 +1,127 @@
+"""Dashboard figures: counts by state and kind, certificates expiring soon, issuance and expiry by month.
+
+Each figure is one GROUP BY query; nothing is counted row by row in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import case, func, literal
+from sqlmodel import col, select
+
+from pki.clock import CHINA_TZ
+from pki.enums import AccessType, CertificateStatus, RequestState
+from pki.models import Certificate, CertificateRequest
+from pki.services.context import Context
+
+EXPIRY_HORIZONS = (30, 60, 90)
+
+
+@dataclass(frozen=True)
+class MonthCount:
+    month: str  # YYYY-MM, China Standard Time
+    issued: int
+    expiring: int
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    requests_by_state: dict[RequestState, int]
+    requests_by_kind: dict[AccessType, int]
+    certificates_by_kind_status: dict[tuple[str, str], int]  # status: valid | revoked | expired
+    expiring_within: dict[int, int]  # days -> valid certificates ending within that many days
+    by_month: list[MonthCount]  # the months around today (issued in the past, expiring ahead)
+
+
+class StatsService:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def dashboard(self, *, months_back: int = 11, months_ahead: int = 12) -> Dashboard:
+        now = self._ctx.now()
+        with self._ctx.read(snapshot=True) as s:
+            by_state = dict(
+                s.exec(
+                    select(CertificateRequest.state, func.count()).group_by(col(CertificateRequest.state))
+                ).all()
+            )
+            by_kind = dict(
+                s.exec(
+                    select(CertificateRequest.access_type, func.count()).group_by(
+                        col(CertificateRequest.access_type)
+                    )
+                ).all()
+            )
+            status = case(
+                (col(Certificate.status) == CertificateStatus.REVOKED, literal("revoked")),
+                (col(Certificate.not_valid_after) <= now, literal("expired")),
+                else_=literal("valid"),
+            )
+            certs = {
+                (str(kind), str(st)): int(n)
+                for kind, st, n in s.exec(
+                    select(Certificate.kind, status, func.count()).group_by(col(Certificate.kind), status)
+                ).all()
+            }
+            horizon = case(
+                *[
+                    (col(Certificate.not_valid_after) <= now + timedelta(days=d), literal(d))
+                    for d in EXPIRY_HORIZONS
+                ],
+                else_=literal(0),
+            )
+            expiring_rows = dict(
+                s.exec(
+                    select(horizon, func.count())
+                    .where(
+                        col(Certificate.status) == CertificateStatus.VALID,
+                        col(Certificate.not_valid_after) > now,
+                        col(Certificate.not_valid_after) <= now + timedelta(days=max(EXPIRY_HORIZONS)),
+                    )
+                    .group_by(horizon)
+                ).all()
+            )
+            first = _month_start(now, -months_back)
+            last = _month_start(now, months_ahead + 1)
+            issued = self._per_month(s, col(Certificate.issued_at), first, last)
+            expiring = self._per_month(s, col(Certificate.not_valid_after), first, last, valid_only=True)
+        cumulative: dict[int, int] = {}
+        running = 0
+        for d in EXPIRY_HORIZONS:
+            running += int(expiring_rows.get(d, 0))
+            cumulative[d] = running
+        months = _months(first, months_back + months_ahead + 1)
+        return Dashboard(
+            requests_by_state={st: int(by_state.get(st, 0)) for st in RequestState},
+            requests_by_kind={k: int(by_kind.get(k, 0)) for k in AccessType},
+            certificates_by_kind_status=certs,
+            expiring_within=cumulative,
+            by_month=[MonthCount(m, issued.get(m, 0), expiring.get(m, 0)) for m in months],
+        )
+
+    def _per_month(
+        self, s: Any, column: Any, first: datetime, last: datetime, *, valid_only: bool = False
+    ) -> dict[str, int]:
+        if self._ctx.engine.dialect.name == "postgresql":
+            month = func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM")
+        else:  # SQLite keeps UTC text; shift to Beijing time before taking the month
+            month = func.strftime("%Y-%m", column, "+8 hours")
+        stmt = select(month, func.count()).where(column >= first, column < last)
+        if valid_only:
+            stmt = stmt.where(col(Certificate.status) == CertificateStatus.VALID)
+        return {str(m): int(n) for m, n in s.exec(stmt.group_by(month)).all()}
+
+
+def _month_start(now: datetime, offset: int) -> datetime:
+    """The first instant (China Standard Time) of the month ``offset`` months from ``now``'s month."""
+    local = now.astimezone(CHINA_TZ)
+    index = local.year * 12 + local.month - 1 + offset
+    return datetime(index // 12, index % 12 + 1, 1, tzinfo=CHINA_TZ)
+
+
+def _months(first: datetime, count: int) -> list[str]:
+    index = first.year * 12 + first.month - 1
+    return [f"{(index + i) // 12:04d}-{(index + i) % 12 + 1:02d}" for i in range(count)]

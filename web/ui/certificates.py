@@ -1,0 +1,62 @@
+"""Certificates: list and detail with status and validity; download PEM and chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from pki.enums import AccessType
+from pki.services import CertificateFilter
+from web.ui import service
+
+bp = Blueprint("certificates", __name__, url_prefix="/certificates")
+PAGE_SIZE = 50
+_DOWNLOADS = {"pem": ("application/x-pem-file", "pem"), "chain": ("application/x-pem-file", "chain.pem")}
+
+
+@bp.get("/")
+def index() -> str:
+    svc = service()
+    status = request.args.get("status", "")
+    kind = request.args.get("kind", "")
+    after = request.args.get("after", "")
+    flt = CertificateFilter(
+        status=status if status in ("valid", "revoked", "expired") else None,
+        kind=AccessType(kind) if kind in {k.value for k in AccessType} else None,
+        after_id=int(after) if after.isdigit() else None,
+        limit=PAGE_SIZE + 1,
+    )
+    rows = svc.certificates.find(flt)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    next_url = None
+    if more:
+        keep: dict[str, Any] = {k: v for k, v in request.args.items() if k != "after" and v}
+        next_url = url_for("certificates.index", after=rows[-1].id, **keep)
+    return render_template(
+        "certificates/list.html",
+        rows=[(c, svc.certificates.status_of(c)) for c in rows],
+        args=request.args,
+        next_url=next_url,
+    )
+
+
+@bp.get("/<serial>")
+def detail(serial: str) -> str:
+    svc = service()
+    cert = svc.certificates.get(serial)
+    return render_template("certificates/detail.html", cert=cert, status=svc.certificates.status_of(cert))
+
+
+@bp.get("/<serial>.<fmt>")
+def download(serial: str, fmt: str) -> Response:
+    if fmt not in _DOWNLOADS:
+        abort(404)
+    mimetype, suffix = _DOWNLOADS[fmt]
+    cert = service().certificates.get(serial)
+    body = service().certificates.export(cert.serial, fmt)
+    response = Response(body, mimetype=mimetype)
+    response.headers["Content-Disposition"] = f"attachment; filename={cert.serial}.{suffix}"
+    return response

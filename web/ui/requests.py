@@ -1,0 +1,307 @@
+"""Requests: entry (录入), edit, queues and the full list, detail with history and the user's actions,
+acceptance, countersignature, review, cancellation, the printable 附件7 and attachments."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from pki.enums import AccessType, Action, RequestState
+from pki.errors import FieldError, ValidationError
+from pki.models import CertificateRequest
+from pki.services import RequestFilter
+from web.errors import field_errors
+from web.ui import actor, service
+from web.ui.form_layout import FORM_FIELDS
+
+bp = Blueprint("requests", __name__, url_prefix="/requests")
+PAGE_SIZE = 50
+Page = str | tuple[str, int] | Response
+
+
+# -- lists ---------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def index() -> Page:
+    return _list_page(queue=False)
+
+
+@bp.get("/queue")
+def queue() -> Page:
+    return _list_page(queue=True)
+
+
+def _list_page(*, queue: bool) -> Page:
+    """One page, newest first, keyset-paginated on id (``before``): as fast on page 2,000 as on page 1."""
+    args = request.args
+    errors: dict[str, list[str]] = {}
+    flt_args: dict[str, Any] = {"limit": PAGE_SIZE + 1, "newest_first": True}
+    state = args.get("state", "")
+    if state:
+        try:
+            flt_args["state"] = RequestState(state)
+        except ValueError:
+            errors["state"] = ["状态无效"]
+    access = args.get("access_type", "")
+    if access:
+        try:
+            flt_args["access_type"] = AccessType(access)
+        except ValueError:
+            errors["access_type"] = ["接入类型无效"]
+    for key, label in (("entered_from", "起始日期"), ("entered_to", "截止日期")):
+        raw = args.get(key, "")
+        if raw:
+            try:
+                flt_args[key] = date.fromisoformat(raw)
+            except ValueError:
+                errors[key] = [f"{label}：日期格式应为YYYY-MM-DD"]
+    before = args.get("before", "")
+    if before.isdigit():
+        flt_args["before_id"] = int(before)
+    try:
+        before_at = datetime.fromisoformat(args.get("before_at", ""))
+        if before_at.tzinfo is not None:
+            flt_args["before_entered_at"] = before_at
+    except ValueError:
+        pass
+    flt_args["province"] = args.get("province", "").strip()[:16] or None
+    flt_args["search"] = args.get("q", "").strip()[:64] or None
+    if queue:
+        flt_args["states"] = service().requests.queue_states(actor())
+    rows = [] if errors else service().requests.find(RequestFilter(**flt_args))
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    next_args: dict[str, Any] = {k: v for k, v in args.items() if k not in ("before", "before_at") and v}
+    first_args = dict(next_args)
+    if more and rows:
+        next_args["before"] = str(rows[-1].id)
+        if "entered_from" in flt_args or "entered_to" in flt_args:
+            next_args["before_at"] = rows[-1].entered_at.isoformat()
+    return render_template(
+        "requests/list.html",
+        rows=rows,
+        queue=queue,
+        errors=errors,
+        args=args,
+        next_url=url_for(request.endpoint or "requests.index", **next_args) if more else None,
+        first_url=url_for(request.endpoint or "requests.index", **first_args),
+        provinces=sorted({p.name for p in service().ctx.policies.provinces.by_code.values()}),
+        queue_states=service().requests.queue_states(actor()) if queue else (),
+    )
+
+
+# -- entry and edit ------------------------------------------------------------------------------------
+
+
+def _typed() -> dict[str, str]:
+    """The form as typed: only the 附件7 fields, blanks dropped (the service says which are required)."""
+    return {k: request.form.get(k, "") for k in FORM_FIELDS if request.form.get(k, "").strip()}
+
+
+def _as_form(req: CertificateRequest) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key in FORM_FIELDS:
+        value = getattr(req, key)
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        elif isinstance(value, date):
+            out[key] = value.isoformat()
+        else:
+            out[key] = "" if value is None else str(value)
+    return out
+
+
+def _form_page(
+    values: dict[str, str], errors: dict[str, list[str]], *, req: CertificateRequest | None
+) -> str:
+    policies = service().ctx.policies
+    return render_template(
+        "requests/form.html",
+        values=values,
+        errors=errors,
+        req=req,
+        provinces=[p.name for p in sorted(policies.provinces.by_code.values(), key=lambda p: p.code)],
+        validity_months=policies.form.validity_months,
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+def new() -> Page:
+    svc = service()
+    if request.method == "GET":
+        if not svc.ctx.policies.workflow.role_allows(actor().roles, Action.ENTER):
+            abort(403)  # not offered; a forced POST is refused by the service
+        return _form_page({"application_date": svc.ctx.today().isoformat()}, {}, req=None)
+    typed = _typed()
+    try:
+        created = svc.requests.create(typed, actor=actor())
+    except ValidationError as e:
+        return _form_page(typed, field_errors(e), req=None), 400
+    flash(f"申请 {created.id} 已录入", "ok")
+    return redirect(url_for("requests.detail", request_id=created.id))
+
+
+@bp.route("/<int:request_id>/edit", methods=["GET", "POST"])
+def edit(request_id: int) -> Page:
+    svc = service()
+    req = svc.requests.get(request_id)
+    if request.method == "GET":
+        if Action.EDIT not in svc.requests.allowed_actions(request_id, actor()):
+            abort(403)  # not offered; a forced POST is refused by the service
+        return _form_page(_as_form(req), {}, req=req)
+    typed = _typed()
+    try:
+        svc.requests.edit(request_id, typed, actor=actor(), expected_version=_version())
+    except ValidationError as e:
+        return _form_page(typed, field_errors(e), req=req), 400
+    flash("申请已修改", "ok")
+    return redirect(url_for("requests.detail", request_id=request_id))
+
+
+# -- detail and actions --------------------------------------------------------------------------------
+
+
+def _detail_page(request_id: int, errors: dict[str, list[str]] | None = None, status: int = 200) -> Page:
+    svc = service()
+    me = actor()
+    req = svc.requests.get(request_id)
+    allowed = svc.requests.allowed_actions(request_id, me)
+    attachments = svc.attachments.list_for(request_id, actor=me) if svc.attachments.may_read(me) else None
+    page = render_template(
+        "requests/detail.html",
+        req=req,
+        allowed=allowed,
+        Action=Action,
+        history=svc.requests.history(request_id),
+        attachments=attachments,
+        may_attach=svc.attachments.may_attach(me),
+        attachment_kinds=svc.ctx.policies.access.attachment_kinds,
+        errors=errors or {},
+        form=request.form if request.method == "POST" else {},
+    )
+    return (page, status) if status != 200 else page
+
+
+@bp.get("/<int:request_id>")
+def detail(request_id: int) -> Page:
+    return _detail_page(request_id)
+
+
+def _version() -> int | None:
+    raw = request.form.get("version", "")
+    return int(raw) if raw.isdigit() else None
+
+
+def _act(request_id: int, done: str, call: Any) -> Page:
+    """Run one service call; a refused form comes back with the errors beside its fields."""
+    try:
+        call()
+    except ValidationError as e:
+        return _detail_page(request_id, field_errors(e), 400)
+    flash(done, "ok")
+    return redirect(url_for("requests.detail", request_id=request_id))
+
+
+@bp.post("/<int:request_id>/accept")
+def accept(request_id: int) -> Page:
+    opinion = request.form.get("opinion", "")
+    if opinion not in ("agree", "disagree"):
+        err = ValidationError(
+            [FieldError("opinion", "choose agree or disagree", "受理意见：请选择同意或不同意")]
+        )
+        return _detail_page(request_id, field_errors(err), 400)
+    return _act(
+        request_id,
+        "受理意见已记录",
+        lambda: service().requests.accept(
+            request_id,
+            actor=actor(),
+            agree=opinion == "agree",
+            usbkey_model=request.form.get("usbkey", ""),
+            comment=request.form.get("comment", ""),
+            expected_version=_version(),
+        ),
+    )
+
+
+@bp.post("/<int:request_id>/countersign")
+def countersign(request_id: int) -> Page:
+    return _act(
+        request_id,
+        "负责人已签字",
+        lambda: service().requests.countersign(request_id, actor=actor(), expected_version=_version()),
+    )
+
+
+_DECISIONS = {"approve": Action.APPROVE, "return": Action.RETURN, "reject": Action.REJECT}
+
+
+@bp.post("/<int:request_id>/review")
+def review(request_id: int) -> Page:
+    decision = _DECISIONS.get(request.form.get("decision", ""))
+    if decision is None:
+        err = ValidationError([FieldError("decision", "choose a decision", "审核意见：请选择")])
+        return _detail_page(request_id, field_errors(err), 400)
+    return _act(
+        request_id,
+        "审核意见已记录",
+        lambda: service().requests.review(
+            request_id,
+            actor=actor(),
+            decision=decision,
+            reason=request.form.get("reason", ""),
+            expected_version=_version(),
+        ),
+    )
+
+
+@bp.post("/<int:request_id>/cancel")
+def cancel(request_id: int) -> Page:
+    return _act(
+        request_id,
+        "申请已撤销",
+        lambda: service().requests.cancel(
+            request_id,
+            actor=actor(),
+            reason=request.form.get("cancel_reason", ""),
+            expected_version=_version(),
+        ),
+    )
+
+
+# -- print and attachments -------------------------------------------------------------------------------
+
+
+@bp.get("/<int:request_id>/print")
+def printable(request_id: int) -> Page:
+    return render_template("requests/print.html", req=service().requests.get(request_id))
+
+
+@bp.post("/<int:request_id>/attachments")
+def upload(request_id: int) -> Page:
+    file = request.files.get("file")
+    data = file.read() if file else b""
+    return _act(
+        request_id,
+        "附件已上传",
+        lambda: service().attachments.add(
+            request_id,
+            kind=request.form.get("kind", ""),
+            filename=(file.filename or "") if file else "",
+            data=data,
+            actor=actor(),
+        ),
+    )
+
+
+@bp.get("/<int:request_id>/attachments/<int:attachment_id>")
+def attachment(request_id: int, attachment_id: int) -> Response:
+    row = service().attachments.read(request_id, attachment_id, actor=actor())
+    response = Response(row.content, mimetype=row.media_type)
+    response.headers["Content-Disposition"] = f"inline; filename=attachment-{row.id}"
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
