@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pki.models import AuditRecord, Certificate, CertificateAuthority, CertificateRequest, User
+
+if TYPE_CHECKING:
+    from pki.services.access import AccessResult
 
 
 def _plain(value: Any) -> Any:
@@ -50,4 +53,19 @@ def ca_to_dict(ca: CertificateAuthority) -> dict[str, Any]:
         name: _plain(getattr(ca, name))
         for name in CertificateAuthority.model_fields
         if name not in ("certificate_der", "key_ref")
+    }
+
+
+def access_to_dict(result: AccessResult) -> dict[str, Any]:
+    """An access decision as the CLI's --json and POST /access-check answer it."""
+    return {
+        "decision": result.decision,
+        "reasons": list(result.reasons),
+        "warnings": list(result.warnings),
+        "platform": result.platform,
+        "at": result.at.isoformat(),
+        "serial": result.serial,
+        "credential_number": result.credential_number,
+        "kind": result.kind,
+        "party": result.party,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from pki.serialize import access_to_dict
 from pki.services import Service
 from pki.services.access import parse_instant
 
@@ -24,18 +25,6 @@ def check() -> Response:
         platform=request.args.get("platform", "production"),
         at=parse_instant(raw_at) if raw_at else None,
     )
-    response = jsonify(
-        {
-            "decision": result.decision,
-            "reasons": list(result.reasons),
-            "warnings": list(result.warnings),
-            "platform": result.platform,
-            "at": result.at.isoformat(),
-            "serial": result.serial,
-            "credential_number": result.credential_number,
-            "kind": result.kind,
-            "party": result.party,
-        }
-    )
+    response = jsonify(access_to_dict(result))
     response.headers["Cache-Control"] = "no-store"
     return response

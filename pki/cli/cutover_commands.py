@@ -414,23 +414,11 @@ def access_check(cert_path: Path, platform: str, at: datetime | None, as_json: b
     """Would a connection presenting this certificate (PEM or DER) be let in? Exit 0 allow, 1 deny."""
     result = service().access.check(cert_path.read_bytes(), platform=platform, at=at)
     if as_json:
-        print_json(access_json(result))
+        from pki.serialize import access_to_dict
+
+        print_json(access_to_dict(result))
     else:
         click.echo(f"{result.decision}: {'; '.join(result.reasons)}")
         for w in result.warnings:
             click.echo(f"warning: {w}")
     return 0 if result.allowed else 1  # main() turns it into the exit code
-
-
-def access_json(result: Any) -> dict[str, Any]:
-    return {
-        "decision": result.decision,
-        "reasons": list(result.reasons),
-        "warnings": list(result.warnings),
-        "platform": result.platform,
-        "at": result.at.isoformat(),
-        "serial": result.serial,
-        "credential_number": result.credential_number,
-        "kind": result.kind,
-        "party": result.party,
-    }
