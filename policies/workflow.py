@@ -23,6 +23,7 @@ OPERATIONS = (
     "evidence_record",
     "attach",
     "read_attachments",
+    "read_evidence",
 )
 
 

@@ -184,16 +184,30 @@ def cert_list(
 @json_option
 def cert_show(serial: str, as_json: bool) -> None:
     """Show one certificate (serial in hex, colons and case as you like)."""
+    from dataclasses import asdict
+
     from pki.serialize import certificate_to_dict
 
     svc = service()
     c = svc.certificates.get(serial)
     data = certificate_to_dict(c, svc.certificates.status_of(c))
+    placement = svc.certificates.placement(c.id) if c.id is not None else None
+    data["token"] = asdict(placement) if placement else None
     if as_json:
         print_json(data)
         return
     for key, value in data.items():
+        if key == "token":
+            continue
         click.echo(f"{key}: {value if value not in (None, '') else '-'}")
+    if placement is None:
+        click.echo("token: -")
+    else:
+        written = "" if placement.delivered else ", not yet written"
+        click.echo(
+            f"token: {placement.token_label or placement.label} (serial {placement.token_serial}, "
+            f"model {placement.model or '-'}, key {placement.key_type}, key id {placement.key_id}{written})"
+        )
 
 
 @cert.command("export")

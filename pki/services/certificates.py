@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki.enums import AccessType, CertificateStatus
 from pki.errors import FieldError, NotFoundError, ValidationError
-from pki.models import Certificate
+from pki.models import Certificate, TokenCertificate, UsbToken
 from pki.services.authority import AuthorityService
 from pki.services.context import Context
 
@@ -35,6 +38,24 @@ def effective_status(cert: Certificate, now_utc: object) -> str:
     if cert.status is CertificateStatus.REVOKED:
         return "revoked"
     return "expired" if cert.not_valid_after <= now_utc else "valid"  # type: ignore[operator]
+
+
+@dataclass(frozen=True)
+class TokenPlacement:
+    """The USBKEY holding (or to hold) a certificate: recorded when issued onto the token; ``delivered`` is
+    false until the certificate was written and read back (未写入)."""
+
+    certificate_id: int
+    token_serial: str
+    token_label: str  # the token's own label
+    label: str  # CKA_LABEL of the key pair and certificate objects
+    key_id: str
+    model: str
+    key_type: str
+    delivered: bool
+
+
+_PLACEMENT_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -94,6 +115,55 @@ class CertificateService:
         if found is None:
             raise NotFoundError(f"no certificate with serial {normalized}", message_zh="证书不存在")
         return found
+
+    def placements(self, certificate_ids: Iterable[int]) -> dict[int, TokenPlacement]:
+        """The token placement of each of ``certificate_ids`` that has one: one query per 500 ids (a page of
+        certificates costs one query, not one per row)."""
+        ids = sorted(set(certificate_ids))
+        out: dict[int, TokenPlacement] = {}
+        columns: tuple[Any, ...] = (
+            TokenCertificate.certificate_id,
+            UsbToken.serial,
+            UsbToken.label,
+            TokenCertificate.label,
+            TokenCertificate.key_id,
+            TokenCertificate.model,
+            UsbToken.model,
+            TokenCertificate.key_type,
+            Certificate.delivered,
+        )
+        stmt = sa_select(*columns).where(
+            col(TokenCertificate.token_id) == col(UsbToken.id),
+            col(TokenCertificate.certificate_id) == col(Certificate.id),
+        )
+        with self._ctx.read() as s:
+            for i in range(0, len(ids), _PLACEMENT_CHUNK):
+                chunk = ids[i : i + _PLACEMENT_CHUNK]
+                for (
+                    cid,
+                    serial,
+                    token_label,
+                    label,
+                    key_id,
+                    model,
+                    token_model,
+                    key_type,
+                    delivered,
+                ) in s.execute(stmt.where(col(TokenCertificate.certificate_id).in_(chunk))):
+                    out[cid] = TokenPlacement(
+                        certificate_id=cid,
+                        token_serial=serial,
+                        token_label=token_label,
+                        label=label,
+                        key_id=key_id,
+                        model=model or token_model,
+                        key_type=key_type,
+                        delivered=bool(delivered),
+                    )
+        return out
+
+    def placement(self, certificate_id: int) -> TokenPlacement | None:
+        return self.placements([certificate_id]).get(certificate_id)
 
     def status_of(self, cert: Certificate) -> str:
         return effective_status(cert, self._ctx.now())

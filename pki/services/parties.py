@@ -382,6 +382,38 @@ class PartyService:
         with self._ctx.read() as s:
             return [EvidenceRecord(**row._mapping) for row in s.execute(stmt)]
 
+    def may_record_evidence(self, actor: Actor) -> bool:
+        return self._ctx.policies.workflow.operation_allows(actor.roles, "evidence_record")
+
+    def may_read_evidence(self, actor: Actor) -> bool:
+        return self._ctx.policies.workflow.operation_allows(actor.roles, "read_evidence")
+
+    def read_evidence(self, evidence_id: int, *, actor: Actor) -> tuple[EvidenceRecord, bytes]:
+        """A recorded document for a person (role ``read_evidence``); the read is audited and the
+        SHA-256 checked on the way out."""
+        with (
+            self._ctx.denials_recorded(actor, "evidence.read", "evidence", evidence_id),
+            self._ctx.write() as s,
+        ):
+            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "read_evidence")
+            row = s.get(Evidence, evidence_id)
+            if row is None:
+                raise NotFoundError(f"evidence {evidence_id} not found", message_zh="材料不存在")
+            if hashlib.sha256(row.content).hexdigest() != row.sha256:
+                raise ConflictError(
+                    f"evidence {evidence_id}: document does not match its SHA-256", message_zh="材料校验失败"
+                )
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor.username,
+                action="evidence.read",
+                subject_type="evidence",
+                subject_id=evidence_id,
+                details={"credential_number": row.credential_number, "file": row.filename},
+            )
+            return _record(row), row.content
+
     def evidence_document(self, evidence_id: int) -> tuple[str, bytes]:
         """The file name and bytes of a recorded document; the SHA-256 is checked on the way out."""
         with self._ctx.read() as s:

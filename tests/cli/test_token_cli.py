@@ -176,6 +176,11 @@ def test_killed_between_issuance_and_delivery_then_resumed(desk: Cli, tmp_path: 
     # Issued and recorded, not delivered: the request waits; a plain issue is refused.
     assert state(desk, rid) == "approved"
     [cert] = desk.json("cert", "list", "--request", str(rid))
+    placed = desk.json("cert", "show", cert["serial"])["token"]
+    assert placed["token_serial"] in tokens.serials() and placed["token_label"] == "USBKEY-0"
+    assert (placed["delivered"], placed["model"], placed["key_type"]) == (False, SOFTHSM, "ec-p256")
+    assert "USBKEY-0 (serial " in desk.ok("cert", "show", cert["serial"]).out.split("token: ")[1]
+    assert "not yet written" in desk.ok("cert", "show", cert["serial"]).out
     objects = listing(tokens, "USBKEY-0")
     assert "Private Key Object" in objects and ("Certificate Object" in objects) == (when == "after-write")
     again = pkictl(desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "USBKEY-0")
@@ -186,6 +191,8 @@ def test_killed_between_issuance_and_delivery_then_resumed(desk: Cli, tmp_path: 
     assert resumed.code == 0, resumed
     assert resumed.json()["serial"] == cert["serial"] and resumed.json()["resumed"] is True
     assert state(desk, rid) == "issued"
+    assert desk.json("cert", "show", cert["serial"])["token"]["delivered"] is True
+    assert "not yet written" not in desk.ok("cert", "show", cert["serial"]).out
     out = tmp_path / "on-token.der"
     subprocess.run(
         ["pkcs11-tool", "--module", MODULE, "--token-label", "USBKEY-0", "--read-object", "--type", "cert",

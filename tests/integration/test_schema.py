@@ -15,9 +15,15 @@ from pki.bootstrap import SCHEMA_REVISION, alembic_config, migrate, schema_revis
 from pki.models import ImportBatch
 
 
+def _not_optional(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+    """The trigram index exists only where pg_trgm could be had: the models leave it out."""
+    return not (type_ == "index" and name == "ix_request_unit_name_trgm")
+
+
 def test_migrations_match_models(engine: Engine) -> None:
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        context = MigrationContext.configure(conn, opts={"include_object": _not_optional})
+        diff = compare_metadata(context, SQLModel.metadata)
     assert diff == []
 
 

@@ -7,6 +7,7 @@ offered, and forcing the POST anyway is refused with 403 and changes nothing.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import pytest
@@ -182,3 +183,35 @@ def test_separation_of_duties_is_refused_when_forced(
     else:  # no duty conflict, but the wrong state
         assert got.status_code == 409 and "不允许" in got.get_data(as_text=True)
         assert service.requests.get(req.id).state is RequestState.ENTERED
+
+
+@pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
+def test_evidence_upload_by_role(
+    role: Role,
+    service: Service,
+    people: dict[str, Actor],
+    role_users: dict[Role, str],
+    client_as: Callable[[str], FlaskClient],
+) -> None:
+    """Recording a report (issue 6) on a formal request: offered and accepted exactly for the roles of the
+    ``evidence_record`` operation; forced by any other role, refused with 403 and nothing recorded."""
+    from tests.integration.test_cutover import HEBEI, countersigned, uscc
+
+    number = uscc(HEBEI)
+    rid = countersigned(service, people, number)
+    allowed = WORKFLOW.operation_allows({role.value}, "evidence_record")
+    client = client_as(role_users[role])
+    offered = 'id="form-evidence"' in client.get(f"/requests/{rid}").get_data(as_text=True)
+    form = {
+        "evidence_type": "waiver",
+        "evidence_reference": "函〔2020〕9号",
+        "evidence_date": "2020-10-19",
+        "evidence_file": (io.BytesIO(b"%PDF-1.4 letter"), "letter.pdf"),
+    }
+    got = post(client, f"/requests/{rid}/evidence", form, content_type="multipart/form-data")
+    recorded = service.parties.list_evidence(credential_number=number)
+    assert offered is allowed
+    if allowed:
+        assert got.status_code == 302 and [e.recorded_by for e in recorded] == [role_users[role]]
+    else:
+        assert got.status_code == 403 and "无权" in got.get_data(as_text=True) and recorded == []

@@ -38,6 +38,7 @@ def index() -> str:
     return render_template(
         "certificates/list.html",
         rows=[(c, svc.certificates.status_of(c)) for c in rows],
+        placements=svc.certificates.placements(c.id for c in rows if c.id is not None),
         args=request.args,
         next_url=next_url,
     )
@@ -47,7 +48,12 @@ def index() -> str:
 def detail(serial: str) -> str:
     svc = service()
     cert = svc.certificates.get(serial)
-    return render_template("certificates/detail.html", cert=cert, status=svc.certificates.status_of(cert))
+    return render_template(
+        "certificates/detail.html",
+        cert=cert,
+        status=svc.certificates.status_of(cert),
+        placement=svc.certificates.placement(cert.id) if cert.id is not None else None,
+    )
 
 
 @bp.get("/<serial>.<fmt>")

@@ -4,15 +4,17 @@ acceptance, countersignature, review, cancellation, the printable 附件7 and at
 from __future__ import annotations
 
 from datetime import date, datetime
+from io import BytesIO
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
-from pki.enums import AccessType, Action, RequestState
-from pki.errors import FieldError, ValidationError
+from pki.enums import EVIDENCE_LABELS_ZH, AccessType, Action, EvidenceType, RequestState
+from pki.errors import FieldError, PrerequisiteMissingError, ValidationError
 from pki.models import CertificateRequest
 from pki.services import RequestFilter
+from pki.services.attachments import sniff
 from web.errors import field_errors
 from web.ui import actor, service
 from web.ui.form_layout import FORM_FIELDS
@@ -171,6 +173,10 @@ def _detail_page(request_id: int, errors: dict[str, list[str]] | None = None, st
     req = svc.requests.get(request_id)
     allowed = svc.requests.allowed_actions(request_id, me)
     attachments = svc.attachments.list_for(request_id, actor=me) if svc.attachments.may_read(me) else None
+    prerequisites = svc.cutover.prerequisites(request_id)
+    evidence = (
+        svc.parties.list_evidence(credential_number=req.credential_number) if prerequisites.applies else []
+    )
     page = render_template(
         "requests/detail.html",
         req=req,
@@ -180,6 +186,12 @@ def _detail_page(request_id: int, errors: dict[str, list[str]] | None = None, st
         attachments=attachments,
         may_attach=svc.attachments.may_attach(me),
         attachment_kinds=svc.ctx.policies.access.attachment_kinds,
+        prerequisites=prerequisites,
+        rule_label=rule_label,
+        evidence=evidence,
+        evidence_labels={t.value: label for t, label in EVIDENCE_LABELS_ZH.items()},
+        may_record_evidence=svc.parties.may_record_evidence(me),
+        may_read_evidence=svc.parties.may_read_evidence(me),
         errors=errors or {},
         form=request.form if request.method == "POST" else {},
     )
@@ -196,12 +208,33 @@ def _version() -> int | None:
     return int(raw) if raw.isdigit() else None
 
 
-def _act(request_id: int, done: str, call: Any) -> Page:
-    """Run one service call; a refused form comes back with the errors beside its fields."""
+_RULE_LABELS = {
+    "fast_track": "可直接正式接入地区",
+    "waiver": "来函说明",
+    "test_certificate": "测试证书持有期限",
+}
+
+
+def rule_label(rule: str) -> str:
+    """A test → formal rule's name in the clerks' words (the outcome and reason come from the service)."""
+    report = rule.removeprefix("report:")
+    if report != rule:
+        try:
+            return EVIDENCE_LABELS_ZH[EvidenceType(report)]
+        except ValueError:
+            return report
+    return _RULE_LABELS.get(rule, rule)
+
+
+def _act(request_id: int, done: str, call: Any, *, prefix: str = "") -> Page:
+    """Run one service call; a refused form comes back with the errors beside its fields (``prefix``
+    tells apart forms on the page whose fields share a name)."""
     try:
         call()
     except ValidationError as e:
-        return _detail_page(request_id, field_errors(e), 400)
+        return _detail_page(request_id, {prefix + k: v for k, v in field_errors(e).items()}, 400)
+    except PrerequisiteMissingError as e:  # approval refused: the reason beside the reviewer's decision
+        return _detail_page(request_id, {"decision": [e.message_zh]}, 409)
     flash(done, "ok")
     return redirect(url_for("requests.detail", request_id=request_id))
 
@@ -304,4 +337,42 @@ def attachment(request_id: int, attachment_id: int) -> Response:
     response = Response(row.content, mimetype=row.media_type)
     response.headers["Content-Disposition"] = f"inline; filename=attachment-{row.id}"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+# -- evidence for the test → formal rules (reports, waiver letters) ---------------------------------------
+
+
+@bp.post("/<int:request_id>/evidence")
+def add_evidence(request_id: int) -> Page:
+    file = request.files.get("evidence_file")
+    content = file.read() if file else b""
+    credential_number = service().requests.get(request_id).credential_number
+    return _act(
+        request_id,
+        "材料已备案",
+        lambda: service().parties.add_evidence(
+            credential_number=credential_number,
+            evidence_type=request.form.get("evidence_type", ""),
+            reference=request.form.get("evidence_reference", ""),
+            document_date=request.form.get("evidence_date", ""),
+            filename=(file.filename or "") if file else "",
+            content=content,
+            actor=actor(),
+        ),
+        prefix="evidence_",
+    )
+
+
+@bp.get("/evidence/<int:evidence_id>")
+def evidence_document(evidence_id: int) -> Response:
+    record, content = service().parties.read_evidence(evidence_id, actor=actor())
+    response = send_file(
+        BytesIO(content),
+        mimetype=sniff(content) or "application/octet-stream",
+        as_attachment=True,
+        download_name=record.filename,
+    )
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
     return response
