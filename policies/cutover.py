@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 
-from pki.errors import ConfigurationError
+from pki.errors import ConfigurationError, FieldError, ValidationError
 from policies._load import need, read_toml, str_list, tables
 
 KINDS = ("test", "formal")
@@ -40,7 +40,9 @@ class CutoverPolicy:
             return self.platforms[name]
         except KeyError:
             known = ", ".join(self.platforms)
-            raise ConfigurationError(f"unknown platform {name!r}; known: {known}") from None
+            raise ValidationError(
+                [FieldError("platform", f"unknown platform {name!r}; known: {known}", f"未知平台：{name}")]
+            ) from None
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,13 @@ class TokenPolicy:
                 return m
         return None
 
+    def key_type_for(self, model_name: str, wanted: str | None) -> str:
+        """The key type to generate for a request's USBKEY model: ``wanted`` if the model supports it, the
+        model's default otherwise; for a model not in tokens.toml (a module given by hand) ``wanted`` or
+        the first type issuing onto a token can generate."""
+        model = self.model(model_name)
+        return model.key_type(wanted) if model else (wanted or TOKEN_KEY_TYPES[0])
+
     def require_model(self, name: str) -> TokenModel:
         found = self.model(name)
         if found is None:

@@ -12,12 +12,16 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from pki.serialize import access_to_dict
 from pki.services import Service
 from pki.services.access import parse_instant
+from web.ocsp_http import MAX_REQUEST
 
 access_check = Blueprint("access_check", __name__)
 
 
 @access_check.post("/access-check")
 def check() -> Response:
+    request.max_content_length = (
+        MAX_REQUEST  # a certificate, not an upload: the UI's larger limit is not for this
+    )
     svc: Service = current_app.extensions["pki_service"]
     raw_at = request.args.get("at", "").strip()
     result = svc.access.check(

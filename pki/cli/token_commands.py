@@ -37,8 +37,9 @@ def _module_for(
 ) -> tuple[str, str]:
     """The module path and key type: given, or from tokens.toml by the request's USBKEY 品牌及型号."""
     if module_path is not None:
-        model = svc.ctx.policies.tokens.model(svc.token_issuance.usbkey_model(request_id))
-        return module_path, model.key_type(key_type) if model else (key_type or "ec-p256")
+        return module_path, svc.ctx.policies.tokens.key_type_for(
+            svc.token_issuance.usbkey_model(request_id), key_type
+        )
     model = svc.ctx.policies.tokens.require_model(svc.token_issuance.usbkey_model(request_id))
     return model.module, model.key_type(key_type)
 
@@ -165,8 +166,7 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
                 break
             item: dict[str, Any] = {"request": q.id, "token": serial}
             try:
-                model = policy.model(q.usbkey_model)
-                chosen = model.key_type(key_type) if model else (key_type or "ec-p256")
+                chosen = policy.key_type_for(q.usbkey_model, key_type)
                 done = issue_prechecked(svc, module, present[serial], pin, q.id, actor, chosen)
                 item |= {"status": "issued", "serial": done.serial, "label": done.label}
             except PkiError as e:

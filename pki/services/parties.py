@@ -33,7 +33,6 @@ from pki.services.bulk import unit_rows
 from pki.services.context import Actor, Context
 from policies.form import Province, ProvinceTable
 
-MAX_DOCUMENT = 20 * 1024 * 1024  # a scanned report; larger files belong in a document system
 _CHUNK = 500
 _PARTY = Party.__table__  # type: ignore[attr-defined]
 _DECISION = CutoverDecision.__table__  # type: ignore[attr-defined]
@@ -315,8 +314,10 @@ class PartyService:
             errors.append(FieldError("file", "a file name is required", "文件：必填"))
         if not content:
             errors.append(FieldError("file", "the document is empty", "文件为空"))
-        elif len(content) > MAX_DOCUMENT:
-            errors.append(FieldError("file", f"larger than {MAX_DOCUMENT // 1048576} MiB", "文件过大"))
+        elif len(content) > (limit := self._ctx.policies.access.attachment_max_bytes):
+            errors.append(
+                FieldError("file", f"larger than {limit} bytes", f"文件过大（上限 {limit // 1_048_576} MiB）")
+            )
         if errors:
             raise ValidationError(errors)
         assert kind is not None and when is not None
@@ -413,18 +414,6 @@ class PartyService:
                 details={"credential_number": row.credential_number, "file": row.filename},
             )
             return _record(row), row.content
-
-    def evidence_document(self, evidence_id: int) -> tuple[str, bytes]:
-        """The file name and bytes of a recorded document; the SHA-256 is checked on the way out."""
-        with self._ctx.read() as s:
-            row = s.get(Evidence, evidence_id)
-        if row is None:
-            raise NotFoundError(f"evidence {evidence_id} not found", message_zh="材料不存在")
-        if hashlib.sha256(row.content).hexdigest() != row.sha256:
-            raise ConflictError(
-                f"evidence {evidence_id}: document does not match its SHA-256", message_zh="材料校验失败"
-            )
-        return row.filename, row.content
 
 
 def _party_row(

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki.ca.keys import PrivateKey, PublicKey, spki_sha256
@@ -267,20 +268,26 @@ class TokenIssuanceService:
             .limit(1)
             .scalar_subquery()
         )
-        token_state = select(UsbToken.state).where(UsbToken.serial == token_serial).limit(1).scalar_subquery()
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.read() as s,
         ):
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
-            row = s.exec(
-                select(
-                    CertificateRequest.state, CertificateRequest.credential_number, pending, token_state
-                ).where(CertificateRequest.id == request_id)
+            row = s.execute(
+                sa_select(
+                    col(CertificateRequest.state),
+                    col(CertificateRequest.credential_number),
+                    pending,
+                    col(UsbToken.state),
+                    col(UsbToken.holder_credential),
+                )
+                .select_from(CertificateRequest)
+                .outerjoin(UsbToken, col(UsbToken.serial) == token_serial)
+                .where(col(CertificateRequest.id) == request_id)
             ).first()
             if row is None:
                 raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
-            state, credential, pending_serial, token_state_value = row
+            state, credential, pending_serial, token_state_value, holder = row
             earlier = self._requests.actions_by_many(s, [request_id], actor.username).get(request_id, set())
         rule = self._ctx.policies.workflow.conflict(earlier, Action.ISSUE)
         if rule is not None:
@@ -292,12 +299,8 @@ class TokenIssuanceService:
                 "finish it with --resume",
                 message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
             )
-        if token_state_value is not None and TokenState(token_state_value) in _UNUSABLE:
-            raise ConflictError(
-                f"token {token_serial} is recorded as {TokenState(token_state_value).value}: "
-                "it takes no new certificate",
-                message_zh="该USB Key已挂失、销毁或暂停，不能签发",
-            )
+        if token_state_value is not None:
+            _refuse_token(token_serial, TokenState(token_state_value), holder, str(credential))
         return str(credential)
 
     def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
@@ -341,7 +344,7 @@ class TokenIssuanceService:
             self._ctx.write() as s,
         ):
             req = self._requests.lock_for(s, request_id, actor, Action.ISSUE, None)
-            token_id = self._token_row(s, device, actor)
+            token_id = self._token_row(s, device, actor, req.credential_number)
             cert = self._issuance.issue_locked(s, req, public_key, actor=actor, delivered=False)
             assert cert.id is not None
             s.add(
@@ -358,18 +361,16 @@ class TokenIssuanceService:
             s.expunge(cert)
             return cert
 
-    def _token_row(self, s: Session, device: TokenDevice, actor: Actor) -> int:
+    def _token_row(self, s: Session, device: TokenDevice, actor: Actor, credential: str) -> int:
         """The token's inventory id, recorded now if new; refused when it may take no new certificate."""
         found = s.exec(
-            select(UsbToken.id, UsbToken.state).where(UsbToken.serial == device.serial).with_for_update()
+            select(UsbToken.id, UsbToken.state, UsbToken.holder_credential)
+            .where(UsbToken.serial == device.serial)
+            .with_for_update()
         ).first()
         if found is not None:
-            token_id, state = found
-            if state in _UNUSABLE:
-                raise ConflictError(
-                    f"token {device.serial} is recorded as {state}: it takes no new certificate",
-                    message_zh="该USB Key已挂失、销毁或暂停，不能签发",
-                )
+            token_id, state, holder = found
+            _refuse_token(device.serial, TokenState(state), holder, credential)
             assert token_id is not None
             return token_id
         now = self._ctx.now()
@@ -448,11 +449,22 @@ class TokenIssuanceService:
             now = self._ctx.now()
             marked = s.execute(
                 update(Certificate)
-                .where(col(Certificate.id) == cert.id, col(Certificate.delivered).is_(False))
+                .where(
+                    col(Certificate.id) == cert.id,
+                    col(Certificate.delivered).is_(False),
+                    col(Certificate.status) == CertificateStatus.VALID,
+                )
                 .values(delivered=True)
             )
             if marked.rowcount != 1:  # type: ignore[attr-defined]
-                raise ConflictError(f"certificate {cert.serial} was already delivered")
+                raise ConflictError(
+                    f"certificate {cert.serial} was delivered or revoked meanwhile: nothing changed",
+                    message_zh="该证书已交付或已被吊销",
+                )
+            token_state = s.exec(
+                select(UsbToken.state).where(UsbToken.serial == token_serial).with_for_update()
+            ).one()
+            _refuse_token(token_serial, TokenState(token_state), None, req.credential_number)
             s.execute(
                 update(UsbToken)
                 .where(col(UsbToken.serial) == token_serial)
@@ -478,4 +490,19 @@ class TokenIssuanceService:
             s.exec(
                 select(TokenCertificate.token_id, func.count()).group_by(col(TokenCertificate.token_id))
             ).all()
+        )
+
+
+def _refuse_token(serial: str, state: TokenState, holder: str | None, credential: str) -> None:
+    """A token takes a new certificate unless it is lost, destroyed or suspended, or holds another unit's."""
+    if state in _UNUSABLE:
+        raise ConflictError(
+            f"token {serial} is recorded as {state.value}: it takes no new certificate",
+            message_zh="该USB Key已挂失、销毁或暂停，不能签发",
+        )
+    if state == TokenState.ISSUED and holder is not None and holder != credential:
+        raise ConflictError(
+            f"token {serial} holds unit {holder}'s certificate: one key serves one unit "
+            "(mark it returned first if it was handed back)",
+            message_zh="该USB Key已发放给其他单位，一个USB Key只能用于一个单位",
         )

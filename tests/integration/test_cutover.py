@@ -166,7 +166,8 @@ def test_evidence_is_recorded_with_its_document(service: Service, people: dict[s
     )
     assert record.credential_number == number and record.filename == "report.pdf"
     assert record.sha256 == hashlib.sha256(content).hexdigest()
-    assert service.parties.evidence_document(record.id) == ("report.pdf", content)
+    read, document = service.parties.read_evidence(record.id, actor=people["clerk"])
+    assert (read.filename, document) == ("report.pdf", content)
     listed = service.parties.list_evidence(credential_number=number)
     assert [(e.evidence_type, e.reference) for e in listed] == [
         (EvidenceType.SOFTWARE_TEST, "软测字〔2020〕第12号")

@@ -336,3 +336,52 @@ def test_a_pending_certificate_blocks_cancel_until_revoked_then_the_request_can_
     device.remove(bytes.fromhex(key_id))
     done = ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
     assert done.serial != pending.serial and ca_service.requests.get(rid).state is RequestState.ISSUED
+
+
+def test_a_key_issued_to_one_unit_takes_no_other_units_certificate(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey, token: Token
+) -> None:
+    first = approved(ca_service, people, usbkey_model=SOFTHSM)
+    ca_service.token_issuance.issue(first, device, actor=people["distributor"], key_type="ec-p256")
+    other = approved(ca_service, people, usbkey_model=SOFTHSM)
+    assert (
+        ca_service.requests.get(other).credential_number != ca_service.requests.get(first).credential_number
+    )
+    before = objects(token)
+    with pytest.raises(ConflictError, match="one key serves one unit"):
+        ca_service.token_issuance.issue(other, device, actor=people["distributor"], key_type="ec-p256")
+    assert objects(token) == before
+    assert ca_service.requests.get(other).state is RequestState.APPROVED
+    # Handed back to the acceptance point, the key may serve another unit.
+    ca_service.inventory.mark(token.serial, "returned", actor=people["ops"])
+    ca_service.token_issuance.issue(other, device, actor=people["distributor"], key_type="ec-p256")
+    assert ca_service.requests.get(other).state is RequestState.ISSUED
+
+
+class _MarkedLostWhileWriting:
+    """The real USB key, but ops mark it lost while the certificate is being written."""
+
+    def __init__(self, device: UsbKey, service: Service, ops: Actor) -> None:
+        self._device, self._service, self._ops = device, service, ops
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._device, name)
+
+    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
+        self._service.inventory.mark(self._device.serial, "lost", actor=self._ops)
+        self._device.write_certificate(der, key_id, label)
+
+
+def test_a_key_marked_lost_during_the_write_is_not_delivered(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    racing = _MarkedLostWhileWriting(device, ca_service, people["ops"])
+    with pytest.raises(ConflictError, match="revoked meanwhile"):
+        ca_service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with Session(ca_service.ctx.engine) as s:
+        cert = s.exec(select(Certificate)).one()
+        token_state = s.exec(select(UsbToken.state)).one()
+    assert cert.status is CertificateStatus.REVOKED and not cert.delivered
+    assert token_state is TokenState.LOST

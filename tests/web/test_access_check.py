@@ -20,6 +20,7 @@ from pki.services import Actor, Service
 from tests.support.data import make_uscc
 from tests.support.pki import approved, csr_for, key
 from web import create_app
+from web.ocsp_http import MAX_REQUEST
 
 CUTOVER = datetime(2020, 11, 14, 16, 0, tzinfo=UTC)
 _numbers = iter(range(60000000, 61000000))
@@ -80,6 +81,12 @@ def test_bad_input_is_a_400_naming_the_field(client: FlaskClient) -> None:
     bad_at = client.post("/access-check?at=tomorrow", data=b"")
     assert bad_at.status_code == 400 and "at: " in bad_at.get_json()["message"]
     assert client.get("/access-check").status_code == 405
+    unknown = client.post("/access-check?platform=staging", data=b"")
+    assert (
+        unknown.status_code == 400 and "platform: unknown platform 'staging'" in unknown.get_json()["message"]
+    )
+    # A certificate is small: the UI's upload limit does not apply to this unauthenticated endpoint.
+    assert client.post("/access-check", data=b"x" * (MAX_REQUEST + 1)).status_code == 413
 
 
 @pytest.fixture

@@ -66,7 +66,9 @@ def test_login_logout_and_the_audit(app: Flask, service: Service, clerk_with_pas
     assert client.get("/requests/").status_code == 302
 
 
-@pytest.mark.parametrize("target", ["https://evil.example/", "//evil.example/x", "/\\evil.example"])
+@pytest.mark.parametrize(
+    "target", ["https://evil.example/", "//evil.example/x", "/\\evil.example", "/\t/evil.example"]
+)
 def test_login_never_redirects_off_site(app: Flask, clerk_with_password: str, target: str) -> None:
     got = _login(app.test_client(), clerk_with_password, PASSWORD, next=target)
     assert got.status_code == 302 and got.headers["Location"] == "/"

@@ -14,7 +14,13 @@ bp = Blueprint("auth", __name__)
 
 def _safe_next(target: str | None) -> str:
     """Only a path on this site: never an absolute or scheme-relative URL (open redirect)."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    if (
+        target
+        and target.isprintable()  # browsers drop tabs: "/\t/evil" would become "//evil"
+        and target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+    ):
         return target
     return url_for("dashboard.index")
 
