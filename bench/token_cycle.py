@@ -20,7 +20,8 @@ Timed, per cycle:
         issued, audit); log out. That is `pkictl issue ID --token-label L` without process start and password
         check.
 Raw and ours alternate cycle by cycle (background load falls on both alike); after each cycle the objects it
-made are removed from the token (not timed) so every cycle meets the same token. Times are summed per path.
+made are removed from the token and the key is marked returned (not timed) so every cycle meets the same
+token. Times are summed per path.
 Checked afterwards: every request issued, one delivered certificate each, the audit chain verifies.
 """
 
@@ -122,6 +123,9 @@ def run(
         key_id = ours_cycle(env, module, info, pin, key_type, rid)
         ours_total += time.perf_counter() - start
         clean(module, info, pin, key_id)
+        # One key serves one unit: hand it back (its certificate revoked, cessationOfOperation) so that the
+        # next unit's cycle meets a returned key, as at an acceptance point reusing keys. Not timed.
+        env.service.inventory.mark(info.serial, "returned", actor=env.people["ops"])
     return raw_total, ours_total
 
 
