@@ -67,6 +67,18 @@ def as_option(f: F) -> F:
     return click.option("--as", "as_user", required=True, metavar="USER", help="Operator user name.")(f)
 
 
+def access_mode_option(f: F) -> F:
+    from pki.enums import AccessMode
+
+    return click.option(
+        "--access-mode",
+        type=click.Choice([m.value for m in AccessMode]),
+        default="batch",
+        show_default=True,
+        help="分批接入 (batch) or 全部接入 (all).",
+    )(f)
+
+
 def json_option(f: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON.")(f)
 

@@ -10,7 +10,16 @@ from typing import Any, TextIO
 
 import click
 
-from pki.cli.app import as_option, cli, json_option, local_time, login, print_json, service
+from pki.cli.app import (
+    access_mode_option,
+    as_option,
+    cli,
+    json_option,
+    local_time,
+    login,
+    print_json,
+    service,
+)
 from pki.enums import AccessMode, EvidenceType, PartyKind, Readiness
 from pki.errors import ImportRowsError, PkiError
 
@@ -57,13 +66,7 @@ def party() -> None:
 @click.argument("csv_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @platform_option
 @click.option("--kind", type=click.Choice([k.value for k in PartyKind]), default="unit", show_default=True)
-@click.option(
-    "--access-mode",
-    type=click.Choice([m.value for m in AccessMode]),
-    default="batch",
-    show_default=True,
-    help="分批接入 (batch) or 全部接入 (all).",
-)
+@access_mode_option
 @click.option("--province", default=None, help="Province of every row (default: 省份 column, else the USCC).")
 @click.option("--skip-invalid", is_flag=True, help="Register the good rows and report the bad ones.")
 @as_option

@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from pki.cli.app import (
+    access_mode_option,
     as_option,
     cli,
     json_option,
@@ -78,13 +79,7 @@ def request_edit(request_id: int, path: Path, as_user: str, as_json: bool) -> No
     help="JSON with the fields every unit of the batch shares.",
 )
 @click.option("--label", required=True, help="Batch name, e.g. '西藏 第一批'.")
-@click.option(
-    "--access-mode",
-    type=click.Choice([m.value for m in AccessMode]),
-    default="batch",
-    show_default=True,
-    help="分批接入 (batch) or 全部接入 (all).",
-)
+@access_mode_option
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows and report the bad ones.")
 @as_option
 @json_option
