@@ -50,6 +50,7 @@ from tokens.session import Module, TokenInfo  # noqa: E402
 from tokens.usbkey import SingleUserSession, UsbKey, open_usb_key  # noqa: E402
 
 from pki.ca import certs  # noqa: E402
+from pki.cli.token_commands import issue_prechecked  # noqa: E402
 from pki.ca.validity import add_months, whole_seconds  # noqa: E402
 from pki.models import Certificate, CertificateRequest  # noqa: E402
 
@@ -98,10 +99,7 @@ def raw_cycle(env: common.Env, module: Module, info: TokenInfo, pin: str, key_ty
 
 
 def ours_cycle(env: common.Env, module: Module, info: TokenInfo, pin: str, key_type: str, rid: int) -> bytes:
-    with open_usb_key(module, info, pin) as device:
-        done = env.service.token_issuance.issue(
-            rid, device, actor=env.people["distributor"], key_type=key_type
-        )
+    done = issue_prechecked(env.service, module, info, pin, rid, env.people["distributor"], key_type)
     return bytes.fromhex(done.key_id)
 
 

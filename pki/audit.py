@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki.errors import AuditIntegrityError
@@ -81,22 +82,37 @@ class Entry:
 
 
 _HEAD_KEY = "pki.audit_head"
+_HEAD = AuditHead.__table__  # type: ignore[attr-defined]
+_RECORDS = AuditRecord.__table__  # type: ignore[attr-defined]
+# Built once: every write transaction runs them, and building a statement costs more than running it.
+_LOCK_HEAD = sa_select(_HEAD.c.seq, _HEAD.c.hash).where(_HEAD.c.id == 1).with_for_update()
+_INSERT_RECORDS = insert(_RECORDS)  # the table, not the class: no ORM bulk-insert machinery
+_MOVE_HEAD = update(_HEAD).where(_HEAD.c.id == 1).values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
 
 
-def lock_chain(session: Session) -> AuditHead:
+@dataclass
+class ChainHead:
+    """The newest link as this transaction holds it (the locked audit_head row's values)."""
+
+    seq: int
+    hash: str
+
+
+def lock_chain(session: Session) -> ChainHead:
     """The chain head, locked once per transaction (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE).
 
     Every write transaction takes it first (see Context.write), which orders all writers: check-then-insert
-    rules such as "the first user must be an admin" cannot race.
+    rules such as "the first user must be an admin" cannot race. Plain statements, no ORM object: every write
+    transaction pays for this.
     """
     head = session.info.get(_HEAD_KEY)
     if head is None:
-        head = session.exec(select(AuditHead).where(AuditHead.id == 1).with_for_update()).one_or_none()
-        if head is None:  # the first migration creates it; a missing head means the trail was tampered with
+        row = session.execute(_LOCK_HEAD).first()
+        if row is None:  # the first migration creates it; a missing head means the trail was tampered with
             raise AuditIntegrityError(
                 "the audit chain head is missing: run 'pkictl audit verify'", message_zh="审计链头记录缺失"
             )
-        session.info[_HEAD_KEY] = head
+        head = session.info[_HEAD_KEY] = ChainHead(row.seq, row.hash)
     return head
 
 
@@ -121,9 +137,9 @@ def append_many(session: Session, entries: Sequence[Entry]) -> None:
         }
         row["hash"] = prev = record_hash(**row)
         rows.append(row)
-    session.execute(insert(AuditRecord), rows)
+    session.execute(_INSERT_RECORDS, rows[0] if len(rows) == 1 else rows)
+    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
     head.seq, head.hash = seq, prev
-    session.add(head)
 
 
 def append(

@@ -82,9 +82,18 @@ def transaction(engine: Engine) -> Iterator[Session]:
 @contextmanager
 def read_session(engine: Engine, *, snapshot: bool = False) -> Iterator[Session]:
     """A read that never takes the write lock and never commits; ``snapshot`` for one consistent view."""
-    options: dict[str, Any] = {READONLY_OPTION: True}
-    if snapshot and engine.dialect.name == "postgresql":
-        options["isolation_level"] = "REPEATABLE READ"
-    bind = engine.execution_options(**options)
-    with Session(bind, expire_on_commit=False) as session:
+    with Session(_read_bind(engine, snapshot), expire_on_commit=False) as session:
         yield session  # closing the session rolls the read transaction back
+
+
+def _read_bind(engine: Engine, snapshot: bool) -> Engine:
+    """The engine with the read-only options (made once per engine and kind, kept on the engine)."""
+    key = f"pki_read_bind_{int(snapshot)}"
+    bind: Engine | None = getattr(engine, key, None)
+    if bind is None:
+        options: dict[str, Any] = {READONLY_OPTION: True}
+        if snapshot and engine.dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        bind = engine.execution_options(**options)
+        setattr(engine, key, bind)
+    return bind

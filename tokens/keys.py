@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 
 from pki.ca.keys import CURVES, RSA_BITS, PrivateKey, PublicKey
 from pki.errors import TokenError
+from tokens import native
 from tokens.session import call
 
 EC_PARAMS = {  # DER OIDs of the named curves (CKA_EC_PARAMS)
@@ -38,7 +39,7 @@ def generate_on_token(session: Any, algorithm: str, label: str, key_id: bytes | 
     Returns the CKA_ID shared by both halves (and, later, the certificate object).
     """
     key_id = key_id or os.urandom(16)
-    common = [(PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, label), (PyKCS11.CKA_ID, tuple(key_id))]
+    common = [(PyKCS11.CKA_TOKEN, True), (PyKCS11.CKA_LABEL, label), (PyKCS11.CKA_ID, key_id)]
     private = [
         *common,
         (PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY),
@@ -59,18 +60,21 @@ def generate_on_token(session: Any, algorithm: str, label: str, key_id: bytes | 
         (PyKCS11.CKA_WRAP, False),
     ]
     if algorithm in EC_PARAMS:
-        public.append((PyKCS11.CKA_EC_PARAMS, tuple(EC_PARAMS[algorithm])))
-        mechanism = PyKCS11.Mechanism(PyKCS11.CKM_EC_KEY_PAIR_GEN, None)
+        public.append((PyKCS11.CKA_EC_PARAMS, EC_PARAMS[algorithm]))
+        mechanism = PyKCS11.CKM_EC_KEY_PAIR_GEN
         private.append((PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_EC))
     elif algorithm in RSA_BITS:
-        public += [(PyKCS11.CKA_MODULUS_BITS, RSA_BITS[algorithm]), (PyKCS11.CKA_PUBLIC_EXPONENT, (1, 0, 1))]
-        mechanism = PyKCS11.Mechanism(PyKCS11.CKM_RSA_PKCS_KEY_PAIR_GEN, None)
+        public += [
+            (PyKCS11.CKA_MODULUS_BITS, RSA_BITS[algorithm]),
+            (PyKCS11.CKA_PUBLIC_EXPONENT, b"\x01\x00\x01"),
+        ]
+        mechanism = PyKCS11.CKM_RSA_PKCS_KEY_PAIR_GEN
         private.append((PyKCS11.CKA_KEY_TYPE, PyKCS11.CKK_RSA))
     else:
         raise TokenError(f"key type {algorithm} cannot be generated on a token")
-    pub_handle, priv_handle = call(
+    pub_handle, priv_handle = call(  # native: other threads run while the token works (tokens/native.py)
         f"generating a {algorithm} key pair on the token",
-        lambda: session.generateKeyPair(public, private, mecha=mechanism),
+        lambda: native.for_session(session).generate_key_pair(session, mechanism, public, private),
     )
     _prove_generated_on_token(session, pub_handle, priv_handle)
     return key_id
@@ -143,11 +147,11 @@ class _TokenKey:
 
     def _sign_raw(self, mechanism: int, data: bytes) -> bytes:
         with self._shared.lock:
-            out = call(
+            raw = self._shared.raw
+            return call(
                 "signing on the token",
-                lambda: self._shared.raw.sign(self._handle, data, PyKCS11.Mechanism(mechanism, None)),
+                lambda: native.for_session(raw).sign(raw, self._handle, mechanism, data),
             )
-        return bytes(out)
 
     @staticmethod
     def _refuse(*_: object, **__: object) -> NoReturn:

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import PyKCS11
 
 from pki.errors import TokenError
+from tokens import native
 
 T = TypeVar("T")
 
@@ -132,7 +133,7 @@ class Module:
         try:
             if pin is not None:
                 try:
-                    s.login(pin)
+                    native.for_session(s).login(s, pin)
                 except PyKCS11.PyKCS11Error as e:
                     err = token_error(e, f"logging in to token {token.label!r}")
                     hint = self.pin_tries_left_hint(token.slot) if err.ckr == "CKR_PIN_INCORRECT" else ""

@@ -17,6 +17,7 @@ from cryptography import x509
 from pki.ca.der import integer
 from pki.ca.keys import PrivateKey, PublicKey
 from pki.errors import TokenError
+from tokens import native
 from tokens.keys import EC_PARAMS, generate_on_token, read_public_key, token_private_key
 from tokens.session import Module, TokenInfo, call
 
@@ -124,13 +125,16 @@ class UsbKey:
             (PyKCS11.CKA_PRIVATE, False),
             (PyKCS11.CKA_MODIFIABLE, True),
             (PyKCS11.CKA_LABEL, label),
-            (PyKCS11.CKA_ID, tuple(key_id)),
-            (PyKCS11.CKA_SUBJECT, tuple(cert.subject.public_bytes())),
-            (PyKCS11.CKA_ISSUER, tuple(cert.issuer.public_bytes())),
-            (PyKCS11.CKA_SERIAL_NUMBER, tuple(integer(cert.serial_number))),
-            (PyKCS11.CKA_VALUE, tuple(der)),
+            (PyKCS11.CKA_ID, key_id),
+            (PyKCS11.CKA_SUBJECT, cert.subject.public_bytes()),
+            (PyKCS11.CKA_ISSUER, cert.issuer.public_bytes()),
+            (PyKCS11.CKA_SERIAL_NUMBER, integer(cert.serial_number)),
+            (PyKCS11.CKA_VALUE, der),
         ]
-        call("writing the certificate to the token", lambda: self._s.createObject(template))
+        call(
+            "writing the certificate to the token",
+            lambda: native.for_session(self._s).create_object(self._s, template),
+        )
 
     def read_certificate(self, key_id: bytes) -> bytes | None:
         """The DER of the certificate object with this CKA_ID, or None."""

@@ -31,7 +31,12 @@ class User(SQLModel, table=True):
     created_at: datetime = _utc(nullable=False)
 
     def role_set(self) -> frozenset[str]:
-        return frozenset(r for r in self.roles.split(",") if r)
+        return parse_roles(self.roles)
+
+
+def parse_roles(stored: str) -> frozenset[str]:
+    """The role set of a ``pki_user.roles`` value (comma-separated, sorted)."""
+    return frozenset(r for r in stored.split(",") if r)
 
 
 class ImportBatch(SQLModel, table=True):

@@ -7,8 +7,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from pki import audit
 from pki.ca.keystore import KeyStore
@@ -16,7 +18,13 @@ from pki.clock import CHINA_TZ, Clock
 from pki.db import read_session, transaction
 from pki.errors import KeyAccessError, PermissionDeniedError
 from pki.models import User
+from pki.models.workflow import parse_roles
 from policies import Policies
+
+_USERS = User.__table__  # type: ignore[attr-defined]
+_RESOLVE = sa_select(_USERS.c.username, _USERS.c.roles, _USERS.c.active).where(
+    _USERS.c.username == bindparam("username")
+)
 
 
 @dataclass(frozen=True)
@@ -60,14 +68,14 @@ class Context:
         Raises PermissionDeniedError for an unknown or inactive user, or returns an actor without roles
         when ``quiet``.
         """
-        user = s.exec(select(User).where(User.username == actor.username)).one_or_none()
+        user = s.execute(_RESOLVE, {"username": actor.username}).first()
         if user is None or not user.active:
             if quiet:
                 return Actor(actor.username, frozenset())
             raise PermissionDeniedError(
                 f"user {actor.username!r} is unknown or deactivated", message_zh="用户不存在或已停用"
             )
-        return Actor(user.username, user.role_set())
+        return Actor(user.username, parse_roles(user.roles))
 
     @contextmanager
     def denials_recorded(

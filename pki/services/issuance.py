@@ -9,18 +9,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import insert
+from sqlalchemy import bindparam, insert
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca import certs
 from pki.ca.keys import PublicKey, algorithm_of, spki_sha256
 from pki.ca.validity import add_months, whole_seconds
-from pki.enums import Action, CertificateStatus, RevocationReason
+from pki.enums import AccessType, Action, CertificateStatus, RevocationReason
 from pki.errors import (
     ConflictError,
     FieldError,
@@ -30,7 +31,7 @@ from pki.errors import (
     ValidationError,
 )
 from pki.lifecycle import transition
-from pki.models import Certificate, CertificateRequest
+from pki.models import Certificate
 from pki.services.authority import AuthorityService, LoadedCa
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
@@ -56,6 +57,43 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
 
 
 _CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_CERTIFICATES).returning(_CERTIFICATES.c.id, sort_by_parameter_order=True)
+_PENDING = sa_select(_CERTIFICATES.c.request_id, _CERTIFICATES.c.serial).where(
+    _CERTIFICATES.c.request_id.in_(bindparam("ids", expanding=True)),
+    _CERTIFICATES.c.delivered.is_(False),
+    _CERTIFICATES.c.status == CertificateStatus.VALID,
+)
+_HOLDERS = sa_select(
+    _CERTIFICATES.c.serial, _CERTIFICATES.c.request_id, _CERTIFICATES.c.revocation_reason
+).where(_CERTIFICATES.c.spki_sha256 == bindparam("fingerprint"))
+
+
+class Applicant(Protocol):
+    """What issuing reads from a request: a CertificateRequest, or a locked row with these columns."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def access_type(self) -> AccessType: ...
+
+    @property
+    def validity_months(self) -> int: ...
+
+    @property
+    def unit_name(self) -> str: ...
+
+    @property
+    def province(self) -> str: ...
+
+    @property
+    def county(self) -> str: ...
+
+    @property
+    def credential_number(self) -> str: ...
+
+
+APPLICANT_COLUMNS = ("access_type", "validity_months", "unit_name", "province", "county", "credential_number")
 
 
 @dataclass(frozen=True)
@@ -85,7 +123,10 @@ class IssuanceService:
             self._ctx.write() as s,
         ):
             req = self._requests.lock_for(s, request_id, actor, Action.ISSUE, expected_version)
-            return self.issue_locked(s, req, public_key, actor=actor)
+            cert = self.issue_locked(s, req, public_key, actor=actor)
+            req.issued_by, req.issued_at = actor.username, cert.issued_at
+            self._requests.advance(s, req, actor, Action.ISSUE, {"serial": cert.serial})
+            return cert
 
     def issue_many_from_csr(self, items: Sequence[tuple[int, bytes]], *, actor: Actor) -> list[IssuedRow]:
         """Issue for many approved requests in one transaction, all or nothing, with set-based statements.
@@ -122,26 +163,9 @@ class IssuanceService:
                     raise _key_reused(holder)
                 values = self._certify(req, key, now, months=None)
                 taken[fingerprints[rid]] = values["serial"]  # the same key twice in one batch is refused too
-                rows.append(
-                    {
-                        **values,
-                        "issued_by": actor.username,
-                        "issued_at": now,
-                        "renewed_from_id": None,
-                        "delivered": True,
-                        "revocation_comment": "",
-                    }
-                )
+                rows.append(_row(values, actor, now, renewed_from_id=None, delivered=True))
             ca_slugs = [r.pop("_ca") for r in rows]
-            new_ids = (
-                s.execute(
-                    # Core, not the ORM's bulk insert: no per-row ORM bookkeeping for rows we do not load back.
-                    insert(_CERTIFICATES).returning(_CERTIFICATES.c.id, sort_by_parameter_order=True),
-                    [{**r, "kind": r["kind"].value, "status": r["status"].value} for r in rows],
-                )
-                .scalars()
-                .all()
-            )
+            new_ids = _insert(s, rows)
             at = self._ctx.now()
             self._requests.mark_issued_many(
                 s,
@@ -178,7 +202,7 @@ class IssuanceService:
             ]
 
     def _certify(
-        self, req: CertificateRequest, public_key: PublicKey, now: datetime, *, months: int | None
+        self, req: Applicant, public_key: PublicKey, now: datetime, *, months: int | None
     ) -> dict[str, Any]:
         """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``)."""
         ca = self._authority.issuing_for(req.access_type)
@@ -224,7 +248,7 @@ class IssuanceService:
     def issue_locked(
         self,
         s: Session,
-        req: CertificateRequest,
+        req: Applicant,
         public_key: PublicKey,
         *,
         actor: Actor,
@@ -232,28 +256,29 @@ class IssuanceService:
         renewed_from: Certificate | None = None,
         delivered: bool = True,
     ) -> Certificate:
-        """The one issuance function. ``req`` is locked by the caller, who owns the transaction.
+        """The one issuance function: the rules, the certificate built and signed, its row and audit record.
 
-        A first issuance moves the request to 'issued'; a renewal (``renewed_from``) leaves its state alone, and
-        so does an issuance onto a USB key (``delivered=False``): the request moves when the certificate is on
-        the key (services/token_issuance.py). Raises IssuanceError when policy refuses (key reuse, validity
-        past the issuing CA) and ConflictError while the request has a certificate waiting for its token.
+        ``req`` (the request, or a row with the columns of :class:`Applicant`) is locked and admitted by the
+        caller, who owns the transaction and moves the request: a first issuance from a CSR moves it to
+        'issued' at once, a renewal (``renewed_from``) leaves its state alone, and an issuance onto a USB key
+        (``delivered=False``) moves it when the certificate is on the key (services/token_issuance.py).
+        Raises IssuanceError when policy refuses (key reuse, validity past the issuing CA) and ConflictError
+        while the request has a certificate waiting for its token.
         """
         assert req.id is not None
         self._refuse_pending(s, [req.id])
         self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
-        values = self._certify(req, public_key, now, months=months)
-        ca_slug = values.pop("_ca")
-        row = Certificate(
-            **values,
-            issued_by=actor.username,
-            issued_at=now,
+        values = _row(
+            self._certify(req, public_key, now, months=months),
+            actor,
+            now,
             renewed_from_id=renewed_from.id if renewed_from else None,
             delivered=delivered,
         )
-        s.add(row)
-        s.flush()
+        ca_slug = values.pop("_ca")
+        (new_id,) = _insert(s, [values])
+        row = Certificate(id=new_id, **values)  # not loaded back: the row holds exactly these values
         audit.append(
             s,
             at=self._ctx.now(),
@@ -269,9 +294,6 @@ class IssuanceService:
                 "renewed_from": renewed_from.serial if renewed_from else None,
             },
         )
-        if renewed_from is None and delivered:
-            req.issued_by, req.issued_at = actor.username, now
-            self._requests.advance(s, req, actor, Action.ISSUE, {"serial": row.serial})
         return row
 
     # -- rules --------------------------------------------------------------------------------------------
@@ -294,13 +316,7 @@ class IssuanceService:
         """A request whose certificate is issued but not yet written to its USB key is issued again only by
         resuming that write (``pkictl issue ID --resume``), or once that certificate is revoked."""
         for i in range(0, len(request_ids), 500):
-            hit = s.exec(
-                select(Certificate.request_id, Certificate.serial).where(
-                    col(Certificate.request_id).in_(request_ids[i : i + 500]),
-                    col(Certificate.delivered).is_(False),
-                    Certificate.status == CertificateStatus.VALID,
-                )
-            ).first()
+            hit = s.execute(_PENDING, {"ids": request_ids[i : i + 500]}).first()
             if hit is not None:
                 raise ConflictError(
                     f"request {hit[0]} has certificate {hit[1]} issued but not yet written to its USB key: "
@@ -322,13 +338,9 @@ class IssuanceService:
         return found
 
     @staticmethod
-    def _refuse_key_reuse(s: Session, req: CertificateRequest, public_key: PublicKey, renewing: bool) -> None:
+    def _refuse_key_reuse(s: Session, req: Applicant, public_key: PublicKey, renewing: bool) -> None:
         """One key, one unit: a certified key may be certified again only when renewing the same request."""
-        holders = s.exec(
-            select(Certificate.serial, Certificate.request_id, Certificate.revocation_reason).where(
-                col(Certificate.spki_sha256) == spki_sha256(public_key)
-            )
-        ).all()
+        holders = s.execute(_HOLDERS, {"fingerprint": spki_sha256(public_key)}).all()
         others = [serial for serial, request_id, _ in holders if not renewing or request_id != req.id]
         if others:
             raise _key_reused(others[0])
@@ -354,6 +366,29 @@ class IssuanceService:
     def _publication(self, ca: LoadedCa) -> certs.Publication:
         p = self._ctx.policies.ca
         return certs.Publication(p.crl_url(ca.slug), p.ocsp_url(ca.slug), p.ca_issuers_url(ca.slug))
+
+
+def _row(
+    values: dict[str, Any], actor: Actor, now: datetime, *, renewed_from_id: int | None, delivered: bool
+) -> dict[str, Any]:
+    """A certificate row: what _certify built plus who issued it, when, and whether it is delivered."""
+    return {
+        **values,
+        "issued_by": actor.username,
+        "issued_at": now,
+        "renewed_from_id": renewed_from_id,
+        "delivered": delivered,
+        "revocation_comment": "",
+    }
+
+
+def _insert(s: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert certificate rows (without their ``_ca``) and return their ids, in order.
+
+    Core, not the ORM: no unit-of-work bookkeeping for rows that are never loaded back.
+    """
+    values = [{**r, "kind": r["kind"].value, "status": r["status"].value} for r in rows]
+    return list(s.execute(_INSERT, values[0] if len(values) == 1 else values).scalars().all())
 
 
 def _key_reused(serial: str) -> IssuanceError:

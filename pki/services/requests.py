@@ -7,14 +7,16 @@ record together.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, insert, literal, or_, tuple_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki import audit
@@ -30,7 +32,53 @@ from pki.services.context import Actor, Context
 from pki.services.prerequisites import require_prerequisites
 
 SUBJECT = "request"
+
+
+class Approved(Protocol):
+    """What moving a request to 'issued' reads from it: a CertificateRequest, or a row with these columns."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def state(self) -> RequestState: ...
+
+
 _REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
+_AUDIT = AuditRecord.__table__  # type: ignore[attr-defined]
+_ACTIONS_BY = sa_select(_AUDIT.c.action).where(
+    _AUDIT.c.subject_type == SUBJECT,
+    _AUDIT.c.subject_id == bindparam("subject_id"),
+    _AUDIT.c.actor == bindparam("actor"),
+)
+
+
+_MARK_ISSUED = (
+    update(_REQUESTS)
+    .where(_REQUESTS.c.id == bindparam("rid"))
+    .values(
+        state=bindparam("new_state"),
+        version=bindparam("new_version"),
+        issued_by=bindparam("by"),
+        issued_at=bindparam("issued_at"),
+        updated_at=bindparam("at"),
+    )
+)
+
+
+@functools.cache
+def _lock_row_statement(columns: tuple[str, ...]) -> Any:
+    """SELECT id, state, version, <columns> … FOR UPDATE, built once per column list."""
+    return (
+        sa_select(_REQUESTS.c.id, _REQUESTS.c.state, _REQUESTS.c.version, *(_REQUESTS.c[c] for c in columns))
+        .where(_REQUESTS.c.id == bindparam("rid"))
+        .with_for_update()
+    )
+
+
 REASON_MAX = 500
 # What a 统一社会信用代码 (18) or 事业单位法人登记证 number (12–15) looks like: letters and digits only.
 _CODE_SHAPED = re.compile(r"[0-9A-Za-z]{12,18}")
@@ -363,7 +411,7 @@ class RequestService:
         """What ``actor`` may do to this request now: state machine ∩ roles ∩ separation of duties."""
         with self._ctx.read() as s:
             req = self._get(s, request_id)
-            earlier = self._actions_by(s, request_id, actor.username)
+            earlier = self.actions_by(s, request_id, actor.username)
             actor = self._ctx.resolve(s, actor, quiet=True)
         wf = self._ctx.policies.workflow
         return frozenset(
@@ -394,18 +442,39 @@ class RequestService:
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
         ).one_or_none()
-        if req is None:
+        self._admit(s, request_id, req, actor, action, expected_version)
+        assert req is not None
+        return req
+
+    def lock_row(self, s: Session, request_id: int, actor: Actor, action: Action, *columns: Any) -> Any:
+        """:meth:`lock_for` for a caller that needs only some columns: the same checks, the locked row as a
+        plain row (``id``, ``state``, ``version`` and ``columns``), no ORM object."""
+        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), action)
+        row = s.execute(_lock_row_statement(tuple(c.name for c in columns)), {"rid": request_id}).first()
+        self._admit(s, request_id, row, actor, action, None)
+        return row
+
+    def _admit(
+        self,
+        s: Session,
+        request_id: int,
+        found: Approved | None,
+        actor: Actor,
+        action: Action,
+        expected_version: int | None,
+    ) -> None:
+        """The checks after the lock: the request exists, separation of duties, state, version."""
+        if found is None:
             raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
-        rule = self._ctx.policies.workflow.conflict(self._actions_by(s, request_id, actor.username), action)
+        rule = self._ctx.policies.workflow.conflict(self.actions_by(s, request_id, actor.username), action)
         if rule is not None:
             raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
-        transition(req.state, action)  # raises InvalidTransitionError
-        if expected_version is not None and expected_version != req.version:
+        transition(found.state, action)  # raises InvalidTransitionError
+        if expected_version is not None and expected_version != found.version:
             raise ConflictError(
                 f"request {request_id} was changed by someone else; reload it",
                 message_zh="该申请已被他人修改，请刷新后重试",
             )
-        return req
 
     @staticmethod
     def lock_many(s: Session, ids: Sequence[int]) -> dict[int, CertificateRequest]:
@@ -445,27 +514,30 @@ class RequestService:
     def mark_issued_many(
         self,
         s: Session,
-        reqs: Sequence[CertificateRequest],
+        reqs: Sequence[Approved],
         *,
         actor: Actor,
         at: datetime,
         issued_at: datetime,
         serials: Sequence[str],
+        details: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
-        """Move checked, locked requests to 'issued' with one statement, and audit each move."""
+        """Move checked, locked, approved requests to 'issued' with one statement, and audit each move
+        (``details``, one per request, are added to the audit records)."""
         target = transition(RequestState.APPROVED, Action.ISSUE)
-        s.execute(
-            update(_REQUESTS)
-            .where(_REQUESTS.c.id == bindparam("rid"))
-            .values(
-                state=target.value,
-                version=bindparam("new_version"),
-                issued_by=actor.username,
-                issued_at=issued_at,
-                updated_at=at,
-            ),
-            [{"rid": r.id, "new_version": r.version + 1} for r in reqs],
-        )
+        extra = details if details is not None else [{}] * len(reqs)
+        moves = [
+            {
+                "rid": r.id,
+                "new_state": target.value,
+                "new_version": r.version + 1,
+                "by": actor.username,
+                "issued_at": issued_at,
+                "at": at,
+            }
+            for r in reqs
+        ]
+        s.execute(_MARK_ISSUED, moves[0] if len(moves) == 1 else moves)
         audit.append_many(
             s,
             [
@@ -475,9 +547,9 @@ class RequestService:
                     f"{SUBJECT}.{Action.ISSUE.value}",
                     SUBJECT,
                     r.id or 0,
-                    {"from": r.state.value, "to": target.value, "serial": serial},
+                    {"from": r.state.value, "to": target.value, "serial": serial, **more},
                 )
-                for r, serial in zip(reqs, serials, strict=True)
+                for r, serial, more in zip(reqs, serials, extra, strict=True)
             ],
         )
 
@@ -507,15 +579,9 @@ class RequestService:
         )
 
     @staticmethod
-    def _actions_by(s: Session, request_id: int, username: str) -> set[Action]:
+    def actions_by(s: Session, request_id: int, username: str) -> set[Action]:
         """Every workflow action ``username`` has ever taken on the request, from its audit trail."""
-        names = s.exec(
-            select(AuditRecord.action).where(
-                AuditRecord.subject_type == SUBJECT,
-                AuditRecord.subject_id == str(request_id),
-                AuditRecord.actor == username,
-            )
-        ).all()
+        names = s.execute(_ACTIONS_BY, {"subject_id": str(request_id), "actor": username}).scalars().all()
         out: set[Action] = set()
         for name in names:
             try:

@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -39,9 +39,77 @@ from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
-from pki.services.issuance import IssuanceService, parse_csr
+from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService, parse_csr
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
+
+_CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
+_PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
+_REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
+_TOKENS = UsbToken.__table__  # type: ignore[attr-defined]
+# What phase 2 reads from the locked request: what issuing needs, and the model for the placement record.
+_LOCKED_COLUMNS = tuple(_REQUESTS.c[name] for name in (*APPLICANT_COLUMNS, "usbkey_model"))
+
+# Built once (building a statement costs more than running it on SQLite).
+_PRECHECK = (
+    sa_select(
+        _REQUESTS.c.state,
+        _REQUESTS.c.credential_number,
+        sa_select(_CERTIFICATES.c.serial)
+        .where(
+            _CERTIFICATES.c.request_id == bindparam("rid"),
+            _CERTIFICATES.c.delivered.is_(False),
+            _CERTIFICATES.c.status == CertificateStatus.VALID,
+        )
+        .limit(1)
+        .scalar_subquery(),
+        _TOKENS.c.state,
+        _TOKENS.c.holder_credential,
+    )
+    .select_from(_REQUESTS)
+    .outerjoin(_TOKENS, _TOKENS.c.serial == bindparam("token"))
+    .where(_REQUESTS.c.id == bindparam("rid"))
+)
+_LOCK_TOKEN = (
+    sa_select(_TOKENS.c.id, _TOKENS.c.state, _TOKENS.c.holder_credential)
+    .where(_TOKENS.c.serial == bindparam("token"))
+    .with_for_update()
+)
+_INSERT_PLACEMENT = insert(_PLACEMENTS)
+_LOCK_FOR_DELIVERY = (
+    sa_select(
+        _REQUESTS.c.id,
+        _REQUESTS.c.version,
+        _REQUESTS.c.state,
+        _REQUESTS.c.unit_name,
+        _REQUESTS.c.credential_number,
+        _TOKENS.c.state.label("token_state"),
+    )
+    .select_from(_REQUESTS)
+    .join(_TOKENS, _TOKENS.c.serial == bindparam("token"))
+    .where(_REQUESTS.c.id == bindparam("rid"))
+    .with_for_update()
+)
+_MARK_DELIVERED = (
+    update(_CERTIFICATES)
+    .where(
+        _CERTIFICATES.c.id == bindparam("cid"),
+        _CERTIFICATES.c.delivered.is_(False),
+        _CERTIFICATES.c.status == CertificateStatus.VALID,
+    )
+    .values(delivered=True)
+)
+_TOKEN_ISSUED = (
+    update(_TOKENS)
+    .where(_TOKENS.c.serial == bindparam("token"))
+    .values(
+        state=TokenState.ISSUED,
+        holder_unit=bindparam("unit"),
+        holder_credential=bindparam("credential"),
+        updated_at=bindparam("now"),
+        updated_by=bindparam("by"),
+    )
+)
 
 # Tokens in these states take no new certificate.
 _UNUSABLE = frozenset({TokenState.LOST, TokenState.DESTROYED, TokenState.SUSPENDED})
@@ -258,37 +326,16 @@ class TokenIssuanceService:
         """Phase 1's checks, read-only, before the token is touched: role, duties, state, nothing pending, the
         token usable. Three statements: the actor, the request with what is pending and the token's state, the
         actor's earlier actions on the request. Returns the unit's credential number."""
-        pending = (
-            select(Certificate.serial)
-            .where(
-                Certificate.request_id == request_id,
-                col(Certificate.delivered).is_(False),
-                Certificate.status == CertificateStatus.VALID,
-            )
-            .limit(1)
-            .scalar_subquery()
-        )
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.read() as s,
         ):
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
-            row = s.execute(
-                sa_select(
-                    col(CertificateRequest.state),
-                    col(CertificateRequest.credential_number),
-                    pending,
-                    col(UsbToken.state),
-                    col(UsbToken.holder_credential),
-                )
-                .select_from(CertificateRequest)
-                .outerjoin(UsbToken, col(UsbToken.serial) == token_serial)
-                .where(col(CertificateRequest.id) == request_id)
-            ).first()
+            row = s.execute(_PRECHECK, {"rid": request_id, "token": token_serial}).first()
             if row is None:
                 raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
             state, credential, pending_serial, token_state_value, holder = row
-            earlier = self._requests.actions_by_many(s, [request_id], actor.username).get(request_id, set())
+            earlier = self._requests.actions_by(s, request_id, actor.username)
         rule = self._ctx.policies.workflow.conflict(earlier, Action.ISSUE)
         if rule is not None:
             raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
@@ -343,36 +390,29 @@ class TokenIssuanceService:
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.write() as s,
         ):
-            req = self._requests.lock_for(s, request_id, actor, Action.ISSUE, None)
+            req = self._requests.lock_row(s, request_id, actor, Action.ISSUE, *_LOCKED_COLUMNS)
             token_id = self._token_row(s, device, actor, req.credential_number)
             cert = self._issuance.issue_locked(s, req, public_key, actor=actor, delivered=False)
-            assert cert.id is not None
-            s.add(
-                TokenCertificate(
-                    certificate_id=cert.id,
-                    token_id=token_id,
-                    key_id=key_id.hex(),
-                    label=label,
-                    model=req.usbkey_model or device.model,
-                    key_type=key_type,
-                )
+            s.execute(
+                _INSERT_PLACEMENT,
+                {
+                    "certificate_id": cert.id,
+                    "token_id": token_id,
+                    "key_id": key_id.hex(),
+                    "label": label,
+                    "model": req.usbkey_model or device.model,
+                    "key_type": key_type,
+                },
             )
-            s.flush()
-            s.expunge(cert)
             return cert
 
     def _token_row(self, s: Session, device: TokenDevice, actor: Actor, credential: str) -> int:
         """The token's inventory id, recorded now if new; refused when it may take no new certificate."""
-        found = s.exec(
-            select(UsbToken.id, UsbToken.state, UsbToken.holder_credential)
-            .where(UsbToken.serial == device.serial)
-            .with_for_update()
-        ).first()
+        found = s.execute(_LOCK_TOKEN, {"token": device.serial}).first()
         if found is not None:
             token_id, state, holder = found
             _refuse_token(device.serial, TokenState(state), holder, credential)
-            assert token_id is not None
-            return token_id
+            return int(token_id)
         now = self._ctx.now()
         token = UsbToken(
             serial=device.serial,
@@ -434,8 +474,9 @@ class TokenIssuanceService:
     def _deliver(self, cert: Certificate, token_serial: str, actor: Actor) -> None:
         """Phase 4, one transaction: delivered, token issued to the unit, request 'issued'.
 
-        The actor's role is re-read and the request re-locked; separation of duties was checked for this
-        actor and request in phase 2 (or by resume) and nothing the actor did since can change it.
+        The actor's role is re-read and the request and token re-locked; separation of duties was checked for
+        this actor and request in phase 2 (or by resume) and nothing the actor did since can change it. Plain
+        statements: one read, three updates and the audit append.
         """
         assert cert.request_id is not None and cert.id is not None
         with (
@@ -443,42 +484,34 @@ class TokenIssuanceService:
             self._ctx.write() as s,
         ):
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
-            req = s.exec(
-                select(CertificateRequest).where(CertificateRequest.id == cert.request_id).with_for_update()
-            ).one()
-            now = self._ctx.now()
-            marked = s.execute(
-                update(Certificate)
-                .where(
-                    col(Certificate.id) == cert.id,
-                    col(Certificate.delivered).is_(False),
-                    col(Certificate.status) == CertificateStatus.VALID,
-                )
-                .values(delivered=True)
-            )
+            req = s.execute(_LOCK_FOR_DELIVERY, {"rid": cert.request_id, "token": token_serial}).one()
+            transition(req.state, Action.ISSUE)
+            marked = s.execute(_MARK_DELIVERED, {"cid": cert.id})
             if marked.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(
                     f"certificate {cert.serial} was delivered or revoked meanwhile: nothing changed",
                     message_zh="该证书已交付或已被吊销",
                 )
-            token_state = s.exec(
-                select(UsbToken.state).where(UsbToken.serial == token_serial).with_for_update()
-            ).one()
-            _refuse_token(token_serial, TokenState(token_state), None, req.credential_number)
+            _refuse_token(token_serial, req.token_state, None, req.credential_number)
+            now = self._ctx.now()
             s.execute(
-                update(UsbToken)
-                .where(col(UsbToken.serial) == token_serial)
-                .values(
-                    state=TokenState.ISSUED,
-                    holder_unit=req.unit_name,
-                    holder_credential=req.credential_number,
-                    updated_at=now,
-                    updated_by=actor.username,
-                )
+                _TOKEN_ISSUED,
+                {
+                    "token": token_serial,
+                    "unit": req.unit_name,
+                    "credential": req.credential_number,
+                    "now": now,
+                    "by": actor.username,
+                },
             )
-            req.issued_by, req.issued_at = actor.username, cert.issued_at
-            self._requests.advance(
-                s, req, actor, Action.ISSUE, {"serial": cert.serial, "token": token_serial}
+            self._requests.mark_issued_many(
+                s,
+                [req],
+                actor=actor,
+                at=now,
+                issued_at=cert.issued_at,
+                serials=[cert.serial],
+                details=[{"token": token_serial}],
             )
 
     # -- inventory helper for other services ------------------------------------------------------------
