@@ -50,8 +50,8 @@ from tokens.session import Module, TokenInfo  # noqa: E402
 from tokens.usbkey import SingleUserSession, UsbKey, open_usb_key  # noqa: E402
 
 from pki.ca import certs  # noqa: E402
-from pki.cli.token_commands import issue_prechecked  # noqa: E402
 from pki.ca.validity import add_months, whole_seconds  # noqa: E402
+from pki.cli.token_commands import issue_prechecked  # noqa: E402
 from pki.models import Certificate, CertificateRequest  # noqa: E402
 
 from issuance import approved_requests  # noqa: E402

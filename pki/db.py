@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -86,14 +87,11 @@ def read_session(engine: Engine, *, snapshot: bool = False) -> Iterator[Session]
         yield session  # closing the session rolls the read transaction back
 
 
+@functools.lru_cache(maxsize=64)
 def _read_bind(engine: Engine, snapshot: bool) -> Engine:
-    """The engine with the read-only options (made once per engine and kind, kept on the engine)."""
-    key = f"pki_read_bind_{int(snapshot)}"
-    bind: Engine | None = getattr(engine, key, None)
-    if bind is None:
-        options: dict[str, Any] = {READONLY_OPTION: True}
-        if snapshot and engine.dialect.name == "postgresql":
-            options["isolation_level"] = "REPEATABLE READ"
-        bind = engine.execution_options(**options)
-        setattr(engine, key, bind)
-    return bind
+    """The engine with the read-only options, made once per engine and kind (making it costs more than a
+    short read)."""
+    options: dict[str, Any] = {READONLY_OPTION: True}
+    if snapshot and engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ"
+    return engine.execution_options(**options)
