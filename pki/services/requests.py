@@ -34,8 +34,8 @@ from pki.services.prerequisites import require_prerequisites
 SUBJECT = "request"
 
 
-class Approved(Protocol):
-    """What moving a request to 'issued' reads from it: a CertificateRequest, or a row with these columns."""
+class RequestRow(Protocol):
+    """A request's id, state and version: a CertificateRequest, or a locked row with these columns."""
 
     @property
     def id(self) -> int | None: ...
@@ -54,8 +54,6 @@ _ACTIONS_BY = sa_select(_AUDIT.c.action).where(
     _AUDIT.c.subject_id == bindparam("subject_id"),
     _AUDIT.c.actor == bindparam("actor"),
 )
-
-
 _MARK_ISSUED = (
     update(_REQUESTS)
     .where(_REQUESTS.c.id == bindparam("rid"))
@@ -458,7 +456,7 @@ class RequestService:
         self,
         s: Session,
         request_id: int,
-        found: Approved | None,
+        found: RequestRow | None,
         actor: Actor,
         action: Action,
         expected_version: int | None,
@@ -514,7 +512,7 @@ class RequestService:
     def mark_issued_many(
         self,
         s: Session,
-        reqs: Sequence[Approved],
+        reqs: Sequence[RequestRow],
         *,
         actor: Actor,
         at: datetime,
