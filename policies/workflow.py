@@ -18,6 +18,7 @@ OPERATIONS = (
     "crl_publish",
     "ca_init",
     "token_mark",
+    "token_clean",
     "cutover",
     "party_import",
     "evidence_record",

@@ -75,6 +75,18 @@ class UsbKey:
             names.append(_CLASS_NAMES.get(cls, f"class {cls}"))
         return names
 
+    def objects_with_prefix(self, prefix: str) -> list[tuple[bytes, str, str]]:
+        """(CKA_ID, CKA_LABEL, class) of every object whose label starts with ``prefix``, private ones
+        included (the session is logged in)."""
+        out = []
+        for handle in call("looking for objects", lambda: self._s.findObjects([])):
+            cls, label, key_id = self._attributes(
+                handle, PyKCS11.CKA_CLASS, PyKCS11.CKA_LABEL, PyKCS11.CKA_ID
+            )
+            if isinstance(label, str) and label.startswith(prefix):
+                out.append((bytes(key_id or ()), label, _CLASS_NAMES.get(cls, f"class {cls}")))
+        return out
+
     def generate(self, key_type: str, label: str) -> tuple[bytes, PrivateKey]:
         """A new key pair on the token (sensitive, never extractable, sign only) and its signing key class."""
         needed = _MECHANISMS.get(key_type)
@@ -147,7 +159,10 @@ class UsbKey:
         return bytes(value)
 
     def _attribute(self, handle: Any, attribute: int) -> Any:
-        return call("reading an object", lambda: self._s.getAttributeValue(handle, [attribute]))[0]
+        return self._attributes(handle, attribute)[0]
+
+    def _attributes(self, handle: Any, *attributes: int) -> list[Any]:
+        return list(call("reading an object", lambda: self._s.getAttributeValue(handle, list(attributes))))
 
     def _destroy(self, handle: Any) -> None:
         call("removing an object", lambda: self._s.destroyObject(handle))

@@ -288,6 +288,73 @@ def token_mark(serial: str, mark: str | None, comment: str, as_user: str, as_jso
     click.echo(f"token {done.serial} marked {done.state.value}{revoked}")
 
 
+@token.command("clean")
+@click.option(
+    "--module", "module_path", metavar="PATH", help="PKCS#11 module (default: those in tokens.toml)."
+)
+@click.option("--token-label", metavar="LABEL", help="The USB key, by its label.")
+@click.option("--token-serial", metavar="SERIAL", help="The USB key, by its serial number.")
+@click.option("--remove", is_flag=True, help="Remove them (without it, only list them).")
+@click.option("--as", "as_user", metavar="USER", help="Who removes them (needed with --remove).")
+@json_option
+def token_clean(
+    module_path: str | None,
+    token_label: str | None,
+    token_serial: str | None,
+    remove: bool,
+    as_user: str | None,
+    as_json: bool,
+) -> None:
+    """List (or --remove) what an interrupted issuance left on a USB key: pkictl's key pairs that no
+    certificate record places on it. Run it while no issuance is using that key."""
+    from tokens.usbkey import open_usb_key
+
+    if (token_label is None) == (token_serial is None):
+        raise click.UsageError("give one of --token-label, --token-serial")
+    if remove and as_user is None:
+        raise click.UsageError("--remove needs --as USER")
+    svc = service()
+    actor = login(svc, as_user) if as_user is not None and remove else None
+    paths = (
+        (module_path,)
+        if module_path
+        else tuple(p for p in svc.ctx.policies.tokens.modules() if Path(p).is_file())
+    )
+    module, info = _find_token(paths, token_label, token_serial)
+    with open_usb_key(module, info, token_pin()) as device:
+        found = (
+            svc.token_cleanup.remove_leftovers(device, actor=actor)
+            if actor is not None
+            else svc.token_cleanup.leftovers(device)
+        )
+    if as_json:
+        print_json({"token": info.serial, "removed": remove, "leftovers": [asdict(x) for x in found]})
+        return
+    if not found:
+        click.echo(f"token {info.serial}: nothing left by an interrupted issuance")
+    for x in found:
+        request = f"request {x.request_id}" if x.request_id is not None else "no request"
+        click.echo(
+            f"{'removed' if remove else 'left over'}: {x.label} (key id {x.key_id}; {', '.join(x.classes)}; {request})"
+        )
+    if found and not remove:
+        click.echo(f"remove them with: pkictl token clean --token-serial {info.serial} --remove --as USER")
+
+
+def _find_token(paths: tuple[str, ...], label: str | None, serial: str | None) -> tuple[Module, TokenInfo]:
+    """The first module in ``paths`` that sees the token."""
+    from pki.errors import TokenError
+
+    last: TokenError | None = None
+    for path in paths:
+        module = _load(path)
+        try:
+            return module, module.find(label=label) if label is not None else module.find(serial=serial)
+        except TokenError as e:
+            last = e
+    raise last or TokenError("no PKCS#11 module found: give --module")
+
+
 # -- hand-over -----------------------------------------------------------------------------------------------
 
 

@@ -24,6 +24,7 @@ from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
 from pki.services.stats import StatsService
+from pki.services.token_cleanup import TokenCleanupService
 from pki.services.token_issuance import TokenIssuanceService
 from pki.services.users import UserService
 from policies import Policies, load_policies
@@ -57,6 +58,7 @@ class Service:
         self.token_issuance = TokenIssuanceService(self.ctx, self.requests, self.issuance)
         self.distribution = DistributionService(self.ctx, self.requests, self.revocation)
         self.inventory = InventoryService(self.ctx, self.revocation)
+        self.token_cleanup = TokenCleanupService(self.ctx)
         self.parties = PartyService(self.ctx)
         self.cutover = CutoverService(self.ctx)
         self.access = AccessService(self.ctx, self.authority)

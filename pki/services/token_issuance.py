@@ -179,9 +179,18 @@ class _Pending:
     token_serial: str
 
 
+OBJECT_PREFIX = "pkictl-"
+
+
 def object_label(request_id: int, credential_number: str) -> str:
     """The CKA_LABEL of what we put on a token for a request: readable in any token manager."""
-    return f"pkictl-{request_id}-{credential_number}"
+    return f"{OBJECT_PREFIX}{request_id}-{credential_number}"
+
+
+def request_of_label(label: str) -> int | None:
+    """The request id in a label made by :func:`object_label`, or None."""
+    number = label.removeprefix(OBJECT_PREFIX).partition("-")[0]
+    return int(number) if label.startswith(OBJECT_PREFIX) and number.isdigit() else None
 
 
 class TokenIssuanceService:

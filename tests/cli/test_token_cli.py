@@ -205,6 +205,45 @@ def test_killed_between_issuance_and_delivery_then_resumed(desk: Cli, tmp_path: 
     assert listing(tokens, "USBKEY-0").count("Certificate Object") == 1
 
 
+def test_a_key_left_by_a_kill_before_recording_is_listed_then_removed(desk: Cli, tmp_path: Path) -> None:
+    """Killed after the key pair is on the token and before the certificate is recorded: nothing was issued,
+    the next issuance refuses to overwrite the key; `token clean` lists it and, with --remove, removes it
+    (audited, for the roles of token_clean only); then the request issues normally."""
+    tokens = make_tokens(tmp_path / "hsm", 1)
+    rid = approved(desk, tmp_path)
+    kill = tmp_path / "shim"
+    kill.mkdir()
+    (kill / "sitecustomize.py").write_text(
+        "import os, signal\nimport tokens.usbkey as u\n_real = u.UsbKey.generate\n"
+        "def generate(self, key_type, label):\n    _real(self, key_type, label)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\nu.UsbKey.generate = generate\n",
+        encoding="utf-8",
+    )
+    killed = pkictl(desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "USBKEY-0", shim=kill)
+    assert killed.code == -signal.SIGKILL, killed
+    assert desk.json("cert", "list", "--request", str(rid)) == [] and state(desk, rid) == "approved"
+    refused = pkictl(desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "USBKEY-0")
+    assert refused.code == 1 and "nothing was overwritten" in refused.err, refused
+
+    listed = pkictl(desk, tokens, "token", "clean", "--token-label", "USBKEY-0", "--json")
+    assert listed.code == 0, listed
+    [left] = listed.json()["leftovers"]
+    assert left["request_id"] == rid and left["classes"] == ["private key", "public key"]
+    assert "Private Key Object" in listing(tokens, "USBKEY-0")  # listing removes nothing
+    entry = pkictl(desk, tokens, "token", "clean", "--token-label", "USBKEY-0", "--remove", "--as", "entry")
+    assert entry.code != 0 and "Private Key Object" in listing(tokens, "USBKEY-0"), entry
+    removed = pkictl(desk, tokens, "token", "clean", "--token-label", "USBKEY-0", "--remove", "--as", "dist")
+    assert removed.code == 0 and f"removed: pkictl-{rid}-" in removed.out, removed
+    assert "Private Key Object" not in listing(tokens, "USBKEY-0")
+    [audited] = [r for r in desk.json("audit", "show") if r["action"] == "token.clean"]
+    assert audited["actor"] == "dist" and left["key_id"] in json.dumps(audited["details"])
+
+    issued = pkictl(desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "USBKEY-0")
+    assert issued.code == 0 and state(desk, rid) == "issued", issued
+    after = pkictl(desk, tokens, "token", "clean", "--token-label", "USBKEY-0")
+    assert "nothing left by an interrupted issuance" in after.out, after  # a delivered key is never listed
+
+
 def test_unsupported_mechanism_wrong_pin_absent_token(desk: Cli, tmp_path: Path) -> None:
     tokens = make_tokens(tmp_path / "hsm", 1, mechanisms="CKM_ECDSA,CKM_EC_KEY_PAIR_GEN,CKM_SHA256")
     rid = approved(desk, tmp_path)
