@@ -13,7 +13,8 @@ from pki.errors import ConfigurationError, FieldError, ValidationError
 from policies._load import need, read_toml, str_list, tables
 
 TOKEN_KEY_TYPES = ("ec-p256", "rsa-2048")  # what issuing onto a token can generate
-MARKS = ("lost", "destroyed", "returned")
+MARKS = ("lost", "destroyed", "returned", "suspended", "reinstated")
+REQUIRED_MARKS = ("lost", "destroyed", "returned")  # a tokens.toml without the other two simply lacks them
 
 
 def _norm(name: str) -> str:
@@ -121,10 +122,13 @@ def load_tokens(directory: Path) -> TokenPolicy:
     if not models:
         raise ConfigurationError("tokens.toml: at least one [[model]] is needed")
     inventory = need(data, "inventory", dict, "tokens.toml")
-    if sorted(inventory) != sorted(MARKS):
-        raise ConfigurationError(f"tokens.toml [inventory]: needs exactly {', '.join(MARKS)}")
+    missing, unknown_marks = set(REQUIRED_MARKS) - set(inventory), set(inventory) - set(MARKS)
+    if missing or unknown_marks:
+        raise ConfigurationError(
+            f"tokens.toml [inventory]: needs {', '.join(REQUIRED_MARKS)} and may have only {', '.join(MARKS)}"
+        )
     marks: dict[str, MarkRule] = {}
-    for mark in MARKS:
+    for mark in (m for m in MARKS if m in inventory):
         where = f"tokens.toml [inventory.{mark}]"
         raw = need(inventory, mark, dict, "tokens.toml [inventory]")
         try:

@@ -272,13 +272,15 @@ def token_list(modules: tuple[str, ...], as_json: bool) -> None:
 @click.option("--lost", "mark", flag_value="lost", help="Lost: per tokens.toml, its certificates revoked.")
 @click.option("--destroyed", "mark", flag_value="destroyed", help="Destroyed (terminal).")
 @click.option("--returned", "mark", flag_value="returned", help="Returned to the acceptance point.")
+@click.option("--suspended", "mark", flag_value="suspended", help="Held back: takes no new certificate.")
+@click.option("--reinstated", "mark", flag_value="reinstated", help="Back in service after a suspension.")
 @click.option("--comment", default="", help="Why (kept in the audit trail and the revocation).")
 @as_option
 @json_option
 def token_mark(serial: str, mark: str | None, comment: str, as_user: str, as_json: bool) -> None:
-    """Mark a token lost, destroyed or returned, applying tokens.toml [inventory]."""
+    """Mark a token lost, destroyed, returned, suspended or reinstated, applying tokens.toml [inventory]."""
     if mark is None:
-        raise click.UsageError("give one of --lost, --destroyed, --returned")
+        raise click.UsageError("give one of --lost, --destroyed, --returned, --suspended, --reinstated")
     svc = service()
     done = svc.inventory.mark(serial, mark, actor=login(svc, as_user), comment=comment)
     if as_json:

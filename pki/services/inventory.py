@@ -1,5 +1,6 @@
-"""USB keys as inventory: the records next to what a PKCS#11 module sees, and marking a key lost, destroyed
-or returned as tokens.toml [inventory] says (for example lost: its certificates revoked for keyCompromise)."""
+"""USB keys as inventory: the records next to what a PKCS#11 module sees, and marking a key lost, destroyed,
+returned, suspended or reinstated as tokens.toml [inventory] says (for example lost: its certificates revoked
+for keyCompromise)."""
 
 from __future__ import annotations
 
@@ -91,12 +92,14 @@ class InventoryService:
 
     def mark(self, serial: str, mark: str, *, actor: Actor, comment: str = "") -> Marked:
         """Apply tokens.toml [inventory.<mark>]: the new state, and its certificates revoked with the reason."""
-        if mark not in MARKS:
-            raise ValidationError([FieldError("mark", f"must be one of {', '.join(MARKS)}", "标记无效")])
+        configured = self._ctx.policies.tokens.marks
+        if mark not in configured:
+            known = ", ".join(m for m in MARKS if m in configured)
+            raise ValidationError([FieldError("mark", f"must be one of {known} (tokens.toml)", "标记无效")])
         comment = comment.strip()
         if len(comment) > COMMENT_MAX:
             raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
-        rule = self._ctx.policies.tokens.marks[mark]
+        rule = configured[mark]
         with self._ctx.denials_recorded(actor, "token_mark", "token", serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_mark")
             token = s.exec(select(UsbToken).where(UsbToken.serial == serial).with_for_update()).first()

@@ -28,7 +28,7 @@ from pki.models import Certificate, HandOver, TokenCertificate, UsbToken
 from pki.services import Actor, Service
 from pki.services.token_issuance import PreChecked, object_label
 from tests.judges.tools import AT_T0, ca_certs, run, write_pem
-from tests.support.data import application
+from tests.support.data import application, make_uscc
 from tests.support.pki import approved, csr_for, key
 from tests.support.softhsm import Token
 from tokens.keys import generate_on_token
@@ -264,6 +264,30 @@ def test_distribute_and_mark_lost(
     ca_service.inventory.mark(token.serial, "destroyed", actor=people["distributor"])
     with pytest.raises(Exception, match="cannot be marked returned"):
         ca_service.inventory.mark(token.serial, "returned", actor=people["ops"])
+
+
+def test_a_suspended_key_takes_nothing_new_until_reinstated(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey, token: Token
+) -> None:
+    unit = make_uscc("110101", "77000001")
+    first = approved(ca_service, people, usbkey_model=SOFTHSM, credential_number=unit)
+    done = ca_service.token_issuance.issue(first, device, actor=people["distributor"], key_type="ec-p256")
+    marked = ca_service.inventory.mark(token.serial, "suspended", actor=people["ops"], comment="核查中")
+    assert marked.state is TokenState.SUSPENDED and marked.revoked == []
+    with pytest.raises(ConflictError, match="already suspended"):
+        ca_service.inventory.mark(token.serial, "suspended", actor=people["ops"])
+    assert ca_service.certificates.get(done.serial).status is CertificateStatus.VALID  # kept
+    second = approved(
+        ca_service, people, usbkey_model=SOFTHSM, credential_number=unit, target_system="第二个系统"
+    )
+    with pytest.raises(ConflictError, match="recorded as suspended"):
+        ca_service.token_issuance.issue(second, device, actor=people["distributor"], key_type="ec-p256")
+    ca_service.inventory.mark(token.serial, "reinstated", actor=people["distributor"])
+    again = ca_service.token_issuance.issue(second, device, actor=people["distributor"], key_type="ec-p256")
+    assert again.token_serial == token.serial  # back in service with the same unit
+    assert [v.state for v in ca_service.inventory.tokens()] == ["issued"]
+    with pytest.raises(ConflictError, match="already issued"):
+        ca_service.inventory.mark(token.serial, "reinstated", actor=people["ops"])
 
 
 def test_renewal_revokes_the_old_certificate_at_distribution_when_policy_says_so(

@@ -43,6 +43,21 @@ def test_inventory_policy() -> None:
     assert TokenState.DESTROYED not in lost.allowed_from
     assert TOKENS.marks["returned"].revoke is RevocationReason.CESSATION_OF_OPERATION
     assert TOKENS.modules()[0] == "/usr/lib/softhsm/libsofthsm2.so"
+    suspended, reinstated = TOKENS.marks["suspended"], TOKENS.marks["reinstated"]
+    assert (suspended.state, suspended.revoke, suspended.allowed_from) == (
+        TokenState.SUSPENDED,
+        None,
+        frozenset({TokenState.ISSUED}),
+    )
+    assert reinstated.state is TokenState.ISSUED and reinstated.allowed_from == {TokenState.SUSPENDED}
+
+
+def test_suspending_is_optional_in_tokens_toml(tmp_path: Path) -> None:
+    text = (PACKAGED / "tokens.toml").read_text(encoding="utf-8")
+    for directory in PACKAGED.glob("*.toml"):
+        (tmp_path / directory.name).write_text(directory.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "tokens.toml").write_text(text[: text.index("# Held back")], encoding="utf-8")
+    assert sorted(load_policies(tmp_path).tokens.marks) == ["destroyed", "lost", "returned"]
 
 
 @pytest.mark.parametrize(
