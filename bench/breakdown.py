@@ -1,8 +1,8 @@
-"""Where the time goes in the three production paths, by wall-clock timers wrapped around their steps (no
+"""Where the time goes in the production paths, by wall-clock timers wrapped around their steps (no
 cProfile, whose per-call overhead distorts SQLAlchemy-heavy code). Inner steps are also counted in the step
 that calls them; the tree below shows the nesting.
 
-    .venv/bin/python bench/breakdown.py [issuance|ocsp|crl|all] [--n 2000] [--db sqlite|postgresql]
+    .venv/bin/python bench/breakdown.py [issuance|ocsp|crl|token|all] [--n 2000] [--db sqlite|postgresql]
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ class Timers:
         self.acc: Acc[str] = collections.Counter()
         self.calls: Acc[str] = collections.Counter()
         self._undo: list[tuple[object, str, Any]] = []
+        self.paused = False  # while set, wrapped steps run without being counted
 
     def wrap(self, owner: object, name: str, label: str) -> None:
         original = getattr(owner, name)
@@ -33,6 +34,8 @@ class Timers:
         acc, calls = self.acc, self.calls
 
         def timed(*a: Any, **k: Any) -> Any:
+            if self.paused:
+                return original(*a, **k)
             t = time.perf_counter()
             try:
                 return original(*a, **k)
@@ -253,13 +256,123 @@ def crl(n: int, db: str) -> None:
         ])  # fmt: skip
 
 
+def token(n: int, db: str) -> None:
+    """The USB key cycle of `pkictl issue` (issue_prechecked) on a SoftHSM2 token, EC P-256."""
+    import os
+    import tempfile
+
+    from tests.support import softhsm
+
+    softhsm.configure(Path(tempfile.mkdtemp(prefix="pkibench-softhsm-")))  # before SoftHSM is first loaded
+
+    from sqlalchemy.orm.session import SessionTransaction
+    from tokens import native, usbkey
+    from tokens.session import Module
+
+    from pki import audit
+    from pki.ca import certs
+    from pki.cli import token_commands
+    from pki.services import context, requests
+    from pki.services import issuance as iss
+    from pki.services import token_issuance as ti
+
+    import issuance as bench
+
+    with common.environment(db) as env:
+        ids = bench.approved_requests(env, n + 5)
+        token = softhsm.new_token(Path(os.environ["SOFTHSM2_CONF"]))
+        module = Module(token.module)
+        info = module.find(label=token.label)
+        svc, d, ops = env.service, env.people["distributor"], env.people["ops"]
+
+        def cycle(rid: int) -> bytes:
+            done = token_commands.issue_prechecked(svc, module, info, token.pin, rid, d, "ec-p256")
+            return bytes.fromhex(done.key_id)
+
+        def hand_back(key_id: bytes) -> None:  # not timed: the next cycle meets the same token
+            with usbkey.open_usb_key(module, info, token.pin) as device:
+                device.remove(key_id)
+            svc.inventory.mark(info.serial, "returned", actor=ops)
+
+        for rid in ids[:5]:
+            hand_back(cycle(rid))
+        tm = Timers()
+        tm.wrap(token_commands, "issue_prechecked", "issue_prechecked")
+        tm.wrap(native.NativeModule, "login", "C_Login (native)")
+        tm.wrap(ti.TokenIssuanceService, "precheck", "precheck (worker thread, beside the log-in)")
+        tm.wrap(ti.TokenIssuanceService, "issue", "issue")
+        tm.wrap(usbkey.UsbKey, "objects_labelled", "objects already labelled (C_FindObjects)")
+        tm.wrap(usbkey.UsbKey, "generate", "key pair on the token (+ read back, key object)")
+        tm.wrap(native.NativeModule, "sign", "C_Sign (native: the CSR)")
+        tm.wrap(iss, "parse_csr", "parse_csr (signature check)")
+        tm.wrap(ti.TokenIssuanceService, "_record", "_record (issuance transaction)")
+        tm.wrap(requests.RequestService, "lock_row", "lock_row (role, request lock, duties)")
+        tm.wrap(context.Context, "resolve", "resolve actor (SELECT pki_user)")
+        tm.wrap(ti.TokenIssuanceService, "_token_row", "_token_row (token lock)")
+        tm.wrap(iss.IssuanceService, "issue_locked", "issue_locked")
+        tm.wrap(iss.IssuanceService, "_refuse_pending", "_refuse_pending (SELECT undelivered)")
+        tm.wrap(iss.IssuanceService, "_refuse_key_reuse", "_refuse_key_reuse (SELECT by spki_sha256)")
+        tm.wrap(iss.IssuanceService, "_certify", "_certify (build, sign, row values)")
+        tm.wrap(certs, "build_end_entity", "build_end_entity (build + ECDSA sign)")
+        tm.wrap(iss, "_insert", "_insert (INSERT certificate RETURNING id)")
+        tm.wrap(audit, "append_many", "audit.append_many")
+        tm.wrap(requests.RequestService, "mark_issued_many", "mark_issued_many (UPDATE request + audit)")
+        tm.wrap(usbkey.UsbKey, "write_certificate", "certificate object written (C_CreateObject)")
+        tm.wrap(usbkey.UsbKey, "read_certificate", "read back")
+        tm.wrap(ti.TokenIssuanceService, "_deliver", "_deliver (delivery transaction)")
+        tm.wrap(SessionTransaction, "commit", "commit (all transactions)")
+        total = 0.0
+        try:
+            for rid in ids[5:]:
+                t = time.perf_counter()
+                key_id = cycle(rid)
+                total += time.perf_counter() - t
+                tm.paused = True
+                hand_back(key_id)
+                tm.paused = False
+        finally:
+            tm.undo()
+        print(f"token: production issue_prechecked, {n} EC P-256 cycles on SoftHSM2 ({db})")
+        tm.report(total, n, "cycle", [
+            ("issue_prechecked", 0),
+            ("C_Login (native)", 1),
+            ("precheck (worker thread, beside the log-in)", 1),
+            ("resolve actor (SELECT pki_user)", 2),
+            ("issue", 1),
+            ("objects already labelled (C_FindObjects)", 2),
+            ("key pair on the token (+ read back, key object)", 2),
+            ("C_Sign (native: the CSR)", 2),
+            ("parse_csr (signature check)", 2),
+            ("_record (issuance transaction)", 2),
+            ("lock_row (role, request lock, duties)", 3),
+            ("_token_row (token lock)", 3),
+            ("issue_locked", 3),
+            ("_refuse_pending (SELECT undelivered)", 4),
+            ("_refuse_key_reuse (SELECT by spki_sha256)", 4),
+            ("_certify (build, sign, row values)", 4),
+            ("build_end_entity (build + ECDSA sign)", 5),
+            ("_insert (INSERT certificate RETURNING id)", 4),
+            ("audit.append_many", 3),
+            ("certificate object written (C_CreateObject)", 2),
+            ("read back", 2),
+            ("_deliver (delivery transaction)", 2),
+            ("mark_issued_many (UPDATE request + audit)", 3),
+            ("commit (all transactions)", 1),
+        ])  # fmt: skip
+
+
 def main() -> None:
     p = common.base_parser(__doc__.splitlines()[0], 0)
-    p.add_argument("which", nargs="?", default="all", choices=("issuance", "ocsp", "crl", "all"))
+    p.add_argument("which", nargs="?", default="all", choices=("issuance", "ocsp", "crl", "token", "all"))
     args = p.parse_args()
     print(common.machine())
-    runs: dict[str, Callable[[int, str], None]] = {"issuance": issuance, "ocsp": ocsp, "crl": crl}
-    defaults = {"issuance": 2000, "ocsp": 2000, "crl": 100_000}
+    runs: dict[str, Callable[[int, str], None]] = {
+        "issuance": issuance,
+        "ocsp": ocsp,
+        "crl": crl,
+        "token": token,
+    }
+    defaults = {"issuance": 2000, "ocsp": 2000, "crl": 100_000, "token": 100}
     for name, fn in runs.items():
         if args.which in (name, "all"):
             common.line()
