@@ -7,6 +7,11 @@ through here, on the same loaded module and the same session handles as PyKCS11;
 PyKCS11. Failures raise ``PyKCS11.PyKCS11Error`` with the CKR code, exactly as PyKCS11 would, so the one
 CKR -> TokenError mapping in tokens.session applies unchanged.
 
+One thread at a time still calls the module: PyKCS11 initializes it with C_Initialize(NULL), which lets
+the module assume no two threads call it at once. Releasing the GIL changes what *other* threads may do (run
+Python, talk to the database), not who calls the token: the CLI drives a token from one thread, and a
+long-lived process signs under its SharedSession's lock. Calls made here also hold a lock per module.
+
 Layout (PKCS#11 v2.40 §3, pkcs11t.h/pkcs11f.h): CK_ULONG is the platform's ``unsigned long``; structures are
 packed to 1 byte on Windows only; CK_FUNCTION_LIST is a CK_VERSION followed by the 68 function pointers in
 the order of pkcs11f.h.
@@ -166,6 +171,7 @@ class NativeModule:
 
     def __init__(self, path: str) -> None:
         self._lib = ctypes.CDLL(path)  # the same file: dlopen hands back the module PyKCS11 initialized
+        self._busy = threading.Lock()  # C_Initialize(NULL): one call into the module at a time
         get_list = self._lib.C_GetFunctionList
         get_list.restype = CK_RV
         get_list.argtypes = (ctypes.POINTER(ctypes.POINTER(_FunctionList)),)
@@ -183,7 +189,8 @@ class NativeModule:
 
     def login(self, session: Any, pin: str, user_type: int = PyKCS11.CKU_USER) -> None:
         data = pin.encode("utf-8")
-        _check(self._fn["C_Login"](_handle(session), user_type, data, len(data)))
+        with self._busy:
+            _check(self._fn["C_Login"](_handle(session), user_type, data, len(data)))
 
     def generate_key_pair(
         self, session: Any, mechanism: int, public: Template, private: Template
@@ -192,35 +199,40 @@ class NativeModule:
         mech = _Mechanism(mechanism, None, 0)
         pub, priv = _Template(public), _Template(private)
         h_pub, h_priv = CK_ULONG(), CK_ULONG()
-        _check(
-            self._fn["C_GenerateKeyPair"](
-                _handle(session),
-                ctypes.byref(mech),
-                pub.array,
-                len(pub),
-                priv.array,
-                len(priv),
-                ctypes.byref(h_pub),
-                ctypes.byref(h_priv),
+        with self._busy:
+            _check(
+                self._fn["C_GenerateKeyPair"](
+                    _handle(session),
+                    ctypes.byref(mech),
+                    pub.array,
+                    len(pub),
+                    priv.array,
+                    len(priv),
+                    ctypes.byref(h_pub),
+                    ctypes.byref(h_priv),
+                )
             )
-        )
         return object_handle(session, h_pub.value), object_handle(session, h_priv.value)
 
     def create_object(self, session: Any, template: Template) -> Any:
         attrs = _Template(template)
         handle = CK_ULONG()
-        _check(self._fn["C_CreateObject"](_handle(session), attrs.array, len(attrs), ctypes.byref(handle)))
+        with self._busy:
+            _check(
+                self._fn["C_CreateObject"](_handle(session), attrs.array, len(attrs), ctypes.byref(handle))
+            )
         return object_handle(session, handle.value)
 
     def sign(self, session: Any, key: Any, mechanism: int, data: bytes) -> bytes:
         """C_SignInit + C_Sign, the signature's length asked first (PKCS#11 §5.2 buffer convention)."""
         mech = _Mechanism(mechanism, None, 0)
         h = _handle(session)
-        _check(self._fn["C_SignInit"](h, ctypes.byref(mech), int(key.value())))
         size = CK_ULONG(0)
-        _check(self._fn["C_Sign"](h, data, len(data), None, ctypes.byref(size)))
-        out = ctypes.create_string_buffer(size.value)
-        _check(self._fn["C_Sign"](h, data, len(data), out, ctypes.byref(size)))
+        with self._busy:
+            _check(self._fn["C_SignInit"](h, ctypes.byref(mech), int(key.value())))
+            _check(self._fn["C_Sign"](h, data, len(data), None, ctypes.byref(size)))  # the length only
+            out = ctypes.create_string_buffer(size.value)
+            _check(self._fn["C_Sign"](h, data, len(data), out, ctypes.byref(size)))
         return out.raw[: size.value]
 
 
