@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, event, insert, update
 from sqlalchemy import select as sa_select
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
 from pki.errors import AuditIntegrityError
@@ -96,6 +97,16 @@ class ChainHead:
 
     seq: int
     hash: str
+
+
+def _forget_head(session: OrmSession, *_: object) -> None:
+    """The cached head is only good inside the transaction that locked it: a commit releases the lock and a
+    rollback (of the transaction or of a savepoint) undoes what was appended."""
+    session.info.pop(_HEAD_KEY, None)
+
+
+for _event in ("after_commit", "after_rollback", "after_soft_rollback"):
+    event.listen(OrmSession, _event, _forget_head)
 
 
 def lock_chain(session: Session) -> ChainHead:

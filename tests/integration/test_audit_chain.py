@@ -8,7 +8,9 @@ import threading
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
+from pki import audit
 from pki.enums import Action
 from pki.services import Actor, Service
 from tests.support.data import application, make_uscc
@@ -164,3 +166,25 @@ def test_reviewer_decisions_are_in_the_trail(service: Service, people: dict[str,
     last = service.requests.history(req.id)[-1]
     assert (last.actor, last.action) == ("reviewer", "request.reject")
     assert '"reason":"证件过期"' in last.details and '"to":"rejected"' in last.details
+
+
+def test_a_session_that_rolls_back_or_commits_reads_the_head_again(service: Service) -> None:
+    """The head cached for a transaction is dropped when it ends or a savepoint rolls back: the next append in
+    the same session links to what the database holds, not to records that were undone."""
+    now = service.ctx.now()
+    with Session(service.ctx.engine) as s:
+        with s.begin():
+            audit.append(s, at=now, actor="t", action="test.kept")
+            nested = s.begin_nested()
+            audit.append(s, at=now, actor="t", action="test.undone")
+            nested.rollback()
+            audit.append(s, at=now, actor="t", action="test.kept")
+        s.begin()
+        audit.append(s, at=now, actor="t", action="test.undone")
+        s.rollback()
+        with s.begin():
+            audit.append(s, at=now, actor="t", action="test.kept")
+    result = service.audit.verify()
+    assert result.ok, result.problems
+    assert [r.action for r in service.audit.recent(limit=10)].count("test.kept") == 3
+    assert "test.undone" not in [r.action for r in service.audit.recent(limit=10)]
