@@ -10,7 +10,8 @@ CKR -> TokenError mapping in tokens.session applies unchanged.
 One thread at a time still calls the module: PyKCS11 initializes it with C_Initialize(NULL), which lets
 the module assume no two threads call it at once. Releasing the GIL changes what *other* threads may do (run
 Python, talk to the database), not who calls the token: the CLI drives a token from one thread, and a
-long-lived process signs under its SharedSession's lock. Calls made here also hold a lock per module.
+long-lived process signs under its SharedSession's lock; and every call, through here or through PyKCS11
+(tokens.session.call), holds :data:`PKCS11_CALLS`.
 
 Layout (PKCS#11 v2.40 §3, pkcs11t.h/pkcs11f.h): CK_ULONG is the platform's ``unsigned long``; structures are
 packed to 1 byte on Windows only; CK_FUNCTION_LIST is a CK_VERSION followed by the 68 function pointers in
@@ -124,6 +125,10 @@ class _Mechanism(ctypes.Structure):
     _fields_ = (("mechanism", CK_ULONG), ("pParameter", ctypes.c_void_p), ("ulParameterLen", CK_ULONG))
 
 
+# One call into PKCS#11 at a time in this process: PyKCS11 initializes modules with C_Initialize(NULL), and a
+# module may then assume it is never entered by two threads at once (SoftHSM2 drops its own locking).
+PKCS11_CALLS = threading.RLock()
+
 _P_ULONG = ctypes.POINTER(CK_ULONG)
 _P_ATTR = ctypes.POINTER(_Attribute)
 _P_MECH = ctypes.POINTER(_Mechanism)
@@ -171,7 +176,6 @@ class NativeModule:
 
     def __init__(self, path: str) -> None:
         self._lib = ctypes.CDLL(path)  # the same file: dlopen hands back the module PyKCS11 initialized
-        self._busy = threading.Lock()  # C_Initialize(NULL): one call into the module at a time
         get_list = self._lib.C_GetFunctionList
         get_list.restype = CK_RV
         get_list.argtypes = (ctypes.POINTER(ctypes.POINTER(_FunctionList)),)
@@ -189,7 +193,7 @@ class NativeModule:
 
     def login(self, session: Any, pin: str, user_type: int = PyKCS11.CKU_USER) -> None:
         data = pin.encode("utf-8")
-        with self._busy:
+        with PKCS11_CALLS:
             _check(self._fn["C_Login"](_handle(session), user_type, data, len(data)))
 
     def generate_key_pair(
@@ -199,7 +203,7 @@ class NativeModule:
         mech = _Mechanism(mechanism, None, 0)
         pub, priv = _Template(public), _Template(private)
         h_pub, h_priv = CK_ULONG(), CK_ULONG()
-        with self._busy:
+        with PKCS11_CALLS:
             _check(
                 self._fn["C_GenerateKeyPair"](
                     _handle(session),
@@ -217,7 +221,7 @@ class NativeModule:
     def create_object(self, session: Any, template: Template) -> Any:
         attrs = _Template(template)
         handle = CK_ULONG()
-        with self._busy:
+        with PKCS11_CALLS:
             _check(
                 self._fn["C_CreateObject"](_handle(session), attrs.array, len(attrs), ctypes.byref(handle))
             )
@@ -228,7 +232,7 @@ class NativeModule:
         mech = _Mechanism(mechanism, None, 0)
         h = _handle(session)
         size = CK_ULONG(0)
-        with self._busy:
+        with PKCS11_CALLS:
             _check(self._fn["C_SignInit"](h, ctypes.byref(mech), int(key.value())))
             _check(self._fn["C_Sign"](h, data, len(data), None, ctypes.byref(size)))  # the length only
             out = ctypes.create_string_buffer(size.value)

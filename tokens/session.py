@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,9 +36,11 @@ def token_error(e: PyKCS11.PyKCS11Error, doing: str) -> TokenError:
 
 
 def call(doing: str, fn: Callable[[], T]) -> T:
-    """Run a PyKCS11 call, turning its errors into TokenError naming what we were doing."""
+    """Run a PyKCS11 call (one at a time: native.PKCS11_CALLS), turning its errors into TokenError naming what
+    we were doing."""
     try:
-        return fn()
+        with native.PKCS11_CALLS:
+            return fn()
     except PyKCS11.PyKCS11Error as e:
         raise token_error(e, doing) from e
 
@@ -59,7 +62,8 @@ class Module:
         self._mechanisms: dict[tuple[int, str], frozenset[int]] = {}
         self._lib = PyKCS11.PyKCS11Lib()
         try:
-            self._lib.load(path)
+            with native.PKCS11_CALLS:
+                self._lib.load(path)
         except PyKCS11.PyKCS11Error as e:
             raise TokenError(
                 f"cannot load PKCS#11 module {path}: {e}", message_zh="无法加载USB Key驱动"
@@ -142,12 +146,12 @@ class Module:
                     raise err from e
             yield s
         finally:
-            try:
+            # A token pulled out can be neither logged out of nor closed: what failed before says more.
+            with contextlib.suppress(TokenError):
                 if pin is not None:
-                    s.logout()
-            except PyKCS11.PyKCS11Error:
-                pass
-            s.closeSession()
+                    call("logging out", s.logout)
+            with contextlib.suppress(TokenError):
+                call("closing the session", s.closeSession)
 
 
 class SharedSession:
