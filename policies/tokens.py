@@ -144,4 +144,28 @@ def load_tokens(directory: Path) -> TokenPolicy:
             known = ", ".join(r.value for r in RevocationReason)
             raise ConfigurationError(f"{where}: revoke {reason_text!r} unknown; use one of {known}") from e
         marks[mark] = MarkRule(state, allowed, reason)
+    _check_suspension(marks)
     return TokenPolicy(tuple(models), MappingProxyType(marks))
+
+
+def _check_suspension(marks: Mapping[str, MarkRule]) -> None:
+    """suspended and reinstated come as a pair that undo each other: reinstating puts back exactly the keys
+    suspended, in the state they were suspended from, and neither revokes (a reinstated key's certificates
+    must still be good)."""
+    present = [m for m in ("suspended", "reinstated") if m in marks]
+    if not present:
+        return
+    if len(present) == 1:
+        raise ConfigurationError("tokens.toml [inventory]: suspended and reinstated go together")
+    held, back = marks["suspended"], marks["reinstated"]
+    if back.allowed_from != {held.state} or held.allowed_from != {back.state}:
+        raise ConfigurationError(
+            "tokens.toml [inventory.reinstated]: must take a key from the suspended state back to the one "
+            f"state suspended applies to (suspended: from {sorted(s.value for s in held.allowed_from)} to "
+            f"{held.state.value}; reinstated: from {sorted(s.value for s in back.allowed_from)} to "
+            f"{back.state.value})"
+        )
+    if held.revoke is not None or back.revoke is not None:
+        raise ConfigurationError(
+            'tokens.toml [inventory.suspended]/[inventory.reinstated]: revoke must be ""'
+        )

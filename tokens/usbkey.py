@@ -7,8 +7,11 @@ TokenError naming what we were doing (wrong PIN, locked, removed, mechanism not 
 from __future__ import annotations
 
 import os
+import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import PyKCS11
@@ -120,6 +123,18 @@ class UsbKey:
     def has_private_key(self, key_id: bytes) -> bool:
         return bool(self._find(PyKCS11.CKO_PRIVATE_KEY, key_id))
 
+    def remove_labelled(self, key_id: bytes, label: str) -> int:
+        """Destroy the objects with both this CKA_ID and this CKA_LABEL; how many there were."""
+        if not key_id:
+            raise TokenError("refusing to remove objects without a CKA_ID")
+        found = call(
+            "looking for objects",
+            lambda: self._s.findObjects([(PyKCS11.CKA_ID, tuple(key_id)), (PyKCS11.CKA_LABEL, label)]),
+        )
+        for handle in found:
+            self._destroy(handle)
+        return len(found)
+
     def remove(self, key_id: bytes) -> None:
         """Destroy every object with this CKA_ID (key pair and certificate)."""
         for handle in call(
@@ -186,9 +201,37 @@ _CLASS_NAMES = {
 
 @contextmanager
 def open_usb_key(module: Module, info: TokenInfo, pin: str) -> Iterator[UsbKey]:
-    """Log in to the token and yield it; logs out and closes the session on exit."""
-    with module.session(info, pin) as session:
+    """Log in to the token and yield it; logs out and closes the session on exit.
+
+    One pkictl process at a time works on a USB key (a lock file per token serial, held while it is open):
+    the key is plugged into this machine, so every process that could touch it is here too. Without it,
+    `token clean` could take the new key pair of an issuance running in another process for a leftover.
+    """
+    with _only_user(info.serial), module.session(info, pin) as session:
         yield UsbKey(module, info, session)
+
+
+@contextmanager
+def _only_user(serial: str) -> Iterator[None]:
+    if sys.platform == "win32":  # no fcntl; pkictl is run on Linux desks
+        yield
+        return
+    import fcntl
+
+    name = "".join(c for c in serial if c.isalnum() or c in "-_") or "blank"
+    path = Path(tempfile.gettempdir()) / f"pkictl-usbkey-{name}.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TokenError(
+                f"token {serial} is in use by another pkictl process (lock {path}): wait until it has finished",
+                message_zh="该USB Key正被另一个pkictl进程使用，请稍后再试",
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 __all__ = ["EC_PARAMS", "UsbKey", "open_usb_key"]

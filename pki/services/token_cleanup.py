@@ -1,22 +1,27 @@
-"""What an interrupted issuance left on a USB key: key pairs (and certificate objects) labelled by pkictl that
-no certificate record places on that key, listed and, on request, removed.
+"""What an interrupted issuance left on a USB key: key pairs labelled by pkictl that no certificate record
+places on that key, listed and, on request, removed.
 
 An issuance killed between generating the key pair and recording the certificate (phase 1 → 2 of
 services/token_issuance.py) leaves a key pair nobody can use: no certificate was issued for it, and the next
-issuance for the request refuses to overwrite it. Objects whose CKA_ID a certificate record places on the key
-(delivered, or waiting for --resume) are never touched, nor are objects pkictl did not label.
+issuance for the request refuses to overwrite it. Never touched: objects whose CKA_ID a certificate record
+places on the key (delivered, or waiting for --resume), any key pair with a certificate object beside it (a
+crash before recording never leaves one: such a pair is in use, whatever this database says), objects
+without a CKA_ID, and objects pkictl did not label. An issuance running in another process cannot be
+mistaken for a leftover: one pkictl process at a time opens a key (tokens.usbkey.open_usb_key).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
+from sqlmodel import Session
 
 from pki import audit
+from pki.errors import TokenError
 from pki.models import TokenCertificate, UsbToken
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
@@ -39,7 +44,7 @@ class CleanableDevice(Protocol):
 
     def objects_with_prefix(self, prefix: str) -> list[tuple[bytes, str, str]]: ...
 
-    def remove(self, key_id: bytes) -> None: ...
+    def remove_labelled(self, key_id: bytes, label: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -60,34 +65,59 @@ class TokenCleanupService:
             return self._unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), device)
 
     def remove_leftovers(self, device: CleanableDevice, *, actor: Actor) -> list[Leftover]:
-        """Remove what :meth:`leftovers` lists. The role is checked and the removal audited (with what is
-        removed) in one transaction, committed before the key is touched; the placements are read inside it,
-        so a certificate recorded meanwhile keeps its key."""
+        """Remove what :meth:`leftovers` lists. The role is checked and what is about to be removed audited
+        (``token.clean``) in one transaction, committed before the key is touched; the placements are read
+        inside it, so a certificate recorded meanwhile keeps its key. What was removed, and what failed, is
+        audited afterwards (``token.cleaned``)."""
         with self._ctx.denials_recorded(actor, "token_clean", "token", device.serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_clean")
             found = self._unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), device)
-            if found:
-                audit.append(
-                    s,
-                    at=self._ctx.now(),
-                    actor=actor.username,
-                    action="token.clean",
-                    subject_type="token",
-                    subject_id=device.serial,
-                    details={"removed": [{"key_id": x.key_id, "label": x.label} for x in found]},
-                )
-        for x in found:
-            device.remove(bytes.fromhex(x.key_id))
-        return found
+            if not found:
+                return []
+            self._audit(s, actor, device.serial, "token.clean", {"removing": [_named(x) for x in found]})
+        removed: list[Leftover] = []
+        failure: TokenError | None = None
+        try:
+            for x in found:
+                device.remove_labelled(bytes.fromhex(x.key_id), x.label)
+                removed.append(x)
+        except TokenError as e:
+            failure = e
+            raise
+        finally:
+            with self._ctx.write() as s:
+                outcome = {
+                    "removed": [_named(x) for x in removed],
+                    "failed": failure.message if failure else None,
+                }
+                self._audit(s, actor, device.serial, "token.cleaned", outcome)
+        return removed
+
+    def _audit(
+        self, s: Session, actor: Actor, serial: str, action: str, details: Mapping[str, object]
+    ) -> None:
+        audit.append(
+            s,
+            at=self._ctx.now(),
+            actor=actor.username,
+            action=action,
+            subject_type="token",
+            subject_id=serial,
+            details=details,
+        )
 
     @staticmethod
     def _unplaced(placed: Iterable[str], device: CleanableDevice) -> list[Leftover]:
         recorded = set(placed)
-        grouped: dict[bytes, tuple[str, list[str]]] = {}
+        grouped: dict[tuple[bytes, str], list[str]] = {}
         for key_id, label, cls in device.objects_with_prefix(OBJECT_PREFIX):
-            grouped.setdefault(key_id, (label, []))[1].append(cls)
+            grouped.setdefault((key_id, label), []).append(cls)
         return [
             Leftover(key_id.hex(), label, tuple(sorted(classes)), request_of_label(label))
-            for key_id, (label, classes) in sorted(grouped.items(), key=lambda item: item[1][0])
-            if key_id.hex() not in recorded
+            for (key_id, label), classes in sorted(grouped.items(), key=lambda item: item[0][1])
+            if key_id and key_id.hex() not in recorded and "certificate" not in classes
         ]
+
+
+def _named(x: Leftover) -> dict[str, str]:
+    return {"key_id": x.key_id, "label": x.label}

@@ -141,6 +141,8 @@ class TokenDevice(Protocol):
 
     def read_certificate(self, key_id: bytes) -> bytes | None: ...
 
+    def has_private_key(self, key_id: bytes) -> bool: ...
+
 
 @dataclass(frozen=True)
 class TokenIssued:
@@ -455,6 +457,7 @@ class TokenIssuanceService:
             if on_token is None:
                 device.write_certificate(cert.der, key_id, label)
                 on_token = device.read_certificate(key_id)
+            key_kept = device.has_private_key(key_id)
         except TokenError as e:
             raise TokenError(
                 f"{e.message}. Certificate {cert.serial} is issued but not on the token: "
@@ -467,6 +470,12 @@ class TokenIssuanceService:
                 f"the certificate object read back from token {device.serial} differs from certificate "
                 f"{cert.serial}: remove it from the token and run 'pkictl issue {cert.request_id} --resume'",
                 message_zh="写入USB Key的证书与签发记录不一致",
+            )
+        if not key_kept:  # removed behind our back (another tool): a certificate without its key is no use
+            raise TokenError(
+                f"token {device.serial} no longer holds the private key of certificate {cert.serial} "
+                f"(id {key_id.hex()}): revoke it and issue anew",
+                message_zh="USB Key上已无该证书对应的私钥",
             )
         self._deliver(cert, device.serial, actor)
         return TokenIssued(

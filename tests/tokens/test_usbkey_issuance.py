@@ -288,6 +288,21 @@ def test_a_suspended_key_takes_nothing_new_until_reinstated(
     assert [v.state for v in ca_service.inventory.tokens()] == ["issued"]
     with pytest.raises(ConflictError, match="already issued"):
         ca_service.inventory.mark(token.serial, "reinstated", actor=people["ops"])
+    # A tokens.toml without the optional marks: asking for one is a field error, not a crash.
+    tokens = ca_service.ctx.policies.tokens
+    required = {m: r for m, r in tokens.marks.items() if m not in ("suspended", "reinstated")}
+    policies = dataclasses.replace(
+        ca_service.ctx.policies, tokens=dataclasses.replace(tokens, marks=required)
+    )
+    plain = Service(
+        ca_service.ctx.engine, policies=policies, clock=ca_service.ctx.clock, keys=ca_service.ctx.keys
+    )
+    with pytest.raises(ValidationError) as refused:
+        plain.inventory.mark(token.serial, "suspended", actor=people["ops"])
+    assert (
+        refused.value.errors[0].field == "mark"
+        and "lost, destroyed, returned" in refused.value.errors[0].message
+    )
 
 
 def test_renewal_revokes_the_old_certificate_at_distribution_when_policy_says_so(
@@ -394,6 +409,37 @@ class _MarkedLostWhileWriting:
     def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
         self._service.inventory.mark(self._device.serial, "lost", actor=self._ops)
         self._device.write_certificate(der, key_id, label)
+
+
+class _KeyRemovedWhileWriting:
+    """The real USB key, but another tool deletes the new private key while the certificate is written."""
+
+    def __init__(self, device: UsbKey) -> None:
+        self._device = device
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._device, name)
+
+    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
+        session = self._device._s
+        for handle in session.findObjects(
+            [(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_ID, key_id)]
+        ):
+            session.destroyObject(handle)
+        self._device.write_certificate(der, key_id, label)
+
+
+def test_a_certificate_whose_key_vanished_is_not_delivered(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    with pytest.raises(TokenError, match="no longer holds the private key"):
+        ca_service.token_issuance.issue(
+            rid, _KeyRemovedWhileWriting(device), actor=people["distributor"], key_type="ec-p256"
+        )
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with Session(ca_service.ctx.engine) as s:
+        assert s.exec(select(Certificate.delivered)).all() == [False]  # recorded, waiting: revoke it
 
 
 def test_a_key_marked_lost_during_the_write_is_not_delivered(

@@ -100,6 +100,26 @@ def test_suspending_is_optional_in_tokens_toml(tmp_path: Path) -> None:
             id="unknown-state",
         ),
         pytest.param(
+            _edited(
+                'state = "suspended"\nfrom = ["issued"]', 'state = "suspended"\nfrom = ["issued", "returned"]'
+            ),
+            ["[inventory.reinstated]", "suspended"],
+            id="reinstated-not-the-inverse",
+        ),
+        pytest.param(
+            _edited(
+                'state = "issued"\nfrom = ["suspended"]\nrevoke = ""',
+                'state = "issued"\nfrom = ["suspended"]\nrevoke = "superseded"',
+            ),
+            ["[inventory.suspended]", "revoke"],
+            id="suspension-revokes",
+        ),
+        pytest.param(
+            _edited('[inventory.reinstated]\nstate = "issued"\nfrom = ["suspended"]\nrevoke = ""', ""),
+            ["[inventory]", "go together"],
+            id="suspended-alone",
+        ),
+        pytest.param(
             _edited("[inventory.returned]", "[inventory.recycled]"),
             ["[inventory]", "lost, destroyed, returned"],
             id="unknown-mark",
