@@ -61,17 +61,21 @@ class TokenCleanupService:
 
     def leftovers(self, device: CleanableDevice) -> list[Leftover]:
         """pkictl's objects on the key that no certificate record places there, by key id."""
+        objects = device.objects_with_prefix(OBJECT_PREFIX)
         with self._ctx.read() as s:
-            return self._unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), device)
+            return _unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), objects)
 
     def remove_leftovers(self, device: CleanableDevice, *, actor: Actor) -> list[Leftover]:
         """Remove what :meth:`leftovers` lists. The role is checked and what is about to be removed audited
         (``token.clean``) in one transaction, committed before the key is touched; the placements are read
         inside it, so a certificate recorded meanwhile keeps its key. What was removed, and what failed, is
         audited afterwards (``token.cleaned``)."""
+        objects = device.objects_with_prefix(
+            OBJECT_PREFIX
+        )  # read before the transaction: no token work in it
         with self._ctx.denials_recorded(actor, "token_clean", "token", device.serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_clean")
-            found = self._unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), device)
+            found = _unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), objects)
             if not found:
                 return []
             self._audit(s, actor, device.serial, "token.clean", {"removing": [_named(x) for x in found]})
@@ -106,17 +110,18 @@ class TokenCleanupService:
             details=details,
         )
 
-    @staticmethod
-    def _unplaced(placed: Iterable[str], device: CleanableDevice) -> list[Leftover]:
-        recorded = set(placed)
-        grouped: dict[tuple[bytes, str], list[str]] = {}
-        for key_id, label, cls in device.objects_with_prefix(OBJECT_PREFIX):
-            grouped.setdefault((key_id, label), []).append(cls)
-        return [
-            Leftover(key_id.hex(), label, tuple(sorted(classes)), request_of_label(label))
-            for (key_id, label), classes in sorted(grouped.items(), key=lambda item: item[0][1])
-            if key_id and key_id.hex() not in recorded and "certificate" not in classes
-        ]
+
+def _unplaced(placed: Iterable[str], objects: Iterable[tuple[bytes, str, str]]) -> list[Leftover]:
+    """Of pkictl's objects (key id, label, class), the key pairs that are leftovers (see the module)."""
+    recorded = set(placed)
+    grouped: dict[tuple[bytes, str], list[str]] = {}
+    for key_id, label, cls in objects:
+        grouped.setdefault((key_id, label), []).append(cls)
+    return [
+        Leftover(key_id.hex(), label, tuple(sorted(classes)), request_of_label(label))
+        for (key_id, label), classes in sorted(grouped.items(), key=lambda item: item[0][1])
+        if key_id and key_id.hex() not in recorded and "certificate" not in classes
+    ]
 
 
 def _named(x: Leftover) -> dict[str, str]:
