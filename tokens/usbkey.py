@@ -220,7 +220,14 @@ def _only_user(serial: str) -> Iterator[None]:
 
     name = "".join(c for c in serial if c.isalnum() or c in "-_") or "blank"
     path = Path(tempfile.gettempdir()) / f"pkictl-usbkey-{name}.lock"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise TokenError(
+            f"cannot open the lock file {path} of token {serial} ({e.strerror}): another user's pkictl made it; "
+            "remove it when no pkictl runs",
+            message_zh="无法打开USB Key锁文件",
+        ) from e
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
