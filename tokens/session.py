@@ -26,6 +26,20 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "CKR_MECHANISM_INVALID": ("the token does not support this mechanism", "USB Key不支持该算法"),
     "CKR_DEVICE_MEMORY": ("the token is full", "USB Key存储空间已满"),
     "CKR_USER_NOT_LOGGED_IN": ("not logged in to the token", "未登录USB Key"),
+    # What a key pulled out in the middle of an operation often reports instead of CKR_DEVICE_REMOVED.
+    "CKR_GENERAL_ERROR": (
+        "the token failed: check that it is still plugged in, then try again",
+        "USB Key出错，请检查是否已拔出后重试",
+    ),
+    "CKR_DEVICE_ERROR": (
+        "the token reported a device error: plug it in again and retry",
+        "USB Key设备错误，请重新插入后重试",
+    ),
+    "CKR_FUNCTION_FAILED": ("the token could not carry out the operation", "USB Key无法完成该操作"),
+    "CKR_OBJECT_HANDLE_INVALID": (
+        "an object on the token has gone (removed by another tool, or the key was pulled out)",
+        "USB Key上的对象已不存在",
+    ),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -195,6 +196,8 @@ def test_absent_token(token: Token) -> None:
         ("CKR_DEVICE_MEMORY", "the token is full"),
         ("CKR_DEVICE_REMOVED", "the token was removed"),
         ("CKR_MECHANISM_INVALID", "does not support this mechanism"),
+        ("CKR_GENERAL_ERROR", "still plugged in"),
+        ("CKR_DEVICE_ERROR", "plug it in again"),
     ],
 )
 def test_errors_softhsm_cannot_produce_are_still_named(ckr: str, text: str) -> None:
@@ -427,6 +430,39 @@ class _KeyRemovedWhileWriting:
         ):
             session.destroyObject(handle)
         self._device.write_certificate(der, key_id, label)
+
+
+class _PulledOutAfterGenerating:
+    """The real USB key, taken away right after it made the key pair: SoftHSM2's token files are deleted, so
+    every later call fails the way a pulled-out key makes it fail (invalid handles, general errors)."""
+
+    def __init__(self, device: UsbKey, token: Token) -> None:
+        self._device, self._token = device, token
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._device, name)
+
+    def generate(self, key_type: str, label: str) -> tuple[bytes, object]:
+        made = self._device.generate(key_type, label)
+        tokens = self._token.conf.parent / "tokens"
+        [mine] = [
+            d for d in tokens.iterdir() if self._token.label.encode() in (d / "token.object").read_bytes()
+        ]
+        shutil.rmtree(mine)
+        return made
+
+
+def test_a_key_pulled_out_after_key_generation_leaves_nothing_recorded(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey, token: Token
+) -> None:
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    pulled = _PulledOutAfterGenerating(device, token)
+    with pytest.raises(TokenError) as failed:
+        ca_service.token_issuance.issue(rid, pulled, actor=people["distributor"], key_type="ec-p256")
+    assert "gone" in failed.value.message or "plugged in" in failed.value.message, failed.value.message
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with Session(ca_service.ctx.engine) as s:
+        assert s.exec(select(Certificate)).all() == [] and s.exec(select(UsbToken)).all() == []
 
 
 def test_a_certificate_whose_key_vanished_is_not_delivered(
