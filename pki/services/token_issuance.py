@@ -278,7 +278,8 @@ class TokenIssuanceService:
             raise ConflictError(
                 f"token {device.serial} already holds {', '.join(sorted(set(present)))} labelled {label!r} for "
                 f"request {request_id} that no delivered certificate records: nothing was overwritten; "
-                "use --resume if an issuance was interrupted, or remove those objects from the token first",
+                "use --resume if an issuance was interrupted after recording its certificate, or "
+                f"'pkictl token clean --token-serial {device.serial} --remove' for a key pair left before that",
                 message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
             )
         key_id, private_key = device.generate(key_type, label)
