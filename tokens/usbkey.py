@@ -123,8 +123,8 @@ class UsbKey:
     def has_private_key(self, key_id: bytes) -> bool:
         return bool(self._find(PyKCS11.CKO_PRIVATE_KEY, key_id))
 
-    def remove_labelled(self, key_id: bytes, label: str) -> int:
-        """Destroy the objects with both this CKA_ID and this CKA_LABEL; how many there were."""
+    def remove_labelled(self, key_id: bytes, label: str) -> None:
+        """Destroy the objects with both this CKA_ID and this CKA_LABEL."""
         if not key_id:
             raise TokenError("refusing to remove objects without a CKA_ID")
         found = call(
@@ -133,7 +133,6 @@ class UsbKey:
         )
         for handle in found:
             self._destroy(handle)
-        return len(found)
 
     def remove(self, key_id: bytes) -> None:
         """Destroy every object with this CKA_ID (key pair and certificate)."""

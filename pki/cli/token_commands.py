@@ -83,7 +83,7 @@ def issue_onto_token(
     actor = login(svc, as_user)
     path, chosen = _module_for(svc, request_id, module_path, key_type)
     module = _load(path)
-    info = module.find(label=token_label) if token_label is not None else module.find(serial=token_serial)
+    info = _find(module, token_label, token_serial)
     pin = token_pin()
     if resume:
         with open_usb_key(module, info, pin) as device:
@@ -243,7 +243,7 @@ def token_list(modules: tuple[str, ...], as_json: bool) -> None:
     from pki.services.inventory import SeenToken
 
     svc = service()
-    paths = modules or tuple(p for p in svc.ctx.policies.tokens.modules() if Path(p).is_file())
+    paths = modules or _installed_modules(svc)
     seen: list[SeenToken] = []
     for path in paths:
         try:
@@ -308,7 +308,7 @@ def token_clean(
     as_json: bool,
 ) -> None:
     """List (or --remove) what an interrupted issuance left on a USB key: pkictl's key pairs that no
-    certificate record places on it. Run it while no issuance is using that key."""
+    certificate record places on it (one pkictl process at a time opens a key, so none is mid-issuance)."""
     from tokens.usbkey import open_usb_key
 
     if (token_label is None) == (token_serial is None):
@@ -317,11 +317,7 @@ def token_clean(
         raise click.UsageError("--remove needs --as USER")
     svc = service()
     actor = login(svc, as_user) if as_user is not None and remove else None
-    paths = (
-        (module_path,)
-        if module_path
-        else tuple(p for p in svc.ctx.policies.tokens.modules() if Path(p).is_file())
-    )
+    paths = (module_path,) if module_path else _installed_modules(svc)
     module, info = _find_token(paths, token_label, token_serial)
     with open_usb_key(module, info, token_pin()) as device:
         found = (
@@ -343,6 +339,15 @@ def token_clean(
         click.echo(f"remove them with: pkictl token clean --token-serial {info.serial} --remove --as USER")
 
 
+def _installed_modules(svc: Service) -> tuple[str, ...]:
+    """The PKCS#11 modules of tokens.toml that are installed here."""
+    return tuple(p for p in svc.ctx.policies.tokens.modules() if Path(p).is_file())
+
+
+def _find(module: Module, label: str | None, serial: str | None) -> TokenInfo:
+    return module.find(label=label) if label is not None else module.find(serial=serial)
+
+
 def _find_token(paths: tuple[str, ...], label: str | None, serial: str | None) -> tuple[Module, TokenInfo]:
     """The first module in ``paths`` that sees the token."""
     from pki.errors import TokenError
@@ -351,7 +356,7 @@ def _find_token(paths: tuple[str, ...], label: str | None, serial: str | None) -
     for path in paths:
         module = _load(path)
         try:
-            return module, module.find(label=label) if label is not None else module.find(serial=serial)
+            return module, _find(module, label, serial)
         except TokenError as e:
             last = e
     raise last or TokenError("no PKCS#11 module found: give --module")

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.enums import Action, CertificateStatus, RequestState, RevocationReason
-from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
+from pki.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from pki.models import Certificate, CertificateRequest, HandOver
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
@@ -98,10 +98,7 @@ class DistributionService:
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
         ).one()
-        earlier = self._requests.actions_by_many(s, [request_id], actor.username).get(request_id, set())
-        rule = self._ctx.policies.workflow.conflict(earlier, Action.DISTRIBUTE)
-        if rule is not None:
-            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
+        self._requests.refuse_conflicting(s, request_id, actor, Action.DISTRIBUTE)
         return req
 
     @staticmethod

@@ -464,15 +464,20 @@ class RequestService:
         """The checks after the lock: the request exists, separation of duties, state, version."""
         if found is None:
             raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
-        rule = self._ctx.policies.workflow.conflict(self.actions_by(s, request_id, actor.username), action)
-        if rule is not None:
-            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
+        self.refuse_conflicting(s, request_id, actor, action)
         transition(found.state, action)  # raises InvalidTransitionError
         if expected_version is not None and expected_version != found.version:
             raise ConflictError(
                 f"request {request_id} was changed by someone else; reload it",
                 message_zh="该申请已被他人修改，请刷新后重试",
             )
+
+    def refuse_conflicting(self, s: Session, request_id: int, actor: Actor, action: Action) -> None:
+        """Separation of duties: SeparationOfDutiesError if what ``actor`` did on the request rules out
+        ``action`` (workflow.toml)."""
+        rule = self._ctx.policies.workflow.conflict(self.actions_by(s, request_id, actor.username), action)
+        if rule is not None:
+            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
 
     @staticmethod
     def lock_many(s: Session, ids: Sequence[int]) -> dict[int, CertificateRequest]:

@@ -34,7 +34,7 @@ from sqlmodel import Session, col, select
 
 from pki.ca.keys import PrivateKey, PublicKey, spki_sha256
 from pki.enums import Action, CertificateStatus, RequestState, TokenState
-from pki.errors import ConflictError, NotFoundError, SeparationOfDutiesError, TokenError
+from pki.errors import ConflictError, NotFoundError, TokenError
 from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
 from pki.services.authz import require_role
@@ -347,10 +347,7 @@ class TokenIssuanceService:
             if row is None:
                 raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
             state, credential, pending_serial, token_state_value, holder = row
-            earlier = self._requests.actions_by(s, request_id, actor.username)
-        rule = self._ctx.policies.workflow.conflict(earlier, Action.ISSUE)
-        if rule is not None:
-            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
+            self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
         transition(RequestState(state), Action.ISSUE)
         if pending_serial is not None:
             raise ConflictError(
@@ -367,10 +364,7 @@ class TokenIssuanceService:
         req = s.get(CertificateRequest, request_id)
         if req is None:
             raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
-        earlier = self._requests.actions_by_many(s, [request_id], actor.username).get(request_id, set())
-        rule = self._ctx.policies.workflow.conflict(earlier, Action.ISSUE)
-        if rule is not None:
-            raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
+        self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
         return req
 
     @staticmethod

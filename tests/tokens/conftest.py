@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.support import softhsm
+from tokens.session import Module
+from tokens.usbkey import UsbKey, open_usb_key
 
 
 @pytest.fixture(scope="session")
@@ -23,3 +26,11 @@ def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def token(softhsm_conf: Path) -> softhsm.Token:
     """A fresh, initialized SoftHSM token with a user PIN."""
     return softhsm.new_token(softhsm_conf)
+
+
+@pytest.fixture
+def device(token: softhsm.Token) -> Iterator[UsbKey]:
+    """That token opened for issuing onto it (logged in as user)."""
+    module = Module(token.module)
+    with open_usb_key(module, module.find(label=token.label), token.pin) as key:
+        yield key

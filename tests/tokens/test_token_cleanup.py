@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import PyKCS11
 import pytest
@@ -18,13 +17,6 @@ from tokens.session import Module
 from tokens.usbkey import UsbKey, open_usb_key
 
 UNIT = "91110000000000000X"  # only a label here: no request of this unit is recorded
-
-
-@pytest.fixture
-def device(token: Token) -> Iterator[UsbKey]:
-    module = Module(token.module)
-    with open_usb_key(module, module.find(label=token.label), token.pin) as key:
-        yield key
 
 
 class _WriteFails:

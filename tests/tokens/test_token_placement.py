@@ -4,7 +4,6 @@ type; 未写入 until written and read back), fetched for a whole page in one qu
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import event
@@ -14,17 +13,9 @@ from pki.services import Actor, Service
 from tests.support.pki import approved, csr_for, key
 from tests.support.softhsm import Token
 from tests.web.conftest import create, sign_in
-from tokens.session import Module
-from tokens.usbkey import UsbKey, open_usb_key
+from tokens.usbkey import UsbKey
 
 SOFTHSM = "SoftHSM2"
-
-
-@pytest.fixture
-def device(token: Token) -> Iterator[UsbKey]:
-    module = Module(token.module)
-    with open_usb_key(module, module.find(label=token.label), token.pin) as usb:
-        yield usb
 
 
 def _token_cells(page: str) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import shutil
 import subprocess
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -37,13 +36,6 @@ from tokens.session import Module, token_error
 from tokens.usbkey import UsbKey, open_usb_key
 
 SOFTHSM = "SoftHSM2"
-
-
-@pytest.fixture
-def device(token: Token) -> Iterator[UsbKey]:
-    module = Module(token.module)
-    with open_usb_key(module, module.find(label=token.label), token.pin) as key:
-        yield key
 
 
 def pkcs11_tool(token: Token, *args: str) -> str:
