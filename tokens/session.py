@@ -68,6 +68,12 @@ class TokenInfo:
     manufacturer: str
 
 
+@dataclass(frozen=True)
+class SlotScan:
+    tokens: list[TokenInfo]
+    faults: list[TokenError]
+
+
 class Module:
     """One loaded PKCS#11 library. PyKCS11 keeps it initialized for the life of this object."""
 
@@ -84,13 +90,23 @@ class Module:
             ) from e
 
     def tokens(self) -> list[TokenInfo]:
-        """The initialized tokens present, in slot order."""
-        out = []
+        """The initialized, readable tokens present, in slot order (see scan for the unreadable ones)."""
+        return self.scan().tokens
+
+    def scan(self) -> SlotScan:
+        """Every slot with a token in it: the initialized tokens, and the slots whose token could not be read
+        (a faulty key, one pulled out half-way). One bad key does not hide the others."""
+        found: list[TokenInfo] = []
+        faults: list[TokenError] = []
         for slot in call("listing slots", lambda: self._lib.getSlotList(tokenPresent=True)):
-            info = self._token_info(slot)
+            try:
+                info = call(f"reading the token in slot {slot}", lambda s=slot: self._lib.getTokenInfo(s))
+            except TokenError as e:
+                faults.append(e)
+                continue
             if not info.flags & PyKCS11.CKF_TOKEN_INITIALIZED:
                 continue  # a blank slot (SoftHSM's free slot, a factory-fresh card): not a usable token
-            out.append(
+            found.append(
                 TokenInfo(
                     int(slot),
                     _text(info.label),
@@ -99,24 +115,23 @@ class Module:
                     _text(info.manufacturerID),
                 )
             )
-        return out
-
-    def _token_info(self, slot: int) -> Any:
-        return call("reading token info", lambda: self._lib.getTokenInfo(slot))
+        return SlotScan(found, faults)
 
     def find(self, *, label: str | None = None, serial: str | None = None) -> TokenInfo:
         """The present token with this label or serial; TokenError when none (or several) match."""
         if (label is None) == (serial is None):
             raise ValueError("give a label or a serial")
+        scan = self.scan()
         hits = [
             t
-            for t in self.tokens()
+            for t in scan.tokens
             if (label is not None and t.label == label) or (serial is not None and t.serial == serial)
         ]
         wanted = f"label {label!r}" if label is not None else f"serial {serial!r}"
         if not hits:
+            unread = "".join(f"; {f.message}" for f in scan.faults)
             raise TokenError(
-                f"no token with {wanted} is present",
+                f"no token with {wanted} is present{unread}",
                 message_zh="未找到指定的USB Key",
                 ckr="CKR_TOKEN_NOT_PRESENT",
             )

@@ -53,6 +53,14 @@ def _load(path: str) -> Module:
     return Module(path)
 
 
+def _present(module: Module) -> list[TokenInfo]:
+    """The readable tokens present; a slot whose token cannot be read is a warning, not the end."""
+    scan = module.scan()
+    for fault in scan.faults:
+        click.echo(f"pkictl: warning: {module.path}: {fault.message}", err=True)
+    return scan.tokens
+
+
 def _echo_issued(done: TokenIssued, as_json: bool) -> None:
     if as_json:
         data = asdict(done)
@@ -152,7 +160,7 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
             )
         module_path = paths.pop()
     module = _load(module_path)
-    present = {t.serial: t for t in module.tokens()}
+    present = {t.serial: t for t in _present(module)}
     serials = svc.token_issuance.fillable(list(present))
     pin = token_pin() if queue and serials else ""
     results: list[dict[str, Any]] = []
@@ -247,7 +255,7 @@ def token_list(modules: tuple[str, ...], as_json: bool) -> None:
     seen: list[SeenToken] = []
     for path in paths:
         try:
-            seen += [SeenToken(t.serial, t.label, t.model, path) for t in _load(path).tokens()]
+            seen += [SeenToken(t.serial, t.label, t.model, path) for t in _present(_load(path))]
         except TokenError as e:
             click.echo(f"pkictl: warning: {e.message}", err=True)
     rows = svc.inventory.tokens(seen)
