@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import PyKCS11
@@ -100,7 +101,7 @@ class Module:
         faults: list[TokenError] = []
         for slot in call("listing slots", lambda: self._lib.getSlotList(tokenPresent=True)):
             try:
-                info = call(f"reading the token in slot {slot}", lambda s=slot: self._lib.getTokenInfo(s))
+                info = call(f"reading the token in slot {slot}", partial(self._lib.getTokenInfo, slot))
             except TokenError as e:
                 faults.append(e)
                 continue
