@@ -4,10 +4,12 @@ the PIN (PKI_TOKEN_PIN or a hidden prompt, never an argument) and prints."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict
 from pathlib import Path
 from types import FrameType
@@ -105,19 +107,24 @@ def issue_prechecked(
     svc: Service, module: Module, info: TokenInfo, pin: str, request_id: int, actor: Actor, key_type: str
 ) -> TokenIssued:
     """The service's read-only checks run while we log in to the token (both before anything is generated)."""
-    from concurrent.futures import ThreadPoolExecutor
-
     from tokens.usbkey import open_usb_key
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        checked = pool.submit(svc.token_issuance.precheck, request_id, actor=actor, token_serial=info.serial)
-        try:
-            with open_usb_key(module, info, pin) as device:
-                return svc.token_issuance.issue(
-                    request_id, device, actor=actor, key_type=key_type, prechecked=checked.result()
-                )
-        finally:
-            checked.cancel()
+    checked = _checker().submit(svc.token_issuance.precheck, request_id, actor=actor, token_serial=info.serial)
+    try:
+        with open_usb_key(module, info, pin) as device:
+            return svc.token_issuance.issue(
+                request_id, device, actor=actor, key_type=key_type, prechecked=checked.result()
+            )
+    finally:
+        checked.cancel()
+        wait([checked])  # a log-in that failed does not leave the checks running on
+
+
+@functools.cache
+def _checker() -> ThreadPoolExecutor:
+    """The thread the pre-checks run in, kept for the process (starting one per request costs more than the
+    checks hidden behind the log-in)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkictl-precheck")
 
 
 class _StopRequested:
