@@ -10,10 +10,15 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
 READONLY_OPTION = "pki_readonly"
+OPTIMISTIC_OPTION = "pki_optimistic"
+# SQLite's answer when a transaction that began reading wants to write after another writer committed
+# (SQLITE_BUSY_SNAPSHOT), or while one still writes (SQLITE_BUSY): start it over.
+_SQLITE_WRITE_CONFLICTS = frozenset({5, 517})
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -65,9 +70,11 @@ def make_engine(url: str) -> Engine:
         def _sqlite_begin(conn: Any) -> None:
             # BEGIN IMMEDIATE takes the write lock up front: two writers queue instead of deadlocking
             # on a read-then-write upgrade (the audit chain head is read, then written). Readers use a
-            # plain BEGIN and never wait for writers (WAL).
-            readonly = conn.get_execution_options().get(READONLY_OPTION, False)
-            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+            # plain BEGIN and never wait for writers (WAL); so do optimistic writers, which start over
+            # when their upgrade fails (optimistic_transaction).
+            options = conn.get_execution_options()
+            deferred = options.get(READONLY_OPTION, False) or options.get(OPTIMISTIC_OPTION, False)
+            conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -78,6 +85,26 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back everything on any exception."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+@contextmanager
+def optimistic_transaction(engine: Engine) -> Iterator[Session]:
+    """A SQLite write transaction that takes no lock for what it reads: a plain BEGIN, so it reads a snapshot
+    and takes the write lock at its first write, which fails if another writer committed after the snapshot
+    (is_write_conflict). What it read is then still true when it writes: it is serializable without locks."""
+    with Session(_optimistic_bind(engine), expire_on_commit=False) as session, session.begin():
+        yield session
+
+
+def is_write_conflict(error: BaseException) -> bool:
+    """An optimistic transaction lost to another writer: nothing was written, run it again normally."""
+    code = getattr(getattr(error, "orig", None), "sqlite_errorcode", None)
+    return isinstance(error, OperationalError) and code in _SQLITE_WRITE_CONFLICTS
+
+
+@functools.lru_cache(maxsize=64)
+def _optimistic_bind(engine: Engine) -> Engine:
+    return engine.execution_options(**{OPTIMISTIC_OPTION: True})
 
 
 @contextmanager

@@ -109,7 +109,9 @@ def issue_prechecked(
     """The service's read-only checks run while we log in to the token (both before anything is generated)."""
     from tokens.usbkey import open_usb_key
 
-    checked = _checker().submit(svc.token_issuance.precheck, request_id, actor=actor, token_serial=info.serial)
+    checked = _checker().submit(
+        svc.token_issuance.precheck, request_id, actor=actor, token_serial=info.serial
+    )
     try:
         with open_usb_key(module, info, pin) as device:
             return svc.token_issuance.issue(

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from pki import audit
 from pki.ca.keystore import KeyStore
 from pki.clock import CHINA_TZ, Clock
-from pki.db import read_session, transaction
+from pki.db import optimistic_transaction, read_session, transaction
 from pki.errors import KeyAccessError, PermissionDeniedError
 from pki.models import User
 from pki.models.workflow import parse_roles
@@ -59,6 +59,23 @@ class Context:
         """One write transaction; it takes the audit chain's head lock first, which orders all writers."""
         with transaction(self.engine) as session:
             audit.lock_chain(session)
+            yield session
+
+    @property
+    def optimistic_writes(self) -> bool:
+        """Whether :meth:`write_optimistic` is available: SQLite only (see pki.db.optimistic_transaction)."""
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def write_optimistic(self) -> Iterator[Session]:
+        """A write transaction that may wait on something slow (a token) before it writes, holding no lock
+        meanwhile: it reads a snapshot and takes the write lock (and the audit chain's head) at its first
+        write. The caller runs the whole work again through :meth:`write` when it raises a write conflict
+        (pki.db.is_write_conflict). SQLite only: on PostgreSQL row locks taken before the chain's head
+        would invert the order every other writer takes them in."""
+        if not self.optimistic_writes:
+            raise RuntimeError("optimistic write transactions need SQLite")
+        with optimistic_transaction(self.engine) as session:
             yield session
 
     @staticmethod

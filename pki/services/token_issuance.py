@@ -15,11 +15,19 @@ The request moves to 'issued' at delivery (phase 4), not at issuance: 'issued' m
 the key" (see RequestState). A crash after phase 2 leaves the request 'approved' with an undelivered
 certificate: every other issuance (and cancelling) of it is refused until ``resume`` finishes writing that
 certificate, or until ops revoke it (a key lost mid-issuance), after which the request can be issued anew.
+
+The token works in a thread of its own (_TOKEN_WORKER) while the database does what it can meanwhile: on
+SQLite, phase 2's transaction reads and checks while the key pair is generated, and phase 4's while the
+certificate is written, each from a snapshot without holding a lock, writing only once the token is done
+(and starting over if another writer got in first: Context.write_optimistic). The outcome is the one of
+doing them in turn; on PostgreSQL they are done in turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -33,6 +41,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki.ca.keys import PrivateKey, PublicKey, spki_sha256
+from pki.db import is_write_conflict
 from pki.enums import Action, CertificateStatus, RequestState, TokenState
 from pki.errors import ConflictError, NotFoundError, TokenError
 from pki.lifecycle import transition
@@ -110,6 +119,11 @@ _TOKEN_ISSUED = (
         updated_by=bindparam("by"),
     )
 )
+
+# The thread the token generates key pairs and writes certificates in while the transactions beside them
+# read and check (one per process: PKCS#11 calls take turns anyway, tokens.native.PKCS11_CALLS; started at
+# the first use).
+_TOKEN_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkictl-token")
 
 # Tokens in these states take no new certificate.
 _UNUSABLE = frozenset({TokenState.LOST, TokenState.DESTROYED, TokenState.SUSPENDED})
@@ -282,22 +296,20 @@ class TokenIssuanceService:
                 f"'pkictl token clean --token-serial {device.serial} --remove' for a key pair left before that",
                 message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
             )
-        key_id, private_key = device.generate(key_type, label)
+        new_key = _NewKey(_TOKEN_WORKER.submit(device.generate, key_type, label), label, self._issuance)
         try:
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))
-                .sign(private_key, hashes.SHA256())
-            )
-            public_key = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
-            cert = self._record(request_id, device, public_key, key_id, label, key_type, actor)
+            cert = self._record(request_id, device, new_key, key_type, actor)
         except BaseException as failure:
-            try:
-                device.remove(key_id)  # nothing recorded: leave the token as we found it
-            except TokenError as cleanup:  # the token went away too: say so, but report the first failure
-                failure.add_note(f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}")
+            key_id = new_key.settled()
+            if key_id is not None:
+                try:
+                    device.remove(key_id)  # nothing recorded: leave the token as we found it
+                except TokenError as cleanup:  # the token went away too: say so, but report the first failure
+                    failure.add_note(
+                        f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}"
+                    )
             raise
-        return self._write_and_deliver(cert, device, key_id, label, key_type, actor, resumed=False)
+        return self._write_and_deliver(cert, device, new_key.key_id, label, key_type, actor, resumed=False)
 
     def resume(self, request_id: int, device: TokenDevice, *, actor: Actor) -> TokenIssued:
         """Finish an interrupted issuance: write the recorded certificate onto its token and deliver it."""
@@ -382,43 +394,73 @@ class TokenIssuanceService:
         return None if row is None else _Pending(row[0], row[1], row[2])
 
     def _record(
+        self, request_id: int, device: TokenDevice, new_key: _NewKey, key_type: str, actor: Actor
+    ) -> Certificate:
+        """Phase 2: issue (not yet delivered) and record where the certificate goes, in one transaction.
+
+        On SQLite the transaction starts while the token generates the key pair: it reads and checks the
+        request and token meanwhile from a snapshot, holding no lock, and takes the write lock at its first
+        write; if another writer committed in between, it runs again whole (Context.write_optimistic). On
+        PostgreSQL it starts once the key pair is there: it takes the audit chain's head first, as every
+        writer does, and must not hold that while a USB key works for seconds.
+        """
+        if self._ctx.optimistic_writes:
+            try:
+                return self._record_in(
+                    self._ctx.write_optimistic, request_id, device, new_key, key_type, actor
+                )
+            except Exception as e:
+                if not is_write_conflict(e):
+                    raise
+        else:
+            new_key.public_key()
+        return self._record_in(self._ctx.write, request_id, device, new_key, key_type, actor)
+
+    def _record_in(
         self,
+        transaction: Callable[[], AbstractContextManager[Session]],
         request_id: int,
         device: TokenDevice,
-        public_key: PublicKey,
-        key_id: bytes,
-        label: str,
+        new_key: _NewKey,
         key_type: str,
         actor: Actor,
     ) -> Certificate:
-        """Phase 2: issue (not yet delivered) and record where the certificate goes, in one transaction."""
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
-            self._ctx.write() as s,
+            transaction() as s,
         ):
             req = self._requests.lock_row(s, request_id, actor, Action.ISSUE, *_LOCKED_COLUMNS)
-            token_id = self._token_row(s, device, actor, req.credential_number)
+            token_id = self._token_row(s, device, req.credential_number)
+            public_key = new_key.public_key()  # waits for the token
+            if token_id is None:
+                token_id = self._new_token_row(s, device, actor)
             cert = self._issuance.issue_locked(s, req, public_key, actor=actor, delivered=False)
             s.execute(
                 _INSERT_PLACEMENT,
                 {
                     "certificate_id": cert.id,
                     "token_id": token_id,
-                    "key_id": key_id.hex(),
-                    "label": label,
+                    "key_id": new_key.key_id.hex(),
+                    "label": new_key.label,
                     "model": req.usbkey_model or device.model,
                     "key_type": key_type,
                 },
             )
             return cert
 
-    def _token_row(self, s: Session, device: TokenDevice, actor: Actor, credential: str) -> int:
-        """The token's inventory id, recorded now if new; refused when it may take no new certificate."""
+    @staticmethod
+    def _token_row(s: Session, device: TokenDevice, credential: str) -> int | None:
+        """The token's inventory id (its row locked), None when it is new to us; refused when it may take no
+        new certificate."""
         found = s.execute(_LOCK_TOKEN, {"token": device.serial}).first()
-        if found is not None:
-            token_id, state, holder = found
-            _refuse_token(device.serial, TokenState(state), holder, credential)
-            return int(token_id)
+        if found is None:
+            return None
+        token_id, state, holder = found
+        _refuse_token(device.serial, TokenState(state), holder, credential)
+        return int(token_id)
+
+    def _new_token_row(self, s: Session, device: TokenDevice, actor: Actor) -> int:
+        """Record a token seen for the first time, blank."""
         now = self._ctx.now()
         token = UsbToken(
             serial=device.serial,
@@ -445,8 +487,48 @@ class TokenIssuanceService:
         *,
         resumed: bool,
     ) -> TokenIssued:
-        """Phases 3 and 4. A token failure here leaves the certificate recorded, undelivered, for --resume."""
+        """Phases 3 and 4. A token failure here leaves the certificate recorded, undelivered, for --resume.
+
+        On SQLite the delivery transaction reads and checks while the token writes (from a snapshot, no lock
+        held) and writes only once the certificate has been read back and matched; run again whole if
+        another writer got in first. On PostgreSQL it starts after the token is done (see _record).
+        """
         assert cert.request_id is not None
+        if self._ctx.optimistic_writes:
+            writing = _TOKEN_WORKER.submit(self._put_on_token, cert, device, key_id, label, resumed=resumed)
+            try:
+                try:
+                    self._deliver(self._ctx.write_optimistic, cert, device.serial, actor, writing)
+                except Exception as e:
+                    if not is_write_conflict(e):
+                        raise
+                    self._deliver(self._ctx.write, cert, device.serial, actor, writing)
+            except BaseException as failure:
+                on_token = writing.exception()  # waits: the token's work is never left running behind us
+                if on_token is None or on_token is failure or not isinstance(failure, Exception):
+                    raise
+                on_token.add_note(f"the delivery failed too: {failure}")
+                raise on_token from None  # what the distributor acts on first, as if done in turn
+        else:
+            self._put_on_token(cert, device, key_id, label, resumed=resumed)
+            self._deliver(self._ctx.write, cert, device.serial, actor, None)
+        return TokenIssued(
+            cert.request_id,
+            cert.serial,
+            device.serial,
+            label,
+            key_id.hex(),
+            key_type,
+            cert.not_valid_after,
+            resumed,
+        )
+
+    @staticmethod
+    def _put_on_token(
+        cert: Certificate, device: TokenDevice, key_id: bytes, label: str, *, resumed: bool
+    ) -> None:
+        """Phase 3: write the certificate (unless a resumed issuance finds it there), read it back and compare,
+        and check that its private key is still beside it."""
         try:
             on_token = device.read_certificate(key_id) if resumed else None
             if on_token is None:
@@ -472,33 +554,32 @@ class TokenIssuanceService:
                 f"(id {key_id.hex()}): revoke it and issue anew",
                 message_zh="USB Key上已无该证书对应的私钥",
             )
-        self._deliver(cert, device.serial, actor)
-        return TokenIssued(
-            cert.request_id,
-            cert.serial,
-            device.serial,
-            label,
-            key_id.hex(),
-            key_type,
-            cert.not_valid_after,
-            resumed,
-        )
 
-    def _deliver(self, cert: Certificate, token_serial: str, actor: Actor) -> None:
+    def _deliver(
+        self,
+        transaction: Callable[[], AbstractContextManager[Session]],
+        cert: Certificate,
+        token_serial: str,
+        actor: Actor,
+        written: Future[None] | None,
+    ) -> None:
         """Phase 4, one transaction: delivered, token issued to the unit, request 'issued'.
 
         The actor's role is re-read and the request and token re-locked; separation of duties was checked for
         this actor and request in phase 2 (or by resume) and nothing the actor did since can change it. Plain
-        statements: one read, three updates and the audit append.
+        statements: one read, three updates and the audit append. ``written``: phase 3 running beside; its
+        outcome is awaited before the first write (its failure changes nothing).
         """
         assert cert.request_id is not None and cert.id is not None
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, cert.request_id),
-            self._ctx.write() as s,
+            transaction() as s,
         ):
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
             req = s.execute(_LOCK_FOR_DELIVERY, {"rid": cert.request_id, "token": token_serial}).one()
             transition(req.state, Action.ISSUE)
+            if written is not None:
+                written.result()
             marked = s.execute(_MARK_DELIVERED, {"cid": cert.id})
             if marked.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(
@@ -537,6 +618,43 @@ class TokenIssuanceService:
                 select(TokenCertificate.token_id, func.count()).group_by(col(TokenCertificate.token_id))
             ).all()
         )
+
+
+class _NewKey:
+    """The key pair the token is generating (in the token worker thread), and once it is there, its public
+    key proven by a CSR the token signed."""
+
+    def __init__(
+        self, generating: Future[tuple[bytes, PrivateKey]], label: str, issuance: IssuanceService
+    ) -> None:
+        self._generating = generating
+        self.label = label
+        self._issuance = issuance
+        self._public: PublicKey | None = None
+
+    @property
+    def key_id(self) -> bytes:
+        return self._generating.result()[0]
+
+    def public_key(self) -> PublicKey:
+        """Waits for the key pair; the CSR is made once (a transaction run again reuses it)."""
+        if self._public is None:
+            private_key = self._generating.result()[1]
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.label)]))
+                .sign(private_key, hashes.SHA256())
+            )
+            self._public = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
+        return self._public
+
+    def settled(self) -> bytes | None:
+        """After a failure: wait for the token to finish (a key pair half-way cannot be stopped) and return
+        the id of the key pair it made, None when it made none."""
+        try:
+            return self._generating.result()[0]
+        except BaseException:
+            return None
 
 
 def _refuse_token(serial: str, state: TokenState, holder: str | None, credential: str) -> None:

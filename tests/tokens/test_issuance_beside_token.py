@@ -1,0 +1,208 @@
+"""The transactions that run while the token works (services/token_issuance.py): phase 2's beside key
+generation, delivery's beside the certificate write. Other writers meanwhile, a check failing meanwhile, a key
+marked lost meanwhile; SoftHSM2 as the token, on SQLite (optimistic transactions, run again on a write
+conflict) and PostgreSQL (the transactions start once the token is done).
+
+Another desk's write is made to land after the transaction has read what it checks and before it writes: the
+token step waits until the engine has run that read (on SQLite; on PostgreSQL the read comes after the token
+step, so it does not wait)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlmodel import Session, select
+
+from pki.enums import CertificateStatus, RequestState, TokenState
+from pki.errors import ConflictError, PermissionDeniedError
+from pki.models import Certificate, UsbToken
+from pki.services import Actor, Service
+from pki.services.token_issuance import object_label
+from tests.support.pki import approved
+from tokens.usbkey import UsbKey
+
+SOFTHSM = "SoftHSM2"
+# What the two transactions read last before they wait for the token (the token row lock; the request and
+# token read for delivery).
+KEYGEN_READ = "SELECT usb_token.id, usb_token.state, usb_token.holder_credential"
+DELIVERY_READ = "usb_token.state AS token_state"
+
+
+@contextmanager
+def statement_seen(service: Service, fragment: str) -> Iterator[threading.Event]:
+    """An event set once the engine has run a statement containing ``fragment``."""
+    seen = threading.Event()
+
+    def after(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if fragment in statement:
+            seen.set()
+
+    event.listen(service.ctx.engine, "after_cursor_execute", after)
+    try:
+        yield seen
+    finally:
+        event.remove(service.ctx.engine, "after_cursor_execute", after)
+
+
+class _Meanwhile:
+    """The real USB key; after it has generated (or written), ``meanwhile`` runs in the thread driving it,
+    once the transaction beside it has read (``read``), as another desk's write would land."""
+
+    def __init__(
+        self,
+        device: UsbKey,
+        service: Service,
+        read: threading.Event,
+        meanwhile: Callable[[], object],
+        *,
+        on: str,
+    ) -> None:
+        self._device, self._read, self._meanwhile, self._on = device, read, meanwhile, on
+        self._beside = service.ctx.optimistic_writes
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._device, name)
+
+    def _land(self) -> None:
+        if self._beside:
+            assert self._read.wait(timeout=10), "the transaction beside the token never read"
+        self._meanwhile()
+
+    def generate(self, key_type: str, label: str) -> tuple[bytes, object]:
+        made = self._device.generate(key_type, label)
+        if self._on == "generate":
+            self._land()
+        return made
+
+    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
+        self._device.write_certificate(der, key_id, label)
+        if self._on == "write":
+            self._land()
+
+
+def _labelled(device: UsbKey, service: Service, rid: int) -> list[str]:
+    return device.objects_labelled(object_label(rid, service.requests.get(rid).credential_number))
+
+
+def test_another_writer_meanwhile_does_not_stop_the_issuance(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    """On SQLite the issuance read a snapshot that the other write made stale: its transaction runs again.
+    Either way the certificate is issued once and the other write stays."""
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    others: list[int] = []
+    with statement_seen(ca_service, KEYGEN_READ) as read:
+        busy = _Meanwhile(
+            device,
+            ca_service,
+            read,
+            lambda: others.append(approved(ca_service, people, usbkey_model=SOFTHSM)),
+            on="generate",
+        )
+        done = ca_service.token_issuance.issue(rid, busy, actor=people["distributor"], key_type="ec-p256")
+
+    assert ca_service.requests.get(rid).state is RequestState.ISSUED
+    assert [ca_service.requests.get(o).state for o in others] == [RequestState.APPROVED]
+    with Session(ca_service.ctx.engine) as s:
+        certs = s.exec(select(Certificate).where(Certificate.request_id == rid)).all()
+    assert [(c.serial, c.delivered) for c in certs] == [(done.serial, True)]
+    assert device.read_certificate(bytes.fromhex(done.key_id)) == certs[0].der
+    assert ca_service.audit.verify().ok
+
+
+def test_a_role_withdrawn_meanwhile_refuses_and_the_new_key_pair_is_removed(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    """The pre-check passed; the distributor's role goes before phase 2 runs; the key pair the token was
+    making is waited for and removed."""
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    checked = ca_service.token_issuance.precheck(rid, actor=people["distributor"], token_serial=device.serial)
+    ca_service.users.update("distributor", actor=people["admin"], roles=["reviewer"])
+    with pytest.raises(PermissionDeniedError):
+        ca_service.token_issuance.issue(
+            rid, device, actor=people["distributor"], key_type="ec-p256", prechecked=checked
+        )
+    assert _labelled(device, ca_service, rid) == []
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with Session(ca_service.ctx.engine) as s:
+        assert s.exec(select(Certificate)).all() == []
+
+
+def test_a_key_marked_lost_meanwhile_is_refused_and_left_as_found(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    """Ops mark the key lost from another desk while it generates. SQLite: the issuance read the key as
+    usable, its first write finds the snapshot stale, and the transaction run again refuses the lost key.
+    PostgreSQL: the transaction starts after the key pair is made, and refuses at once. The new key pair is
+    removed either way."""
+    first = approved(ca_service, people, usbkey_model=SOFTHSM)
+    ca_service.token_issuance.issue(first, device, actor=people["distributor"], key_type="ec-p256")
+    ca_service.inventory.mark(device.serial, "returned", actor=people["ops"])  # back, for the next unit
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    with (
+        statement_seen(ca_service, KEYGEN_READ) as read,
+        pytest.raises(ConflictError, match="recorded as lost"),
+    ):
+        racing = _Meanwhile(device, ca_service, read, lose(ca_service, device, people["ops"]), on="generate")
+        ca_service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+
+    assert _labelled(device, ca_service, rid) == []
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with Session(ca_service.ctx.engine) as s:
+        assert s.exec(select(UsbToken.state)).one() is TokenState.LOST
+        assert s.exec(select(Certificate).where(Certificate.request_id == rid)).all() == []
+    assert ca_service.audit.verify().ok
+
+
+def test_a_key_marked_lost_while_the_certificate_is_written_is_not_delivered(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    """Delivery read the key as usable; ops mark it lost (its certificate revoked) before delivery writes.
+    SQLite: the delivery's first write finds its snapshot stale and, run again, finds the certificate
+    revoked. PostgreSQL: delivery starts after the write and finds it so at once."""
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+    with (
+        statement_seen(ca_service, DELIVERY_READ) as read,
+        pytest.raises(ConflictError, match="revoked meanwhile"),
+    ):
+        racing = _Meanwhile(device, ca_service, read, lose(ca_service, device, people["ops"]), on="write")
+        ca_service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with Session(ca_service.ctx.engine) as s:
+        cert = s.exec(select(Certificate).where(Certificate.request_id == rid)).one()
+        assert s.exec(select(UsbToken.state)).one() is TokenState.LOST
+    assert cert.status is CertificateStatus.REVOKED and not cert.delivered
+    assert ca_service.audit.verify().ok
+
+
+def lose(service: Service, device: UsbKey, ops: Actor) -> Callable[[], object]:
+    return lambda: service.inventory.mark(device.serial, "lost", actor=ops)
+
+
+def test_a_role_withdrawn_while_the_certificate_is_written_leaves_it_for_resume(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    """The certificate is on the key but its distributor lost the role before delivery wrote: nothing is
+    delivered; once the role is back, --resume finds it written and delivers it."""
+    rid = approved(ca_service, people, usbkey_model=SOFTHSM)
+
+    def withdraw() -> None:
+        ca_service.users.update("distributor", actor=people["admin"], roles=["reviewer"])
+
+    with statement_seen(ca_service, DELIVERY_READ) as read, pytest.raises(PermissionDeniedError):
+        racing = _Meanwhile(device, ca_service, read, withdraw, on="write")
+        ca_service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+
+    ca_service.users.update("distributor", actor=people["admin"], roles=["distributor"])
+    done = ca_service.token_issuance.resume(rid, device, actor=people["distributor"])
+    assert done.resumed and ca_service.requests.get(rid).state is RequestState.ISSUED
+    with Session(ca_service.ctx.engine) as s:
+        cert = s.exec(select(Certificate).where(Certificate.request_id == rid)).one()
+    assert cert.delivered and device.read_certificate(bytes.fromhex(done.key_id)) == cert.der
