@@ -22,7 +22,7 @@ from pki.enums import CertificateStatus, RequestState, TokenState
 from pki.errors import ConflictError, PermissionDeniedError
 from pki.models import Certificate, UsbToken
 from pki.services import Actor, Service
-from pki.services.token_issuance import object_label
+from pki.services.token_issuance import TokenIssued, object_label
 from tests.support.pki import approved
 from tokens.usbkey import UsbKey
 
@@ -85,6 +85,26 @@ class _Meanwhile:
             self._land()
 
 
+def issue_while(
+    service: Service,
+    people: dict[str, Actor],
+    device: UsbKey,
+    rid: int,
+    meanwhile: Callable[[], object],
+    *,
+    on: str,
+) -> TokenIssued:
+    """Issue ``rid`` onto ``device`` with ``meanwhile`` landing during key generation (on="generate") or the
+    certificate write (on="write"), after the transaction beside it has read."""
+    with statement_seen(service, KEYGEN_READ if on == "generate" else DELIVERY_READ) as read:
+        racing = _Meanwhile(device, service, read, meanwhile, on=on)
+        return service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+
+
+def lose(service: Service, device: UsbKey, ops: Actor) -> Callable[[], object]:
+    return lambda: service.inventory.mark(device.serial, "lost", actor=ops)
+
+
 def _labelled(device: UsbKey, service: Service, rid: int) -> list[str]:
     return device.objects_labelled(object_label(rid, service.requests.get(rid).credential_number))
 
@@ -96,15 +116,11 @@ def test_another_writer_meanwhile_does_not_stop_the_issuance(
     Either way the certificate is issued once and the other write stays."""
     rid = approved(ca_service, people, usbkey_model=SOFTHSM)
     others: list[int] = []
-    with statement_seen(ca_service, KEYGEN_READ) as read:
-        busy = _Meanwhile(
-            device,
-            ca_service,
-            read,
-            lambda: others.append(approved(ca_service, people, usbkey_model=SOFTHSM)),
-            on="generate",
-        )
-        done = ca_service.token_issuance.issue(rid, busy, actor=people["distributor"], key_type="ec-p256")
+
+    def another_desk() -> None:
+        others.append(approved(ca_service, people, usbkey_model=SOFTHSM))
+
+    done = issue_while(ca_service, people, device, rid, another_desk, on="generate")
 
     assert ca_service.requests.get(rid).state is RequestState.ISSUED
     assert [ca_service.requests.get(o).state for o in others] == [RequestState.APPROVED]
@@ -144,12 +160,8 @@ def test_a_key_marked_lost_meanwhile_is_refused_and_left_as_found(
     ca_service.token_issuance.issue(first, device, actor=people["distributor"], key_type="ec-p256")
     ca_service.inventory.mark(device.serial, "returned", actor=people["ops"])  # back, for the next unit
     rid = approved(ca_service, people, usbkey_model=SOFTHSM)
-    with (
-        statement_seen(ca_service, KEYGEN_READ) as read,
-        pytest.raises(ConflictError, match="recorded as lost"),
-    ):
-        racing = _Meanwhile(device, ca_service, read, lose(ca_service, device, people["ops"]), on="generate")
-        ca_service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+    with pytest.raises(ConflictError, match="recorded as lost"):
+        issue_while(ca_service, people, device, rid, lose(ca_service, device, people["ops"]), on="generate")
 
     assert _labelled(device, ca_service, rid) == []
     assert ca_service.requests.get(rid).state is RequestState.APPROVED
@@ -166,12 +178,8 @@ def test_a_key_marked_lost_while_the_certificate_is_written_is_not_delivered(
     SQLite: the delivery's first write finds its snapshot stale and, run again, finds the certificate
     revoked. PostgreSQL: delivery starts after the write and finds it so at once."""
     rid = approved(ca_service, people, usbkey_model=SOFTHSM)
-    with (
-        statement_seen(ca_service, DELIVERY_READ) as read,
-        pytest.raises(ConflictError, match="revoked meanwhile"),
-    ):
-        racing = _Meanwhile(device, ca_service, read, lose(ca_service, device, people["ops"]), on="write")
-        ca_service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+    with pytest.raises(ConflictError, match="revoked meanwhile"):
+        issue_while(ca_service, people, device, rid, lose(ca_service, device, people["ops"]), on="write")
 
     assert ca_service.requests.get(rid).state is RequestState.APPROVED
     with Session(ca_service.ctx.engine) as s:
@@ -179,10 +187,6 @@ def test_a_key_marked_lost_while_the_certificate_is_written_is_not_delivered(
         assert s.exec(select(UsbToken.state)).one() is TokenState.LOST
     assert cert.status is CertificateStatus.REVOKED and not cert.delivered
     assert ca_service.audit.verify().ok
-
-
-def lose(service: Service, device: UsbKey, ops: Actor) -> Callable[[], object]:
-    return lambda: service.inventory.mark(device.serial, "lost", actor=ops)
 
 
 def test_a_role_withdrawn_while_the_certificate_is_written_leaves_it_for_resume(
@@ -195,9 +199,8 @@ def test_a_role_withdrawn_while_the_certificate_is_written_leaves_it_for_resume(
     def withdraw() -> None:
         ca_service.users.update("distributor", actor=people["admin"], roles=["reviewer"])
 
-    with statement_seen(ca_service, DELIVERY_READ) as read, pytest.raises(PermissionDeniedError):
-        racing = _Meanwhile(device, ca_service, read, withdraw, on="write")
-        ca_service.token_issuance.issue(rid, racing, actor=people["distributor"], key_type="ec-p256")
+    with pytest.raises(PermissionDeniedError):
+        issue_while(ca_service, people, device, rid, withdraw, on="write")
     assert ca_service.requests.get(rid).state is RequestState.APPROVED
 
     ca_service.users.update("distributor", actor=people["admin"], roles=["distributor"])
