@@ -273,7 +273,7 @@ def token(n: int, db: str) -> None:
     from pki import audit
     from pki.ca import certs
     from pki.cli import token_commands
-    from pki.services import context, requests
+    from pki.services import context, requests, token_device
     from pki.services import issuance as iss
     from pki.services import token_issuance as ti
 
@@ -304,9 +304,9 @@ def token(n: int, db: str) -> None:
         tm.wrap(ti.TokenIssuanceService, "issue", "issue")
         tm.wrap(usbkey.UsbKey, "objects_labelled", "objects already labelled (C_FindObjects)")
         tm.wrap(usbkey.UsbKey, "generate", "key pair generated (token thread, beside _record)")
-        tm.wrap(ti._NewKey, "public_key", "waiting for the key pair, then the CSR")
+        tm.wrap(token_device.NewKey, "public_key", "waiting for the key pair, then the CSR")
         tm.wrap(native.NativeModule, "sign", "C_Sign (native: the CSR)")
-        tm.wrap(ti, "parse_csr", "parse_csr (signature check)")
+        tm.wrap(token_device, "parse_csr", "parse_csr (signature check)")
         tm.wrap(ti.TokenIssuanceService, "_record", "_record (issuance transaction)")
         tm.wrap(requests.RequestService, "lock_row", "lock_row (role, request lock, duties)")
         tm.wrap(context.Context, "resolve", "resolve actor (SELECT pki_user)")
@@ -319,7 +319,7 @@ def token(n: int, db: str) -> None:
         tm.wrap(iss, "_insert", "_insert (INSERT certificate RETURNING id)")
         tm.wrap(audit, "append_many", "audit.append_many")
         tm.wrap(requests.RequestService, "mark_issued_many", "mark_issued_many (UPDATE request + audit)")
-        tm.wrap(ti.TokenIssuanceService, "_put_on_token", "certificate put on the token (token thread)")
+        tm.wrap(ti, "put_on_token", "certificate put on the token (token thread)")
         tm.wrap(usbkey.UsbKey, "write_certificate", "C_CreateObject (native)")
         tm.wrap(usbkey.UsbKey, "read_certificate", "read back")
         tm.wrap(ti.TokenIssuanceService, "_deliver", "_deliver (delivery transaction, waits for the token)")

@@ -1,6 +1,6 @@
 """A USB key opened for issuing onto it: key pairs generated there, the certificate object written back.
 
-Implements the ``TokenDevice`` protocol of :mod:`pki.services.token_issuance`. Every PKCS#11 failure is a
+Implements the ``TokenDevice`` protocol of :mod:`pki.services.token_device`. Every PKCS#11 failure is a
 TokenError naming what we were doing (wrong PIN, locked, removed, mechanism not supported, full …).
 """
 

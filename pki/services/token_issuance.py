@@ -16,7 +16,7 @@ the key" (see RequestState). A crash after phase 2 leaves the request 'approved'
 certificate: every other issuance (and cancelling) of it is refused until ``resume`` finishes writing that
 certificate, or until ops revoke it (a key lost mid-issuance), after which the request can be issued anew.
 
-The token works in a thread of its own (_TOKEN_WORKER) while the database does what it can meanwhile: on
+The token works in a thread of its own (services/token_device.py) while the database does what it can meanwhile: on
 SQLite, phase 2's transaction reads and checks while the key pair is generated, and phase 4's while the
 certificate is written, each from a snapshot without holding a lock, writing only once the token is done
 (and starting over if another writer got in first: Context.write_optimistic). The outcome is the one of
@@ -26,21 +26,16 @@ doing them in turn; on PostgreSQL they are done in turn.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from pki.ca.keys import PrivateKey, PublicKey, spki_sha256
+from pki.ca.keys import spki_sha256
 from pki.db import is_write_conflict
 from pki.enums import Action, CertificateStatus, RequestState, TokenState
 from pki.errors import ConflictError, NotFoundError, TokenError
@@ -48,9 +43,10 @@ from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
-from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService, parse_csr
+from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
+from pki.services.token_device import TOKEN_WORKER, NewKey, TokenDevice, put_on_token
 
 _CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
 _PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
@@ -120,42 +116,10 @@ _TOKEN_ISSUED = (
     )
 )
 
-# The thread the token generates key pairs and writes certificates in while the transactions beside them
-# read and check (one per process: PKCS#11 calls take turns anyway, tokens.native.PKCS11_CALLS; started at
-# the first use).
-_TOKEN_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkictl-token")
-
 # Tokens in these states take no new certificate.
 _UNUSABLE = frozenset({TokenState.LOST, TokenState.DESTROYED, TokenState.SUSPENDED})
 # Tokens that --all-approved may fill: new to us, blank, or back at the acceptance point.
 _FILLABLE = frozenset({TokenState.BLANK, TokenState.RETURNED})
-
-
-class TokenDevice(Protocol):
-    """A logged-in USB key (tokens.usbkey.UsbKey). Every method raises TokenError on a token failure."""
-
-    @property
-    def serial(self) -> str: ...
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
-
-    def objects_labelled(self, label: str) -> list[str]: ...
-
-    def generate(self, key_type: str, label: str) -> tuple[bytes, PrivateKey]: ...
-
-    def public_key(self, key_id: bytes) -> PublicKey | None: ...
-
-    def remove(self, key_id: bytes) -> None: ...
-
-    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None: ...
-
-    def read_certificate(self, key_id: bytes) -> bytes | None: ...
-
-    def has_private_key(self, key_id: bytes) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -296,7 +260,7 @@ class TokenIssuanceService:
                 f"'pkictl token clean --token-serial {device.serial} --remove' for a key pair left before that",
                 message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
             )
-        new_key = _NewKey(_TOKEN_WORKER.submit(device.generate, key_type, label), label, self._issuance)
+        new_key = NewKey(TOKEN_WORKER.submit(device.generate, key_type, label), label, self._issuance)
         try:
             cert = self._record(request_id, device, new_key, key_type, actor)
         except BaseException as failure:
@@ -394,7 +358,7 @@ class TokenIssuanceService:
         return None if row is None else _Pending(row[0], row[1], row[2])
 
     def _record(
-        self, request_id: int, device: TokenDevice, new_key: _NewKey, key_type: str, actor: Actor
+        self, request_id: int, device: TokenDevice, new_key: NewKey, key_type: str, actor: Actor
     ) -> Certificate:
         """Phase 2: issue (not yet delivered) and record where the certificate goes, in one transaction.
 
@@ -421,7 +385,7 @@ class TokenIssuanceService:
         transaction: Callable[[], AbstractContextManager[Session]],
         request_id: int,
         device: TokenDevice,
-        new_key: _NewKey,
+        new_key: NewKey,
         key_type: str,
         actor: Actor,
     ) -> Certificate:
@@ -495,7 +459,7 @@ class TokenIssuanceService:
         """
         assert cert.request_id is not None
         if self._ctx.optimistic_writes:
-            writing = _TOKEN_WORKER.submit(self._put_on_token, cert, device, key_id, label, resumed=resumed)
+            writing = TOKEN_WORKER.submit(put_on_token, cert, device, key_id, label, resumed=resumed)
             try:
                 try:
                     self._deliver(self._ctx.write_optimistic, cert, device.serial, actor, writing)
@@ -510,7 +474,7 @@ class TokenIssuanceService:
                 on_token.add_note(f"the delivery failed too: {failure}")
                 raise on_token from None  # what the distributor acts on first, as if done in turn
         else:
-            self._put_on_token(cert, device, key_id, label, resumed=resumed)
+            put_on_token(cert, device, key_id, label, resumed=resumed)
             self._deliver(self._ctx.write, cert, device.serial, actor, None)
         return TokenIssued(
             cert.request_id,
@@ -522,38 +486,6 @@ class TokenIssuanceService:
             cert.not_valid_after,
             resumed,
         )
-
-    @staticmethod
-    def _put_on_token(
-        cert: Certificate, device: TokenDevice, key_id: bytes, label: str, *, resumed: bool
-    ) -> None:
-        """Phase 3: write the certificate (unless a resumed issuance finds it there), read it back and compare,
-        and check that its private key is still beside it."""
-        try:
-            on_token = device.read_certificate(key_id) if resumed else None
-            if on_token is None:
-                device.write_certificate(cert.der, key_id, label)
-                on_token = device.read_certificate(key_id)
-            key_kept = device.has_private_key(key_id)
-        except TokenError as e:
-            raise TokenError(
-                f"{e.message}. Certificate {cert.serial} is issued but not on the token: "
-                f"run 'pkictl issue {cert.request_id} --resume' with token {device.serial}",
-                message_zh=e.message_zh,
-                ckr=e.ckr,
-            ) from e
-        if on_token != cert.der:
-            raise TokenError(
-                f"the certificate object read back from token {device.serial} differs from certificate "
-                f"{cert.serial}: remove it from the token and run 'pkictl issue {cert.request_id} --resume'",
-                message_zh="写入USB Key的证书与签发记录不一致",
-            )
-        if not key_kept:  # removed behind our back (another tool): a certificate without its key is no use
-            raise TokenError(
-                f"token {device.serial} no longer holds the private key of certificate {cert.serial} "
-                f"(id {key_id.hex()}): revoke it and issue anew",
-                message_zh="USB Key上已无该证书对应的私钥",
-            )
 
     def _deliver(
         self,
@@ -618,43 +550,6 @@ class TokenIssuanceService:
                 select(TokenCertificate.token_id, func.count()).group_by(col(TokenCertificate.token_id))
             ).all()
         )
-
-
-class _NewKey:
-    """The key pair the token is generating (in the token worker thread), and once it is there, its public
-    key proven by a CSR the token signed."""
-
-    def __init__(
-        self, generating: Future[tuple[bytes, PrivateKey]], label: str, issuance: IssuanceService
-    ) -> None:
-        self._generating = generating
-        self.label = label
-        self._issuance = issuance
-        self._public: PublicKey | None = None
-
-    @property
-    def key_id(self) -> bytes:
-        return self._generating.result()[0]
-
-    def public_key(self) -> PublicKey:
-        """Waits for the key pair; the CSR is made once (a transaction run again reuses it)."""
-        if self._public is None:
-            private_key = self._generating.result()[1]
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.label)]))
-                .sign(private_key, hashes.SHA256())
-            )
-            self._public = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
-        return self._public
-
-    def settled(self) -> bytes | None:
-        """After a failure: wait for the token to finish (a key pair half-way cannot be stopped) and return
-        the id of the key pair it made, None when it made none."""
-        try:
-            return self._generating.result()[0]
-        except BaseException:
-            return None
 
 
 def _refuse_token(serial: str, state: TokenState, holder: str | None, credential: str) -> None:

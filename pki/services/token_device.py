@@ -1,0 +1,120 @@
+"""The token's side of issuing onto a USB key: what a logged-in key offers (TokenDevice), the thread it works
+in (TOKEN_WORKER), the key pair it is making (NewKey), and the certificate written back and checked
+(put_on_token). The phases and their transactions are in services/token_issuance.py."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from pki.ca.keys import PrivateKey, PublicKey
+from pki.errors import TokenError
+from pki.services.issuance import parse_csr
+
+if TYPE_CHECKING:
+    from pki.models import Certificate
+    from pki.services.issuance import IssuanceService
+
+# The thread the token generates key pairs and writes certificates in while the transactions beside them
+# read and check (one per process: PKCS#11 calls take turns anyway, tokens.native.PKCS11_CALLS; started at
+# the first use).
+TOKEN_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkictl-token")
+
+
+class TokenDevice(Protocol):
+    """A logged-in USB key (tokens.usbkey.UsbKey). Every method raises TokenError on a token failure."""
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+    def objects_labelled(self, label: str) -> list[str]: ...
+
+    def generate(self, key_type: str, label: str) -> tuple[bytes, PrivateKey]: ...
+
+    def public_key(self, key_id: bytes) -> PublicKey | None: ...
+
+    def remove(self, key_id: bytes) -> None: ...
+
+    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None: ...
+
+    def read_certificate(self, key_id: bytes) -> bytes | None: ...
+
+    def has_private_key(self, key_id: bytes) -> bool: ...
+
+
+class NewKey:
+    """The key pair the token is generating (in the token worker thread), and once it is there, its public
+    key proven by a CSR the token signed."""
+
+    def __init__(
+        self, generating: Future[tuple[bytes, PrivateKey]], label: str, issuance: IssuanceService
+    ) -> None:
+        self._generating = generating
+        self.label = label
+        self._issuance = issuance
+        self._public: PublicKey | None = None
+
+    @property
+    def key_id(self) -> bytes:
+        return self._generating.result()[0]
+
+    def public_key(self) -> PublicKey:
+        """Waits for the key pair; the CSR is made once (a transaction run again reuses it)."""
+        if self._public is None:
+            private_key = self._generating.result()[1]
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.label)]))
+                .sign(private_key, hashes.SHA256())
+            )
+            self._public = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
+        return self._public
+
+    def settled(self) -> bytes | None:
+        """After a failure: wait for the token to finish (a key pair half-way cannot be stopped) and return
+        the id of the key pair it made, None when it made none."""
+        try:
+            return self._generating.result()[0]
+        except BaseException:
+            return None
+
+
+def put_on_token(cert: Certificate, device: TokenDevice, key_id: bytes, label: str, *, resumed: bool) -> None:
+    """Phase 3: write the certificate (unless a resumed issuance finds it there), read it back and compare,
+    and check that its private key is still beside it."""
+    try:
+        on_token = device.read_certificate(key_id) if resumed else None
+        if on_token is None:
+            device.write_certificate(cert.der, key_id, label)
+            on_token = device.read_certificate(key_id)
+        key_kept = device.has_private_key(key_id)
+    except TokenError as e:
+        raise TokenError(
+            f"{e.message}. Certificate {cert.serial} is issued but not on the token: "
+            f"run 'pkictl issue {cert.request_id} --resume' with token {device.serial}",
+            message_zh=e.message_zh,
+            ckr=e.ckr,
+        ) from e
+    if on_token != cert.der:
+        raise TokenError(
+            f"the certificate object read back from token {device.serial} differs from certificate "
+            f"{cert.serial}: remove it from the token and run 'pkictl issue {cert.request_id} --resume'",
+            message_zh="写入USB Key的证书与签发记录不一致",
+        )
+    if not key_kept:  # removed behind our back (another tool): a certificate without its key is no use
+        raise TokenError(
+            f"token {device.serial} no longer holds the private key of certificate {cert.serial} "
+            f"(id {key_id.hex()}): revoke it and issue anew",
+            message_zh="USB Key上已无该证书对应的私钥",
+        )
