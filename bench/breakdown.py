@@ -312,7 +312,7 @@ def token(n: int, db: str) -> None:
         tm.wrap(context.Context, "resolve", "resolve actor (SELECT pki_user)")
         tm.wrap(ti.TokenIssuanceService, "_token_row", "_token_row (token lock)")
         tm.wrap(iss.IssuanceService, "issue_locked", "issue_locked")
-        tm.wrap(iss.IssuanceService, "_refuse_pending", "_refuse_pending (SELECT undelivered)")
+        tm.wrap(iss.IssuanceService, "refuse_pending", "refuse_pending (SELECT undelivered)")
         tm.wrap(iss.IssuanceService, "_refuse_key_reuse", "_refuse_key_reuse (SELECT by spki_sha256)")
         tm.wrap(iss.IssuanceService, "_certify", "_certify (build, sign, row values)")
         tm.wrap(certs, "build_end_entity", "build_end_entity (build + ECDSA sign)")
@@ -347,11 +347,11 @@ def token(n: int, db: str) -> None:
             ("_record (issuance transaction)", 2),
             ("lock_row (role, request lock, duties)", 3),
             ("_token_row (token lock)", 3),
+            ("refuse_pending (SELECT undelivered)", 3),
             ("waiting for the key pair, then the CSR", 3),
             ("C_Sign (native: the CSR)", 4),
             ("parse_csr (signature check)", 4),
             ("issue_locked", 3),
-            ("_refuse_pending (SELECT undelivered)", 4),
             ("_refuse_key_reuse (SELECT by spki_sha256)", 4),
             ("_certify (build, sign, row values)", 4),
             ("build_end_entity (build + ECDSA sign)", 5),

@@ -2,7 +2,7 @@
 
 Goal (from the issue): our cycle takes at most 1.15x the raw one.
 
-    .venv/bin/python bench/token_cycle.py [--n 60] [--n-rsa 30] [--db sqlite|postgresql]
+    .venv/bin/python bench/token_cycle.py [--n 100] [--n-rsa 60] [--db sqlite|postgresql]
 
 Set-up (not timed): a fresh database with the CA hierarchy (ca.toml: ec-p256), approved requests (the bulk
 path of bench/issuance.py), one SoftHSM2 token in a temporary token directory.
@@ -128,8 +128,10 @@ def run(
 
 
 def main() -> None:
-    p = common.base_parser(__doc__.splitlines()[0], 60)
-    p.add_argument("--n-rsa", type=int, default=30, help="RSA-2048 cycles (keygen ~0.4 s each; default 30)")
+    p = common.base_parser(__doc__.splitlines()[0], 100)
+    p.add_argument(
+        "--n-rsa", type=int, default=60, help="RSA-2048 cycles (keygen 0.1-0.4 s each; default 60)"
+    )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--profile", metavar="FILE", help="write a cProfile of our EC cycles to FILE")
     args = p.parse_args()

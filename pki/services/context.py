@@ -69,8 +69,9 @@ class Context:
     @contextmanager
     def write_optimistic(self) -> Iterator[Session]:
         """A write transaction that may wait on something slow (a token) before it writes, holding no lock
-        meanwhile: it reads a snapshot and takes the write lock (and the audit chain's head) at its first
-        write. The caller runs the whole work again through :meth:`write` when it raises a write conflict
+        meanwhile: it reads a snapshot, the audit chain's head included (audit.lock_chain reads it there),
+        and takes the write lock at its first write, which fails if another writer committed since. The
+        caller runs the whole work again through :meth:`write` when it raises a write conflict
         (pki.db.is_write_conflict). SQLite only: on PostgreSQL row locks taken before the chain's head
         would invert the order every other writer takes them in."""
         if not self.optimistic_writes:

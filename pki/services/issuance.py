@@ -144,7 +144,7 @@ class IssuanceService:
         with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
             require_role(wf, self._ctx.resolve(s, actor), Action.ISSUE)
             reqs = self._requests.lock_many(s, ids)
-            self._refuse_pending(s, ids)
+            self.refuse_pending(s, ids)
             earlier = self._requests.actions_by_many(s, ids, actor.username)
             fingerprints = {rid: spki_sha256(key) for rid, key in keys}
             taken = self._holders(s, list(fingerprints.values()))
@@ -255,6 +255,7 @@ class IssuanceService:
         months: int | None = None,
         renewed_from: Certificate | None = None,
         delivered: bool = True,
+        pending_refused: bool = False,
     ) -> Certificate:
         """The one issuance function: the rules, the certificate built and signed, its row and audit record.
 
@@ -266,7 +267,8 @@ class IssuanceService:
         while the request has a certificate waiting for its token.
         """
         assert req.id is not None
-        self._refuse_pending(s, [req.id])
+        if not pending_refused:  # or the caller did, in this transaction, after locking the request
+            self.refuse_pending(s, [req.id])
         self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = _row(
@@ -312,7 +314,7 @@ class IssuanceService:
         return public_key  # type: ignore[return-value]
 
     @staticmethod
-    def _refuse_pending(s: Session, request_ids: list[int]) -> None:
+    def refuse_pending(s: Session, request_ids: list[int]) -> None:
         """A request whose certificate is issued but not yet written to its USB key is issued again only by
         resuming that write (``pkictl issue ID --resume``), or once that certificate is revoked."""
         for i in range(0, len(request_ids), 500):

@@ -35,6 +35,7 @@ from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
+from pki import audit
 from pki.ca.keys import spki_sha256
 from pki.db import is_write_conflict
 from pki.enums import Action, CertificateStatus, RequestState, TokenState
@@ -395,10 +396,14 @@ class TokenIssuanceService:
         ):
             req = self._requests.lock_row(s, request_id, actor, Action.ISSUE, *_LOCKED_COLUMNS)
             token_id = self._token_row(s, device, req.credential_number)
+            self._issuance.refuse_pending(s, [request_id])
+            audit.lock_chain(s)  # read now, from the snapshot, when optimistic (taken first otherwise)
             public_key = new_key.public_key()  # waits for the token
             if token_id is None:
                 token_id = self._new_token_row(s, device, actor)
-            cert = self._issuance.issue_locked(s, req, public_key, actor=actor, delivered=False)
+            cert = self._issuance.issue_locked(
+                s, req, public_key, actor=actor, delivered=False, pending_refused=True
+            )
             s.execute(
                 _INSERT_PLACEMENT,
                 {
@@ -510,6 +515,7 @@ class TokenIssuanceService:
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
             req = s.execute(_LOCK_FOR_DELIVERY, {"rid": cert.request_id, "token": token_serial}).one()
             transition(req.state, Action.ISSUE)
+            audit.lock_chain(s)  # see _record_in
             if written is not None:
                 written.result()
             marked = s.execute(_MARK_DELIVERED, {"cid": cert.id})
