@@ -7,8 +7,10 @@ Nothing here is timed; each benchmark times only its own loop. Not a test module
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -275,3 +277,13 @@ def write_index(path: Path, rows: list[CertRow]) -> None:
                 f"{status}\t{openssl_time(r.not_after)}\t{rev}\t{even_hex(r.serial)}\tunknown\t/CN=u{i}\n"
             )
     path.with_name(path.name + ".attr").write_text("unique_subject = no\n")
+
+
+def temporary_softhsm() -> Path:
+    """A SoftHSM2 token directory for this run, SOFTHSM2_CONF pointing at it (call before SoftHSM is first
+    loaded); removed when the script ends."""
+    from tests.support import softhsm
+
+    directory = Path(tempfile.mkdtemp(prefix="pkibench-softhsm-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return softhsm.configure(directory)

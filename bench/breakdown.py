@@ -260,11 +260,10 @@ def crl(n: int, db: str) -> None:
 def token(n: int, db: str) -> None:
     """The USB key cycle of `pkictl issue` (issue_prechecked) on a SoftHSM2 token, EC P-256."""
     import os
-    import tempfile
 
     from tests.support import softhsm
 
-    softhsm.configure(Path(tempfile.mkdtemp(prefix="pkibench-softhsm-")))  # before SoftHSM is first loaded
+    common.temporary_softhsm()  # before SoftHSM is first loaded
 
     from sqlalchemy.orm.session import SessionTransaction
     from tokens import native, usbkey

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as common
 from tests.support import softhsm
 
-softhsm.configure(Path(tempfile.mkdtemp(prefix="pkibench-softhsm-")))  # before SoftHSM is first loaded
+common.temporary_softhsm()  # before SoftHSM is first loaded
 
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
