@@ -96,6 +96,17 @@ def optimistic_transaction(engine: Engine) -> Iterator[Session]:
         yield session
 
 
+@functools.lru_cache(maxsize=64)
+def has_optimistic_writes(engine: Engine) -> bool:
+    """Whether :func:`optimistic_transaction` holds no lock while it reads: SQLite in WAL mode. An in-memory
+    database, or a file system where SQLite cannot use WAL, keeps a rollback journal, where a reading
+    transaction holds a lock that stops every other writer's commit."""
+    if engine.dialect.name != "sqlite":
+        return False
+    with _read_bind(engine, False).connect() as conn:
+        return str(conn.exec_driver_sql("PRAGMA journal_mode").scalar()).lower() == "wal"
+
+
 def is_write_conflict(error: BaseException) -> bool:
     """An optimistic transaction lost to another writer: nothing was written, run it again normally."""
     code = getattr(getattr(error, "orig", None), "sqlite_errorcode", None)

@@ -15,7 +15,7 @@ from sqlmodel import Session
 from pki import audit
 from pki.ca.keystore import KeyStore
 from pki.clock import CHINA_TZ, Clock
-from pki.db import optimistic_transaction, read_session, transaction
+from pki.db import has_optimistic_writes, optimistic_transaction, read_session, transaction
 from pki.errors import KeyAccessError, PermissionDeniedError
 from pki.models import User
 from pki.models.workflow import parse_roles
@@ -63,8 +63,8 @@ class Context:
 
     @property
     def optimistic_writes(self) -> bool:
-        """Whether :meth:`write_optimistic` is available: SQLite only (see pki.db.optimistic_transaction)."""
-        return self.engine.dialect.name == "sqlite"
+        """Whether :meth:`write_optimistic` is available: SQLite in WAL mode (pki.db.has_optimistic_writes)."""
+        return has_optimistic_writes(self.engine)
 
     @contextmanager
     def write_optimistic(self) -> Iterator[Session]:
@@ -72,10 +72,10 @@ class Context:
         meanwhile: it reads a snapshot, the audit chain's head included (audit.lock_chain reads it there),
         and takes the write lock at its first write, which fails if another writer committed since. The
         caller runs the whole work again through :meth:`write` when it raises a write conflict
-        (pki.db.is_write_conflict). SQLite only: on PostgreSQL row locks taken before the chain's head
-        would invert the order every other writer takes them in."""
+        (pki.db.is_write_conflict). SQLite in WAL mode only: on PostgreSQL row locks taken before the chain's
+        head would invert the order every other writer takes them in."""
         if not self.optimistic_writes:
-            raise RuntimeError("optimistic write transactions need SQLite")
+            raise RuntimeError("optimistic write transactions need SQLite in WAL mode")
         with optimistic_transaction(self.engine) as session:
             yield session
 

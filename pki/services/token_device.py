@@ -81,13 +81,19 @@ class NewKey:
             self._public = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
         return self._public
 
-    def settled(self) -> bytes | None:
-        """After a failure: wait for the token to finish (a key pair half-way cannot be stopped) and return
-        the id of the key pair it made, None when it made none."""
+    def settled(self) -> tuple[bytes | None, BaseException | None]:
+        """After a failure: wait for the token to finish (a key pair half-way cannot be stopped); the id of
+        the key pair it made, or the error it failed with. A Ctrl-C while waiting is not swallowed: it goes
+        up with a note that the key pair may stay on the token."""
         try:
-            return self._generating.result()[0]
-        except BaseException:
-            return None
+            failed = self._generating.exception()
+        except BaseException as interrupted:
+            interrupted.add_note(
+                f"the key pair {self.label!r} the token was generating may stay on it: "
+                "'pkictl token clean' removes what no certificate records"
+            )
+            raise
+        return (None, failed) if failed is not None else (self._generating.result()[0], None)
 
 
 def put_on_token(cert: Certificate, device: TokenDevice, key_id: bytes, label: str, *, resumed: bool) -> None:

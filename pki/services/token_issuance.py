@@ -16,17 +16,18 @@ the key" (see RequestState). A crash after phase 2 leaves the request 'approved'
 certificate: every other issuance (and cancelling) of it is refused until ``resume`` finishes writing that
 certificate, or until ops revoke it (a key lost mid-issuance), after which the request can be issued anew.
 
-The token works in a thread of its own (services/token_device.py) while the database does what it can meanwhile: on
-SQLite, phase 2's transaction reads and checks while the key pair is generated, and phase 4's while the
-certificate is written, each from a snapshot without holding a lock, writing only once the token is done
-(and starting over if another writer got in first: Context.write_optimistic). The outcome is the one of
-doing them in turn; on PostgreSQL they are done in turn.
+The token works in a thread of its own (services/token_device.py) while the database does what it can
+meanwhile: on SQLite, phase 2's transaction reads and checks while the key pair is generated, and phase 4's
+while the certificate is written, each from a snapshot without holding a lock, writing only once the token
+is done (and starting over if another writer got in first: Context.write_optimistic). What is recorded and
+the error reported first are those of doing them in turn (a refusal that came while the token failed is
+still recorded as a security event, and named in a note); on PostgreSQL they are done in turn.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
@@ -265,7 +266,7 @@ class TokenIssuanceService:
         try:
             cert = self._record(request_id, device, new_key, key_type, actor)
         except BaseException as failure:
-            key_id = new_key.settled()
+            key_id, on_token = new_key.settled()
             if key_id is not None:
                 try:
                     device.remove(key_id)  # nothing recorded: leave the token as we found it
@@ -273,7 +274,10 @@ class TokenIssuanceService:
                     failure.add_note(
                         f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}"
                     )
-            raise
+            if on_token is None or on_token is failure or not isinstance(failure, Exception):
+                raise
+            on_token.add_note(f"the issuance was refused too: {failure}")
+            raise on_token from None  # the token's failure comes first, as if done in turn
         return self._write_and_deliver(cert, device, new_key.key_id, label, key_type, actor, resumed=False)
 
     def resume(self, request_id: int, device: TokenDevice, *, actor: Actor) -> TokenIssued:
@@ -377,8 +381,7 @@ class TokenIssuanceService:
             except Exception as e:
                 if not is_write_conflict(e):
                     raise
-        else:
-            new_key.public_key()
+        new_key.public_key()  # the write lock is not held while the token works
         return self._record_in(self._ctx.write, request_id, device, new_key, key_type, actor)
 
     def _record_in(
@@ -471,6 +474,7 @@ class TokenIssuanceService:
                 except Exception as e:
                     if not is_write_conflict(e):
                         raise
+                    wait([writing])  # the write lock is not held while the token works
                     self._deliver(self._ctx.write, cert, device.serial, actor, writing)
             except BaseException as failure:
                 on_token = writing.exception()  # waits: the token's work is never left running behind us

@@ -11,19 +11,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from typing import Any
 
+import PyKCS11
 import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 
 from pki.enums import CertificateStatus, RequestState, TokenState
-from pki.errors import ConflictError, PermissionDeniedError
-from pki.models import Certificate, UsbToken
-from pki.services import Actor, Service
-from pki.services.token_issuance import TokenIssued, object_label
+from pki.errors import ConflictError, PermissionDeniedError, TokenError
+from pki.models import AuditRecord, Certificate, UsbToken
+from pki.services import Actor, Service, token_issuance
+from pki.services.token_issuance import PreChecked, TokenIssued, object_label
 from tests.support.pki import approved
+from tokens.session import token_error
 from tokens.usbkey import UsbKey
 
 SOFTHSM = "SoftHSM2"
@@ -202,6 +205,9 @@ def test_a_role_withdrawn_while_the_certificate_is_written_leaves_it_for_resume(
     with pytest.raises(PermissionDeniedError):
         issue_while(ca_service, people, device, rid, withdraw, on="write")
     assert ca_service.requests.get(rid).state is RequestState.APPROVED
+    with Session(ca_service.ctx.engine) as s:  # the refused attempt is recorded once, retry or not
+        denied = s.exec(select(AuditRecord.actor).where(AuditRecord.action == "security.denied")).all()
+    assert denied == ["distributor"]
 
     ca_service.users.update("distributor", actor=people["admin"], roles=["distributor"])
     done = ca_service.token_issuance.resume(rid, device, actor=people["distributor"])
@@ -209,3 +215,77 @@ def test_a_role_withdrawn_while_the_certificate_is_written_leaves_it_for_resume(
     with Session(ca_service.ctx.engine) as s:
         cert = s.exec(select(Certificate).where(Certificate.request_id == rid)).one()
     assert cert.delivered and device.read_certificate(bytes.fromhex(done.key_id)) == cert.der
+
+
+def _refused_after_precheck(
+    service: Service, people: dict[str, Actor], device: UsbKey
+) -> tuple[int, PreChecked]:
+    """A request whose pre-check passed, on a key then marked lost: phase 2 will refuse it."""
+    first = approved(service, people, usbkey_model=SOFTHSM)
+    service.token_issuance.issue(first, device, actor=people["distributor"], key_type="ec-p256")
+    service.inventory.mark(device.serial, "returned", actor=people["ops"])
+    rid = approved(service, people, usbkey_model=SOFTHSM)
+    checked = service.token_issuance.precheck(rid, actor=people["distributor"], token_serial=device.serial)
+    service.inventory.mark(device.serial, "lost", actor=people["ops"])
+    return rid, checked
+
+
+class _Full:
+    """The real USB key, full: key generation fails with CKR_DEVICE_MEMORY."""
+
+    def __init__(self, device: UsbKey) -> None:
+        self._device = device
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._device, name)
+
+    def generate(self, key_type: str, label: str) -> tuple[bytes, object]:
+        raise token_error(PyKCS11.PyKCS11Error(PyKCS11.CKR_DEVICE_MEMORY), "generating the key pair")
+
+
+def test_when_the_token_fails_and_phase_2_refuses_the_token_error_comes_first(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey
+) -> None:
+    """In turn, the full key would have failed before phase 2 ran; beside it (SQLite), phase 2 refuses the
+    lost key first: the distributor still sees the token's error, the refusal in a note."""
+    rid, checked = _refused_after_precheck(ca_service, people, device)
+    with pytest.raises(TokenError) as failed:
+        ca_service.token_issuance.issue(
+            rid, _Full(device), actor=people["distributor"], key_type="ec-p256", prechecked=checked
+        )
+    assert failed.value.ckr == "CKR_DEVICE_MEMORY"
+    if ca_service.ctx.optimistic_writes:
+        assert any("recorded as lost" in note for note in failed.value.__notes__), failed.value.__notes__
+    assert _labelled(device, ca_service, rid) == []
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
+
+
+class _CtrlCWhileWaiting(Future[Any]):
+    """A key generation still running when the distributor presses Ctrl-C: every wait for it is
+    interrupted."""
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise KeyboardInterrupt
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        raise KeyboardInterrupt
+
+
+class _Interrupting:
+    def submit(self, *_: object, **__: object) -> Future[Any]:
+        return _CtrlCWhileWaiting()
+
+
+def test_ctrl_c_while_waiting_for_the_token_is_not_swallowed(
+    ca_service: Service, people: dict[str, Actor], device: UsbKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Phase 2 refuses (or waits for the key) and the wait for the token is interrupted: the interrupt goes
+    up, with a note on what may stay on the key, instead of the refusal."""
+    rid, checked = _refused_after_precheck(ca_service, people, device)
+    monkeypatch.setattr(token_issuance, "TOKEN_WORKER", _Interrupting())
+    with pytest.raises(KeyboardInterrupt) as interrupted:
+        ca_service.token_issuance.issue(
+            rid, device, actor=people["distributor"], key_type="ec-p256", prechecked=checked
+        )
+    assert any("pkictl token clean" in note for note in interrupted.value.__notes__)
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED
