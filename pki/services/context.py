@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TypeVar
 
 from sqlalchemy import bindparam
 from sqlalchemy import select as sa_select
@@ -15,11 +16,21 @@ from sqlmodel import Session
 from pki import audit
 from pki.ca.keystore import KeyStore
 from pki.clock import CHINA_TZ, Clock
-from pki.db import has_optimistic_writes, optimistic_transaction, read_session, transaction
+from pki.db import (
+    has_optimistic_writes,
+    is_write_conflict,
+    optimistic_transaction,
+    read_session,
+    transaction,
+)
 from pki.errors import KeyAccessError, PermissionDeniedError
 from pki.models import User
 from pki.models.workflow import parse_roles
 from policies import Policies
+
+T = TypeVar("T")
+# Opens one write transaction: Context.write, or Context.write_optimistic.
+Transaction = Callable[[], AbstractContextManager[Session]]
 
 _USERS = User.__table__  # type: ignore[attr-defined]
 _RESOLVE = sa_select(_USERS.c.username, _USERS.c.roles, _USERS.c.active).where(
@@ -78,6 +89,25 @@ class Context:
             raise RuntimeError("optimistic write transactions need SQLite in WAL mode")
         with optimistic_transaction(self.engine) as session:
             yield session
+
+    def write_beside(self, work: Callable[[Transaction], T], ready: Callable[[], object]) -> T:
+        """Run ``work`` in one write transaction while something slow (a token, in another thread) runs;
+        ``ready`` waits for it. ``work`` opens the transaction it is given, does its reads, calls ``ready``
+        before its first write, then writes.
+
+        With optimistic writes (SQLite in WAL mode) the reads overlap the slow part and no lock is held
+        meanwhile; when another writer got in first, ``work`` runs again whole, once ``ready`` has returned,
+        in a plain write transaction. Otherwise ``ready`` comes first: a plain write transaction takes the
+        audit chain's head, and must not hold it while a USB key works for seconds.
+        """
+        if self.optimistic_writes:
+            try:
+                return work(self.write_optimistic)
+            except Exception as e:
+                if not is_write_conflict(e):
+                    raise
+        ready()
+        return work(self.write)
 
     @staticmethod
     def resolve(s: Session, actor: Actor, *, quiet: bool = False) -> Actor:

@@ -124,3 +124,13 @@ def put_on_token(cert: Certificate, device: TokenDevice, key_id: bytes, label: s
             f"(id {key_id.hex()}): revoke it and issue anew",
             message_zh="USB Key上已无该证书对应的私钥",
         )
+
+
+def reported(failure: BaseException, on_token: BaseException | None, also: str) -> BaseException:
+    """The error to report when the token failed (``on_token``) while a transaction beside it failed too
+    (``failure``): the token's, as doing them in turn would have met it first, the other named in a note
+    (``also``). An interrupt (Ctrl-C) is reported as itself."""
+    if on_token is None or on_token is failure or not isinstance(failure, Exception):
+        return failure
+    on_token.add_note(f"{also}: {failure}")
+    return on_token

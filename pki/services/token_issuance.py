@@ -19,16 +19,15 @@ certificate, or until ops revoke it (a key lost mid-issuance), after which the r
 The token works in a thread of its own (services/token_device.py) while the database does what it can
 meanwhile: on SQLite, phase 2's transaction reads and checks while the key pair is generated, and phase 4's
 while the certificate is written, each from a snapshot without holding a lock, writing only once the token
-is done (and starting over if another writer got in first: Context.write_optimistic). What is recorded and
+is done (and starting over if another writer got in first: Context.write_beside). What is recorded and
 the error reported first are those of doing them in turn (a refusal that came while the token failed is
 still recorded as a security event, and named in a note); on PostgreSQL they are done in turn.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, wait
-from contextlib import AbstractContextManager
+from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -38,17 +37,16 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca.keys import spki_sha256
-from pki.db import is_write_conflict
 from pki.enums import Action, CertificateStatus, RequestState, TokenState
 from pki.errors import ConflictError, NotFoundError, TokenError
 from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
 from pki.services.authz import require_role
-from pki.services.context import Actor, Context
+from pki.services.context import Actor, Context, Transaction
 from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
-from pki.services.token_device import TOKEN_WORKER, NewKey, TokenDevice, put_on_token
+from pki.services.token_device import TOKEN_WORKER, NewKey, TokenDevice, put_on_token, reported
 
 _CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
 _PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
@@ -274,10 +272,10 @@ class TokenIssuanceService:
                     failure.add_note(
                         f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}"
                     )
-            if on_token is None or on_token is failure or not isinstance(failure, Exception):
+            first = reported(failure, on_token, "the issuance was refused too")
+            if first is failure:
                 raise
-            on_token.add_note(f"the issuance was refused too: {failure}")
-            raise on_token from None  # the token's failure comes first, as if done in turn
+            raise first from None
         return self._write_and_deliver(cert, device, new_key.key_id, label, key_type, actor, resumed=False)
 
     def resume(self, request_id: int, device: TokenDevice, *, actor: Actor) -> TokenIssued:
@@ -365,28 +363,16 @@ class TokenIssuanceService:
     def _record(
         self, request_id: int, device: TokenDevice, new_key: NewKey, key_type: str, actor: Actor
     ) -> Certificate:
-        """Phase 2: issue (not yet delivered) and record where the certificate goes, in one transaction.
-
-        On SQLite the transaction starts while the token generates the key pair: it reads and checks the
-        request and token meanwhile from a snapshot, holding no lock, and takes the write lock at its first
-        write; if another writer committed in between, it runs again whole (Context.write_optimistic). On
-        PostgreSQL it starts once the key pair is there: it takes the audit chain's head first, as every
-        writer does, and must not hold that while a USB key works for seconds.
-        """
-        if self._ctx.optimistic_writes:
-            try:
-                return self._record_in(
-                    self._ctx.write_optimistic, request_id, device, new_key, key_type, actor
-                )
-            except Exception as e:
-                if not is_write_conflict(e):
-                    raise
-        new_key.public_key()  # the write lock is not held while the token works
-        return self._record_in(self._ctx.write, request_id, device, new_key, key_type, actor)
+        """Phase 2: issue (not yet delivered) and record where the certificate goes, in one transaction,
+        which reads and checks while the token generates the key pair where it can (Context.write_beside)."""
+        return self._ctx.write_beside(
+            lambda transaction: self._record_in(transaction, request_id, device, new_key, key_type, actor),
+            new_key.public_key,
+        )
 
     def _record_in(
         self,
-        transaction: Callable[[], AbstractContextManager[Session]],
+        transaction: Transaction,
         request_id: int,
         device: TokenDevice,
         new_key: NewKey,
@@ -461,30 +447,21 @@ class TokenIssuanceService:
     ) -> TokenIssued:
         """Phases 3 and 4. A token failure here leaves the certificate recorded, undelivered, for --resume.
 
-        On SQLite the delivery transaction reads and checks while the token writes (from a snapshot, no lock
-        held) and writes only once the certificate has been read back and matched; run again whole if
-        another writer got in first. On PostgreSQL it starts after the token is done (see _record).
+        The delivery transaction reads and checks while the token writes where it can (Context.write_beside),
+        and writes only once the certificate has been read back and matched.
         """
         assert cert.request_id is not None
-        if self._ctx.optimistic_writes:
-            writing = TOKEN_WORKER.submit(put_on_token, cert, device, key_id, label, resumed=resumed)
-            try:
-                try:
-                    self._deliver(self._ctx.write_optimistic, cert, device.serial, actor, writing)
-                except Exception as e:
-                    if not is_write_conflict(e):
-                        raise
-                    wait([writing])  # the write lock is not held while the token works
-                    self._deliver(self._ctx.write, cert, device.serial, actor, writing)
-            except BaseException as failure:
-                on_token = writing.exception()  # waits: the token's work is never left running behind us
-                if on_token is None or on_token is failure or not isinstance(failure, Exception):
-                    raise
-                on_token.add_note(f"the delivery failed too: {failure}")
-                raise on_token from None  # what the distributor acts on first, as if done in turn
-        else:
-            put_on_token(cert, device, key_id, label, resumed=resumed)
-            self._deliver(self._ctx.write, cert, device.serial, actor, None)
+        writing = TOKEN_WORKER.submit(put_on_token, cert, device, key_id, label, resumed=resumed)
+        try:
+            self._ctx.write_beside(
+                lambda transaction: self._deliver(transaction, cert, device.serial, actor, writing),
+                writing.result,
+            )
+        except BaseException as failure:
+            first = reported(failure, writing.exception(), "the delivery failed too")  # waits for the token
+            if first is failure:
+                raise
+            raise first from None
         return TokenIssued(
             cert.request_id,
             cert.serial,
@@ -498,17 +475,17 @@ class TokenIssuanceService:
 
     def _deliver(
         self,
-        transaction: Callable[[], AbstractContextManager[Session]],
+        transaction: Transaction,
         cert: Certificate,
         token_serial: str,
         actor: Actor,
-        written: Future[None] | None,
+        written: Future[None],
     ) -> None:
         """Phase 4, one transaction: delivered, token issued to the unit, request 'issued'.
 
         The actor's role is re-read and the request and token re-locked; separation of duties was checked for
         this actor and request in phase 2 (or by resume) and nothing the actor did since can change it. Plain
-        statements: one read, three updates and the audit append. ``written``: phase 3 running beside; its
+        statements: one read, three updates and the audit append. ``written``: phase 3, running beside; its
         outcome is awaited before the first write (its failure changes nothing).
         """
         assert cert.request_id is not None and cert.id is not None
@@ -520,8 +497,7 @@ class TokenIssuanceService:
             req = s.execute(_LOCK_FOR_DELIVERY, {"rid": cert.request_id, "token": token_serial}).one()
             transition(req.state, Action.ISSUE)
             audit.lock_chain(s)  # see _record_in
-            if written is not None:
-                written.result()
+            written.result()
             marked = s.execute(_MARK_DELIVERED, {"cid": cert.id})
             if marked.rowcount != 1:  # type: ignore[attr-defined]
                 raise ConflictError(
