@@ -9,7 +9,8 @@ CKR -> TokenError mapping in tokens.session applies unchanged.
 
 One thread at a time still calls the module: PyKCS11 initializes it with C_Initialize(NULL), which lets
 the module assume no two threads call it at once. Releasing the GIL changes what *other* threads may do (run
-Python, talk to the database), not who calls the token: the CLI drives a token from one thread, and a
+Python, talk to the database), not who calls the token: issuing onto a USB key hands the token from the
+CLI's thread to the token thread and back (pki/services/token_device.py), never to both at once, and a
 long-lived process signs under its SharedSession's lock; and every call, through here or through PyKCS11
 (tokens.session.call), holds :data:`PKCS11_CALLS`.
 

@@ -409,7 +409,7 @@ class RequestService:
         """What ``actor`` may do to this request now: state machine ∩ roles ∩ separation of duties."""
         with self._ctx.read() as s:
             req = self._get(s, request_id)
-            earlier = self.actions_by(s, request_id, actor.username)
+            earlier = self._actions_by(s, request_id, actor.username)
             actor = self._ctx.resolve(s, actor, quiet=True)
         wf = self._ctx.policies.workflow
         return frozenset(
@@ -475,7 +475,7 @@ class RequestService:
     def refuse_conflicting(self, s: Session, request_id: int, actor: Actor, action: Action) -> None:
         """Separation of duties: SeparationOfDutiesError if what ``actor`` did on the request rules out
         ``action`` (workflow.toml)."""
-        rule = self._ctx.policies.workflow.conflict(self.actions_by(s, request_id, actor.username), action)
+        rule = self._ctx.policies.workflow.conflict(self._actions_by(s, request_id, actor.username), action)
         if rule is not None:
             raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
 
@@ -508,10 +508,9 @@ class RequestService:
                     AuditRecord.actor == username,
                 )
             ).all():
-                try:
-                    out.setdefault(int(subject_id), set()).add(Action(name.removeprefix(f"{SUBJECT}.")))
-                except ValueError:
-                    continue
+                action = _workflow_action(name)
+                if action is not None:
+                    out.setdefault(int(subject_id), set()).add(action)
         return out
 
     def mark_issued_many(
@@ -582,16 +581,10 @@ class RequestService:
         )
 
     @staticmethod
-    def actions_by(s: Session, request_id: int, username: str) -> set[Action]:
+    def _actions_by(s: Session, request_id: int, username: str) -> set[Action]:
         """Every workflow action ``username`` has ever taken on the request, from its audit trail."""
-        names = s.execute(_ACTIONS_BY, {"subject_id": str(request_id), "actor": username}).scalars().all()
-        out: set[Action] = set()
-        for name in names:
-            try:
-                out.add(Action(name.removeprefix(f"{SUBJECT}.")))
-            except ValueError:
-                continue
-        return out
+        names = s.execute(_ACTIONS_BY, {"subject_id": str(request_id), "actor": username}).scalars()
+        return {a for a in map(_workflow_action, names) if a is not None}
 
     @staticmethod
     def _get(s: Session, request_id: int) -> CertificateRequest:
@@ -631,3 +624,12 @@ def china_midnight(day: date) -> datetime:
 
 def _duplicate_key(values: Mapping[str, Any]) -> tuple[str, str, str]:
     return (values["credential_number"], str(values["access_type"]), values["target_system"])
+
+
+def _workflow_action(audited: str) -> Action | None:
+    """The workflow action of a request's audit record (``request.accept`` -> ACCEPT); None for a record
+    that names no workflow action."""
+    try:
+        return Action(audited.removeprefix(f"{SUBJECT}."))
+    except ValueError:
+        return None

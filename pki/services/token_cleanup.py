@@ -70,9 +70,8 @@ class TokenCleanupService:
         (``token.clean``) in one transaction, committed before the key is touched; the placements are read
         inside it, so a certificate recorded meanwhile keeps its key. What was removed, and what failed, is
         audited afterwards (``token.cleaned``)."""
-        objects = device.objects_with_prefix(
-            OBJECT_PREFIX
-        )  # read before the transaction: no token work in it
+        # Read before the transaction: no token work inside it.
+        objects = device.objects_with_prefix(OBJECT_PREFIX)
         with self._ctx.denials_recorded(actor, "token_clean", "token", device.serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_clean")
             found = _unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), objects)
