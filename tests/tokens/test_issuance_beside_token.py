@@ -25,6 +25,7 @@ from pki.errors import ConflictError, PermissionDeniedError, TokenError
 from pki.models import AuditRecord, Certificate, UsbToken
 from pki.services import Actor, Service, token_issuance
 from pki.services.token_issuance import PreChecked, TokenIssued, object_label
+from tests.support.devices import OnKey
 from tests.support.pki import approved
 from tokens.session import token_error
 from tokens.usbkey import UsbKey
@@ -52,7 +53,7 @@ def statement_seen(service: Service, fragment: str) -> Iterator[threading.Event]
         event.remove(service.ctx.engine, "after_cursor_execute", after)
 
 
-class _Meanwhile:
+class _Meanwhile(OnKey):
     """The real USB key; after it has generated (or written), ``meanwhile`` runs in the thread driving it,
     once the transaction beside it has read (``read``), as another desk's write would land."""
 
@@ -65,11 +66,9 @@ class _Meanwhile:
         *,
         on: str,
     ) -> None:
-        self._device, self._read, self._meanwhile, self._on = device, read, meanwhile, on
+        super().__init__(device)
+        self._read, self._meanwhile, self._on = read, meanwhile, on
         self._beside = service.ctx.optimistic_writes
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._device, name)
 
     def _land(self) -> None:
         if self._beside:
@@ -230,14 +229,8 @@ def _refused_after_precheck(
     return rid, checked
 
 
-class _Full:
+class _Full(OnKey):
     """The real USB key, full: key generation fails with CKR_DEVICE_MEMORY."""
-
-    def __init__(self, device: UsbKey) -> None:
-        self._device = device
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._device, name)
 
     def generate(self, key_type: str, label: str) -> tuple[bytes, object]:
         raise token_error(PyKCS11.PyKCS11Error(PyKCS11.CKR_DEVICE_MEMORY), "generating the key pair")

@@ -10,6 +10,7 @@ import pytest
 from pki.errors import PermissionDeniedError, TokenError
 from pki.services import Actor, Service
 from pki.services.token_issuance import object_label
+from tests.support.devices import OnKey
 from tests.support.pki import approved
 from tests.support.softhsm import Token
 from tokens.keys import generate_on_token
@@ -19,14 +20,8 @@ from tokens.usbkey import UsbKey, open_usb_key
 UNIT = "91110000000000000X"  # only a label here: no request of this unit is recorded
 
 
-class _WriteFails:
+class _WriteFails(OnKey):
     """The real USB key whose certificate write fails: the certificate stays recorded, waiting for --resume."""
-
-    def __init__(self, device: UsbKey) -> None:
-        self._device = device
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._device, name)
 
     def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
         raise TokenError("writing the certificate to the token: the token was removed (CKR_DEVICE_REMOVED)")

@@ -29,6 +29,7 @@ from pki.services import Actor, Service
 from pki.services.token_issuance import PreChecked, object_label
 from tests.judges.tools import AT_T0, ca_certs, run, write_pem
 from tests.support.data import application, make_uscc
+from tests.support.devices import OnKey
 from tests.support.pki import approved, csr_for, key
 from tests.support.softhsm import Token
 from tokens.keys import generate_on_token
@@ -392,28 +393,20 @@ def test_a_key_issued_to_one_unit_takes_no_other_units_certificate(
     assert ca_service.requests.get(other).state is RequestState.ISSUED
 
 
-class _MarkedLostWhileWriting:
+class _MarkedLostWhileWriting(OnKey):
     """The real USB key, but ops mark it lost while the certificate is being written."""
 
     def __init__(self, device: UsbKey, service: Service, ops: Actor) -> None:
-        self._device, self._service, self._ops = device, service, ops
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._device, name)
+        super().__init__(device)
+        self._service, self._ops = service, ops
 
     def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
         self._service.inventory.mark(self._device.serial, "lost", actor=self._ops)
         self._device.write_certificate(der, key_id, label)
 
 
-class _KeyRemovedWhileWriting:
+class _KeyRemovedWhileWriting(OnKey):
     """The real USB key, but another tool deletes the new private key while the certificate is written."""
-
-    def __init__(self, device: UsbKey) -> None:
-        self._device = device
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._device, name)
 
     def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None:
         session = self._device._s
@@ -424,15 +417,13 @@ class _KeyRemovedWhileWriting:
         self._device.write_certificate(der, key_id, label)
 
 
-class _PulledOutAfterGenerating:
+class _PulledOutAfterGenerating(OnKey):
     """The real USB key, taken away right after it made the key pair: SoftHSM2's token files are deleted, so
     every later call fails the way a pulled-out key makes it fail (invalid handles, general errors)."""
 
     def __init__(self, device: UsbKey, token: Token) -> None:
-        self._device, self._token = device, token
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self._device, name)
+        super().__init__(device)
+        self._token = token
 
     def generate(self, key_type: str, label: str) -> tuple[bytes, object]:
         made = self._device.generate(key_type, label)
