@@ -1,6 +1,7 @@
 """Tables, one module per concept; importing this package registers them all on SQLModel.metadata."""
 
 from pki.models.access import LoginFailure
+from pki.models.api import ApiSession, IdempotencyRecord
 from pki.models.attachment import RequestAttachment
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
@@ -9,6 +10,7 @@ from pki.models.token import HandOver, TokenCertificate, UsbToken
 from pki.models.workflow import CertificateRequest, ImportBatch, User
 
 __all__ = [
+    "ApiSession",
     "AuditHead",
     "AuditRecord",
     "Certificate",
@@ -19,6 +21,7 @@ __all__ = [
     "CutoverRun",
     "Evidence",
     "HandOver",
+    "IdempotencyRecord",
     "ImportBatch",
     "LoginFailure",
     "Party",
