@@ -92,6 +92,18 @@ class AuthenticationError(PkiError):
         super().__init__("authentication failed", message_zh="用户名或密码错误")
 
 
+class SessionExpiredError(PkiError):
+    """A desk's session token is unknown, expired or revoked: the operator must log in again."""
+
+    code = "session_expired"
+
+    def __init__(self, why: str) -> None:
+        super().__init__(
+            f"session {why}: log in again with 'pkictl login'", message_zh="会话已失效，请重新登录"
+        )
+        self.why = why
+
+
 class PermissionDeniedError(PkiError):
     """The user's roles do not allow the action."""
 

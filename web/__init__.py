@@ -22,6 +22,7 @@ CONTENT_SECURITY_POLICY = (
 def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flask:
     """Build the app for ``service``; ``settings`` override Flask config (tests pass TESTING etc.)."""
     from web.access_check import access_check
+    from web.api import register_api
     from web.errors import register_error_handlers
     from web.public import public
     from web.ui import register_ui
@@ -33,6 +34,7 @@ def create_app(service: Service, settings: dict[str, Any] | None = None) -> Flas
     app.register_blueprint(public)
     app.register_blueprint(access_check)
     register_ui(app, service)
+    register_api(app)
     register_error_handlers(app)
 
     app.wsgi_app = ocsp_fast_path(service, app.wsgi_app)  # type: ignore[method-assign]

@@ -19,6 +19,8 @@ import click
 from pki.errors import ImportRowsError, PkiError
 
 if TYPE_CHECKING:
+    from pki.desk.local import LocalDesk
+    from pki.desk.remote import RemoteDesk
     from pki.services import Actor, Service
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -27,10 +29,56 @@ F = TypeVar("F", bound=Callable[..., Any])
 # -- plumbing ---------------------------------------------------------------------------------------------
 
 
+def remote_session() -> tuple[str, str, str] | None:
+    """(server, username, token) when this desk works through a server: PKI_SERVER is set, or a session
+    saved by `pkictl login` exists (and PKI_SERVER does not say ``local``). None: the local home."""
+    from pki.desk import credentials
+
+    server = os.environ.get("PKI_SERVER", "").strip()
+    if server.lower() == "local":
+        return None
+    saved = credentials.load()
+    if not server:
+        return None if saved is None else (saved.server, saved.username, saved.token)
+    if saved is None or saved.server.rstrip("/") != server.rstrip("/"):
+        raise click.UsageError(f"not logged in to {server}: run 'pkictl login --server {server} --as USER'")
+    return saved.server, saved.username, saved.token
+
+
+def desk(as_user: str | None = None) -> LocalDesk | RemoteDesk:
+    """Where the command's operations go: the server this desk is logged in to, or the local home."""
+    remote = remote_session()
+    if remote is None:
+        from pki.desk.local import LocalDesk
+
+        return LocalDesk(service(), as_user, password)
+    from pki.desk.remote import RemoteDesk
+
+    server, username, token = remote
+    if as_user is not None and as_user != username:
+        raise click.UsageError(
+            f"logged in to {server} as {username!r}, not {as_user!r}: run 'pkictl login --as {as_user}'"
+        )
+    client = RemoteDesk(server, token, username, verify=os.environ.get("PKI_SERVER_CA") or True)
+    click.get_current_context().call_on_close(client.close)
+    return client
+
+
 def service() -> Service:
-    """The service over the configured home; CA keys open with PKI_CA_PASSPHRASE or a prompt, on first use."""
+    """The service over the configured home; CA keys open with PKI_CA_PASSPHRASE or a prompt, on first use.
+
+    Only on the center's host: a desk logged in to a server has no home (its commands use :func:`desk`).
+    """
     from pki.bootstrap import open_service
     from pki.config import Settings
+
+    remote = remote_session()
+    if remote is not None:
+        command = click.get_current_context().command_path
+        raise click.UsageError(
+            f"'{command}' runs on the center's host, not through {remote[0]}: "
+            "run it there (or 'pkictl logout', or PKI_SERVER=local, to use a local home)"
+        )
 
     svc = open_service(Settings.from_env(), passphrase=ca_passphrase)
     # Close the pool when the command ends: leaving it to the garbage collector drops PostgreSQL connections
@@ -102,8 +150,13 @@ def read_json_file(path: Path) -> dict[str, Any]:
 
 
 def local_time(value: Any) -> str:
+    """An instant (a datetime, or ISO 8601 text from a document) in China Standard Time, to the minute."""
+    from datetime import datetime
+
     from pki.clock import CHINA_TZ
 
+    if isinstance(value, str) and value:
+        value = datetime.fromisoformat(value)
     return value.astimezone(CHINA_TZ).strftime("%Y-%m-%d %H:%M") if value else "-"
 
 
@@ -167,7 +220,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # Register the command modules (after `cli` exists; they import it from here).
-from pki.cli import audit_commands, ca_commands, home_commands, request_commands, user_commands  # noqa: E402
+from pki.cli import (  # noqa: E402
+    audit_commands,
+    ca_commands,
+    home_commands,
+    request_commands,
+    session_commands,
+    user_commands,
+)
 
 # isort: split
 from pki.cli import token_commands  # noqa: E402
@@ -180,6 +240,7 @@ __all__ = [
     "home_commands",
     "main",
     "request_commands",
+    "session_commands",
     "token_commands",
     "user_commands",
 ]

@@ -11,14 +11,13 @@ from pki.cli.app import (
     access_mode_option,
     as_option,
     cli,
+    desk,
     json_option,
     local_time,
-    login,
     print_json,
     read_json_file,
-    service,
 )
-from pki.enums import AccessMode, AccessType, RequestState
+from pki.enums import AccessType, RequestState
 from pki.errors import ImportRowsError, PkiError
 
 WORKFLOW_STATES = tuple(s.value for s in RequestState)
@@ -31,13 +30,11 @@ def request() -> None:
     """Certificate applications (附件7) through acceptance and review."""
 
 
-def _echo_request(req: Any, as_json: bool, verb: str) -> None:
-    from pki.serialize import request_to_dict
-
+def _echo_request(req: dict[str, Any], as_json: bool, verb: str) -> None:
     if as_json:
-        print_json(request_to_dict(req))
+        print_json(req)
     else:
-        click.echo(f"request {req.id} {verb}: {req.state.value}")
+        click.echo(f"request {req['id']} {verb}: {req['state']}")
 
 
 @request.command("new")
@@ -53,8 +50,7 @@ def _echo_request(req: Any, as_json: bool, verb: str) -> None:
 def request_new(path: Path, as_user: str, as_json: bool) -> None:
     """Enter one application."""
     raw = read_json_file(path)
-    svc = service()
-    _echo_request(svc.requests.create(raw, actor=login(svc, as_user)), as_json, "entered")
+    _echo_request(desk(as_user).call("request.new", application=raw), as_json, "entered")
 
 
 @request.command("edit")
@@ -65,8 +61,9 @@ def request_new(path: Path, as_user: str, as_json: bool) -> None:
 def request_edit(request_id: int, path: Path, as_user: str, as_json: bool) -> None:
     """Replace an application's fields (voids an earlier acceptance)."""
     raw = read_json_file(path)
-    svc = service()
-    _echo_request(svc.requests.edit(request_id, raw, actor=login(svc, as_user)), as_json, "edited")
+    _echo_request(
+        desk(as_user).call("request.edit", request_id=request_id, application=raw), as_json, "edited"
+    )
 
 
 @request.command("import")
@@ -94,43 +91,30 @@ def request_import(
 ) -> None:
     """Import a 附件4–6 unit list (CSV): one request per unit; by default nothing if any row is bad."""
     defaults = read_json_file(defaults_path)
-    svc = service()
-    actor = login(svc, as_user)
     try:
-        result = svc.bulk.import_units(
-            csv_path.read_bytes(),
-            actor=actor,
+        result = desk(as_user).call(
+            "request.import",
+            csv=csv_path.read_bytes(),
+            source_name=csv_path.name,
             defaults=defaults,
             label=label,
-            access_mode=AccessMode(access_mode),
-            source_name=csv_path.name,
+            access_mode=access_mode,
             skip_invalid=skip_invalid,
         )
     except ImportRowsError as e:
         if not as_json:
             raise  # main() prints the rows and the one-line refusal
-        print_json({"batch_id": None, "total": e.total, "imported": [], "rejected": _rows_json(e.rows)})
+        from pki.desk.ops.requests import rows_json
+
+        print_json({"batch_id": None, "total": e.total, "imported": [], "rejected": rows_json(e.rows)})
         raise PkiError(e.message) from e
-    rejected = _rows_json(result.rejected)
     if as_json:
-        print_json(
-            {
-                "batch_id": result.batch_id,
-                "total": result.total,
-                "imported": result.request_ids,
-                "rejected": rejected,
-            }
-        )
+        print_json(result)
         return
-    click.echo(f"batch {result.batch_id}: imported {len(result.request_ids)} of {result.total} rows")
-    for r in result.rejected:
-        click.echo(f"  skipped {r}")
-
-
-def _rows_json(rows: Any) -> list[dict[str, Any]]:
-    return [
-        {"line": r.row, "errors": [{"field": e.field, "message": e.message} for e in r.errors]} for r in rows
-    ]
+    click.echo(f"batch {result['batch_id']}: imported {len(result['imported'])} of {result['total']} rows")
+    for r in result["rejected"]:
+        problems = "; ".join(f"{e['field']}: {e['message']}" for e in r["errors"])
+        click.echo(f"  skipped line {r['line']}: {problems}")
 
 
 @request.command("list")
@@ -151,25 +135,22 @@ def request_list(
     as_json: bool,
 ) -> None:
     """List requests, oldest first."""
-    from pki.serialize import request_to_dict
-    from pki.services import RequestFilter
-
-    flt = RequestFilter(
-        state=RequestState(status) if status else None,
+    rows = desk().call(
+        "request.list",
+        status=status,
         province=province,
-        access_type=AccessType(access_type) if access_type else None,
+        access_type=access_type,
         search=search,
         after_id=after_id,
         limit=limit,
     )
-    rows = service().requests.find(flt)
     if as_json:
-        print_json([request_to_dict(r) for r in rows])
+        print_json(rows)
         return
     for r in rows:
         click.echo(
-            f"{r.id:>7}  {r.state.value:<13} {r.access_type.value:<6} {r.province:<6} "
-            f"{r.credential_number:<18}  {r.unit_name}"
+            f"{r['id']:>7}  {r['state']:<13} {r['access_type']:<6} {r['province']:<6} "
+            f"{r['credential_number']:<18}  {r['unit_name']}"
         )
 
 
@@ -179,39 +160,32 @@ def request_list(
 def request_show(request_id: int, as_json: bool) -> None:
     """Show one request and its history."""
     from pki.application import FIELD_LABELS
-    from pki.serialize import audit_to_dict, request_to_dict
+    from pki.desk.schemas import RequestDoc
 
-    svc = service()
-    data = request_to_dict(svc.requests.get(request_id))
-    history = [audit_to_dict(a) for a in svc.requests.history(request_id)]
-    prerequisites = svc.cutover.prerequisites(request_id)
+    detail = desk().call("request.show", request_id=request_id)
     if as_json:
-        print_json({**data, "history": history, "prerequisites": prerequisites_json(prerequisites)})
+        print_json(detail)
         return
-    req = svc.requests.get(request_id)
-    for key, value in data.items():
-        raw = getattr(req, key)
-        shown = local_time(raw) if hasattr(raw, "astimezone") and hasattr(raw, "hour") else value
+    instants = {name for name, info in RequestDoc.model_fields.items() if "datetime" in str(info.annotation)}
+    for key in RequestDoc.model_fields:
+        value = detail[key]
+        shown = local_time(value) if key in instants and value else value
         click.echo(f"{FIELD_LABELS.get(key, key)} ({key}): {shown if shown not in (None, '') else '-'}")
     click.echo("history (China Standard Time):")
-    for a in svc.requests.history(request_id):
-        click.echo(f"  #{a.seq} {local_time(a.at)} {a.actor} {a.action} {a.details}")
-    if prerequisites.applies:
-        click.echo(f"test → formal prerequisites (at {local_time(prerequisites.at)}):")
-        for rule in prerequisites.rules:
-            click.echo(f"  [{'pass' if rule.passed else 'FAIL'}] {rule.rule}: {rule.reason}")
+    for a in detail["history"]:
+        click.echo(f"  #{a['seq']} {local_time(a['at'])} {a['actor']} {a['action']} {_details(a['details'])}")
+    report = detail["prerequisites"]
+    if report["applies"]:
+        click.echo(f"test → formal prerequisites (at {local_time(report['at'])}):")
+        for rule in report["rules"]:
+            click.echo(f"  [{'pass' if rule['passed'] else 'FAIL'}] {rule['rule']}: {rule['reason']}")
 
 
-def prerequisites_json(report: Any) -> dict[str, Any]:
-    return {
-        "applies": report.applies,
-        "passed": report.passed,
-        "at": report.at.isoformat(),
-        "rules": [
-            {"rule": r.rule, "passed": r.passed, "reason": r.reason, "reason_zh": r.reason_zh}
-            for r in report.rules
-        ],
-    }
+def _details(details: dict[str, Any]) -> str:
+    """An audit record's details as the trail stores them (canonical JSON)."""
+    from pki.audit import canonical_json
+
+    return canonical_json(details)
 
 
 @request.command("accept")
@@ -227,9 +201,8 @@ def request_accept(
     request_id: int, opinion: str, usbkey: str, comment: str, as_user: str, as_json: bool
 ) -> None:
     """Record the acceptor's opinion (受理意见)."""
-    svc = service()
-    req = svc.requests.accept(
-        request_id, actor=login(svc, as_user), agree=opinion == "agree", usbkey_model=usbkey, comment=comment
+    req = desk(as_user).call(
+        "request.accept", request_id=request_id, opinion=opinion, usbkey=usbkey, comment=comment
     )
     _echo_request(req, as_json, "accepted" if opinion == "agree" else "not accepted")
 
@@ -240,8 +213,7 @@ def request_accept(
 @json_option
 def request_countersign(request_id: int, as_user: str, as_json: bool) -> None:
     """Countersign an accepted request as head of the acceptance point (负责人)."""
-    svc = service()
-    _echo_request(svc.requests.countersign(request_id, actor=login(svc, as_user)), as_json, "countersigned")
+    _echo_request(desk(as_user).call("request.countersign", request_id=request_id), as_json, "countersigned")
 
 
 @request.command("review")
@@ -268,8 +240,9 @@ def request_review(
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --approve, --return REASON, --reject REASON")
     decision, reason = chosen[0]
-    svc = service()
-    req = svc.requests.review(request_id, actor=login(svc, as_user), decision=decision, reason=reason or "")
+    req = desk(as_user).call(
+        "request.review", request_id=request_id, decision=decision.value, reason=reason or ""
+    )
     _echo_request(req, as_json, "reviewed")
 
 
@@ -280,7 +253,6 @@ def request_review(
 @json_option
 def request_cancel(request_id: int, reason: str, as_user: str, as_json: bool) -> None:
     """Withdraw a request that has not been issued."""
-    svc = service()
     _echo_request(
-        svc.requests.cancel(request_id, actor=login(svc, as_user), reason=reason), as_json, "cancelled"
+        desk(as_user).call("request.cancel", request_id=request_id, reason=reason), as_json, "cancelled"
     )

@@ -16,6 +16,7 @@ from pki.services.context import Actor, Context
 from pki.services.crl_publisher import CrlService
 from pki.services.cutover import CutoverService
 from pki.services.distribution import DistributionService
+from pki.services.idempotency import IdempotencyService
 from pki.services.inventory import InventoryService
 from pki.services.issuance import IssuanceService
 from pki.services.ocsp_responder import OcspService
@@ -23,6 +24,7 @@ from pki.services.parties import PartyService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
+from pki.services.sessions import SessionService
 from pki.services.stats import StatsService
 from pki.services.token_cleanup import TokenCleanupService
 from pki.services.token_issuance import TokenIssuanceService
@@ -45,6 +47,8 @@ class Service:
             engine=engine, policies=policies or load_policies(), clock=clock or SystemClock(), keys=keys
         )
         self.users = UserService(self.ctx)
+        self.sessions = SessionService(self.ctx, self.users)
+        self.idempotency = IdempotencyService(self.ctx)
         self.requests = RequestService(self.ctx)
         self.bulk = BulkService(self.ctx, self.requests)
         self.audit = AuditService(self.ctx)

@@ -26,6 +26,7 @@ from pki.db import (
 from pki.errors import KeyAccessError, PermissionDeniedError
 from pki.models import User
 from pki.models.workflow import parse_roles
+from pki.services import idempotency
 from policies import Policies
 
 T = TypeVar("T")
@@ -67,9 +68,22 @@ class Context:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One write transaction; it takes the audit chain's head lock first, which orders all writers."""
+        """One write transaction; it takes the audit chain's head lock first, which orders all writers.
+
+        An idempotency key the API is serving (services/idempotency.py) is claimed in it, after the work.
+        """
         with transaction(self.engine) as session:
             audit.lock_chain(session)
+            yield session
+            claim = idempotency.stake(session, self.now())
+        if claim is not None:
+            claim.staked = True
+
+    @contextmanager
+    def write_plain(self) -> Iterator[Session]:
+        """A write transaction that records no audit entry and claims no idempotency key: bookkeeping such as
+        a session's last use. It takes no audit lock, so it must never wait for a transaction that holds it."""
+        with transaction(self.engine) as session:
             yield session
 
     @property
@@ -89,6 +103,9 @@ class Context:
             raise RuntimeError("optimistic write transactions need SQLite in WAL mode")
         with optimistic_transaction(self.engine) as session:
             yield session
+            claim = idempotency.stake(session, self.now())
+        if claim is not None:
+            claim.staked = True
 
     def write_beside(self, work: Callable[[Transaction], T], ready: Callable[[], object]) -> T:
         """Run ``work`` in one write transaction while something slow (a token, in another thread) runs;
@@ -136,7 +153,7 @@ class Context:
         try:
             yield
         except PermissionDeniedError as e:
-            with self.write() as s:
+            with idempotency.claiming(None), self.write() as s:  # a refusal is not the work a key stands for
                 audit.append(
                     s,
                     at=self.now(),

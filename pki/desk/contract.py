@@ -1,0 +1,165 @@
+"""The desk's operations: one table that the API, its OpenAPI document and both desks are built from.
+
+An :class:`Operation` names what a desk may ask of the center (``request.new``), where the API serves it
+(method and path under /api/v1), the typed input it takes and the typed output it returns, and the one
+service call it makes. The API's handlers validate a request body against ``input``, call ``run`` and dump
+the result through ``output``; the local desk (the CLI on the center's host) calls the same ``run`` with the
+same models; the remote desk sends ``input`` over HTTP. So a rule cannot live in one path and not the other,
+and ``--json`` prints the same document whichever side a command ran on.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, TypeAdapter
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
+
+Method = Literal["GET", "POST", "PUT", "DELETE"]
+_PARAM = re.compile(r"\{(\w+)\}")
+
+
+class Input(BaseModel):
+    """Base of every operation's input: unknown fields are refused, strings are not coerced from numbers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NoInput(Input):
+    pass
+
+
+Runner = Callable[["Service", "Actor | None", Any], Any]
+
+
+@dataclass(frozen=True)
+class Operation:
+    name: str  # "request.new": the CLI's word, the OpenAPI operationId
+    method: Method
+    path: str  # "/requests/{request_id}/accept", under /api/v1; path parameters are fields of ``input``
+    input: type[Input]
+    output: Any  # a type pydantic can dump: a model, list[Model], …
+    run: Runner
+    summary: str
+    tag: str
+    needs_actor: bool = True  # the operator acting (locally: --as USER and a password)
+    status: int = 200
+    # Operations that change something: the API takes an Idempotency-Key for them.
+    writes: bool = field(default=False)
+
+    @cached_property
+    def path_params(self) -> tuple[str, ...]:
+        return tuple(_PARAM.findall(self.path))
+
+    @cached_property
+    def adapter(self) -> TypeAdapter[Any]:
+        return TypeAdapter(self.output)
+
+    def dump(self, result: Any) -> Any:
+        """The JSON-ready document of ``result`` (an ORM row, a dataclass or a dict), through ``output``."""
+        return self.adapter.dump_python(
+            self.adapter.validate_python(result, from_attributes=True), mode="json", by_alias=True
+        )
+
+    def call(self, service: Service, actor: Actor | None, data: Input) -> Any:
+        return self.dump(self.run(service, actor, data))
+
+
+def to_json(fields: dict[str, Any]) -> str:
+    """A desk's arguments as the JSON the API takes (bytes as base64, enums by value, instants ISO 8601)."""
+    import base64
+    import json
+    from datetime import date, datetime
+    from enum import Enum
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, bytes):
+            return base64.b64encode(value).decode("ascii")
+        if isinstance(value, Enum):
+            return value.value
+        if isinstance(value, datetime | date):
+            return value.isoformat()
+        raise TypeError(f"cannot send {type(value).__name__}")
+
+    return json.dumps({k: v for k, v in fields.items() if v is not None}, default=plain, ensure_ascii=False)
+
+
+def validate(op: Operation, fields: dict[str, Any]) -> Input:
+    """``fields`` validated by ``op``'s input model exactly as the API validates a request body."""
+    import pydantic
+
+    from pki.errors import ValidationError
+
+    try:
+        return op.input.model_validate_json(to_json(fields))
+    except pydantic.ValidationError as e:
+        raise ValidationError(field_errors(e)) from None
+
+
+def field_errors(error: Any) -> list[Any]:
+    """pydantic's errors as the hierarchy's FieldErrors, each naming its field."""
+    from pki.errors import FieldError
+
+    out = []
+    for item in error.errors(include_url=False, include_input=False):
+        name = ".".join(str(part) for part in item["loc"]) or "body"
+        out.append(FieldError(name, item["msg"], f"{name}：输入无效"))
+    return out
+
+
+OPERATIONS: dict[str, Operation] = {}
+
+
+def acting(actor: Actor | None) -> Actor:
+    """The operator of an operation registered with ``needs_actor`` (every desk and the API give one)."""
+    if actor is None:
+        raise TypeError("this operation needs the acting operator")
+    return actor
+
+
+def operation(
+    name: str,
+    method: Method,
+    path: str,
+    input: type[Input],
+    output: Any,
+    *,
+    summary: str,
+    tag: str,
+    needs_actor: bool = True,
+    status: int = 200,
+) -> Callable[[Runner], Runner]:
+    """Register ``run`` as the operation ``name`` (see :class:`Operation`)."""
+
+    def register(run: Runner) -> Runner:
+        if name in OPERATIONS:
+            raise ValueError(f"operation {name!r} registered twice")
+        OPERATIONS[name] = Operation(
+            name=name,
+            method=method,
+            path=path,
+            input=input,
+            output=output,
+            run=run,
+            summary=summary,
+            tag=tag,
+            needs_actor=needs_actor,
+            status=status,
+            writes=method != "GET",
+        )
+        return run
+
+    return register
+
+
+def operations() -> dict[str, Operation]:
+    """Every operation, once the modules that register them are imported."""
+    from pki.desk import ops  # noqa: F401 - registers
+
+    return OPERATIONS

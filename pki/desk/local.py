@@ -1,0 +1,41 @@
+"""The local desk: the CLI on the center's host, calling the service in this process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pki.desk.contract import operations, validate
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
+
+
+class LocalDesk:
+    remote = False
+
+    def __init__(self, service: Service, username: str | None, password: Callable[[str], str]) -> None:
+        self._service = service
+        self._username = username
+        self._password = password
+        self._actor: Actor | None = None
+
+    @property
+    def service(self) -> Service:
+        return self._service
+
+    def call(self, name: str, **fields: Any) -> Any:
+        """Run operation ``name`` with ``fields`` (validated as the API validates them); its JSON document."""
+        op = operations()[name]
+        data = validate(op, fields)
+        return op.call(self._service, self.actor() if op.needs_actor else None, data)
+
+    def actor(self) -> Actor:
+        """The operator (--as), authenticated once per process with the password."""
+        if self._actor is None:
+            if self._username is None:
+                raise TypeError("this operation needs --as USER")
+            self._actor = self._service.users.authenticate(
+                self._username, self._password(f"Password for {self._username}")
+            )
+        return self._actor

@@ -1,0 +1,1 @@
+"""certificates operations (registered below)."""

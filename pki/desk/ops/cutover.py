@@ -1,0 +1,1 @@
+"""cutover operations (registered below)."""

@@ -1,0 +1,277 @@
+"""Requests (附件7 applications) through acceptance and review, bulk imports, and their history."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pki.desk.contract import Input, acting, operation
+from pki.desk.schemas import AuditDoc, Document, FileData, Instant, Name, RecordId, RequestDoc, Text
+from pki.enums import AccessMode, AccessType, Action, RequestState
+from pki.serialize import audit_to_dict
+from pki.services import Actor, RequestFilter, Service
+
+TAG = "requests"
+# The 附件7 fields as JSON (docs/application-json.md); the service validates each and names the bad ones.
+Application = dict[str, str | int | bool | None]
+
+
+class NewRequest(Input):
+    application: Application = Field(max_length=100)
+
+
+class RequestRef(Input):
+    request_id: RecordId
+
+
+class EditRequest(RequestRef):
+    application: Application = Field(max_length=100)
+
+
+class Accept(RequestRef):
+    opinion: Literal["agree", "disagree"]
+    usbkey: Text = ""
+    comment: Text = ""
+
+
+class Review(RequestRef):
+    decision: Literal["approve", "return", "reject"]
+    reason: Text = ""
+
+
+class Cancel(RequestRef):
+    reason: Text
+
+
+class ListRequests(Input):
+    status: RequestState | None = None
+    province: Name | None = None
+    access_type: AccessType | None = None
+    search: Name | None = None
+    after_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class ImportUnits(Input):
+    csv: FileData
+    source_name: Name = "units.csv"
+    defaults: Application = Field(max_length=100)
+    label: Name
+    access_mode: AccessMode = AccessMode.BATCH
+    skip_invalid: bool = False
+
+
+class Rule(Document):
+    rule: str
+    passed: bool
+    reason: str
+    reason_zh: str
+
+
+class Prerequisites(Document):
+    applies: bool
+    passed: bool
+    at: Instant
+    rules: list[Rule]
+
+
+class RowProblem(BaseModel):
+    field: str
+    message: str
+
+
+class RejectedRow(BaseModel):
+    line: int
+    errors: list[RowProblem]
+
+
+class ImportResult(BaseModel):
+    batch_id: int | None
+    total: int
+    imported: list[int]
+    rejected: list[RejectedRow]
+
+
+def rows_json(rows: Any) -> list[dict[str, Any]]:
+    """Bad rows of an import as the API and --json report them."""
+    return [
+        {"line": r.row, "errors": [{"field": e.field, "message": e.message} for e in r.errors]} for r in rows
+    ]
+
+
+def _detail_model() -> Any:
+    from pydantic import create_model
+
+    return create_model(
+        "RequestDetail",
+        __base__=RequestDoc,
+        history=(list[AuditDoc], ...),
+        prerequisites=(Prerequisites, ...),
+    )
+
+
+RequestDetailDoc = _detail_model()
+
+
+@operation(
+    "request.new",
+    "POST",
+    "/requests",
+    NewRequest,
+    RequestDoc,
+    summary="Enter an application",
+    tag=TAG,
+    status=201,
+)
+def new(svc: Service, actor: Actor | None, data: NewRequest) -> Any:
+    return svc.requests.create(data.application, actor=acting(actor))
+
+
+@operation(
+    "request.edit",
+    "PUT",
+    "/requests/{request_id}",
+    EditRequest,
+    RequestDoc,
+    summary="Replace an application's fields (voids an earlier acceptance)",
+    tag=TAG,
+)
+def edit(svc: Service, actor: Actor | None, data: EditRequest) -> Any:
+    return svc.requests.edit(data.request_id, data.application, actor=acting(actor))
+
+
+@operation(
+    "request.import",
+    "POST",
+    "/requests/imports",
+    ImportUnits,
+    ImportResult,
+    summary="Import a 附件4–6 unit list (CSV), one request per unit",
+    tag=TAG,
+    status=201,
+)
+def import_units(svc: Service, actor: Actor | None, data: ImportUnits) -> Any:
+    result = svc.bulk.import_units(
+        data.csv,
+        actor=acting(actor),
+        defaults=data.defaults,
+        label=data.label,
+        access_mode=data.access_mode,
+        source_name=data.source_name,
+        skip_invalid=data.skip_invalid,
+    )
+    return {
+        "batch_id": result.batch_id,
+        "total": result.total,
+        "imported": result.request_ids,
+        "rejected": rows_json(result.rejected),
+    }
+
+
+@operation(
+    "request.list",
+    "GET",
+    "/requests",
+    ListRequests,
+    list[RequestDoc],
+    summary="List requests, oldest first",
+    tag=TAG,
+    needs_actor=False,
+)
+def find(svc: Service, actor: Actor | None, data: ListRequests) -> Any:
+    return svc.requests.find(
+        RequestFilter(
+            state=data.status,
+            province=data.province,
+            access_type=data.access_type,
+            search=data.search,
+            after_id=data.after_id,
+            limit=data.limit,
+        )
+    )
+
+
+@operation(
+    "request.show",
+    "GET",
+    "/requests/{request_id}",
+    RequestRef,
+    RequestDetailDoc,
+    summary="One request, its history and its test → formal prerequisites",
+    tag=TAG,
+    needs_actor=False,
+)
+def show(svc: Service, actor: Actor | None, data: RequestRef) -> Any:
+    req = svc.requests.get(data.request_id)
+    report = svc.cutover.prerequisites(data.request_id)
+    doc = RequestDoc.model_validate(req).model_dump()
+    return doc | {
+        "history": [audit_to_dict(a) for a in svc.requests.history(data.request_id)],
+        "prerequisites": {
+            "applies": report.applies,
+            "passed": report.passed,
+            "at": report.at,
+            "rules": report.rules,
+        },
+    }
+
+
+@operation(
+    "request.accept",
+    "POST",
+    "/requests/{request_id}/accept",
+    Accept,
+    RequestDoc,
+    summary="Record the acceptor's opinion (受理意见)",
+    tag=TAG,
+)
+def accept(svc: Service, actor: Actor | None, data: Accept) -> Any:
+    return svc.requests.accept(
+        data.request_id,
+        actor=acting(actor),
+        agree=data.opinion == "agree",
+        usbkey_model=data.usbkey,
+        comment=data.comment,
+    )
+
+
+@operation(
+    "request.countersign",
+    "POST",
+    "/requests/{request_id}/countersign",
+    RequestRef,
+    RequestDoc,
+    summary="Countersign an acceptance (负责人)",
+    tag=TAG,
+)
+def countersign(svc: Service, actor: Actor | None, data: RequestRef) -> Any:
+    return svc.requests.countersign(data.request_id, actor=acting(actor))
+
+
+@operation(
+    "request.review",
+    "POST",
+    "/requests/{request_id}/review",
+    Review,
+    RequestDoc,
+    summary="Approve, return for correction or reject",
+    tag=TAG,
+)
+def review(svc: Service, actor: Actor | None, data: Review) -> Any:
+    return svc.requests.review(
+        data.request_id, actor=acting(actor), decision=Action(data.decision), reason=data.reason
+    )
+
+
+@operation(
+    "request.cancel",
+    "POST",
+    "/requests/{request_id}/cancel",
+    Cancel,
+    RequestDoc,
+    summary="Withdraw a request that has not been issued",
+    tag=TAG,
+)
+def cancel(svc: Service, actor: Actor | None, data: Cancel) -> Any:
+    return svc.requests.cancel(data.request_id, actor=acting(actor), reason=data.reason)

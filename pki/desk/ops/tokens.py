@@ -1,0 +1,1 @@
+"""tokens operations (registered below)."""

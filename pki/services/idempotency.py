@@ -1,0 +1,122 @@
+"""Idempotency keys: a desk's retry of a write that already happened gets the first answer, never a second
+issuance.
+
+The key is claimed inside the operation's own write transaction (Context.write calls :func:`stake` after
+the work, before the commit), so the claim and the change commit together or not at all: a server killed
+before the commit leaves neither, and the retry does the work; killed after it, the retry finds the claim.
+The answer is stored right after the commit and replayed to every retry with the same key. Keys are per
+operator; a key reused for a different request is refused. Records older than a day are dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, update
+from sqlmodel import Session, col, select
+
+from pki.models import IdempotencyRecord
+
+if TYPE_CHECKING:
+    from pki.services.context import Context
+
+KEEP = timedelta(days=1)
+
+
+@dataclass
+class Claim:
+    username: str
+    key: str
+    operation: str
+    request_hash: str
+    staked: bool = False  # committed with the operation's transaction
+
+
+@dataclass(frozen=True)
+class Recorded:
+    operation: str
+    request_hash: str
+    status: int | None  # None: the work committed, its answer was not stored (the server died between)
+    response: str | None
+
+
+_CLAIM: ContextVar[Claim | None] = ContextVar("pki_idempotency_claim", default=None)
+
+
+def request_hash(operation: str, body: bytes) -> str:
+    return hashlib.sha256(operation.encode() + b"\0" + body).hexdigest()
+
+
+@contextmanager
+def claiming(claim: Claim | None) -> Iterator[None]:
+    """Write transactions opened inside stake ``claim`` (the first one that commits)."""
+    token = _CLAIM.set(claim)
+    try:
+        yield
+    finally:
+        _CLAIM.reset(token)
+
+
+def stake(session: Session, at: object) -> Claim | None:
+    """Inside a write transaction, after its work: record the pending claim, if any, in it."""
+    claim = _CLAIM.get()
+    if claim is None or claim.staked:
+        return None
+    session.add(
+        IdempotencyRecord(
+            username=claim.username,
+            key=claim.key,
+            operation=claim.operation,
+            request_hash=claim.request_hash,
+            created_at=at,
+        )
+    )
+    session.flush()  # a concurrent retry that committed first fails us here (unique username, key)
+    return claim
+
+
+class IdempotencyService:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def find(self, username: str, key: str) -> Recorded | None:
+        with self._ctx.read() as s:
+            rec = s.exec(
+                select(IdempotencyRecord).where(
+                    IdempotencyRecord.username == username, IdempotencyRecord.key == key
+                )
+            ).first()
+        if rec is None:
+            return None
+        return Recorded(rec.operation, rec.request_hash, rec.status, rec.response)
+
+    def store(self, claim: Claim, status: int, response: str) -> None:
+        """Keep the answer for retries (in a transaction of its own, after the work's commit)."""
+        now = self._ctx.now()
+        with self._ctx.write_plain() as s:
+            s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP))
+            done = s.execute(
+                update(IdempotencyRecord)
+                .where(
+                    col(IdempotencyRecord.username) == claim.username, col(IdempotencyRecord.key) == claim.key
+                )
+                .values(status=status, response=response)
+            )
+            if done.rowcount == 0:  # type: ignore[attr-defined]  # the work wrote nothing: claim it now
+                s.add(
+                    IdempotencyRecord(
+                        username=claim.username,
+                        key=claim.key,
+                        operation=claim.operation,
+                        request_hash=claim.request_hash,
+                        created_at=now,
+                        status=status,
+                        response=response,
+                    )
+                )
