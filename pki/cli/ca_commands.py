@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from pki.cli.app import as_option, cli, json_option, local_time, login, print_json, service
+from pki.cli.app import as_option, cli, desk, json_option, local_time, login, print_json, service
 from pki.enums import AccessType, RevocationReason
 
 CSR_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -24,33 +24,31 @@ def ca() -> None:
 @json_option
 def ca_show(as_json: bool) -> None:
     """Print the hierarchy: root, issuing CAs and their OCSP signers."""
-    from pki.serialize import ca_to_dict
-
-    cas = service().authority.all()
+    cas = desk().call("ca.show")
     if as_json:
-        print_json([ca_to_dict(c) for c in cas])
+        print_json(cas)
         return
     if not cas:
         click.echo("no CA yet: run 'pkictl init'")
-    depth = {c.id: 0 for c in cas}
+    depth = {c["id"]: 0 for c in cas}
     for c in cas:
-        if c.parent_id is not None:
-            depth[c.id] = depth[c.parent_id] + 1
-        indent = "  " * depth[c.id]
-        click.echo(f"{indent}{c.slug:<12} {c.role.value:<8} {c.key_algorithm:<9} serial {c.serial}")
-        click.echo(f"{indent}  {c.subject}")
-        click.echo(f"{indent}  valid {local_time(c.not_valid_before)} .. {local_time(c.not_valid_after)}")
+        if c["parent_id"] is not None:
+            depth[c["id"]] = depth[c["parent_id"]] + 1
+        indent = "  " * depth[c["id"]]
+        click.echo(f"{indent}{c['slug']:<12} {c['role']:<8} {c['key_algorithm']:<9} serial {c['serial']}")
+        click.echo(f"{indent}  {c['subject']}")
+        click.echo(
+            f"{indent}  valid {local_time(c['not_valid_before'])} .. {local_time(c['not_valid_after'])}"
+        )
 
 
-def _echo_cert(cert: Any, status: str, as_json: bool, verb: str) -> None:
-    from pki.serialize import certificate_to_dict
-
+def _echo_cert(cert: dict[str, Any], as_json: bool, verb: str) -> None:
     if as_json:
-        print_json(certificate_to_dict(cert, status))
+        print_json(cert)
     else:
         click.echo(
-            f"certificate {cert.serial} {verb}: {cert.kind.value}, {status}, "
-            f"until {local_time(cert.not_valid_after)}"
+            f"certificate {cert['serial']} {verb}: {cert['kind']}, {cert['status']}, "
+            f"until {local_time(cert['not_valid_after'])}"
         )
 
 
@@ -115,9 +113,8 @@ def issue(
     if csr_path is not None:
         if module_path or token_label or token_serial or key_type or resume:
             raise click.UsageError("--csr cannot be combined with USB key options")
-        svc = service()
-        cert = svc.issuance.issue_from_csr(request_id, csr_path.read_bytes(), actor=login(svc, as_user))
-        _echo_cert(cert, "valid", as_json, "issued")
+        cert = desk(as_user).call("issue.csr", request_id=request_id, csr=csr_path.read_bytes())
+        _echo_cert(cert, as_json, "issued")
         return
     if (token_label is None) == (token_serial is None):
         raise click.UsageError("give --token-label or --token-serial (or --csr)")
@@ -155,27 +152,22 @@ def cert_list(
     as_json: bool,
 ) -> None:
     """List certificates."""
-    from pki.serialize import certificate_to_dict
-    from pki.services import CertificateFilter
-
-    svc = service()
-    rows = svc.certificates.find(
-        CertificateFilter(
-            status=status,
-            kind=AccessType(kind) if kind else None,
-            expiring_within_days=days,
-            request_id=request_id,
-            after_id=after_id,
-            limit=limit,
-        )
+    rows = desk().call(
+        "cert.list",
+        status=status,
+        expiring_within=days,
+        kind=kind,
+        request_id=request_id,
+        after_id=after_id,
+        limit=limit,
     )
     if as_json:
-        print_json([certificate_to_dict(c, svc.certificates.status_of(c)) for c in rows])
+        print_json(rows)
         return
     for c in rows:
         click.echo(
-            f"{c.serial:<40} {svc.certificates.status_of(c):<8} {c.kind.value:<6} "
-            f"{local_time(c.not_valid_after)}  {c.credential_number}  {c.unit_name}"
+            f"{c['serial']:<40} {c['status']:<8} {c['kind']:<6} "
+            f"{local_time(c['not_valid_after'])}  {c['credential_number']}  {c['unit_name']}"
         )
 
 
@@ -184,15 +176,7 @@ def cert_list(
 @json_option
 def cert_show(serial: str, as_json: bool) -> None:
     """Show one certificate (serial in hex, colons and case as you like)."""
-    from dataclasses import asdict
-
-    from pki.serialize import certificate_to_dict
-
-    svc = service()
-    c = svc.certificates.get(serial)
-    data = certificate_to_dict(c, svc.certificates.status_of(c))
-    placement = svc.certificates.placement(c.id) if c.id is not None else None
-    data["token"] = asdict(placement) if placement else None
+    data = desk().call("cert.show", serial=serial)
     if as_json:
         print_json(data)
         return
@@ -200,13 +184,15 @@ def cert_show(serial: str, as_json: bool) -> None:
         if key == "token":
             continue
         click.echo(f"{key}: {value if value not in (None, '') else '-'}")
+    placement = data["token"]
     if placement is None:
         click.echo("token: -")
     else:
-        written = "" if placement.delivered else ", not yet written"
+        written = "" if placement["delivered"] else ", not yet written"
         click.echo(
-            f"token: {placement.token_label or placement.label} (serial {placement.token_serial}, "
-            f"model {placement.model or '-'}, key {placement.key_type}, key id {placement.key_id}{written})"
+            f"token: {placement['token_label'] or placement['label']} (serial {placement['token_serial']}, "
+            f"model {placement['model'] or '-'}, key {placement['key_type']}, key id {placement['key_id']}"
+            f"{written})"
         )
 
 
@@ -218,7 +204,9 @@ def cert_show(serial: str, as_json: bool) -> None:
 )
 def cert_export(serial: str, fmt: str, out: Path | None) -> None:
     """Export a certificate as PEM, DER, or PEM with its issuing CA and root (chain)."""
-    data = service().certificates.export(serial, fmt)
+    import base64
+
+    data = base64.b64decode(desk().call("cert.export", serial=serial, format=fmt)["data"])
     if out is not None:
         out.write_bytes(data)
     else:
@@ -247,8 +235,6 @@ def revoke(
     serial: str | None, from_file: Path | None, reason: str, comment: str, as_user: str, as_json: bool
 ) -> None:
     """Revoke one certificate, or a list of them from a file."""
-    from pki.serialize import certificate_to_dict
-
     if (serial is None) == (from_file is None):
         raise click.UsageError("give either SERIAL or --from-file FILE")
     serials = (
@@ -260,15 +246,12 @@ def revoke(
             if line.split("#", 1)[0].strip()
         ]
     )
-    svc = service()
-    done = svc.revocation.revoke_many(serials, reason, actor=login(svc, as_user), comment=comment)
+    done = desk(as_user).call("revoke", serials=serials, reason=reason, comment=comment)
     if as_json:
-        print_json([certificate_to_dict(c, "revoked") for c in done])
+        print_json(done)
         return
     for c in done:
-        click.echo(
-            f"certificate {c.serial} revoked ({c.revocation_reason.value if c.revocation_reason else '-'})"
-        )
+        click.echo(f"certificate {c['serial']} revoked ({c['revocation_reason'] or '-'})")
 
 
 @cli.group()
@@ -332,11 +315,10 @@ def renew(
     """Renew a certificate inside its renewal window: same unit, same kind, linked to the old one."""
     if rekey != (csr_path is not None):
         raise click.UsageError("--rekey needs --csr FILE, and --csr is only for --rekey")
-    svc = service()
-    new = svc.renewal.renew(
-        serial, actor=login(svc, as_user), months=months, csr=csr_path.read_bytes() if csr_path else None
+    new = desk(as_user).call(
+        "renew", serial=serial, months=months, csr=csr_path.read_bytes() if csr_path else None
     )
-    _echo_cert(new, "valid", as_json, "issued as renewal")
+    _echo_cert(new, as_json, "issued as renewal")
 
 
 @cli.command()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pki.cli.app import as_option, cli, json_option, local_time, login, print_json, service
+from pki.cli.app import as_option, cli, desk, json_option, local_time, login, print_json, service
 
 if TYPE_CHECKING:
     from pki.services import Actor, Service
@@ -389,11 +389,12 @@ def _find_token(paths: tuple[str, ...], label: str | None, serial: str | None) -
 @json_option
 def distribute(request_id: int, recipient: str, as_user: str, as_json: bool) -> None:
     """Record the hand-over of the request's USB key to the unit (分发) and mark it distributed."""
-    svc = service()
-    actor: Actor = login(svc, as_user)
-    done = svc.distribution.distribute(request_id, recipient=recipient, actor=actor)
+    done = desk(as_user).call("distribute", request_id=request_id, recipient=recipient)
     if as_json:
-        print_json(asdict(done))
+        print_json(done)
         return
-    extra = f"; {done.superseded_revoked} revoked as superseded" if done.superseded_revoked else ""
-    click.echo(f"request {done.request_id}: certificate {done.serial} handed over to {done.recipient}{extra}")
+    revoked = done["superseded_revoked"]
+    extra = f"; {revoked} revoked as superseded" if revoked else ""
+    click.echo(
+        f"request {done['request_id']}: certificate {done['serial']} handed over to {done['recipient']}{extra}"
+    )

@@ -7,11 +7,12 @@ has always printed them.
 
 from __future__ import annotations
 
+import base64
 import types
 from datetime import datetime
 from typing import Annotated, Any, Union, get_args, get_origin
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, PlainSerializer, create_model
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model
 from sqlmodel import SQLModel
 
 from pki.models import AuditRecord, Certificate, CertificateAuthority, CertificateRequest
@@ -20,11 +21,19 @@ from pki.models import AuditRecord, Certificate, CertificateAuthority, Certifica
 Instant = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json")]
 # An identifier from outside: range-checked before any query (a database integer is 64 bits).
 RecordId = Annotated[int, Field(ge=1, le=2**63 - 1)]
-Serial = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[0-9A-Fa-f:]+$")]
+Serial = Annotated[str, Field(min_length=1, max_length=128)]  # the service parses it (hex, colons, 0x)
 Text = Annotated[str, Field(max_length=500)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 # A file carried in JSON (a CSV, a CSR, a scan): base64; the API's body limit bounds it.
 FileData = Base64Bytes
+
+
+# A file in an answer (an export): raw bytes in, base64 in the JSON document.
+FileOut = Annotated[
+    bytes,
+    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
+]
 
 
 class Document(BaseModel):
