@@ -64,6 +64,18 @@ def desk(as_user: str | None = None) -> LocalDesk | RemoteDesk:
     return client
 
 
+def center_only() -> None:
+    """Refuse a command that needs the center's home (its database, its CA keys) on a desk logged in to a
+    server: say where it runs instead."""
+    remote = remote_session()
+    if remote is not None:
+        command = click.get_current_context().command_path
+        raise click.UsageError(
+            f"'{command}' runs on the center's host, not through {remote[0]}: "
+            "run it there (or 'pkictl logout', or PKI_SERVER=local, to use a local home)"
+        )
+
+
 def service() -> Service:
     """The service over the configured home; CA keys open with PKI_CA_PASSPHRASE or a prompt, on first use.
 
@@ -72,13 +84,7 @@ def service() -> Service:
     from pki.bootstrap import open_service
     from pki.config import Settings
 
-    remote = remote_session()
-    if remote is not None:
-        command = click.get_current_context().command_path
-        raise click.UsageError(
-            f"'{command}' runs on the center's host, not through {remote[0]}: "
-            "run it there (or 'pkictl logout', or PKI_SERVER=local, to use a local home)"
-        )
+    center_only()
 
     svc = open_service(Settings.from_env(), passphrase=ca_passphrase)
     # Close the pool when the command ends: leaving it to the garbage collector drops PostgreSQL connections

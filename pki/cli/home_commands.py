@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pki.cli.app import ca_passphrase, cli
+from pki.cli.app import ca_passphrase, center_only, cli
 
 
 @cli.command()
@@ -16,6 +16,7 @@ def init() -> None:
     from pki.bootstrap import initialize
     from pki.config import Settings
 
+    center_only()
     settings = Settings.from_env()
     svc = initialize(settings, ca_passphrase)
     click.get_current_context().call_on_close(svc.ctx.engine.dispose)
@@ -34,6 +35,7 @@ def demo() -> None:
     from pki import demo as demo_data
     from pki.config import Settings
 
+    center_only()
     settings = Settings.from_env()
     service = demo_data.open_demo_home(settings)
     click.get_current_context().call_on_close(service.ctx.engine.dispose)
