@@ -1,0 +1,251 @@
+"""The API through Flask's test client over the test service (fixed clock, both databases): sessions,
+transport, idempotency, validation before the service, problem documents, the role matrix, the contract."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import timedelta
+
+import pytest
+from flask.testing import FlaskClient
+from sqlmodel import Session, select
+
+from pki.clock import FixedClock
+from pki.desk.contract import operations
+from pki.enums import Role
+from pki.models import ApiSession, Certificate, IdempotencyRecord
+from pki.services import Actor, Service
+from pki.services.sessions import token_hash
+from tests.conftest import T0
+from tests.support.data import application, make_uscc
+from tests.support.pki import approved, csr_for, key
+from web import create_app
+
+PASSWORD = "api-test-password"
+
+
+@pytest.fixture
+def client(ca_service: Service) -> FlaskClient:
+    return create_app(ca_service, {"TESTING": True}).test_client()
+
+
+def bearer(service: Service, username: str) -> dict[str, str]:
+    """A session for ``username`` as login makes it (without paying for Argon2 in every test)."""
+    token = f"pkis_test_{username}"
+    now = service.ctx.now()
+    with Session(service.ctx.engine) as s:
+        s.add(
+            ApiSession(
+                token_hash=token_hash(token),
+                username=username,
+                created_at=now,
+                last_used_at=now,
+                expires_at=now + service.ctx.policies.access.desk_absolute,
+            )
+        )
+        s.commit()
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_login_gives_a_token_the_server_keeps_only_as_a_hash(client: FlaskClient, service: Service) -> None:
+    service.users.add("root", PASSWORD, ["admin"], actor=None)
+    opened = client.post("/api/v1/sessions", json={"username": "root", "password": PASSWORD})
+    assert opened.status_code == 201
+    token = opened.json["token"]
+    assert opened.json["expires_at"] == (T0 + service.ctx.policies.access.desk_absolute).isoformat()
+    with Session(service.ctx.engine) as s:
+        stored = s.exec(select(ApiSession)).one()
+    assert stored.token_hash == token_hash(token) and token not in stored.token_hash
+    me = client.get("/api/v1/sessions/current", headers={"Authorization": f"Bearer {token}"})
+    assert me.json == {"username": "root", "roles": ["admin"]}
+
+
+def test_wrong_passwords_are_throttled_like_every_login(client: FlaskClient, service: Service) -> None:
+    service.users.add("root", PASSWORD, ["admin"], actor=None)
+    limit = service.ctx.policies.access.max_failures_per_user
+    for _ in range(limit):
+        bad = client.post("/api/v1/sessions", json={"username": "root", "password": "wrong-password"})
+        assert bad.status_code == 401 and bad.json["code"] == "authentication"
+    throttled = client.post("/api/v1/sessions", json={"username": "root", "password": PASSWORD})
+    assert throttled.status_code == 429 and throttled.json["code"] == "throttled"
+    assert throttled.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("advance", "why"),
+    [
+        (lambda p: p.desk_idle + timedelta(seconds=1), "expired (idle)"),
+        (lambda p: None, "expired"),
+    ],
+    ids=["idle", "absolute"],
+)
+def test_sessions_end(client: FlaskClient, service: Service, clock: FixedClock, people, advance, why) -> None:
+    headers = bearer(service, "clerk")
+    policy = service.ctx.policies.access
+    step = advance(policy)
+    if step is None:  # used every so often until the absolute limit passes
+        while clock.now() < T0 + policy.desk_absolute:
+            clock.advance(policy.desk_idle / 2)
+            client.get("/api/v1/sessions/current", headers=headers)
+    else:
+        clock.advance(step)
+    answer = client.get("/api/v1/requests", headers=headers)
+    assert answer.status_code == 401
+    assert answer.json["detail"] == f"session {why}: log in again with 'pkictl login'"
+
+
+def test_no_token_no_service(client: FlaskClient, people) -> None:
+    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer nope"}):
+        answer = client.get("/api/v1/requests", headers=headers)
+        assert answer.status_code == 401, headers
+
+
+def test_secrets_are_refused_over_plain_http_from_elsewhere(client: FlaskClient, service: Service, people) -> None:
+    headers = bearer(service, "clerk")
+    far = {"REMOTE_ADDR": "192.0.2.7"}
+    plain = client.get("/api/v1/requests", headers=headers, environ_base=far)
+    assert plain.status_code == 403 and plain.json["code"] == "insecure_transport"
+    login = client.post("/api/v1/sessions", json={"username": "x", "password": "y"}, environ_base=far)
+    assert login.status_code == 403
+    tls = client.get("/api/v1/requests", headers=headers, environ_base=far, base_url="https://center.example")
+    assert tls.status_code == 200
+
+
+def _issue(client: FlaskClient, headers: dict[str, str], rid: int, csr: bytes, key_: str):
+    body = {"csr": base64.b64encode(csr).decode()}
+    return client.post(f"/api/v1/requests/{rid}/certificate", json=body, headers=headers | {"Idempotency-Key": key_})
+
+
+def test_a_retried_issuance_issues_once(client: FlaskClient, ca_service: Service, people) -> None:
+    rid = approved(ca_service, people)
+    headers = bearer(ca_service, "distributor")
+    csr = csr_for(key("ec-p256", 41))
+    first = _issue(client, headers, rid, csr, "k-1")
+    again = _issue(client, headers, rid, csr, "k-1")
+    assert first.status_code == again.status_code == 201
+    assert again.headers["Idempotent-Replayed"] == "true" and "Idempotent-Replayed" not in first.headers
+    assert again.json == first.json
+    with Session(ca_service.ctx.engine) as s:
+        assert len(s.exec(select(Certificate).where(Certificate.request_id == rid)).all()) == 1
+    # The same key for another request is refused; a new key for the same request meets the state machine.
+    other = _issue(client, headers, rid, csr_for(key("ec-p256", 42)), "k-1")
+    assert other.status_code == 409 and "different request" in other.json["detail"]
+    fresh = _issue(client, headers, rid, csr, "k-2")
+    assert fresh.status_code == 409 and fresh.json["code"] == "invalid_transition"
+
+
+def test_a_refused_write_claims_no_key(client: FlaskClient, ca_service: Service, people) -> None:
+    rid = approved(ca_service, people)
+    csr = csr_for(key("ec-p256", 43))
+    refused = _issue(client, bearer(ca_service, "clerk"), rid, csr, "k-9")  # no distributor role
+    assert refused.status_code == 403
+    with Session(ca_service.ctx.engine) as s:
+        assert s.exec(select(IdempotencyRecord)).all() == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"application": {"unit_name": {"nested": 1}}}, "application.unit_name"),
+        ({"application": {}, "extra": 1}, "extra"),
+        ({}, "application"),
+    ],
+)
+def test_bodies_are_validated_before_the_service(client: FlaskClient, service: Service, people, body, field) -> None:
+    answer = client.post("/api/v1/requests", json=body, headers=bearer(service, "clerk"))
+    assert answer.status_code == 400
+    assert any(e["field"].startswith(field) for e in answer.json["errors"]), answer.json
+    assert all(e["message_zh"] for e in answer.json["errors"])
+
+
+def test_deep_or_huge_bodies_are_refused(client: FlaskClient, service: Service, people) -> None:
+    headers = bearer(service, "clerk") | {"Content-Type": "application/json"}
+    deep = '{"application":' + "[" * 100_000 + "]" * 100_000 + "}"
+    answer = client.post("/api/v1/requests", data=deep, headers=headers)
+    assert answer.status_code == 400 and "nested" in answer.json["detail"]
+    huge = client.post("/api/v1/requests", data=b"{" + b" " * (25 * 1024 * 1024) + b"}", headers=headers)
+    assert huge.status_code == 413 and huge.headers["content-type"] == "application/problem+json"
+
+
+def test_unknown_paths_and_methods_are_problems(client: FlaskClient, service: Service, people) -> None:
+    headers = bearer(service, "clerk")
+    for answer, status in (
+        (client.get("/api/v1/nowhere", headers=headers), 404),
+        (client.patch("/api/v1/requests", headers=headers), 405),
+        (client.get("/api/v1/requests/18446744073709551616", headers=headers), 400),
+    ):
+        assert answer.status_code == status
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert answer.json["status"] == status
+
+
+# What each role may do to a request in the state that allows the step (policies/workflow.toml).
+STEPS = {
+    "accept": ("entered", lambda rid: (f"/api/v1/requests/{rid}/accept", {"opinion": "agree", "usbkey": "飞天诚信 ePass3003"})),
+    "countersign": ("accepted", lambda rid: (f"/api/v1/requests/{rid}/countersign", {})),
+    "approve": ("countersigned", lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "approve"})),
+    "return": ("countersigned", lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "return", "reason": "补正"})),
+    "reject": ("countersigned", lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "reject", "reason": "不符"})),
+    "cancel": ("entered", lambda rid: (f"/api/v1/requests/{rid}/cancel", {"reason": "撤回"})),
+    "edit": ("entered", lambda rid: (f"/api/v1/requests/{rid}", None)),
+}
+
+
+@pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
+@pytest.mark.parametrize("step", list(STEPS))
+def test_role_matrix_through_the_api(client: FlaskClient, service: Service, people, role: Role, step: str) -> None:
+    from pki.enums import Action
+
+    state, where = STEPS[step]
+    uscc = make_uscc("110101", str(83000000 + list(STEPS).index(step) * 10 + list(Role).index(role)))
+    req = service.requests.create(application(credential_number=uscc), actor=people["clerk"])
+    assert req.id is not None
+    if state in ("accepted", "countersigned"):
+        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
+    if state == "countersigned":
+        service.requests.countersign(req.id, actor=people["head"])
+    actor_name = f"matrix-{role.value}"
+    from pki.models import User
+
+    with Session(service.ctx.engine) as s:
+        s.add(User(username=actor_name, password_hash="!", roles=role.value, created_at=T0))
+        s.commit()
+    path, body = where(req.id)
+    headers = bearer(service, actor_name)
+    if body is None:
+        answer = client.put(path, json={"application": application(credential_number=uscc, unit_fax="010-87654321")}, headers=headers)
+    else:
+        answer = client.post(path, json=body, headers=headers)
+    allowed = service.ctx.policies.workflow.role_allows([role.value], Action(step))
+    if allowed:
+        assert answer.status_code == 200, answer.json
+    else:
+        assert answer.status_code == 403 and answer.json["code"] == "forbidden", answer.json
+
+
+def test_separation_of_duties_through_the_api(client: FlaskClient, service: Service, people: dict[str, Actor]) -> None:
+    from pki.models import User
+
+    with Session(service.ctx.engine) as s:
+        s.add(User(username="both", password_hash="!", roles="acceptor,entry", created_at=T0))
+        s.commit()
+    headers = bearer(service, "both")
+    made = client.post("/api/v1/requests", json={"application": application()}, headers=headers)
+    assert made.status_code == 201
+    own = client.post(
+        f"/api/v1/requests/{made.json['id']}/accept", json={"opinion": "agree", "usbkey": "x"}, headers=headers
+    )
+    assert own.status_code == 403 and own.json["code"] == "separation_of_duties"
+
+
+def test_the_contract_is_published_from_the_models(client: FlaskClient) -> None:
+    doc = client.get("/api/v1/openapi.json").json
+    assert doc["openapi"].startswith("3.1")
+    ids = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
+    assert ids == set(operations())
+    new = doc["paths"]["/api/v1/requests"]["post"]
+    assert new["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/NewRequest"
+    assert "Request" in doc["components"]["schemas"]
+    assert set(doc["components"]["schemas"]["Request"]["properties"]) >= {"unit_name", "state", "entered_at"}
+    json.dumps(doc)  # a JSON document, all of it
