@@ -96,12 +96,19 @@ def test_sessions_end(client: FlaskClient, service: Service, clock: FixedClock, 
 
 
 def test_no_token_no_service(client: FlaskClient, people) -> None:
-    for headers in ({}, {"Authorization": "Bearer "}, {"Authorization": "Basic abc"}, {"Authorization": "Bearer nope"}):
+    for headers in (
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer nope"},
+    ):
         answer = client.get("/api/v1/requests", headers=headers)
         assert answer.status_code == 401, headers
 
 
-def test_secrets_are_refused_over_plain_http_from_elsewhere(client: FlaskClient, service: Service, people) -> None:
+def test_secrets_are_refused_over_plain_http_from_elsewhere(
+    client: FlaskClient, service: Service, people
+) -> None:
     headers = bearer(service, "clerk")
     far = {"REMOTE_ADDR": "192.0.2.7"}
     plain = client.get("/api/v1/requests", headers=headers, environ_base=far)
@@ -114,7 +121,9 @@ def test_secrets_are_refused_over_plain_http_from_elsewhere(client: FlaskClient,
 
 def _issue(client: FlaskClient, headers: dict[str, str], rid: int, csr: bytes, key_: str):
     body = {"csr": base64.b64encode(csr).decode()}
-    return client.post(f"/api/v1/requests/{rid}/certificate", json=body, headers=headers | {"Idempotency-Key": key_})
+    return client.post(
+        f"/api/v1/requests/{rid}/certificate", json=body, headers=headers | {"Idempotency-Key": key_}
+    )
 
 
 def test_a_retried_issuance_issues_once(client: FlaskClient, ca_service: Service, people) -> None:
@@ -152,7 +161,9 @@ def test_a_refused_write_claims_no_key(client: FlaskClient, ca_service: Service,
         ({}, "application"),
     ],
 )
-def test_bodies_are_validated_before_the_service(client: FlaskClient, service: Service, people, body, field) -> None:
+def test_bodies_are_validated_before_the_service(
+    client: FlaskClient, service: Service, people, body, field
+) -> None:
     answer = client.post("/api/v1/requests", json=body, headers=bearer(service, "clerk"))
     assert answer.status_code == 400
     assert any(e["field"].startswith(field) for e in answer.json["errors"]), answer.json
@@ -182,11 +193,20 @@ def test_unknown_paths_and_methods_are_problems(client: FlaskClient, service: Se
 
 # What each role may do to a request in the state that allows the step (policies/workflow.toml).
 STEPS = {
-    "accept": ("entered", lambda rid: (f"/api/v1/requests/{rid}/accept", {"opinion": "agree", "usbkey": "飞天诚信 ePass3003"})),
+    "accept": (
+        "entered",
+        lambda rid: (f"/api/v1/requests/{rid}/accept", {"opinion": "agree", "usbkey": "飞天诚信 ePass3003"}),
+    ),
     "countersign": ("accepted", lambda rid: (f"/api/v1/requests/{rid}/countersign", {})),
     "approve": ("countersigned", lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "approve"})),
-    "return": ("countersigned", lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "return", "reason": "补正"})),
-    "reject": ("countersigned", lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "reject", "reason": "不符"})),
+    "return": (
+        "countersigned",
+        lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "return", "reason": "补正"}),
+    ),
+    "reject": (
+        "countersigned",
+        lambda rid: (f"/api/v1/requests/{rid}/review", {"decision": "reject", "reason": "不符"}),
+    ),
     "cancel": ("entered", lambda rid: (f"/api/v1/requests/{rid}/cancel", {"reason": "撤回"})),
     "edit": ("entered", lambda rid: (f"/api/v1/requests/{rid}", None)),
 }
@@ -194,7 +214,9 @@ STEPS = {
 
 @pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
 @pytest.mark.parametrize("step", list(STEPS))
-def test_role_matrix_through_the_api(client: FlaskClient, service: Service, people, role: Role, step: str) -> None:
+def test_role_matrix_through_the_api(
+    client: FlaskClient, service: Service, people, role: Role, step: str
+) -> None:
     from pki.enums import Action
 
     state, where = STEPS[step]
@@ -202,7 +224,9 @@ def test_role_matrix_through_the_api(client: FlaskClient, service: Service, peop
     req = service.requests.create(application(credential_number=uscc), actor=people["clerk"])
     assert req.id is not None
     if state in ("accepted", "countersigned"):
-        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
+        service.requests.accept(
+            req.id, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003"
+        )
     if state == "countersigned":
         service.requests.countersign(req.id, actor=people["head"])
     actor_name = f"matrix-{role.value}"
@@ -214,7 +238,11 @@ def test_role_matrix_through_the_api(client: FlaskClient, service: Service, peop
     path, body = where(req.id)
     headers = bearer(service, actor_name)
     if body is None:
-        answer = client.put(path, json={"application": application(credential_number=uscc, unit_fax="010-87654321")}, headers=headers)
+        answer = client.put(
+            path,
+            json={"application": application(credential_number=uscc, unit_fax="010-87654321")},
+            headers=headers,
+        )
     else:
         answer = client.post(path, json=body, headers=headers)
     allowed = service.ctx.policies.workflow.role_allows([role.value], Action(step))
@@ -224,7 +252,9 @@ def test_role_matrix_through_the_api(client: FlaskClient, service: Service, peop
         assert answer.status_code == 403 and answer.json["code"] == "forbidden", answer.json
 
 
-def test_separation_of_duties_through_the_api(client: FlaskClient, service: Service, people: dict[str, Actor]) -> None:
+def test_separation_of_duties_through_the_api(
+    client: FlaskClient, service: Service, people: dict[str, Actor]
+) -> None:
     from pki.models import User
 
     with Session(service.ctx.engine) as s:
@@ -234,7 +264,9 @@ def test_separation_of_duties_through_the_api(client: FlaskClient, service: Serv
     made = client.post("/api/v1/requests", json={"application": application()}, headers=headers)
     assert made.status_code == 201
     own = client.post(
-        f"/api/v1/requests/{made.json['id']}/accept", json={"opinion": "agree", "usbkey": "x"}, headers=headers
+        f"/api/v1/requests/{made.json['id']}/accept",
+        json={"opinion": "agree", "usbkey": "x"},
+        headers=headers,
     )
     assert own.status_code == 403 and own.json["code"] == "separation_of_duties"
 
@@ -245,7 +277,10 @@ def test_the_contract_is_published_from_the_models(client: FlaskClient) -> None:
     ids = {op["operationId"] for path in doc["paths"].values() for op in path.values()}
     assert ids == set(operations())
     new = doc["paths"]["/api/v1/requests"]["post"]
-    assert new["requestBody"]["content"]["application/json"]["schema"]["$ref"] == "#/components/schemas/NewRequest"
+    assert (
+        new["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        == "#/components/schemas/NewRequest"
+    )
     assert "Request" in doc["components"]["schemas"]
     assert set(doc["components"]["schemas"]["Request"]["properties"]) >= {"unit_name", "state", "entered_at"}
     json.dumps(doc)  # a JSON document, all of it

@@ -68,14 +68,28 @@ def test_a_desk_holds_no_center_secret_and_carries_a_request_to_revocation(
         assert session.stat().st_mode & 0o777 == 0o600
         assert json.loads(session.read_text())["token"].startswith("pkis_")
 
-    rid = d["entry"]("request", "new", "--file", str(new_application(tmp_path)), "--as", "u-entry", "--json", check=True).json()["id"]
-    accepted = d["acceptor"]("request", "accept", str(rid), "--opinion", "agree", "--usbkey", "飞天诚信 ePass3003", "--as", "u-acceptor")
+    rid = d["entry"](
+        "request", "new", "--file", str(new_application(tmp_path)), "--as", "u-entry", "--json", check=True
+    ).json()["id"]
+    accepted = d["acceptor"](
+        "request",
+        "accept",
+        str(rid),
+        "--opinion",
+        "agree",
+        "--usbkey",
+        "飞天诚信 ePass3003",
+        "--as",
+        "u-acceptor",
+    )
     assert (accepted.code, accepted.out) == (0, f"request {rid} accepted: accepted\n")
     d["head"]("request", "countersign", str(rid), "--as", "u-head", check=True)
     d["reviewer"]("request", "review", str(rid), "--approve", "--as", "u-reviewer", check=True)
     csr = tmp_path / "unit.csr"
     csr.write_bytes(csr_for(key("ec-p256", 40)))
-    issued = d["distributor"]("issue", str(rid), "--csr", str(csr), "--as", "u-distributor", "--json", check=True).json()
+    issued = d["distributor"](
+        "issue", str(rid), "--csr", str(csr), "--as", "u-distributor", "--json", check=True
+    ).json()
     assert issued["status"] == "valid" and issued["request_id"] == rid
 
     # The same document as the center's own CLI prints (the prerequisites are evaluated "now").
@@ -98,7 +112,9 @@ def test_a_desk_holds_no_center_secret_and_carries_a_request_to_revocation(
 def test_refusals_read_as_on_the_center(center: tuple[str, dict[str, str]], tmp_path: Path) -> None:
     base, env = center
     d = desks(base, tmp_path, "entry", "acceptor")
-    rid = d["entry"]("request", "new", "--file", str(new_application(tmp_path)), "--as", "u-entry", "--json", check=True).json()["id"]
+    rid = d["entry"](
+        "request", "new", "--file", str(new_application(tmp_path)), "--as", "u-entry", "--json", check=True
+    ).json()["id"]
     # The clerk may not accept (role); the remote line is the local line.
     argv = ("request", "accept", str(rid), "--opinion", "agree", "--usbkey", "x", "--as", "u-entry")
     remote, there = d["entry"](*argv), local(env, *argv)

@@ -49,7 +49,9 @@ def prepare_home(home: Path, db_url: str, roles: tuple[str, ...] = ROLES, prefix
 
 
 @contextmanager
-def serving(env: dict[str, str], *, extra_path: Path | None = None, args: tuple[str, ...] = ()) -> Iterator[str]:
+def serving(
+    env: dict[str, str], *, extra_path: Path | None = None, args: tuple[str, ...] = ()
+) -> Iterator[str]:
     """`pkictl serve` on a free port with ``env``; yields its base URL; stopped on exit.
 
     ``extra_path`` goes first on PYTHONPATH (a sitecustomize shim that injects a fault, say)."""

@@ -70,17 +70,44 @@ def _doc(svc: Service, cert: Any, status: str | None = None) -> dict[str, Any]:
     return certificate_to_dict(cert, status or svc.certificates.status_of(cert))
 
 
-@operation("ca.show", "GET", "/cas", NoInput, list[CaDoc], summary="The CA hierarchy: root, issuing CAs, OCSP signers", tag=TAG, needs_actor=False)
+@operation(
+    "ca.show",
+    "GET",
+    "/cas",
+    NoInput,
+    list[CaDoc],
+    summary="The CA hierarchy: root, issuing CAs, OCSP signers",
+    tag=TAG,
+    needs_actor=False,
+)
 def cas(svc: Service, actor: Actor | None, data: NoInput) -> Any:
     return svc.authority.all()
 
 
-@operation("issue.csr", "POST", "/requests/{request_id}/certificate", IssueFromCsr, CertificateDoc, summary="Issue an approved request's certificate from a PKCS#10 CSR (the subject comes from the request)", tag=TAG, status=201)
+@operation(
+    "issue.csr",
+    "POST",
+    "/requests/{request_id}/certificate",
+    IssueFromCsr,
+    CertificateDoc,
+    summary="Issue an approved request's certificate from a PKCS#10 CSR (the subject comes from the request)",
+    tag=TAG,
+    status=201,
+)
 def issue_from_csr(svc: Service, actor: Actor | None, data: IssueFromCsr) -> Any:
     return _doc(svc, svc.issuance.issue_from_csr(data.request_id, data.csr, actor=acting(actor)), "valid")
 
 
-@operation("cert.list", "GET", "/certificates", ListCertificates, list[CertificateDoc], summary="List certificates", tag=TAG, needs_actor=False)
+@operation(
+    "cert.list",
+    "GET",
+    "/certificates",
+    ListCertificates,
+    list[CertificateDoc],
+    summary="List certificates",
+    tag=TAG,
+    needs_actor=False,
+)
 def find(svc: Service, actor: Actor | None, data: ListCertificates) -> Any:
     rows = svc.certificates.find(
         CertificateFilter(
@@ -95,30 +122,73 @@ def find(svc: Service, actor: Actor | None, data: ListCertificates) -> Any:
     return [_doc(svc, c) for c in rows]
 
 
-@operation("cert.show", "GET", "/certificates/{serial}", CertificateRef, CertificateDetail, summary="One certificate and the USB key holding it", tag=TAG, needs_actor=False)
+@operation(
+    "cert.show",
+    "GET",
+    "/certificates/{serial}",
+    CertificateRef,
+    CertificateDetail,
+    summary="One certificate and the USB key holding it",
+    tag=TAG,
+    needs_actor=False,
+)
 def show(svc: Service, actor: Actor | None, data: CertificateRef) -> Any:
     cert = svc.certificates.get(data.serial)
     placement = svc.certificates.placement(cert.id) if cert.id is not None else None
     return _doc(svc, cert) | {"token": asdict(placement) if placement else None}
 
 
-@operation("cert.export", "GET", "/certificates/{serial}/export", Export, Exported, summary="A certificate as PEM, DER, or PEM with its chain", tag=TAG, needs_actor=False)
+@operation(
+    "cert.export",
+    "GET",
+    "/certificates/{serial}/export",
+    Export,
+    Exported,
+    summary="A certificate as PEM, DER, or PEM with its chain",
+    tag=TAG,
+    needs_actor=False,
+)
 def export(svc: Service, actor: Actor | None, data: Export) -> Any:
     return {"format": data.format, "data": svc.certificates.export(data.serial, data.format)}
 
 
-@operation("revoke", "POST", "/revocations", Revoke, list[CertificateDoc], summary="Revoke certificates, all or none", tag=TAG)
+@operation(
+    "revoke",
+    "POST",
+    "/revocations",
+    Revoke,
+    list[CertificateDoc],
+    summary="Revoke certificates, all or none",
+    tag=TAG,
+)
 def revoke(svc: Service, actor: Actor | None, data: Revoke) -> Any:
     done = svc.revocation.revoke_many(data.serials, data.reason, actor=acting(actor), comment=data.comment)
     return [_doc(svc, c, "revoked") for c in done]
 
 
-@operation("renew", "POST", "/certificates/{serial}/renewal", Renew, CertificateDoc, summary="Renew a certificate inside its renewal window (rekey with a CSR)", tag=TAG, status=201)
+@operation(
+    "renew",
+    "POST",
+    "/certificates/{serial}/renewal",
+    Renew,
+    CertificateDoc,
+    summary="Renew a certificate inside its renewal window (rekey with a CSR)",
+    tag=TAG,
+    status=201,
+)
 def renew(svc: Service, actor: Actor | None, data: Renew) -> Any:
     new = svc.renewal.renew(data.serial, actor=acting(actor), months=data.months, csr=data.csr)
     return _doc(svc, new, "valid")
 
 
-@operation("distribute", "POST", "/requests/{request_id}/distribution", Distribute, Distributed, summary="Record the hand-over of the USB key to the unit (分发)", tag=TAG)
+@operation(
+    "distribute",
+    "POST",
+    "/requests/{request_id}/distribution",
+    Distribute,
+    Distributed,
+    summary="Record the hand-over of the USB key to the unit (分发)",
+    tag=TAG,
+)
 def distribute(svc: Service, actor: Actor | None, data: Distribute) -> Any:
     return svc.distribution.distribute(data.request_id, recipient=data.recipient, actor=acting(actor))
