@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sqlalchemy import delete, update
@@ -63,7 +63,7 @@ def claiming(claim: Claim | None) -> Iterator[None]:
         _CLAIM.reset(token)
 
 
-def stake(session: Session, at: object) -> Claim | None:
+def stake(session: Session, at: datetime) -> Claim | None:
     """Inside a write transaction, after its work: record the pending claim, if any, in it."""
     claim = _CLAIM.get()
     if claim is None or claim.staked:
