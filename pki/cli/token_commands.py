@@ -11,6 +11,7 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -63,17 +64,18 @@ def _present(module: Module) -> list[TokenInfo]:
     return scan.tokens
 
 
-def _echo_issued(done: TokenIssued, as_json: bool) -> None:
+def _echo_issued(done: dict[str, Any], as_json: bool) -> None:
+    """A delivery (services/token_issuance.TokenIssued) as a document: the same from either desk."""
+    if isinstance(done.get("not_valid_after"), datetime):
+        done = done | {"not_valid_after": done["not_valid_after"].isoformat()}
     if as_json:
-        data = asdict(done)
-        data["not_valid_after"] = done.not_valid_after.isoformat()
-        print_json(data)
+        print_json(done)
         return
-    verb = "written (resumed)" if done.resumed else "issued"
+    verb = "written (resumed)" if done["resumed"] else "issued"
     click.echo(
-        f"certificate {done.serial} {verb} onto token {done.token_serial} as {done.label!r} "
-        f"({done.key_type}, key id {done.key_id}), until {local_time(done.not_valid_after)}; "
-        f"request {done.request_id} is issued: hand it over with 'pkictl distribute {done.request_id}'"
+        f"certificate {done['serial']} {verb} onto token {done['token_serial']} as {done['label']!r} "
+        f"({done['key_type']}, key id {done['key_id']}), until {local_time(done['not_valid_after'])}; "
+        f"request {done['request_id']} is issued: hand it over with 'pkictl distribute {done['request_id']}'"
     )
 
 
@@ -87,20 +89,46 @@ def issue_onto_token(
     resume: bool,
     as_json: bool,
 ) -> None:
+    """One request onto one USB key, through whichever desk this is: the center's service in this process,
+    or the center's API (pki/desk/usbkey.py, the handshake) with the key pair made on the token here."""
+    from pki.desk import usbkey
+    from pki.desk.local import LocalDesk
     from tokens.usbkey import open_usb_key
 
-    svc = service()
-    actor = login(svc, as_user)
-    path, chosen = _module_for(svc, request_id, module_path, key_type)
+    d = desk(as_user)
+    if not isinstance(d, LocalDesk):
+        # Resuming, the certificate waiting on the center says which module; else the issuance's start does.
+        plan = d.call("token.pending" if resume else "token.begin", request_id=request_id)
+        path = module_path or plan["module"]
+        if path is None:
+            raise click.UsageError(
+                "tokens.toml knows no module for this request's USB key model: give --module"
+            )
+        chosen = key_type or plan["key_type"] or "ec-p256"
+    else:
+        path, chosen = _module_for(d.service, request_id, module_path, key_type)
     module = _load(path)
     info = _find(module, token_label, token_serial)
     pin = token_pin()
+
+    def open_device() -> Any:
+        return open_usb_key(module, info, pin)
+
+    if not isinstance(d, LocalDesk):
+        document = (
+            usbkey.resume(d, request_id, open_device, plan)
+            if resume
+            else usbkey.issue(d, request_id, open_device, info.serial, chosen)
+        )
+        _echo_issued(document, as_json)
+        return
+    svc, actor = d.service, d.actor()
     if resume:
-        with open_usb_key(module, info, pin) as device:
+        with open_device() as device:
             done = svc.token_issuance.resume(request_id, device, actor=actor)
     else:
         done = issue_prechecked(svc, module, info, pin, request_id, actor, chosen)
-    _echo_issued(done, as_json)
+    _echo_issued(asdict(done), as_json)
 
 
 def issue_prechecked(
@@ -256,31 +284,34 @@ def token() -> None:
 @json_option
 def token_list(modules: tuple[str, ...], as_json: bool) -> None:
     """List recorded tokens (state, holder, certificates) and the tokens present now."""
+    from pki.desk.local import LocalDesk
     from pki.errors import TokenError
-    from pki.services.inventory import SeenToken
+    from policies import load_policies
 
-    svc = service()
-    paths = modules or _installed_modules(svc)
-    seen: list[SeenToken] = []
+    d = desk()
+    policy = d.service.ctx.policies if isinstance(d, LocalDesk) else load_policies()
+    paths = modules or tuple(p for p in policy.tokens.modules() if Path(p).is_file())
+    seen: list[dict[str, str]] = []
     for path in paths:
         try:
-            seen += [SeenToken(t.serial, t.label, t.model, path) for t in _present(_load(path))]
+            seen += [
+                {"serial": t.serial, "label": t.label, "model": t.model, "module": path}
+                for t in _present(_load(path))
+            ]
         except TokenError as e:
             click.echo(f"pkictl: warning: {e.message}", err=True)
-    rows = svc.inventory.tokens(seen)
+    rows = d.call("token.list", seen=seen)
     if as_json:
-        print_json(
-            [{**asdict(r), "updated_at": r.updated_at.isoformat() if r.updated_at else None} for r in rows]
-        )
+        print_json(rows)
         return
     if not rows:
         click.echo("no tokens recorded or present")
     for r in rows:
-        where = "present" if r.present else "absent"
-        holder = f"{r.holder_credential} {r.holder_unit}".strip() or "-"
+        where = "present" if r["present"] else "absent"
+        holder = f"{r['holder_credential']} {r['holder_unit']}".strip() or "-"
         click.echo(
-            f"{r.serial:<20} {r.state:<10} {where:<7} certs {r.certificates:<3} {r.label or '-':<20} "
-            f"{r.model or '-':<20} {holder}"
+            f"{r['serial']:<20} {r['state']:<10} {where:<7} certs {r['certificates']:<3} {r['label'] or '-':<20} "
+            f"{r['model'] or '-':<20} {holder}"
         )
 
 
@@ -298,13 +329,12 @@ def token_mark(serial: str, mark: str | None, comment: str, as_user: str, as_jso
     """Mark a token lost, destroyed, returned, suspended or reinstated, applying tokens.toml [inventory]."""
     if mark is None:
         raise click.UsageError("give one of --lost, --destroyed, --returned, --suspended, --reinstated")
-    svc = service()
-    done = svc.inventory.mark(serial, mark, actor=login(svc, as_user), comment=comment)
+    done = desk(as_user).call("token.mark", serial=serial, mark=mark, comment=comment)
     if as_json:
-        print_json({"serial": done.serial, "state": done.state.value, "revoked": done.revoked})
+        print_json(done)
         return
-    revoked = f"; revoked {', '.join(done.revoked)}" if done.revoked else ""
-    click.echo(f"token {done.serial} marked {done.state.value}{revoked}")
+    revoked = f"; revoked {', '.join(done['revoked'])}" if done["revoked"] else ""
+    click.echo(f"token {done['serial']} marked {done['state']}{revoked}")
 
 
 @token.command("clean")

@@ -27,6 +27,7 @@ from pki.services.revocation import RevocationService
 from pki.services.sessions import SessionService
 from pki.services.stats import StatsService
 from pki.services.token_cleanup import TokenCleanupService
+from pki.services.token_handshake import TokenHandshakeService
 from pki.services.token_issuance import TokenIssuanceService
 from pki.services.users import UserService
 from policies import Policies, load_policies
@@ -60,6 +61,7 @@ class Service:
         self.crl = CrlService(self.ctx, self.authority)
         self.ocsp = OcspService(self.ctx, self.authority)
         self.token_issuance = TokenIssuanceService(self.ctx, self.requests, self.issuance)
+        self.token_handshake = TokenHandshakeService(self.ctx, self.token_issuance)
         self.distribution = DistributionService(self.ctx, self.requests, self.revocation)
         self.inventory = InventoryService(self.ctx, self.revocation)
         self.token_cleanup = TokenCleanupService(self.ctx)

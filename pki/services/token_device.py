@@ -17,7 +17,6 @@ from pki.errors import TokenError
 from pki.services.issuance import parse_csr
 
 if TYPE_CHECKING:
-    from pki.models import Certificate
     from pki.services.issuance import IssuanceService
 
 # The thread the token generates key pairs and writes certificates in while the transactions beside them
@@ -51,6 +50,44 @@ class TokenDevice(Protocol):
     def read_certificate(self, key_id: bytes) -> bytes | None: ...
 
     def has_private_key(self, key_id: bytes) -> bool: ...
+
+
+class TokenIdentity(Protocol):
+    """What a token is recorded by: a TokenDevice, or the token a remote desk reports."""
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+    @property
+    def model(self) -> str: ...
+
+
+class KeyPairOnToken(Protocol):
+    """A key pair on a token with its public key proven (NewKey here, token_handshake.ProvenKey remotely)."""
+
+    @property
+    def key_id(self) -> bytes: ...
+
+    @property
+    def label(self) -> str: ...
+
+    def public_key(self) -> PublicKey: ...
+
+
+class CertificateToWrite(Protocol):
+    """What phase 3 writes: a Certificate row, or the certificate a remote desk was sent."""
+
+    @property
+    def serial(self) -> str: ...
+
+    @property
+    def der(self) -> bytes: ...
+
+    @property
+    def request_id(self) -> int | None: ...
 
 
 class NewKey:
@@ -96,7 +133,9 @@ class NewKey:
         return (None, failed) if failed is not None else (self._generating.result()[0], None)
 
 
-def put_on_token(cert: Certificate, device: TokenDevice, key_id: bytes, label: str, *, resumed: bool) -> None:
+def put_on_token(
+    cert: CertificateToWrite, device: TokenDevice, key_id: bytes, label: str, *, resumed: bool
+) -> None:
     """Phase 3: write the certificate (unless a resumed issuance finds it there), read it back and compare,
     and check that its private key is still beside it."""
     try:

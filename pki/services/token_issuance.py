@@ -46,7 +46,15 @@ from pki.services.context import Actor, Context, Transaction
 from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
-from pki.services.token_device import TOKEN_WORKER, NewKey, TokenDevice, put_on_token, reported
+from pki.services.token_device import (
+    TOKEN_WORKER,
+    KeyPairOnToken,
+    NewKey,
+    TokenDevice,
+    TokenIdentity,
+    put_on_token,
+    reported,
+)
 
 _CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
 _PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
@@ -374,8 +382,8 @@ class TokenIssuanceService:
         self,
         transaction: Transaction,
         request_id: int,
-        device: TokenDevice,
-        new_key: NewKey,
+        device: TokenIdentity,
+        new_key: KeyPairOnToken,
         key_type: str,
         actor: Actor,
     ) -> Certificate:
@@ -407,7 +415,7 @@ class TokenIssuanceService:
             return cert
 
     @staticmethod
-    def _token_row(s: Session, device: TokenDevice, credential: str) -> int | None:
+    def _token_row(s: Session, device: TokenIdentity, credential: str) -> int | None:
         """The token's inventory id (its row locked), None when it is new to us; refused when it may take no
         new certificate."""
         found = s.execute(_LOCK_TOKEN, {"token": device.serial}).first()
@@ -417,7 +425,7 @@ class TokenIssuanceService:
         _refuse_token(device.serial, TokenState(state), holder, credential)
         return int(token_id)
 
-    def _new_token_row(self, s: Session, device: TokenDevice, actor: Actor) -> int:
+    def _new_token_row(self, s: Session, device: TokenIdentity, actor: Actor) -> int:
         """Record a token seen for the first time, blank."""
         now = self._ctx.now()
         token = UsbToken(

@@ -50,12 +50,26 @@ def prepare_home(home: Path, db_url: str, roles: tuple[str, ...] = ROLES, prefix
 
 @contextmanager
 def serving(
-    env: dict[str, str], *, extra_path: Path | None = None, args: tuple[str, ...] = ()
+    env: dict[str, str],
+    *,
+    extra_path: Path | None = None,
+    args: tuple[str, ...] = (),
+    port: int | None = None,
 ) -> Iterator[str]:
-    """`pkictl serve` on a free port with ``env``; yields its base URL; stopped on exit.
+    """`pkictl serve` on ``port`` (default a free one) with ``env``; yields its base URL; stopped on exit.
 
     ``extra_path`` goes first on PYTHONPATH (a sitecustomize shim that injects a fault, say)."""
-    port = free_port()
+    proc, base = start_server(env, extra_path=extra_path, args=args, port=port or free_port())
+    try:
+        yield base
+    finally:
+        stop_server(proc)
+
+
+def start_server(
+    env: dict[str, str], *, port: int, extra_path: Path | None = None, args: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen[bytes], str]:
+    """A started `pkictl serve` and its URL (it answers /healthz)."""
     if extra_path is not None:
         env = {**env, "PYTHONPATH": os.pathsep.join([str(extra_path), env.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(
@@ -67,13 +81,18 @@ def serving(
     base = f"http://127.0.0.1:{port}"
     try:
         wait_until_up(base, proc)
-        yield base
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
+    except BaseException:
+        stop_server(proc)
+        raise
+    return proc, base
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    proc.wait(timeout=10)
+    if proc.stdout:
+        proc.stdout.close()
 
 
 def wait_until_up(base: str, proc: subprocess.Popen[bytes]) -> None:

@@ -1,1 +1,201 @@
-"""tokens operations (registered below)."""
+"""USB keys: the issuance handshake with a desk holding the token (services/token_handshake.py), the
+inventory next to the tokens the desk sees, and marks (lost, destroyed, returned, suspended, reinstated)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from pki.desk.contract import Input, acting, operation
+from pki.desk.schemas import FileData, FileOut, Instant, RecordId, Text
+from pki.services import Actor, Service
+from pki.services.inventory import SeenToken as Present
+from pki.services.token_handshake import Begun, SeenToken
+from pki.services.token_issuance import TokenIssued
+
+TAG = "usb-keys"
+TokenSerial = Field(min_length=1, max_length=64)
+
+
+class Begin(Input):
+    request_id: RecordId
+    token_serial: str | None = Field(default=None, min_length=1, max_length=64)
+
+
+class Record(Input):
+    request_id: RecordId
+    token_serial: str = TokenSerial
+    token_model: str = Field(default="", max_length=64)
+    token_label: str = Field(default="", max_length=64)
+    key_id: str = Field(pattern=r"^[0-9a-f]{2,128}$")
+    key_type: Literal["ec-p256", "rsa-2048"]
+    label: str = Field(min_length=1, max_length=128)
+    csr: FileData
+
+
+class RequestToken(Input):
+    request_id: RecordId
+
+
+class Deliver(Input):
+    request_id: RecordId
+    token_serial: str = TokenSerial
+    serial: str = Field(min_length=1, max_length=64)
+    resumed: bool = False
+
+
+class PendingDoc(BaseModel):
+    request_id: int
+    serial: str
+    der: FileOut
+    token_serial: str
+    key_id: str
+    label: str
+    key_type: str
+    not_valid_after: Instant
+    module: str | None
+
+
+class RecordedDoc(BaseModel):
+    request_id: int
+    serial: str
+    der: FileOut
+    not_valid_after: Instant
+
+
+class SeenDoc(BaseModel):
+    serial: str = Field(max_length=64)
+    label: str = Field(default="", max_length=64)
+    model: str = Field(default="", max_length=64)
+    module: str = Field(default="", max_length=512)
+
+
+class ListTokens(Input):
+    seen: list[SeenDoc] = Field(default_factory=list, max_length=256)
+
+
+class TokenRow(BaseModel):
+    serial: str
+    model: str
+    label: str
+    state: str
+    holder_unit: str
+    holder_credential: str
+    certificates: int
+    present: bool
+    module: str
+    updated_at: Instant | None
+
+
+class Mark(Input):
+    serial: str = TokenSerial
+    mark: Literal["lost", "destroyed", "returned", "suspended", "reinstated"]
+    comment: Text = ""
+
+
+class MarkedDoc(BaseModel):
+    serial: str
+    state: str
+    revoked: list[str]
+
+
+@operation(
+    "token.begin",
+    "POST",
+    "/requests/{request_id}/token-issuance",
+    Begin,
+    Begun,
+    summary="Start issuing onto a USB key: the checks, the objects' label, the model's module and key type",
+    tag=TAG,
+)
+def begin(svc: Service, actor: Actor | None, data: Begin) -> Any:
+    return svc.token_handshake.begin(data.request_id, actor=acting(actor), token_serial=data.token_serial)
+
+
+@operation(
+    "token.record",
+    "POST",
+    "/requests/{request_id}/token-issuance/certificate",
+    Record,
+    RecordedDoc,
+    summary="Issue for the key pair on the desk's USB key (proven by the CSR it signed); recorded as not yet on the key",
+    tag=TAG,
+    status=201,
+)
+def record(svc: Service, actor: Actor | None, data: Record) -> Any:
+    cert = svc.token_handshake.record(
+        data.request_id,
+        actor=acting(actor),
+        token=SeenToken(data.token_serial, data.token_model, data.token_label),
+        key_id=bytes.fromhex(data.key_id),
+        key_type=data.key_type,
+        label=data.label,
+        csr=data.csr,
+    )
+    return {
+        "request_id": data.request_id,
+        "serial": cert.serial,
+        "der": cert.der,
+        "not_valid_after": cert.not_valid_after,
+    }
+
+
+@operation(
+    "token.pending",
+    "GET",
+    "/requests/{request_id}/token-issuance",
+    RequestToken,
+    PendingDoc,
+    summary="The certificate issued for the request and not yet on its USB key (to resume)",
+    tag=TAG,
+)
+def pending(svc: Service, actor: Actor | None, data: RequestToken) -> Any:
+    return svc.token_handshake.pending(data.request_id, actor=acting(actor))
+
+
+@operation(
+    "token.deliver",
+    "POST",
+    "/requests/{request_id}/token-issuance/delivery",
+    Deliver,
+    TokenIssued,
+    summary="The certificate is on the USB key and read back: delivered, the request issued",
+    tag=TAG,
+)
+def deliver(svc: Service, actor: Actor | None, data: Deliver) -> Any:
+    return svc.token_handshake.deliver(
+        data.request_id,
+        actor=acting(actor),
+        token_serial=data.token_serial,
+        serial=data.serial,
+        resumed=data.resumed,
+    )
+
+
+@operation(
+    "token.list",
+    "POST",
+    "/tokens/inventory",
+    ListTokens,
+    list[TokenRow],
+    summary="The USB key inventory next to the keys the desk sees",
+    tag=TAG,
+    needs_actor=False,
+)
+def inventory(svc: Service, actor: Actor | None, data: ListTokens) -> Any:
+    return svc.inventory.tokens([Present(t.serial, t.label, t.model, t.module) for t in data.seen])
+
+
+@operation(
+    "token.mark",
+    "POST",
+    "/tokens/{serial}/marks",
+    Mark,
+    MarkedDoc,
+    summary="Mark a USB key lost, destroyed, returned, suspended or reinstated (tokens.toml [inventory])",
+    tag=TAG,
+)
+def mark(svc: Service, actor: Actor | None, data: Mark) -> Any:
+    done = svc.inventory.mark(data.serial, data.mark, actor=acting(actor), comment=data.comment)
+    return {"serial": done.serial, "state": done.state.value, "revoked": done.revoked}

@@ -1,0 +1,141 @@
+"""The desk's half of issuing onto a USB key through the center's API (services/token_handshake.py is the
+center's half). The key pair is made on the token and never leaves it; the center sees a CSR the token
+signed, and answers with the certificate, which is written beside the key and read back before delivery.
+
+A failure before the center recorded the certificate removes the new key pair; after it, the certificate
+waits on the center for ``pkictl issue ID --resume`` with the same token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+
+from pki.ca.keys import spki_sha256
+from pki.desk.remote import ServerUnreachableError
+from pki.errors import ConflictError, TokenError
+from pki.services.token_device import TokenDevice, put_on_token
+
+OpenDevice = Callable[[], AbstractContextManager[TokenDevice]]
+
+
+class Caller(Protocol):
+    def call(self, name: str, **fields: Any) -> Any: ...
+
+
+def issue(desk: Caller, request_id: int, open_device: OpenDevice, token_serial: str, key_type: str) -> Any:
+    """Begin, generate and sign on the token, record, write and read back, deliver. The delivery document."""
+    import base64
+
+    begun = desk.call("token.begin", request_id=request_id, token_serial=token_serial)
+    label = begun["label"]
+    with open_device() as device:
+        present = device.objects_labelled(label)
+        if present:
+            raise ConflictError(
+                f"token {device.serial} already holds {', '.join(sorted(set(present)))} labelled {label!r} for "
+                f"request {request_id} that no delivered certificate records: nothing was overwritten; "
+                "use --resume if an issuance was interrupted after recording its certificate, or "
+                f"'pkictl token clean --token-serial {device.serial} --remove' for a key pair left before that",
+                message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
+            )
+        key_id, private_key = device.generate(key_type, label)
+        try:
+            csr = (
+                x509.CertificateSigningRequestBuilder()
+                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))
+                .sign(private_key, hashes.SHA256())
+            )
+            recorded = desk.call(
+                "token.record",
+                request_id=request_id,
+                token_serial=device.serial,
+                token_model=device.model,
+                token_label=device.label,
+                key_id=key_id.hex(),
+                key_type=key_type,
+                label=label,
+                csr=csr.public_bytes(Encoding.DER),
+            )
+        except ServerUnreachableError as unknown:  # recorded or not: keep the key pair for a resume
+            unknown.add_note(
+                f"the new key pair {key_id.hex()} stays on token {device.serial}: run 'pkictl issue {request_id} "
+                "--resume' once the server answers, or 'pkictl token clean' if it recorded nothing"
+            )
+            raise
+        except BaseException as failure:
+            _remove(device, key_id, failure)
+            raise
+        der = base64.b64decode(recorded["der"])
+        return _write_and_deliver(
+            desk, device, request_id, recorded["serial"], der, key_id, label, resumed=False
+        )
+
+
+def resume(desk: Caller, request_id: int, open_device: OpenDevice, waiting: dict[str, Any]) -> Any:
+    """Write the certificate the center recorded for ``request_id`` (``waiting``: its token.pending document)
+    onto its token, then deliver it."""
+    import base64
+
+    der = base64.b64decode(waiting["der"])
+    with open_device() as device:
+        if device.serial != waiting["token_serial"]:
+            raise TokenError(
+                f"certificate {waiting['serial']} belongs on token {waiting['token_serial']}, not on "
+                f"{device.serial}: insert that token",
+                message_zh="请插入签发时使用的USB Key",
+                ckr="CKR_TOKEN_NOT_PRESENT",
+            )
+        key_id = bytes.fromhex(waiting["key_id"])
+        public = device.public_key(key_id)
+        certified = x509.load_der_x509_certificate(der).public_key()
+        if public is None or spki_sha256(public) != spki_sha256(certified):  # type: ignore[arg-type]
+            raise TokenError(
+                f"token {device.serial} no longer holds the key pair of certificate {waiting['serial']} "
+                f"(id {waiting['key_id']}): revoke it and issue anew",
+                message_zh="USB Key上已无该证书对应的密钥",
+            )
+        return _write_and_deliver(
+            desk, device, request_id, waiting["serial"], der, key_id, waiting["label"], resumed=True
+        )
+
+
+def _write_and_deliver(
+    desk: Caller,
+    device: TokenDevice,
+    request_id: int,
+    serial: str,
+    der: bytes,
+    key_id: bytes,
+    label: str,
+    *,
+    resumed: bool,
+) -> Any:
+    put_on_token(_Sent(serial, der, request_id), device, key_id, label, resumed=resumed)
+    return desk.call(
+        "token.deliver", request_id=request_id, token_serial=device.serial, serial=serial, resumed=resumed
+    )
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """The certificate the center sent, as phase 3 writes it."""
+
+    serial: str
+    der: bytes
+    request_id: int | None
+
+
+def _remove(device: TokenDevice, key_id: bytes, failure: BaseException) -> None:
+    """Nothing recorded on the center: leave the token as we found it (and say so if it cannot be)."""
+    try:
+        device.remove(key_id)
+    except TokenError as cleanup:
+        failure.add_note(f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}")

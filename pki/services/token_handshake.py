@@ -1,0 +1,183 @@
+"""Issuing onto a USB key plugged into a desk elsewhere: the phases of services/token_issuance.py, one call
+each, for a desk that holds the token while the center holds the database and the CA key.
+
+1. ``begin``: the read-only checks of phase 1 (role, duties, state, nothing pending; the token usable when
+   its serial is given) and what the desk needs: the objects' label, the module and key type for the
+   request's USBKEY model (the center's tokens.toml).
+2. the desk generates the key pair on its token and has the token sign a CSR.
+3. ``record``: phase 2 in one transaction, the public key proven by the CSR's signature: the certificate
+   issued by the one issuance function, recorded as not delivered with where it goes (token serial,
+   label, model, key id). The desk removes its key pair if this is refused.
+4. the desk writes the certificate beside the key and reads it back.
+5. ``deliver``: phase 4 in one transaction: delivered, the token issued to the unit, the request 'issued'.
+
+``pending`` serves a resume: the certificate recorded for the request and where it goes. What the server
+trusts from the desk is what it can check: the CSR's signature, the session's operator, the token serial it
+is told; every rule is decided here, as for a local issuance.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import datetime
+
+from pki.ca.keys import PublicKey
+from pki.enums import Action
+from pki.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from pki.models import Certificate
+from pki.services.context import Actor, Context
+from pki.services.issuance import parse_csr
+from pki.services.requests import SUBJECT as REQUEST
+from pki.services.token_issuance import TokenIssuanceService, TokenIssued, object_label
+
+
+@dataclass(frozen=True)
+class Begun:
+    request_id: int
+    label: str  # CKA_LABEL for the key pair and the certificate
+    usbkey_model: str
+    module: str | None  # the model's PKCS#11 module in the center's tokens.toml, if it knows the model
+    key_type: str | None  # the model's default key type
+
+
+@dataclass(frozen=True)
+class SeenToken:
+    """The token as the desk reports it (what _record_in and the inventory need)."""
+
+    serial: str
+    model: str
+    label: str
+
+
+@dataclass(frozen=True)
+class ProvenKey:
+    """A key pair on the desk's token, its public key proven by a CSR the token signed."""
+
+    key_id: bytes
+    label: str
+    proven: PublicKey
+
+    def public_key(self) -> PublicKey:
+        return self.proven
+
+
+@dataclass(frozen=True)
+class Pending:
+    request_id: int
+    serial: str
+    der: bytes
+    token_serial: str
+    key_id: str
+    label: str
+    key_type: str
+    not_valid_after: datetime
+    module: str | None  # the PKCS#11 module of the request's USBKEY model (tokens.toml), if known
+
+
+class TokenHandshakeService:
+    def __init__(self, ctx: Context, issuing: TokenIssuanceService) -> None:
+        self._ctx = ctx
+        self._issuing = issuing
+
+    def begin(self, request_id: int, *, actor: Actor, token_serial: str | None = None) -> Begun:
+        """Phase 1's checks and the desk's instructions. Raises what a local issuance would."""
+        credential = self._issuing._check(request_id, actor, token_serial or "")
+        model_name = self._issuing.usbkey_model(request_id)
+        model = self._ctx.policies.tokens.model(model_name)
+        return Begun(
+            request_id,
+            object_label(request_id, credential),
+            model_name,
+            model.module if model else None,
+            model.key_type(None) if model else None,
+        )
+
+    def record(
+        self,
+        request_id: int,
+        *,
+        actor: Actor,
+        token: SeenToken,
+        key_id: bytes,
+        key_type: str,
+        label: str,
+        csr: bytes,
+    ) -> Certificate:
+        """Phase 2: issue for the public key of ``csr`` (its signature checked), not yet delivered."""
+        if not key_id or len(key_id) > 64:
+            raise ValidationError([FieldError("key_id", "1 to 64 bytes, hex", "密钥标识无效")])
+        public = self._issuing._issuance.checked_key(parse_csr(csr).public_key())
+        credential = self._issuing._check(request_id, actor, token.serial)
+        expected = object_label(request_id, credential)
+        if label != expected:
+            raise ValidationError(
+                [
+                    FieldError(
+                        "label", f"the objects of request {request_id} are labelled {expected!r}", "标签无效"
+                    )
+                ]
+            )
+        return self._issuing._record_in(
+            self._ctx.write,
+            request_id,
+            token,
+            ProvenKey(key_id, label, public),
+            key_type,
+            actor,
+        )
+
+    def pending(self, request_id: int, *, actor: Actor) -> Pending:
+        """The certificate recorded for ``request_id`` and not yet on its token (for a resume)."""
+        with (
+            self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
+            self._ctx.read() as s,
+        ):
+            self._issuing._check_actor(s, request_id, actor)
+            found = self._issuing._pending(s, request_id)
+        if found is None:
+            raise NotFoundError(
+                f"request {request_id} has no certificate waiting to be written to a token",
+                message_zh="该申请没有待写入USB Key的证书",
+            )
+        cert, placement = found.certificate, found.placement
+        model = self._ctx.policies.tokens.model(self._issuing.usbkey_model(request_id))
+        return Pending(
+            request_id,
+            cert.serial,
+            cert.der,
+            found.token_serial,
+            placement.key_id,
+            placement.label,
+            placement.key_type,
+            cert.not_valid_after,
+            model.module if model else None,
+        )
+
+    def deliver(
+        self, request_id: int, *, actor: Actor, token_serial: str, serial: str, resumed: bool = False
+    ) -> TokenIssued:
+        """Phase 4, once the desk has written the certificate and read it back."""
+        waiting = self.pending(request_id, actor=actor)
+        if (waiting.serial, waiting.token_serial) != (serial.upper(), token_serial):
+            raise ConflictError(
+                f"request {request_id} waits for certificate {waiting.serial} on token {waiting.token_serial}, "
+                f"not {serial} on {token_serial}",
+                message_zh="证书或USB Key与签发记录不符",
+            )
+        with self._ctx.read() as s:
+            found = self._issuing._pending(s, request_id)
+        assert found is not None
+        written: Future[None] = Future()
+        written.set_result(None)
+        self._issuing._deliver(self._ctx.write, found.certificate, token_serial, actor, written)
+        return TokenIssued(
+            request_id,
+            waiting.serial,
+            token_serial,
+            waiting.label,
+            waiting.key_id,
+            waiting.key_type,
+            waiting.not_valid_after,
+            resumed,
+        )
