@@ -330,29 +330,60 @@ def renew(
     default=None,
     help="Mark the session cookie Secure (HTTPS only). Default: on, except when serving on a loopback address.",
 )
-def serve(host: str, port: int, threads: int, secure_cookies: bool | None) -> None:
-    """Run the web app on waitress, a production WSGI server: the clerks' UI (受理点) behind a log-in, and the
-    public CRL, CA certificate and OCSP endpoints without one."""
-    import ipaddress
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve TLS: certificate chain (PEM).",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Serve TLS: its private key (PEM).",
+)
+@click.option(
+    "--trusted-proxy",
+    metavar="ADDR",
+    help="The TLS-terminating reverse proxy whose X-Forwarded-For/-Proto to believe.",
+)
+def serve(
+    host: str,
+    port: int,
+    threads: int,
+    secure_cookies: bool | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    trusted_proxy: str | None,
+) -> None:
+    """Run the web app: the clerks' UI (受理点) behind a log-in, the desks' API (/api/v1, bearer tokens), and
+    the public CRL, CA certificate and OCSP endpoints without one.
 
-    import waitress
+    Plain HTTP on waitress (on a loopback address, or behind a reverse proxy that terminates TLS: give its
+    address as --trusted-proxy), or TLS itself with --tls-cert and --tls-key (cheroot)."""
+    import ipaddress
 
     from pki.config import Settings
     from web import create_app
+    from web.serving import serve_plain, serve_tls
 
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
     svc = service()
     svc.ocsp.warm()  # unlock the OCSP signer keys now, not on the first request
     if secure_cookies is None:
         try:
-            secure_cookies = not ipaddress.ip_address(host).is_loopback
+            secure_cookies = tls_cert is not None or not ipaddress.ip_address(host).is_loopback
         except ValueError:
             secure_cookies = host != "localhost"
     # The session key is made once in the home (owner-only) and reused, so restarts keep people signed in.
     app = create_app(
         svc, {"PKI_HOME": str(Settings.from_env().home), "SESSION_COOKIE_SECURE": secure_cookies}
     )
+    if tls_cert is not None and tls_key is not None:
+        click.echo(f"serving on https://{host}:{port}/ (Ctrl-C to stop)")
+        serve_tls(app, host=host, port=port, threads=threads, cert=tls_cert, key=tls_key)
+        return
     click.echo(f"serving on http://{host}:{port}/ (Ctrl-C to stop)")
-    waitress.serve(app, host=host, port=port, threads=threads, ident="pkictl")
+    serve_plain(app, host=host, port=port, threads=threads, trusted_proxy=trusted_proxy)
 
 
 @cli.group("ocsp")

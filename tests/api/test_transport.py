@@ -1,0 +1,95 @@
+"""The API's transport: TLS served by pkictl itself, and plain HTTP behind a trusted reverse proxy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from pathlib import Path
+
+import httpx
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.server import PASSWORD, DeskProcess, center_env, prepare_home, serving
+
+
+def server_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 (the desk trusts it through PKI_SERVER_CA)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pkictl test server")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_path, key_path
+
+
+def test_a_desk_works_over_tls_served_by_pkictl(db_url: str, tmp_path: Path) -> None:
+    prepare_home(tmp_path / "home", db_url)
+    cert, key = server_certificate(tmp_path)
+    args = ("--tls-cert", str(cert), "--tls-key", str(key))
+    with serving(center_env(tmp_path / "home", db_url), args=args) as base:
+        assert base.startswith("https://")
+        desk = DeskProcess(base, tmp_path / "desk", {"PKI_SERVER_CA": str(cert)})
+        login = desk("login", "--server", base, "--as", "u-entry")
+        assert login.code == 0, login.err
+        assert desk("request", "list", "--json", check=True).json() == []
+        # A desk that does not trust the server's certificate is told which server failed.
+        untrusting = DeskProcess(base, tmp_path / "untrusting")
+        refused = untrusting("login", "--server", base, "--as", "u-entry")
+        assert refused.code == 1 and f"server {base} unreachable" in refused.err
+        # Plain HTTP to the TLS port gets nowhere.
+        plain = base.replace("https://", "http://")
+        try:
+            answer = httpx.post(
+                f"{plain}/api/v1/sessions", json={"username": "u-entry", "password": PASSWORD}
+            )
+            assert answer.status_code >= 400
+        except httpx.TransportError:
+            pass
+
+
+def test_behind_a_trusted_proxy_the_client_address_and_scheme_count(db_url: str, tmp_path: Path) -> None:
+    prepare_home(tmp_path / "home", db_url)
+    with serving(center_env(tmp_path / "home", db_url), args=("--trusted-proxy", "127.0.0.1")) as base:
+        credentials = {"username": "u-entry", "password": PASSWORD}
+        forwarded = {"X-Forwarded-For": "192.0.2.10"}
+        over_http = httpx.post(
+            f"{base}/api/v1/sessions", json=credentials, headers=forwarded | {"X-Forwarded-Proto": "http"}
+        )
+        assert over_http.status_code == 403 and over_http.json()["code"] == "insecure_transport"
+        over_tls = httpx.post(
+            f"{base}/api/v1/sessions", json=credentials, headers=forwarded | {"X-Forwarded-Proto": "https"}
+        )
+        assert over_tls.status_code == 201
+        # Failed log-ins are counted against the client behind the proxy, not against the proxy.
+        for _ in range(20):
+            httpx.post(
+                f"{base}/api/v1/sessions",
+                json={"username": "nobody", "password": "wrong-password"},
+                headers={"X-Forwarded-For": "192.0.2.66", "X-Forwarded-Proto": "https"},
+            )
+        still = httpx.post(
+            f"{base}/api/v1/sessions", json=credentials, headers=forwarded | {"X-Forwarded-Proto": "https"}
+        )
+        assert still.status_code == 201
