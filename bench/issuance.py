@@ -27,8 +27,6 @@ verifies.
 from __future__ import annotations
 
 import cProfile
-import csv
-import io
 import os
 import sys
 import time
@@ -43,29 +41,17 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from pki import audit
 from pki.ca import certs
-from pki.enums import AccessType, Action, RequestState
+from pki.enums import AccessType, RequestState
 from pki.models import AuditRecord, Certificate, CertificateRequest
 
 import _common as common
-from tests.support.data import batch_defaults, make_uscc
+from tests.support import bulk
 
 GOAL = 0.5  # ours / raw
-
-# What every unit of the list shares: the tests' sample application, minus the unit columns.
-DEFAULTS = batch_defaults()
-
-
-def uscc(i: int) -> str:
-    return make_uscc("110101", f"{70000000 + i:08d}")
-
-
-def unit_name(i: int) -> str:
-    return f"北京市某能源监测中心{i:06d}"
-
 
 def make_csrs(count: int) -> list[bytes]:
     out = []
@@ -79,54 +65,7 @@ def make_csrs(count: int) -> list[bytes]:
 
 def approved_requests(env: common.Env, count: int) -> list[int]:
     """Bulk-import ``count`` units, then move them to 'approved' with one UPDATE plus their audit records."""
-    svc, people = env.service, env.people
-    buf = io.StringIO()
-    w = csv.writer(buf)
-    w.writerow(["单位名称", "统一社会信用代码"])
-    for i in range(count):
-        w.writerow([unit_name(i), uscc(i)])
-    result = svc.bulk.import_units(
-        buf.getvalue().encode("utf-8"), actor=people["clerk"], defaults=DEFAULTS, label="bench issuance"
-    )
-    ids = result.request_ids
-    assert len(ids) == count, (len(ids), result.rejected[:3])
-    now = svc.ctx.now()
-    steps = [
-        (people["acceptor"], Action.ACCEPT, RequestState.ENTERED, RequestState.ACCEPTED,
-         {"usbkey": "飞天诚信 ePass3003", "comment": ""}),
-        (people["head"], Action.COUNTERSIGN, RequestState.ACCEPTED, RequestState.COUNTERSIGNED, {}),
-        (people["reviewer"], Action.APPROVE, RequestState.COUNTERSIGNED, RequestState.APPROVED,
-         {"reason": ""}),
-    ]  # fmt: skip
-    with svc.ctx.write() as s:
-        for lo in range(0, count, 5000):
-            chunk = ids[lo : lo + 5000]
-            s.execute(
-                update(CertificateRequest)
-                .where(CertificateRequest.id.in_(chunk))  # type: ignore[union-attr]
-                .values(
-                    state=RequestState.APPROVED,
-                    acceptance_opinion="agree",
-                    usbkey_model="飞天诚信 ePass3003",
-                    accepted_by="acceptor",
-                    accepted_at=now,
-                    countersigned_by="head",
-                    countersigned_at=now,
-                    reviewed_by="reviewer",
-                    reviewed_at=now,
-                    review_decision="approve",
-                    version=CertificateRequest.version + 3,
-                    updated_at=now,
-                )
-            )
-        entries = [
-            audit.Entry(now, who.username, f"request.{action.value}", "request", rid,
-                        {"from": before.value, "to": after.value, **details})
-            for rid in ids
-            for who, action, before, after, details in steps
-        ]  # fmt: skip
-        audit.append_many(s, entries)
-    return ids
+    return bulk.approved_requests(env.service, env.people, count)
 
 
 class RawLoop:
@@ -158,17 +97,17 @@ class RawLoop:
                 self.ca_key,
                 csr.public_key(),  # type: ignore[arg-type]
                 certs.end_entity_name(
-                    unit_name=unit_name(i),
+                    unit_name=bulk.unit_name(i),
                     province="北京",
                     locality="西城区",
-                    organization_identifier=uscc(i),
+                    organization_identifier=bulk.uscc(i),
                 ),
                 x509.random_serial_number(),
                 validity,
                 policy_oid=self.policy_oid,
                 publication=self.publication,
                 organization_code_oid=self.code_oid,
-                organization_code=uscc(i),
+                organization_code=bulk.uscc(i),
             )
         return time.perf_counter() - start
 
