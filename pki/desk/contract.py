@@ -134,8 +134,10 @@ def operation(
     tag: str,
     needs_actor: bool = True,
     status: int = 200,
+    reads_only: bool = False,
 ) -> Callable[[Runner], Runner]:
-    """Register ``run`` as the operation ``name`` (see :class:`Operation`)."""
+    """Register ``run`` as the operation ``name`` (see :class:`Operation`). ``reads_only``: a POST that
+    changes nothing (its input is too large or too private for a query string): no Idempotency-Key."""
 
     def register(run: Runner) -> Runner:
         if name in OPERATIONS:
@@ -151,7 +153,7 @@ def operation(
             tag=tag,
             needs_actor=needs_actor,
             status=status,
-            writes=method != "GET",
+            writes=method != "GET" and not reads_only,
         )
         return run
 

@@ -108,6 +108,7 @@ class MarkedDoc(BaseModel):
     Begun,
     summary="Start issuing onto a USB key: the checks, the objects' label, the model's module and key type",
     tag=TAG,
+    reads_only=True,
 )
 def begin(svc: Service, actor: Actor | None, data: Begin) -> Any:
     return svc.token_handshake.begin(data.request_id, actor=acting(actor), token_serial=data.token_serial)
@@ -182,6 +183,7 @@ def deliver(svc: Service, actor: Actor | None, data: Deliver) -> Any:
     summary="The USB key inventory next to the keys the desk sees",
     tag=TAG,
     needs_actor=False,
+    reads_only=True,
 )
 def inventory(svc: Service, actor: Actor | None, data: ListTokens) -> Any:
     return svc.inventory.tokens([Present(t.serial, t.label, t.model, t.module) for t in data.seen])
