@@ -53,6 +53,7 @@ from tests.support import bulk
 
 GOAL = 0.5  # ours / raw
 
+
 def make_csrs(count: int) -> list[bytes]:
     out = []
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ignored by the CA")])

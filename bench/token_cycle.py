@@ -198,7 +198,9 @@ def main() -> None:
     )
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--profile", metavar="FILE", help="write a cProfile of our EC cycles to FILE")
-    p.add_argument("--api", action="store_true", help="ours = a remote desk through `pkictl serve` on loopback")
+    p.add_argument(
+        "--api", action="store_true", help="ours = a remote desk through `pkictl serve` on loopback"
+    )
     args = p.parse_args()
     print(common.machine())
     common.line("=")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TypeVar
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, text
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -80,10 +80,16 @@ class Context:
             claim.staked = True
 
     @contextmanager
-    def write_plain(self) -> Iterator[Session]:
+    def write_plain(self, *, durable: bool = True) -> Iterator[Session]:
         """A write transaction that records no audit entry and claims no idempotency key: bookkeeping such as
-        a session's last use. It takes no audit lock, so it must never wait for a transaction that holds it."""
+        a session's last use. It takes no audit lock, so it must never wait for a transaction that holds it.
+
+        ``durable=False``: bookkeeping whose loss in a database crash costs nothing that matters (a session's
+        last use; an idempotency answer, whose claim committed durably with the work) need not wait for the
+        disk: on PostgreSQL the commit does not wait for its WAL flush (SQLite in WAL mode never does)."""
         with transaction(self.engine) as session:
+            if not durable and self.engine.dialect.name == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
     @property

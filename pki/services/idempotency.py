@@ -99,7 +99,7 @@ class IdempotencyService:
     def store(self, claim: Claim, status: int, response: str) -> None:
         """Keep the answer for retries (in a transaction of its own, after the work's commit)."""
         now = self._ctx.now()
-        with self._ctx.write_plain() as s:
+        with self._ctx.write_plain(durable=False) as s:  # the claim, not this, is what must survive
             s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP))
             done = s.execute(
                 update(IdempotencyRecord)

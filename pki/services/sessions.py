@@ -98,7 +98,7 @@ class SessionService:
         if why is not None:
             raise SessionExpiredError(why)
         if now - session.last_used_at >= _TOUCH_EVERY:
-            with self._ctx.write_plain() as s:  # no audit record: a use is not a change
+            with self._ctx.write_plain(durable=False) as s:  # no audit record: a use is not a change
                 s.execute(update(ApiSession).where(col(ApiSession.id) == session.id).values(last_used_at=now))
         return Actor(session.username, parse_roles(roles))
 

@@ -1,0 +1,139 @@
+"""Benchmark: desks issuing from CSRs through the API against in-process issuance, same database, same run.
+
+Goals (issue 13): (b) 1,000 approved requests issued by 4 concurrent desks through two `pkictl serve` on
+PostgreSQL at least 0.5x the rate of in-process one-by-one issuance on the same database; (c) the p95 of a
+desk operation under 8 concurrent desks at most 100 ms on this machine.
+
+    .venv/bin/python bench/desks.py [--n 1000] [--desks 4] [--p95-desks 8] [--db postgresql|sqlite]
+
+Set-up (not timed): a home (CA hierarchy, users with passwords), 3N approved requests (tests/support/bulk.py:
+bulk import, then one UPDATE with their audit records), each desk's CSRs made before its clock starts.
+Timed:
+  in-process  service.issuance.issue_from_csr(rid, csr) one by one over N requests (the baseline)
+  api         N requests split among --desks desk processes (tests/support/desk_worker.py: RemoteDesk,
+              the CLI's client, with an Idempotency-Key per call), alternate desks on two servers;
+              wall time from the first desk's start to the last desk's end
+  p95         another N requests among --p95-desks desks; every call's latency as the desk sees it
+Checked afterwards: every request issued once, serials unique, the audit chain verifies.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from pki.bootstrap import open_service
+from pki.config import Settings
+from pki.services import Actor
+
+import _common as common
+from tests.support.bulk import approved_requests
+from tests.support.desk_worker import csr
+from tests.support.server import PASSPHRASE, PASSWORD, center_env, prepare_home, serving
+
+ROOT = Path(__file__).resolve().parent.parent
+RATE_GOAL = 0.5
+P95_GOAL_MS = 100.0
+PEOPLE = {
+    "clerk": Actor("u-entry", frozenset({"entry"})),
+    "acceptor": Actor("u-acceptor", frozenset({"acceptor"})),
+    "head": Actor("u-head", frozenset({"head"})),
+    "reviewer": Actor("u-reviewer", frozenset({"reviewer"})),
+}
+
+
+def desks_issue(
+    servers: list[str], ids: list[int], desks: int, tmp: Path, tag: str
+) -> tuple[float, list[dict]]:
+    procs = []
+    for d in range(desks):
+        mine = ids[d::desks]
+        (tmp / f"{tag}-ids-{d}.json").write_text(json.dumps(mine))
+        procs.append(
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.support.desk_worker",
+                    servers[d % len(servers)],
+                    "u-distributor",
+                    PASSWORD,
+                    str(tmp / f"{tag}-ids-{d}.json"),
+                    str(tmp / f"{tag}-out-{d}.json"),
+                ],
+                cwd=ROOT,
+            )
+        )
+    for p in procs:
+        if p.wait() != 0:
+            raise SystemExit("a desk failed")
+    results = [json.loads((tmp / f"{tag}-out-{d}.json").read_text()) for d in range(desks)]
+    # The desks' own clocks start after their CSRs are made and their log-in: the slowest desk's elapsed time.
+    return max(r["elapsed_s"] for r in results), results
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    p = common.base_parser(__doc__.splitlines()[0], 1000)
+    p.add_argument("--desks", type=int, default=4)
+    p.add_argument("--p95-desks", type=int, default=8)
+    args = p.parse_args()
+    if args.db == "postgresql":
+        import os
+
+        os.environ.setdefault("PKI_TEST_DATABASE_URL", common.PG_URL)
+    print(common.machine())
+    common.line("=")
+    tmp = Path(tempfile.mkdtemp(prefix="pkibench-desks-"))
+    with common.database(args.db, tmp, keep=args.keep) as url:
+        home = tmp / "home"
+        prepare_home(home, url)
+        env = center_env(home, url)
+        svc = open_service(Settings.from_env(env), passphrase=lambda: PASSPHRASE)
+        ids = approved_requests(svc, PEOPLE, 3 * args.n)
+        baseline_ids, api_ids, p95_ids = ids[: args.n], ids[args.n : 2 * args.n], ids[2 * args.n :]
+        distributor = svc.users.authenticate("u-distributor", PASSWORD)
+        csrs = [csr() for _ in baseline_ids]
+        start = time.perf_counter()
+        for rid, request in zip(baseline_ids, csrs, strict=True):
+            svc.issuance.issue_from_csr(rid, request, actor=distributor)
+        in_process = time.perf_counter() - start
+        with serving(env) as first, serving(env) as second:
+            api_time, results = desks_issue([first, second], api_ids, args.desks, tmp, "rate")
+            _, p95_results = desks_issue([first, second], p95_ids, args.p95_desks, tmp, "p95")
+        issued = [s for r in results + p95_results for s in r["issued"].values()]
+        refused = sum(len(r["refused"]) for r in results + p95_results)
+        assert len(issued) == len(set(issued)) == 2 * args.n and refused == 0, (len(issued), refused)
+        assert svc.audit.verify().ok
+        svc.ctx.engine.dispose()
+    latencies = [ms for r in p95_results for ms in r["latency_ms"]]
+    ours, base = args.n / api_time, args.n / in_process
+    ratio = ours / base
+    p50, p95 = percentile(latencies, 0.5), percentile(latencies, 0.95)
+    print(f"database: {args.db}; two servers (waitress, 8 threads each); desks are separate processes")
+    common.line()
+    print(f"in-process one by one  {base:7.0f}/s  ({in_process:.2f} s for {args.n})")
+    print(
+        f"{args.desks} desks, 2 servers     {ours:7.0f}/s  ({api_time:.2f} s for {args.n})  ratio {ratio:.2f}"
+        f"  ({'MET' if ratio >= RATE_GOAL else 'MISSED'}: goal >= {RATE_GOAL})"
+    )
+    print(
+        f"{args.p95_desks} desks: desk operation p50 {p50:.1f} ms, p95 {p95:.1f} ms"
+        f"  ({'MET' if p95 <= P95_GOAL_MS else 'MISSED'}: goal <= {P95_GOAL_MS:.0f} ms)"
+    )
+    common.line()
+    print(f"checked: {2 * args.n} issued through the API, once each, unique serials; audit chain verifies")
+
+
+if __name__ == "__main__":
+    main()
