@@ -284,3 +284,88 @@ def test_the_contract_is_published_from_the_models(client: FlaskClient) -> None:
     assert "Request" in doc["components"]["schemas"]
     assert set(doc["components"]["schemas"]["Request"]["properties"]) >= {"unit_name", "state", "entered_at"}
     json.dumps(doc)  # a JSON document, all of it
+
+
+def _csv_units() -> str:
+    uscc = make_uscc("110101", "86000001")
+    return base64.b64encode(f"单位名称,统一社会信用代码\n某单位,{uscc}\n".encode()).decode()
+
+
+# Operations beyond a request's own steps: (kind in workflow.toml, its name, method, path, body). The request
+# they act on is approved; an allowed role may still meet another refusal (not found, wrong state), never 403.
+OTHER_OPERATIONS = {
+    "request.new": (
+        "action",
+        "enter",
+        "POST",
+        "/api/v1/requests",
+        lambda rid: {"application": application(credential_number=make_uscc("110101", str(86100000 + rid)))},
+    ),
+    "request.import": (
+        "action",
+        "enter",
+        "POST",
+        "/api/v1/requests/imports",
+        lambda rid: {"csv": _csv_units(), "label": "批次", "defaults": {}},
+    ),
+    "issue.csr": (
+        "action",
+        "issue",
+        "POST",
+        "/api/v1/requests/{rid}/certificate",
+        lambda rid: {"csr": base64.b64encode(csr_for(key("ec-p256", 45))).decode()},
+    ),
+    "token.begin": ("action", "issue", "POST", "/api/v1/requests/{rid}/token-issuance", lambda rid: {}),
+    "distribute": (
+        "action",
+        "distribute",
+        "POST",
+        "/api/v1/requests/{rid}/distribution",
+        lambda rid: {"recipient": "王五"},
+    ),
+    "revoke": (
+        "operation",
+        "revoke",
+        "POST",
+        "/api/v1/revocations",
+        lambda rid: {"serials": ["0A0B"], "reason": "keyCompromise"},
+    ),
+    "renew": ("operation", "renew", "POST", "/api/v1/certificates/0A0B/renewal", lambda rid: {}),
+    "token.mark": (
+        "operation",
+        "token_mark",
+        "POST",
+        "/api/v1/tokens/NO-SUCH-KEY/marks",
+        lambda rid: {"mark": "lost"},
+    ),
+}
+
+
+@pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
+@pytest.mark.parametrize("name", list(OTHER_OPERATIONS))
+def test_operation_matrix_through_the_api(
+    client: FlaskClient, ca_service: Service, people, role: Role, name: str
+) -> None:
+    from pki.enums import Action
+    from pki.models import User
+
+    kind, rule, method, path, body = OTHER_OPERATIONS[name]
+    rid = approved(ca_service, people)
+    actor_name = f"op-{role.value}"
+    with Session(ca_service.ctx.engine) as s:
+        s.add(User(username=actor_name, password_hash="!", roles=role.value, created_at=T0))
+        s.commit()
+    answer = client.open(
+        path.format(rid=rid), method=method, json=body(rid), headers=bearer(ca_service, actor_name)
+    )
+    policy = ca_service.ctx.policies.workflow
+    allowed = (
+        policy.role_allows([role.value], Action(rule))
+        if kind == "action"
+        else policy.operation_allows([role.value], rule)
+    )
+    if allowed:
+        assert answer.status_code != 403, answer.json
+        assert answer.status_code < 500
+    else:
+        assert answer.status_code == 403 and answer.json["code"] == "forbidden", answer.json
