@@ -28,7 +28,7 @@ class Record(Input):
     token_serial: str = TokenSerial
     token_model: str = Field(default="", max_length=64)
     token_label: str = Field(default="", max_length=64)
-    key_id: str = Field(pattern=r"^[0-9a-f]{2,128}$")
+    key_id: str = Field(pattern=r"^(?:[0-9a-f]{2}){1,64}$")  # CKA_ID in hex, whole bytes
     key_type: Literal["ec-p256", "rsa-2048"]
     label: str = Field(min_length=1, max_length=128)
     csr: FileData
