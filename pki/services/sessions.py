@@ -12,8 +12,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from pki import audit
@@ -23,6 +25,22 @@ from pki.models.workflow import parse_roles
 from pki.services.context import Actor, Context
 from pki.services.users import UserService
 
+_SESSIONS = ApiSession.__table__  # type: ignore[attr-defined]
+_USERS = User.__table__  # type: ignore[attr-defined]
+# Built once: every API call runs it.
+_RESOLVE = (
+    sa_select(
+        _SESSIONS.c.id,
+        _SESSIONS.c.username,
+        _SESSIONS.c.last_used_at,
+        _SESSIONS.c.expires_at,
+        _SESSIONS.c.revoked_at,
+        _USERS.c.roles,
+        _USERS.c.active,
+    )
+    .join(_USERS, _USERS.c.username == _SESSIONS.c.username)
+    .where(_SESSIONS.c.token_hash == bindparam("hash"))
+)
 TOKEN_PREFIX = "pkis_"  # noqa: S105 - a prefix that makes a leaked token recognisable
 # A session's last use is written when it is older than this: idle expiry is exact to within it.
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -84,25 +102,20 @@ class SessionService:
         """
         now = self._ctx.now()
         with self._ctx.read() as s:
-            row = s.exec(
-                select(ApiSession, User.roles, User.active)
-                .join(User, col(User.username) == col(ApiSession.username))
-                .where(ApiSession.token_hash == token_hash(token))
-            ).first()
+            row = s.execute(_RESOLVE, {"hash": token_hash(token)}).first()
         if row is None:
             raise SessionExpiredError("unknown")
-        session, roles, active = row
-        why = self._ended(session, now)
-        if why is None and not active:
+        why = self._ended(row, now)
+        if why is None and not row.active:
             why = "ended: the user is deactivated"
         if why is not None:
             raise SessionExpiredError(why)
-        if now - session.last_used_at >= _TOUCH_EVERY:
+        if now - row.last_used_at >= _TOUCH_EVERY:
             with self._ctx.write_plain(durable=False) as s:  # no audit record: a use is not a change
-                s.execute(update(ApiSession).where(col(ApiSession.id) == session.id).values(last_used_at=now))
-        return Actor(session.username, parse_roles(roles))
+                s.execute(update(ApiSession).where(col(ApiSession.id) == row.id).values(last_used_at=now))
+        return Actor(row.username, parse_roles(row.roles))
 
-    def _ended(self, session: ApiSession, now: datetime) -> str | None:
+    def _ended(self, session: Any, now: datetime) -> str | None:
         if session.revoked_at is not None:
             return "revoked"
         if now >= session.expires_at:
