@@ -220,7 +220,9 @@ def cert_export(serial: str, fmt: str, out: Path | None) -> None:
     """Export a certificate as PEM, DER, or PEM with its issuing CA and root (chain)."""
     data = service().certificates.export(serial, fmt)
     if out is not None:
-        out.write_bytes(data)
+        from pki.files import write_atomic
+
+        write_atomic(out, data)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -278,26 +280,23 @@ def crl() -> None:
 
 @crl.command("publish")
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), help="Also write CA.crl and CA.crl.pem here."
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write CA.crl and CA.crl.pem for every CA (root included) and crls.pem (all of them) here.",
 )
 @click.option("--as", "as_user", metavar="USER", help="Operator (omit for a scheduled run).")
 @json_option
 def crl_publish(out: Path | None, as_user: str | None, as_json: bool) -> None:
-    """Publish a new CRL for every issuing CA (served by `pkictl serve` at the CRL distribution points)."""
-    import base64
-    import textwrap
+    """Publish a new CRL for every CA, the root's ARL included (served by `pkictl serve` at the CRL
+    distribution points)."""
+    from pki.services.crl_publisher import write_files
 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)  # before publishing: a bad --out must not use up CRL numbers
     svc = service()
     published = svc.crl.publish(actor=login(svc, as_user) if as_user else None)
     if out is not None:
-        for p in published:
-            (out / f"{p.ca}.crl").write_bytes(p.record.der)
-            body = "\n".join(textwrap.wrap(base64.b64encode(p.record.der).decode("ascii"), 64))  # RFC 7468
-            (out / f"{p.ca}.crl.pem").write_text(
-                f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n"
-            )
+        write_files(out, published)
     if as_json:
         print_json(
             [
