@@ -255,7 +255,7 @@ def revoke(
         raise click.UsageError("give either SERIAL or --from-file FILE")
     serials = (
         [serial]
-        if serial
+        if serial is not None
         else [
             line.split("#", 1)[0].strip()
             for line in from_file.read_text(encoding="utf-8-sig").splitlines()  # type: ignore[union-attr]
