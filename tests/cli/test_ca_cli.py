@@ -655,16 +655,24 @@ def test_crl_publish_writes_der_and_pem(ca_home: Cli, tmp_path: Path) -> None:
     done = ca_home.ok("crl", "publish", "--out", str(out), "--as", OPERATOR)
 
     assert sorted(p.name for p in out.iterdir()) == [
+        "crls.pem",
         "formal.crl",
         "formal.crl.pem",
+        "root.crl",
+        "root.crl.pem",
         "test.crl",
         "test.crl.pem",
     ]
     lines = done.out.splitlines()
-    assert any(line.startswith("CRL test #1: 0 entries") for line in lines), done.out
-    assert any(line.startswith("CRL formal #1: 0 entries") for line in lines), done.out
+    for ca in ("root", "test", "formal"):
+        assert any(line.startswith(f"CRL {ca} #1: 0 entries") for line in lines), done.out
     authorities = cas(ca_home)
-    for ca in ("test", "formal"):
+    pems = (out / "crls.pem").read_bytes().split(b"-----END X509 CRL-----\n")
+    bundle = [x509.load_pem_x509_crl(p + b"-----END X509 CRL-----\n") for p in pems if p.strip()]
+    assert [c.issuer.rfc4514_string() for c in bundle] == [
+        authorities[ca]["subject"] for ca in ("root", "test", "formal")
+    ]
+    for ca in ("root", "test", "formal"):
         der = (out / f"{ca}.crl").read_bytes()
         crl = x509.load_der_x509_crl(der)
         assert x509.load_pem_x509_crl((out / f"{ca}.crl.pem").read_bytes()).public_bytes(Encoding.DER) == der
@@ -710,11 +718,19 @@ def test_crl_publish_json_and_roles(ca_home: Cli, tmp_path: Path) -> None:
 
     published = ca_home.json("crl", "publish", "--as", OPERATOR)
 
-    assert {p["ca"]: (p["number"], p["entries"]) for p in published} == {"test": (1, 1), "formal": (1, 0)}
+    assert {p["ca"]: (p["number"], p["entries"]) for p in published} == {
+        "root": (1, 0),
+        "test": (1, 1),
+        "formal": (1, 0),
+    }
     for p in published:
         assert p["next_update"] > p["this_update"]
     assert_refused(ca_home("crl", "publish", "--as", "clerk"), "no role that may crl publish")
-    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {"test": 2, "formal": 2}
+    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {
+        "root": 2,
+        "test": 2,
+        "formal": 2,
+    }
 
 
 def test_crl_pem_lines_are_at_most_64_characters(ca_home: Cli, tmp_path: Path) -> None:
@@ -881,7 +897,11 @@ def test_a_crl_publish_that_cannot_sign_publishes_nothing(
 
     assert_refused(wrong, "passphrase is wrong")
     assert not out.exists() or not list(out.iterdir())
-    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {"test": 1, "formal": 1}
+    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {
+        "root": 1,
+        "test": 1,
+        "formal": 1,
+    }
 
 
 # -- output files that cannot be written ------------------------------------------------------------------

@@ -109,7 +109,9 @@ def test_crl_numbers_entries_and_expiry(
 ) -> None:
     test_ca = ca_service.authority.get("test")
     first = {p.ca: p.record for p in ca_service.crl.publish()}
-    assert set(first) == {"test", "formal"} and first["test"].number == 1 and first["test"].entries == 0
+    assert (
+        set(first) == {"root", "test", "formal"} and first["test"].number == 1 and first["test"].entries == 0
+    )
     short = issued(ca_service, people)  # 12 months
     long = issued(ca_service, people, validity_months=24)
     formal = issued(ca_service, people, access_type="formal")
