@@ -356,6 +356,7 @@ class RequestService:
                         col(CertificateRequest.credential_number) == term.upper(),
                     )
                 )
+        id_bound(flt.before_id, "before_id")
         if id_bound(flt.after_id, "after_id") is not None:
             stmt = stmt.where(col(CertificateRequest.id) > flt.after_id)
         if flt.states is not None:
