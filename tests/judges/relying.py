@@ -5,6 +5,7 @@ engine, libp11). Everything binds to 127.0.0.1 on free ports and is stopped at t
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 NGINX = "/usr/sbin/nginx"
-ENGINE = Path("/usr/lib/x86_64-linux-gnu/engines-3/pkcs11.so")
+ENGINE = Path(f"/usr/lib/{platform.machine()}-linux-gnu/engines-3/pkcs11.so")  # Debian multiarch
 SOFTHSM = "/usr/lib/softhsm/libsofthsm2.so"
 TIMEOUT = 60
 
