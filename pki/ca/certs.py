@@ -129,9 +129,9 @@ def build_issuing(
     survives a path only if every CA certificate below the trust anchor asserts it (or anyPolicy), so without
     them a relying party cannot require the formal policy (`openssl verify -policy OID -explicit_policy`).
     Only these OIDs, not anyPolicy, so that the test CA can never carry a formal certificate through such a
-    check. The CRL distribution point is the root's CRL (ARL) and caIssuers the root certificate: relying
-    parties that check every certificate of the chain (nginx's ssl_crl) find both. No OCSP for CA
-    certificates: the root's CRL answers for them.
+    check. The CRL distribution point is the root's CRL (ARL), OCSP the root's delegated responder and
+    caIssuers the root certificate: relying parties that check every certificate of the chain (nginx's
+    ssl_crl, or ssl_ocsp on) find what they need for this one too.
     """
     builder = (
         _base(name, issuer.subject, public_key, serial, validity)
@@ -149,15 +149,30 @@ def build_issuing(
             x509.AuthorityInformationAccess(
                 [
                     x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(publication.ocsp_url),
+                    ),
+                    x509.AccessDescription(
                         AuthorityInformationAccessOID.CA_ISSUERS,
                         x509.UniformResourceIdentifier(publication.ca_issuers_url),
-                    )
+                    ),
                 ]
             ),
             critical=False,
         )
     )
     return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def ocsp_urls_of(cert: x509.Certificate) -> tuple[str, ...]:
+    """The OCSP URIs of a certificate's authority information access (empty without the extension)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(
+        str(d.access_location.value) for d in ext if d.access_method == AuthorityInformationAccessOID.OCSP
+    )
 
 
 def policy_oids_of(cert: x509.Certificate) -> frozenset[str]:

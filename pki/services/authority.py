@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import cached_property, partial
 
 from cryptography import x509
@@ -24,6 +24,10 @@ from pki.services.home_settings import HomeSettingsService
 
 # Replace a delegated OCSP signer this long before it ends (CRL publication and the responder check).
 ROTATE_WITHIN = timedelta(days=30)
+# The root's delegated OCSP signer: it answers for the issuing CA certificates, so that a relying party that
+# checks every certificate of the chain by OCSP (nginx `ssl_ocsp on`) finds a responder for each, while the
+# root key itself stays offline.
+ROOT_SIGNER = "ocsp-root"
 
 
 @dataclass
@@ -53,9 +57,15 @@ class AuthorityService:
         self._settings = HomeSettingsService(ctx)
 
     def ensure_hierarchy(self, *, actor: str = "system") -> list[CertificateAuthority]:
-        """Create root, one issuing CA per kind and their OCSP signers, unless a hierarchy exists."""
+        """Create root, one issuing CA per kind and the OCSP signers of all three, unless a hierarchy exists.
+
+        A hierarchy made before the root had an OCSP signer gets one (needs the root key).
+        """
         existing = self.all()
         if existing:
+            if not any(r.slug == ROOT_SIGNER for r in existing):
+                self._add_root_signer(actor)
+                return self.all()
             return existing
         policy = self._ctx.policies.ca
         keys = self._ctx.key_store()
@@ -102,10 +112,11 @@ class AuthorityService:
                     CaRole.OCSP,
                     kind,
                     (issuing, issuing_key),
-                    f"{name.common_name} OCSP",
+                    self._signer_name(kind.value),
                     ocsp_validity,
                     certs.build_ocsp_signer,
                 )
+            self._make_root_signer(s, keys, root, root_key, now)
             records = list(s.exec(select(CertificateAuthority).order_by(col(CertificateAuthority.id))).all())
             audit.append(
                 s,
@@ -118,6 +129,48 @@ class AuthorityService:
             )
         self._loaded = None
         return records
+
+    def _signer_name(self, slug: str) -> str:
+        """The common name of CA ``slug``'s OCSP signer: the CA's own name plus " OCSP"."""
+        policy = self._ctx.policies.ca
+        ca_name = policy.root.common_name if slug == "root" else policy.issuing[slug].common_name
+        return f"{ca_name} OCSP"
+
+    def _make_root_signer(
+        self, s: Session, keys: KeyStore, root: CertificateAuthority, root_key: PrivateKey, now: datetime
+    ) -> CertificateAuthority:
+        end = min(now + timedelta(days=self._ctx.policies.ca.ocsp_lifetime_days), root.not_valid_after)
+        _, signer = self._make(
+            s,
+            keys,
+            ROOT_SIGNER,
+            CaRole.OCSP,
+            None,
+            (root, root_key),
+            self._signer_name("root"),
+            certs.Validity(now, end),
+            certs.build_ocsp_signer,
+        )
+        return signer
+
+    def _add_root_signer(self, actor: str) -> None:
+        self.refresh()
+        root = self.get("root")
+        root_key = self.key_for(root)
+        keys = self._ctx.key_store()
+        with self._ctx.write() as s:
+            record = s.exec(select(CertificateAuthority).where(CertificateAuthority.id == root.id)).one()
+            signer = self._make_root_signer(s, keys, record, root_key, whole_seconds(self._ctx.now()))
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor,
+                action="ca.create",
+                subject_type="ca",
+                subject_id=ROOT_SIGNER,
+                details={ROOT_SIGNER: {"serial": signer.serial, "subject": signer.subject}},
+            )
+        self._loaded = None
 
     def _make(
         self,
@@ -167,7 +220,8 @@ class AuthorityService:
 
     def recertify_issuing(self, *, actor: str = "system") -> list[str]:
         """Re-certify, under their own keys, the issuing CAs whose certificate lacks the policies of the kinds
-        they issue or the CRL distribution point of the root's CRL (homes made before both existed).
+        they issue, the CRL distribution point of the root's CRL or the root's OCSP responder (homes made
+        before these existed).
 
         The new certificate keeps the subject, the key (so the subject key identifier every issued
         certificate and CRL points at) and the validity; only the serial, the policies, the CDP and AIA
@@ -180,8 +234,10 @@ class AuthorityService:
         for ca in self.loaded().values():
             if ca.record.role is not CaRole.ISSUING:
                 continue
-            if certs.policy_oids_of(ca.certificate) != frozenset(self.policy_oids_for(ca.slug)) or not (
-                certs.crl_urls_of(ca.certificate)
+            if (
+                certs.policy_oids_of(ca.certificate) != frozenset(self.policy_oids_for(ca.slug))
+                or not certs.crl_urls_of(ca.certificate)
+                or not certs.ocsp_urls_of(ca.certificate)
             ):
                 due.append(ca)
         if not due:
@@ -257,9 +313,7 @@ class AuthorityService:
                 rotated.append(signer.slug)
                 serial = x509.random_serial_number()
                 key, ref = keys.create(f"{signer.slug}-{serial:X}"[:48], policy.key_algorithm)
-                name = certs.ca_name(
-                    policy.country, policy.organization, f"{policy.issuing[issuing.slug].common_name} OCSP"
-                )
+                name = certs.ca_name(policy.country, policy.organization, self._signer_name(issuing.slug))
                 cert = certs.build_ocsp_signer(
                     issuing.certificate,
                     self.key_for(issuing),

@@ -188,8 +188,22 @@ def publish(cli: Cli, out: Path) -> dict[str, x509.CertificateRevocationList]:
 
 # -- init and the hierarchy -------------------------------------------------------------------------------
 
-HIERARCHY = {"root": None, "test": "root", "formal": "root", "ocsp-test": "test", "ocsp-formal": "formal"}
-ROLES = {"root": "root", "test": "issuing", "formal": "issuing", "ocsp-test": "ocsp", "ocsp-formal": "ocsp"}
+HIERARCHY = {
+    "root": None,
+    "test": "root",
+    "formal": "root",
+    "ocsp-test": "test",
+    "ocsp-formal": "formal",
+    "ocsp-root": "root",
+}
+ROLES = {
+    "root": "root",
+    "test": "issuing",
+    "formal": "issuing",
+    "ocsp-test": "ocsp",
+    "ocsp-formal": "ocsp",
+    "ocsp-root": "ocsp",
+}
 
 
 def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
@@ -211,6 +225,7 @@ def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
         "formal": "formal",
         "ocsp-test": "test",
         "ocsp-formal": "formal",
+        "ocsp-root": None,
     }
     for c in listed:
         assert "certificate_der" not in c
@@ -220,7 +235,7 @@ def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
         assert c["subject"].endswith(",C=CN")
     # The keys are encrypted files in the home, readable by the owner only.
     key_files = sorted((cli.home / "ca").iterdir())
-    assert len(key_files) == 5
+    assert len(key_files) == 6
     for path in key_files:
         assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
         assert path.stat().st_mode & 0o077 == 0
@@ -238,13 +253,13 @@ def test_ca_show_prints_the_tree(home: Cli) -> None:
 
     out = home.ok("ca", "show").out.splitlines()
 
-    depth = {"root": 0, "test": 1, "formal": 1, "ocsp-test": 2, "ocsp-formal": 2}
+    depth = {"root": 0, "test": 1, "formal": 1, "ocsp-test": 2, "ocsp-formal": 2, "ocsp-root": 1}
     for slug, level in depth.items():
         line = next(x for x in out if x.strip().startswith(f"{slug} "))
         assert line.startswith("  " * level + slug), line
         assert ROLES[slug] in line
         assert f"serial {listed[slug]['serial']}" in line
-    assert sum("valid " in x for x in out) == 5
+    assert sum("valid " in x for x in out) == 6
 
 
 def test_ca_show_before_init_and_before_the_hierarchy(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp
 from cryptography.x509.oid import AuthorityInformationAccessOID
 from sqlmodel import Session, select
 
@@ -19,7 +20,7 @@ from pki.ca.keys import signature_hash
 from pki.errors import ValidationError
 from pki.models import CertificateAuthority
 from pki.services import Actor, Service
-from tests.judges.tools import AT_T0, issue
+from tests.judges.tools import AT_T0, issue, ocsp_request, ocsp_request_for_serial
 
 TEST_OID, FORMAL_OID = "1.3.6.1.4.1.32473.1.1", "1.3.6.1.4.1.32473.1.2"
 
@@ -60,7 +61,7 @@ def test_issuing_cas_assert_their_kinds_policies_and_the_root_none(ca_service: S
     for slug in ("test", "formal"):  # no public URL set: the ca.toml defaults
         assert urls(cert_of(ca_service, slug)) == {
             "crl": ["http://127.0.0.1:8000/crl/root.crl"],
-            "ocsp": [],
+            "ocsp": ["http://127.0.0.1:8000/ocsp/root"],
             "ca_issuers": ["http://127.0.0.1:8000/ca/root.cer"],
         }
 
@@ -174,3 +175,37 @@ def test_issuing_cas_without_policies_are_recertified_under_the_same_keys(
     assert f"{legacy['formal'].serial_number:X}" in record.details or f"{legacy['test'].serial_number:X}" in (
         record.details
     )
+
+
+def test_the_roots_responder_answers_for_the_issuing_cas(ca_service: Service) -> None:
+    """nginx `ssl_ocsp on` asks about every certificate of the chain: the issuing CAs' status comes from the
+    root's delegated signer (the root key stays offline)."""
+    root, signer = cert_of(ca_service, "root"), cert_of(ca_service, "ocsp-root")
+    assert ext(signer, x509.ExtendedKeyUsage) == x509.ExtendedKeyUsage(
+        [x509.oid.ExtendedKeyUsageOID.OCSP_SIGNING]
+    )
+    signer.verify_directly_issued_by(root)
+    for slug in ("test", "formal"):
+        answer = ocsp.load_der_ocsp_response(
+            ca_service.ocsp.respond(ocsp_request(cert_of(ca_service, slug), root))
+        )
+        assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD, slug
+        assert answer.certificates == [signer]
+    stranger = ocsp.load_der_ocsp_response(ca_service.ocsp.respond(ocsp_request_for_serial(12345, root)))
+    assert stranger.certificate_status is ocsp.OCSPCertStatus.UNKNOWN
+
+
+def test_a_home_without_the_roots_responder_gets_one_from_init(ca_service: Service) -> None:
+    with Session(ca_service.ctx.engine) as s:
+        s.delete(s.exec(select(CertificateAuthority).where(CertificateAuthority.slug == "ocsp-root")).one())
+        s.commit()
+    ca_service.authority.refresh()
+    slugs = [r.slug for r in ca_service.authority.ensure_hierarchy(actor="init")]
+    assert slugs.count("ocsp-root") == 1
+    assert [r.slug for r in ca_service.authority.ensure_hierarchy(actor="init")] == slugs  # once
+    ca_service.ocsp.warm()
+    root = cert_of(ca_service, "root")
+    answer = ocsp.load_der_ocsp_response(
+        ca_service.ocsp.respond(ocsp_request(cert_of(ca_service, "test"), root))
+    )
+    assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD

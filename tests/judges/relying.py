@@ -140,7 +140,7 @@ class Nginx:
             f"    server {{\n        listen 127.0.0.1:{self.crl_port} ssl;\n{common}"
             f"        ssl_crl {crl_bundle};\n    }}\n"
             f"    server {{\n        listen 127.0.0.1:{self.ocsp_port} ssl;\n{common}"
-            "        ssl_ocsp leaf;\n    }\n}\n"
+            "        ssl_ocsp on;\n    }\n}\n"
         )
         path = d / "nginx.conf"
         path.write_text(text, encoding="utf-8")
