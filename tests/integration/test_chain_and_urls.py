@@ -209,3 +209,37 @@ def test_a_home_without_the_roots_responder_gets_one_from_init(ca_service: Servi
         ca_service.ocsp.respond(ocsp_request(cert_of(ca_service, "test"), root))
     )
     assert answer.certificate_status is ocsp.OCSPCertStatus.GOOD
+
+
+def test_openssl_checks_every_crl_of_the_chain_with_the_roots(
+    ca_service: Service, people: dict[str, Actor], tmp_path: Path
+) -> None:
+    """`-crl_check_all` (what nginx's ssl_crl does) needs the root's CRL too: with the published bundle a
+    valid certificate passes and a revoked one is refused; without the root's CRL every one is refused."""
+    from pki.services.crl_publisher import write_files
+
+    good, bad = (
+        issue(ca_service, people, kind="formal", index=73),
+        issue(ca_service, people, kind="test", index=74),
+    )
+    ca_service.revocation.revoke(f"{bad.serial_number:X}", "keyCompromise", actor=people["ops"])
+    write_files(tmp_path, ca_service.crl.publish())
+    (tmp_path / "root.pem").write_bytes(cert_of(ca_service, "root").public_bytes(Encoding.PEM))
+    (tmp_path / "cas.pem").write_bytes(
+        b"".join(cert_of(ca_service, s).public_bytes(Encoding.PEM) for s in ("test", "formal"))
+    )
+    without_root = b"".join((tmp_path / f"{s}.crl.pem").read_bytes() for s in ("test", "formal"))
+    (tmp_path / "no-root.pem").write_bytes(without_root)
+
+    def verify(cert: x509.Certificate, crls: str) -> str:
+        (tmp_path / "leaf.pem").write_bytes(cert.public_bytes(Encoding.PEM))
+        done = subprocess.run(
+            ["openssl", "verify", "-attime", str(AT_T0 + 3600), "-CAfile", tmp_path / "root.pem", "-untrusted",
+             tmp_path / "cas.pem", "-crl_check_all", "-CRLfile", tmp_path / crls, tmp_path / "leaf.pem"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        return "OK" if done.returncode == 0 else done.stdout + done.stderr
+
+    assert verify(good, "crls.pem") == "OK"
+    assert "certificate revoked" in verify(bad, "crls.pem")
+    assert "unable to get certificate CRL" in verify(good, "no-root.pem")
