@@ -66,14 +66,26 @@ def init_home(settings: Settings) -> Engine:
     return engine
 
 
-def initialize(settings: Settings, passphrase: Callable[[], str], *, clock: Clock | None = None) -> Service:
-    """`pkictl init`: the home, the migrated schema and, once, the CA hierarchy (keys under the passphrase)."""
+def initialize(
+    settings: Settings,
+    passphrase: Callable[[], str],
+    *,
+    clock: Clock | None = None,
+    public_url: str | None = None,
+) -> Service:
+    """`pkictl init`: the home, the migrated schema, the public base URL when given (before the hierarchy,
+    so that new CA certificates point at it) and, once, the CA hierarchy (keys under the passphrase)."""
+    from pki.services.home_settings import normalize_public_url
+
+    url = normalize_public_url(public_url) if public_url is not None else None  # refuse before any change
     service = Service(
         init_home(settings),
         clock=clock,
         keys=key_store(settings, passphrase),
         policies=load_policies(settings.policy_dir),
     )
+    if url is not None:
+        service.settings.set_public_url(url, actor="init")
     service.authority.ensure_hierarchy()
     return service
 

@@ -60,16 +60,20 @@ def is_demo_home(home: Path) -> bool:
 PASSPHRASE_FILE = "DEMO-CA-PASSPHRASE"  # noqa: S105 (a file name)
 
 
-def open_demo_home(settings: Settings) -> Service:
+DEMO_URL = "http://127.0.0.1:8000"  # where `scripts/demo` serves by default
+
+
+def open_demo_home(settings: Settings, public_url: str = DEMO_URL) -> Service:
     """Initialize the home for a demo, CA included. A demo lives in the home's own SQLite file: it refuses a
     configured PKI_DATABASE_URL, so that demo users can never land in a shared or production database.
 
     The demo CA's passphrase is random and kept beside it in DEMO-CA-PASSPHRASE (owner-only), which is what
-    makes a demo a demo: never keep a real CA passphrase next to its keys.
+    makes a demo a demo: never keep a real CA passphrase next to its keys. ``public_url`` is where the demo
+    will be served: its certificates point there.
     """
     if settings.database_url != settings.default_database_url():
         raise ConflictError("pkictl demo uses the home's own SQLite database: unset PKI_DATABASE_URL")
-    return initialize(settings, lambda: demo_passphrase(settings.home))
+    return initialize(settings, lambda: demo_passphrase(settings.home), public_url=public_url)
 
 
 def demo_passphrase(home: Path) -> str:

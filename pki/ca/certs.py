@@ -6,6 +6,7 @@ Extensions follow RFC 5280 §4.2; the organization-code extension follows GM/T 0
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -98,6 +99,11 @@ def _key_usage(
 
 
 def build_root(key: PrivateKey, name: x509.Name, serial: int, validity: Validity) -> x509.Certificate:
+    """The self-signed root. It carries no certificatePolicies, not even anyPolicy: it is the trust anchor,
+    and RFC 5280 §6.1 path processing starts below the anchor (its extensions are not processed), so a policy
+    there would constrain nothing; the issuing CAs assert the policies of what they issue. A root that
+    claims no policy also outlives any change of the kinds or their OIDs (only issuing CAs are re-certified).
+    """
     builder = (
         _base(name, name, key.public_key(), serial, validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -113,14 +119,86 @@ def build_issuing(
     name: x509.Name,
     serial: int,
     validity: Validity,
+    *,
+    policy_oids: Sequence[str],
+    publication: Publication,
 ) -> x509.Certificate:
+    """An issuing CA certified by the root.
+
+    ``policy_oids`` are the certificate policies of the kinds this CA issues: under RFC 5280 §6.1 a policy
+    survives a path only if every CA certificate below the trust anchor asserts it (or anyPolicy), so without
+    them a relying party cannot require the formal policy (`openssl verify -policy OID -explicit_policy`).
+    Only these OIDs, not anyPolicy, so that the test CA can never carry a formal certificate through such a
+    check. The CRL distribution point is the root's CRL (ARL), OCSP the root's delegated responder and
+    caIssuers the root certificate: relying parties that check every certificate of the chain (nginx's
+    ssl_crl, or ssl_ocsp on) find what they need for this one too.
+    """
     builder = (
         _base(name, issuer.subject, public_key, serial, validity)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(_key_usage(certifies=True), critical=True)
         .add_extension(_aki(issuer), critical=False)
+        .add_extension(
+            x509.CertificatePolicies(
+                [x509.PolicyInformation(x509.ObjectIdentifier(oid), None) for oid in policy_oids]
+            ),
+            critical=False,
+        )
+        .add_extension(_crl_distribution_point(publication.crl_url), critical=False)
+        .add_extension(
+            x509.AuthorityInformationAccess(
+                [
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.OCSP,
+                        x509.UniformResourceIdentifier(publication.ocsp_url),
+                    ),
+                    x509.AccessDescription(
+                        AuthorityInformationAccessOID.CA_ISSUERS,
+                        x509.UniformResourceIdentifier(publication.ca_issuers_url),
+                    ),
+                ]
+            ),
+            critical=False,
+        )
     )
     return builder.sign(issuer_key, signature_hash(issuer_key))
+
+
+def ocsp_urls_of(cert: x509.Certificate) -> tuple[str, ...]:
+    """The OCSP URIs of a certificate's authority information access (empty without the extension)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(
+        str(d.access_location.value) for d in ext if d.access_method == AuthorityInformationAccessOID.OCSP
+    )
+
+
+def policy_oids_of(cert: x509.Certificate) -> frozenset[str]:
+    """The certificate-policy OIDs a certificate asserts (empty without the extension)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.CertificatePolicies).value
+    except x509.ExtensionNotFound:
+        return frozenset()
+    return frozenset(p.policy_identifier.dotted_string for p in ext)
+
+
+def crl_urls_of(cert: x509.Certificate) -> tuple[str, ...]:
+    """The URIs of a certificate's CRL distribution points (empty without the extension)."""
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except x509.ExtensionNotFound:
+        return ()
+    return tuple(
+        n.value for dp in ext for n in dp.full_name or () if isinstance(n, x509.UniformResourceIdentifier)
+    )
+
+
+def _crl_distribution_point(url: str) -> x509.CRLDistributionPoints:
+    return x509.CRLDistributionPoints(
+        [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
+    )
 
 
 def build_ocsp_signer(
@@ -178,16 +256,7 @@ def build_end_entity(
         )
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(_aki(issuer), critical=False)
-        .add_extension(
-            x509.CRLDistributionPoints(
-                [
-                    x509.DistributionPoint(
-                        [x509.UniformResourceIdentifier(publication.crl_url)], None, None, None
-                    )
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(_crl_distribution_point(publication.crl_url), critical=False)
         .add_extension(
             x509.AuthorityInformationAccess(
                 [

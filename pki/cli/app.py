@@ -143,16 +143,14 @@ def print_json(data: Any) -> None:
 
 def read_json_file(path: Path) -> dict[str, Any]:
     from pki.errors import FieldError, ValidationError
+    from pki.json_input import read_object_file
 
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return read_object_file(path)  # size and depth limits: pki.json_input
+    except OSError as e:
         raise ValidationError(
-            [FieldError("file", f"{path}: not readable JSON ({e})", "文件不是有效的JSON")]
+            [FieldError("file", f"{path}: not readable ({e.strerror or e})", "文件无法读取")]
         ) from e
-    if not isinstance(data, dict):
-        raise ValidationError([FieldError("file", f"{path}: expected a JSON object", "文件应为JSON对象")])
-    return data
 
 
 def local_time(value: Any) -> str:

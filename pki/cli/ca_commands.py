@@ -208,7 +208,9 @@ def cert_export(serial: str, fmt: str, out: Path | None) -> None:
 
     data = base64.b64decode(desk().call("cert.export", serial=serial, format=fmt)["data"])
     if out is not None:
-        out.write_bytes(data)
+        from pki.files import write_atomic
+
+        write_atomic(out, data)
     else:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -239,7 +241,7 @@ def revoke(
         raise click.UsageError("give either SERIAL or --from-file FILE")
     serials = (
         [serial]
-        if serial
+        if serial is not None
         else [
             line.split("#", 1)[0].strip()
             for line in from_file.read_text(encoding="utf-8-sig").splitlines()  # type: ignore[union-attr]
@@ -261,26 +263,23 @@ def crl() -> None:
 
 @crl.command("publish")
 @click.option(
-    "--out", type=click.Path(file_okay=False, path_type=Path), help="Also write CA.crl and CA.crl.pem here."
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Also write CA.crl and CA.crl.pem for every CA (root included) and crls.pem (all of them) here.",
 )
 @click.option("--as", "as_user", metavar="USER", help="Operator (omit for a scheduled run).")
 @json_option
 def crl_publish(out: Path | None, as_user: str | None, as_json: bool) -> None:
-    """Publish a new CRL for every issuing CA (served by `pkictl serve` at the CRL distribution points)."""
-    import base64
-    import textwrap
+    """Publish a new CRL for every CA, the root's ARL included (served by `pkictl serve` at the CRL
+    distribution points)."""
+    from pki.services.crl_publisher import write_files
 
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)  # before publishing: a bad --out must not use up CRL numbers
     svc = service()
     published = svc.crl.publish(actor=login(svc, as_user) if as_user else None)
     if out is not None:
-        for p in published:
-            (out / f"{p.ca}.crl").write_bytes(p.record.der)
-            body = "\n".join(textwrap.wrap(base64.b64encode(p.record.der).decode("ascii"), 64))  # RFC 7468
-            (out / f"{p.ca}.crl.pem").write_text(
-                f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n"
-            )
+        write_files(out, published)
     if as_json:
         print_json(
             [

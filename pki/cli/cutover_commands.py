@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 
@@ -249,10 +248,12 @@ PLAN_COLUMNS = ("province", "credential_number", "name", "kind", "readiness", "r
 def cutover_plan(platform: str, at: datetime | None, days: int, out_path: Path | None, as_json: bool) -> None:
     """Readiness per party and totals per province at an instant; exits 0 whoever is not ready."""
     import json
+    from contextlib import ExitStack
+
+    from pki.reports import CsvReport, csv_report
 
     svc = service()
-    out: TextIO | None = None
-    writer: Any = None
+    writer: CsvReport | None = None
     first = [True]
 
     def sink(row: Any) -> None:
@@ -266,23 +267,18 @@ def cutover_plan(platform: str, at: datetime | None, days: int, out_path: Path |
             _iso(row.valid_until) or "",
         )
         if writer is not None:
-            writer.writerow(values)
+            writer.row(values)
         if as_json:
             item = json.dumps(dict(zip(PLAN_COLUMNS, values, strict=True)), ensure_ascii=False)
             sys.stdout.write(("" if first[0] else ",") + "\n    " + item)
             first[0] = False
 
-    if out_path is not None:
-        out = out_path.open("w", encoding="utf-8-sig", newline="")  # Excel opens it with the BOM
-        writer = csv.writer(out)
-        writer.writerow(PLAN_COLUMNS)
-    try:
+    with ExitStack() as stack:
+        if out_path is not None:
+            writer = stack.enter_context(csv_report(out_path, PLAN_COLUMNS))
         if as_json:
             sys.stdout.write('{\n  "parties": [')
         summary = svc.cutover.plan(platform=platform, at=at, days=days, sink=sink)
-    finally:
-        if out is not None:
-            out.close()
     totals = {
         province: {r.value: counts.get(r, 0) for r in Readiness}
         for province, counts in sorted(summary.by_province.items())
@@ -408,14 +404,18 @@ def cutover_status(show_refused: bool, as_json: bool) -> None:
 
 @cli.command("access-check")
 @click.option(
-    "--cert", "cert_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True
+    "--cert",
+    "cert_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The certificate presented (PEM or DER); omit for a connection that presents none.",
 )
 @platform_option
 @click.option("--at", "at", type=INSTANT, default=None, help="Decide for this instant (default: now).")
 @json_option
-def access_check(cert_path: Path, platform: str, at: datetime | None, as_json: bool) -> int:
-    """Would a connection presenting this certificate (PEM or DER) be let in? Exit 0 allow, 1 deny."""
-    result = service().access.check(cert_path.read_bytes(), platform=platform, at=at)
+def access_check(cert_path: Path | None, platform: str, at: datetime | None, as_json: bool) -> int:
+    """Would a connection presenting this certificate (or none) be let in? Exit 0 allow, 1 deny."""
+    presented = cert_path.read_bytes() if cert_path is not None else None
+    result = service().access.check(presented, platform=platform, at=at)
     if as_json:
         from pki.serialize import access_to_dict
 

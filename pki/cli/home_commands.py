@@ -6,28 +6,45 @@ import click
 
 from pki.cli.app import ca_passphrase, center_only, cli
 
+PUBLIC_URL_HELP = (
+    "Base URL where relying parties reach `pkictl serve` (CRLs, OCSP, CA certificates), e.g. "
+    "http://pki.example.gov.cn; stored in the home, used by certificates issued from now on."
+)
+
 
 @cli.command()
-def init() -> None:
+@click.option("--public-url", metavar="URL", help=PUBLIC_URL_HELP)
+def init(public_url: str | None) -> None:
     """Create the home, its database and the CA hierarchy, or migrate an existing home (safe to repeat).
 
     The CA keys are encrypted with PKI_CA_PASSPHRASE (or a prompted passphrase) and kept in the home's ca/.
+    Issuing CA certificates made before they carried certificate policies are re-certified under their keys.
     """
     from pki.bootstrap import initialize
     from pki.config import Settings
 
     center_only()
     settings = Settings.from_env()
-    svc = initialize(settings, ca_passphrase)
+    svc = initialize(settings, ca_passphrase, public_url=public_url)
     click.get_current_context().call_on_close(svc.ctx.engine.dispose)
     click.echo(f"home: {settings.home}")
     click.echo(f"database: {svc.ctx.engine.url.render_as_string(hide_password=True)}")
+    click.echo(f"public URL: {svc.settings.public_url() or '- (ca.toml [urls])'}")
+    for slug in svc.authority.recertify_issuing(actor="init"):
+        click.echo(f"CA {slug} re-certified with its certificate policies and the root CRL (same key)")
     for ca in svc.authority.all():
         click.echo(f"CA {ca.slug:<12} {ca.subject}  (until {ca.not_valid_after.date().isoformat()})")
 
 
 @cli.command()
-def demo() -> None:
+@click.option(
+    "--public-url",
+    metavar="URL",
+    default="http://127.0.0.1:8000",
+    show_default=True,
+    help="Where the demo will be served (`pkictl serve --port`): its certificates point there.",
+)
+def demo(public_url: str) -> None:
     """Create a DEMO home: one user per role (passwords printed once) and sample applications.
 
     Never use a demo home for real certificates; `pkictl init` alone creates no users and no data.
@@ -37,7 +54,7 @@ def demo() -> None:
 
     center_only()
     settings = Settings.from_env()
-    service = demo_data.open_demo_home(settings)
+    service = demo_data.open_demo_home(settings, public_url)
     click.get_current_context().call_on_close(service.ctx.engine.dispose)
     users = demo_data.seed(service, settings.home)
     click.echo(f"DEMO home at {settings.home} (marked by {demo_data.MARKER}); not for real certificates.")

@@ -92,13 +92,25 @@ def to_json(fields: dict[str, Any]) -> str:
 
 def validate(op: Operation, fields: dict[str, Any]) -> Input:
     """``fields`` validated by ``op``'s input model exactly as the API validates a request body."""
+    return parsed(op, to_json(fields))
+
+
+def parsed(op: Operation, raw: str | dict[str, Any]) -> Input:
+    """``op``'s input from JSON text (a desk) or decoded JSON, query and path values (the API). Raises
+    ValidationError naming each bad field, or NotFoundError when an identifier in the path can name no
+    record (as the service says for an id beyond any row: pki/ids.py)."""
     import pydantic
 
     from pki.errors import ValidationError
+    from pki.ids import known_id
 
     try:
-        return op.input.model_validate_json(to_json(fields))
+        return op.input.model_validate_json(raw) if isinstance(raw, str) else op.input.model_validate(raw)
     except pydantic.ValidationError as e:
+        for item in e.errors(include_url=False):
+            name = item["loc"][0] if item["loc"] else None
+            if name in op.path_params and item["type"] in ("less_than_equal", "greater_than_equal"):
+                known_id(int(item["input"]), str(name).removesuffix("_id"))  # raises NotFoundError
         raise ValidationError(field_errors(e)) from None
 
 

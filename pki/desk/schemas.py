@@ -15,13 +15,14 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model
 from sqlmodel import SQLModel
 
+from pki.ids import MAX_ID
 from pki.models import AuditRecord, Certificate, CertificateAuthority, CertificateRequest
 
 # A timestamp in a document: aware, ISO 8601 (datetime.isoformat, so "+00:00", never "Z").
 Instant = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json")]
-# An identifier from outside: range-checked before any query (a database integer is 64 bits).
-RecordId = Annotated[int, Field(ge=1, le=2**63 - 1)]
-Serial = Annotated[str, Field(min_length=1, max_length=128)]  # the service parses it (hex, colons, 0x)
+# An identifier from outside: range-checked before any query (pki/ids.py: PostgreSQL's INTEGER is 32 bits).
+RecordId = Annotated[int, Field(ge=1, le=MAX_ID)]
+Serial = Annotated[str, Field(max_length=128)]  # the service parses it (hex, colons, 0x) and names a bad one
 Text = Annotated[str, Field(max_length=500)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
 # A file carried in JSON (a CSV, a CSR, a scan): base64; the API's body limit bounds it.

@@ -16,6 +16,7 @@ from pki.services.context import Actor, Context
 from pki.services.crl_publisher import CrlService
 from pki.services.cutover import CutoverService
 from pki.services.distribution import DistributionService
+from pki.services.home_settings import HomeSettingsService
 from pki.services.idempotency import IdempotencyService
 from pki.services.inventory import InventoryService
 from pki.services.issuance import IssuanceService
@@ -50,6 +51,7 @@ class Service:
         self.users = UserService(self.ctx)
         self.sessions = SessionService(self.ctx, self.users)
         self.idempotency = IdempotencyService(self.ctx)
+        self.settings = HomeSettingsService(self.ctx)
         self.requests = RequestService(self.ctx)
         self.bulk = BulkService(self.ctx, self.requests)
         self.audit = AuditService(self.ctx)

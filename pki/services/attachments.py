@@ -14,6 +14,7 @@ from sqlmodel import col, select
 
 from pki import audit
 from pki.errors import FieldError, NotFoundError, ValidationError
+from pki.ids import known_id
 from pki.models import CertificateRequest, RequestAttachment
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
@@ -46,6 +47,7 @@ class AttachmentService:
     ) -> RequestAttachment:
         """Keep one scan with the request. Raises ValidationError (kind, type, size), NotFoundError,
         PermissionDeniedError."""
+        known_id(request_id)
         policy = self._ctx.policies.access
         errors: list[FieldError] = []
         if kind not in policy.attachment_kinds:
@@ -104,6 +106,7 @@ class AttachmentService:
 
     def list_for(self, request_id: int, *, actor: Actor) -> list[RequestAttachment]:
         """The request's attachments without their content (PermissionDeniedError for other roles)."""
+        known_id(request_id)
         with self._ctx.read() as s:
             require_operation(
                 self._ctx.policies.workflow, self._ctx.resolve(s, actor, quiet=True), "read_attachments"
@@ -127,6 +130,8 @@ class AttachmentService:
 
     def read(self, request_id: int, attachment_id: int, *, actor: Actor) -> RequestAttachment:
         """One attachment with its content; the read is audited."""
+        known_id(request_id)
+        known_id(attachment_id, "attachment")
         with (
             self._ctx.denials_recorded(actor, "read_attachments", "request", request_id),
             self._ctx.write() as s,

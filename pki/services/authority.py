@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from functools import cached_property
+from datetime import datetime, timedelta
+from functools import cached_property, partial
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -20,9 +20,14 @@ from pki.enums import AccessType, CaRole
 from pki.errors import ConfigurationError, NotFoundError
 from pki.models import CertificateAuthority
 from pki.services.context import Context
+from pki.services.home_settings import HomeSettingsService
 
 # Replace a delegated OCSP signer this long before it ends (CRL publication and the responder check).
 ROTATE_WITHIN = timedelta(days=30)
+# The root's delegated OCSP signer: it answers for the issuing CA certificates, so that a relying party that
+# checks every certificate of the chain by OCSP (nginx `ssl_ocsp on`) finds a responder for each, while the
+# root key itself stays offline.
+ROOT_SIGNER = "ocsp-root"
 
 
 @dataclass
@@ -49,15 +54,23 @@ class AuthorityService:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._loaded: dict[str, LoadedCa] | None = None
+        self._settings = HomeSettingsService(ctx)
 
     def ensure_hierarchy(self, *, actor: str = "system") -> list[CertificateAuthority]:
-        """Create root, one issuing CA per kind and their OCSP signers, unless a hierarchy exists."""
+        """Create root, one issuing CA per kind and the OCSP signers of all three, unless a hierarchy exists.
+
+        A hierarchy made before the root had an OCSP signer gets one (needs the root key).
+        """
         existing = self.all()
         if existing:
+            if not any(r.slug == ROOT_SIGNER for r in existing):
+                self._add_root_signer(actor)
+                return self.all()
             return existing
         policy = self._ctx.policies.ca
         keys = self._ctx.key_store()
         now = whole_seconds(self._ctx.now())
+        root_publication = self._settings.publication("root")
         with self._ctx.write() as s:
             root_key, root = self._make(
                 s,
@@ -83,7 +96,11 @@ class AuthorityService:
                     (root, root_key),
                     name.common_name,
                     validity,
-                    certs.build_issuing,
+                    partial(
+                        certs.build_issuing,
+                        policy_oids=self.policy_oids_for(kind.value),
+                        publication=root_publication,
+                    ),
                 )
                 ocsp_validity = certs.Validity(
                     now, min(now + timedelta(days=policy.ocsp_lifetime_days), issuing.not_valid_after)
@@ -95,10 +112,11 @@ class AuthorityService:
                     CaRole.OCSP,
                     kind,
                     (issuing, issuing_key),
-                    f"{name.common_name} OCSP",
+                    self._signer_name(kind.value),
                     ocsp_validity,
                     certs.build_ocsp_signer,
                 )
+            self._make_root_signer(s, keys, root, root_key, now)
             records = list(s.exec(select(CertificateAuthority).order_by(col(CertificateAuthority.id))).all())
             audit.append(
                 s,
@@ -111,6 +129,48 @@ class AuthorityService:
             )
         self._loaded = None
         return records
+
+    def _signer_name(self, slug: str) -> str:
+        """The common name of CA ``slug``'s OCSP signer: the CA's own name plus " OCSP"."""
+        policy = self._ctx.policies.ca
+        ca_name = policy.root.common_name if slug == "root" else policy.issuing[slug].common_name
+        return f"{ca_name} OCSP"
+
+    def _make_root_signer(
+        self, s: Session, keys: KeyStore, root: CertificateAuthority, root_key: PrivateKey, now: datetime
+    ) -> CertificateAuthority:
+        end = min(now + timedelta(days=self._ctx.policies.ca.ocsp_lifetime_days), root.not_valid_after)
+        _, signer = self._make(
+            s,
+            keys,
+            ROOT_SIGNER,
+            CaRole.OCSP,
+            None,
+            (root, root_key),
+            self._signer_name("root"),
+            certs.Validity(now, end),
+            certs.build_ocsp_signer,
+        )
+        return signer
+
+    def _add_root_signer(self, actor: str) -> None:
+        self.refresh()
+        root = self.get("root")
+        root_key = self.key_for(root)
+        keys = self._ctx.key_store()
+        with self._ctx.write() as s:
+            record = s.exec(select(CertificateAuthority).where(CertificateAuthority.id == root.id)).one()
+            signer = self._make_root_signer(s, keys, record, root_key, whole_seconds(self._ctx.now()))
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor,
+                action="ca.create",
+                subject_type="ca",
+                subject_id=ROOT_SIGNER,
+                details={ROOT_SIGNER: {"serial": signer.serial, "subject": signer.subject}},
+            )
+        self._loaded = None
 
     def _make(
         self,
@@ -153,6 +213,74 @@ class AuthorityService:
         s.flush()
         return key, record
 
+    def policy_oids_for(self, slug: str) -> list[str]:
+        """The certificate policies of the kinds issuing CA ``slug`` issues (profiles.toml), in kind order."""
+        kinds = self._ctx.policies.profiles.kinds.values()
+        return [k.policy_oid for k in kinds if k.issuing_ca == slug]
+
+    def recertify_issuing(self, *, actor: str = "system") -> list[str]:
+        """Re-certify, under their own keys, the issuing CAs whose certificate lacks the policies of the kinds
+        they issue, the CRL distribution point of the root's CRL or the root's OCSP responder (homes made
+        before these existed).
+
+        The new certificate keeps the subject, the key (so the subject key identifier every issued
+        certificate and CRL points at) and the validity; only the serial, the policies, the CDP and AIA
+        change. Certificates issued before stay valid under either CA certificate; relying parties should
+        take the new one (`/ca/SLUG.cer`) to check policies. Needs the root key. Returns the slugs changed;
+        the audit record keeps the old serial.
+        """
+        self.refresh()
+        due = []
+        for ca in self.loaded().values():
+            if ca.record.role is not CaRole.ISSUING:
+                continue
+            if (
+                certs.policy_oids_of(ca.certificate) != frozenset(self.policy_oids_for(ca.slug))
+                or not certs.crl_urls_of(ca.certificate)
+                or not certs.ocsp_urls_of(ca.certificate)
+            ):
+                due.append(ca)
+        if not due:
+            return []
+        root = self.get("root")
+        root_key = self.key_for(root)
+        publication = self._settings.publication("root")
+        with self._ctx.write() as s:
+            for ca in due:
+                old = ca.certificate
+                serial = x509.random_serial_number()
+                cert = certs.build_issuing(
+                    root.certificate,
+                    root_key,
+                    old.public_key(),  # type: ignore[arg-type]  # our CA keys are RSA or EC
+                    old.subject,
+                    serial,
+                    certs.Validity(old.not_valid_before_utc, old.not_valid_after_utc),
+                    policy_oids=self.policy_oids_for(ca.slug),
+                    publication=publication,
+                )
+                record = s.exec(select(CertificateAuthority).where(CertificateAuthority.id == ca.id)).one()
+                old_serial = record.serial
+                record.serial = f"{serial:X}"
+                record.certificate_der = cert.public_bytes(Encoding.DER)
+                s.add(record)
+                audit.append(
+                    s,
+                    at=self._ctx.now(),
+                    actor=actor,
+                    action="ca.recertify",
+                    subject_type="ca",
+                    subject_id=ca.slug,
+                    details={
+                        "old_serial": old_serial,
+                        "serial": record.serial,
+                        "policies": self.policy_oids_for(ca.slug),
+                        "crl": publication.crl_url,
+                    },
+                )
+        self._loaded = None
+        return [ca.slug for ca in due]
+
     def rotate_ocsp_signers(self, *, actor: str = "system", within: timedelta = ROTATE_WITHIN) -> list[str]:
         """Give every issuing CA a fresh delegated OCSP signer when its current one ends within ``within``.
 
@@ -185,9 +313,7 @@ class AuthorityService:
                 rotated.append(signer.slug)
                 serial = x509.random_serial_number()
                 key, ref = keys.create(f"{signer.slug}-{serial:X}"[:48], policy.key_algorithm)
-                name = certs.ca_name(
-                    policy.country, policy.organization, f"{policy.issuing[issuing.slug].common_name} OCSP"
-                )
+                name = certs.ca_name(policy.country, policy.organization, self._signer_name(issuing.slug))
                 cert = certs.build_ocsp_signer(
                     issuing.certificate,
                     self.key_for(issuing),

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from pki.enums import AccessType, CertificateStatus
 from pki.errors import FieldError, NotFoundError, ValidationError
+from pki.ids import id_bound
 from pki.models import Certificate, TokenCertificate, UsbToken
 from pki.services.authority import AuthorityService
 from pki.services.context import Context
@@ -24,7 +25,11 @@ EXPORT_FORMATS = ("pem", "der", "chain")
 
 
 def normalize_serial(text: str) -> str:
-    """Hex with or without colons or spaces, any case, leading zeros or not -> our stored form."""
+    """Hex with or without colons or spaces, any case, leading zeros or not -> our stored form.
+
+    Raises ValidationError for anything else, the empty string included (it is not serial 0)."""
+    if not text.strip(" :\t\r\n"):
+        raise ValidationError([FieldError("serial", "a serial number is required", "证书序列号不能为空")])
     cleaned = re.sub(r"[\s:]", "", text).upper().removeprefix("0X").lstrip("0") or "0"
     if not _HEX.match(cleaned):
         raise ValidationError(
@@ -93,9 +98,9 @@ class CertificateService:
             stmt = stmt.where(col(Certificate.not_valid_after) <= horizon)
         if flt.kind is not None:
             stmt = stmt.where(Certificate.kind == flt.kind)
-        if flt.request_id is not None:
+        if id_bound(flt.request_id, "request") is not None:
             stmt = stmt.where(Certificate.request_id == flt.request_id)
-        if flt.after_id is not None:
+        if id_bound(flt.after_id, "after_id") is not None:
             stmt = stmt.where(col(Certificate.id) > flt.after_id)
         order = (
             col(Certificate.not_valid_after) if flt.expiring_within_days is not None else col(Certificate.id)

@@ -1,9 +1,18 @@
-"""Publishing CRLs: one per issuing CA, numbers strictly increasing, expired certificates left out."""
+"""Publishing CRLs: one per CA, numbers strictly increasing, expired certificates left out.
+
+The root publishes one too (an ARL: it covers the issuing CA certificates, none of which is revoked today),
+because a relying party that checks CRLs checks every certificate of the chain: nginx's `ssl_crl` refuses
+every client ("unable to get certificate CRL") when the root's is missing.
+"""
 
 from __future__ import annotations
 
+import base64
+import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import DateTime, String, delete, type_coerce
 from sqlmodel import Session, col, func, select
@@ -13,6 +22,7 @@ from pki.ca import crl
 from pki.ca.validity import whole_seconds
 from pki.enums import CaRole, CertificateStatus
 from pki.errors import NotFoundError
+from pki.files import write_atomic
 from pki.models import Certificate, CrlRecord
 from pki.services.authority import AuthorityService, LoadedCa
 from pki.services.authz import require_operation
@@ -34,7 +44,8 @@ class CrlService:
         self._authority = authority
 
     def publish(self, *, actor: Actor | None = None) -> list[Published]:
-        """A fresh CRL for every issuing CA, in one transaction.
+        """A fresh CRL for every CA (root and issuing CAs; not the OCSP signers, which issue nothing), in one
+        transaction.
 
         ``actor`` None is the scheduled run (cron, timer): whoever can unlock the CA key may publish. A named
         actor needs the crl_publish role.
@@ -45,10 +56,12 @@ class CrlService:
                 require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "crl_publish")
         # The scheduled publication also keeps the delegated OCSP signers fresh.
         self._authority.rotate_ocsp_signers(actor=by)
-        issuing = [c for c in self._authority.loaded().values() if c.record.role is CaRole.ISSUING]
+        signing = [
+            c for c in self._authority.loaded().values() if c.record.role in (CaRole.ROOT, CaRole.ISSUING)
+        ]
         out: list[Published] = []
         with self._ctx.write() as s:
-            for ca in issuing:
+            for ca in signing:
                 now = whole_seconds(self._ctx.now())
                 # Core select, no ORM objects or per-row type conversion: revoked_at comes back as stored
                 # (UTC; naive on SQLite), the reason as its text value.
@@ -109,7 +122,7 @@ class CrlService:
         )
 
     def latest(self, ca_slug: str) -> CrlRecord:
-        """The newest published CRL of an issuing CA; NotFoundError before the first publication."""
+        """The newest published CRL of a CA (root or issuing); NotFoundError before the first publication."""
         ca = self._authority.get(ca_slug)
         with self._ctx.read() as s:
             record = s.exec(
@@ -121,3 +134,24 @@ class CrlService:
         if record is None:
             raise NotFoundError(f"no CRL published yet for {ca_slug!r}")
         return record
+
+
+BUNDLE = "crls.pem"  # every CRL in one PEM file: what nginx's ssl_crl and openssl's -CRLfile take
+
+
+def pem(der: bytes) -> bytes:
+    body = "\n".join(textwrap.wrap(base64.b64encode(der).decode("ascii"), 64))  # RFC 7468
+    return f"-----BEGIN X509 CRL-----\n{body}\n-----END X509 CRL-----\n".encode("ascii")
+
+
+def write_files(directory: Path, published: Sequence[Published]) -> list[Path]:
+    """Write CA.crl (DER) and CA.crl.pem for each CRL, then the bundle, each file atomically (pki.files):
+    a process killed at any point leaves every file either as it was or whole and new."""
+    written: list[Path] = []
+    for p in published:
+        for name, data in ((f"{p.ca}.crl", p.record.der), (f"{p.ca}.crl.pem", pem(p.record.der))):
+            write_atomic(directory / name, data)
+            written.append(directory / name)
+    write_atomic(directory / BUNDLE, b"".join(pem(p.record.der) for p in published))
+    written.append(directory / BUNDLE)
+    return written

@@ -22,6 +22,7 @@ from sqlmodel import Session, select
 from pki import audit
 from pki.enums import AccessType, CutoverRunState, PartyKind, Readiness
 from pki.errors import ConflictError, CutoverNotDueError, NotFoundError
+from pki.ids import known_id
 from pki.models import Certificate, CertificateRequest, CutoverDecision, CutoverRun, Party
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
@@ -127,7 +128,7 @@ class CutoverService:
     def prerequisites(self, request_id: int, *, at: datetime | None = None) -> PrerequisiteReport:
         """Each test → formal rule for the request with passed/failed and why, at ``at`` (default now)."""
         with self._ctx.read() as s:
-            req = s.get(CertificateRequest, request_id)
+            req = s.get(CertificateRequest, known_id(request_id))
             if req is None:
                 raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
             return evaluate(s, self._ctx.policies, req, at or self._ctx.now())

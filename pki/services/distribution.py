@@ -14,6 +14,7 @@ from sqlmodel import Session, col, select
 from pki import audit
 from pki.enums import Action, CertificateStatus, RequestState, RevocationReason
 from pki.errors import ConflictError, FieldError, NotFoundError, ValidationError
+from pki.ids import known_id
 from pki.models import Certificate, CertificateRequest, HandOver
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
@@ -40,6 +41,7 @@ class DistributionService:
 
     def distribute(self, request_id: int, *, recipient: str, actor: Actor) -> Distributed:
         """Record the hand-over of the request's newest delivered certificate not yet handed over."""
+        known_id(request_id)
         recipient = " ".join(recipient.split())
         if not recipient or len(recipient) > RECIPIENT_MAX:
             raise ValidationError(

@@ -35,6 +35,7 @@ from pki.models import Certificate
 from pki.services.authority import AuthorityService, LoadedCa
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
+from pki.services.home_settings import publication, read_public_url
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
 
@@ -161,7 +162,7 @@ class IssuanceService:
                 holder = taken.get(fingerprints[rid])
                 if holder is not None:
                     raise _key_reused(holder)
-                values = self._certify(req, key, now, months=None)
+                values = self._certify(s, req, key, now, months=None)
                 taken[fingerprints[rid]] = values["serial"]  # the same key twice in one batch is refused too
                 rows.append(_row(values, actor, now, renewed_from_id=None, delivered=True))
             ca_slugs = [r.pop("_ca") for r in rows]
@@ -202,7 +203,7 @@ class IssuanceService:
             ]
 
     def _certify(
-        self, req: Applicant, public_key: PublicKey, now: datetime, *, months: int | None
+        self, s: Session, req: Applicant, public_key: PublicKey, now: datetime, *, months: int | None
     ) -> dict[str, Any]:
         """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``)."""
         ca = self._authority.issuing_for(req.access_type)
@@ -223,7 +224,7 @@ class IssuanceService:
             x509.random_serial_number(),
             certs.Validity(now, not_after),
             policy_oid=profiles.kinds[req.access_type.value].policy_oid,
-            publication=self._publication(ca),
+            publication=self._publication(s, ca),
             organization_code_oid=profiles.organization_code_oid,
             organization_code=req.credential_number,
         )
@@ -272,7 +273,7 @@ class IssuanceService:
         self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = _row(
-            self._certify(req, public_key, now, months=months),
+            self._certify(s, req, public_key, now, months=months),
             actor,
             now,
             renewed_from_id=renewed_from.id if renewed_from else None,
@@ -365,9 +366,9 @@ class IssuanceService:
                 message_zh=f"证书有效期不能超过签发CA的有效期（{limit}）",
             )
 
-    def _publication(self, ca: LoadedCa) -> certs.Publication:
-        p = self._ctx.policies.ca
-        return certs.Publication(p.crl_url(ca.slug), p.ocsp_url(ca.slug), p.ca_issuers_url(ca.slug))
+    def _publication(self, s: Session, ca: LoadedCa) -> certs.Publication:
+        """The home's public URL as it is in this transaction (else the ca.toml defaults)."""
+        return publication(self._ctx.policies.ca, read_public_url(s), ca.slug)
 
 
 def _row(

@@ -24,11 +24,13 @@ from pki.ca.keys import PrivateKey, signature_hash
 from pki.ca.validity import whole_seconds
 from pki.db import READONLY_OPTION
 from pki.enums import CaRole, CertificateStatus
-from pki.models import Certificate
+from pki.errors import NotFoundError
+from pki.models import Certificate, CertificateAuthority
 from pki.services.authority import ROTATE_WITHIN, AuthorityService
 from pki.services.context import Context
 
 log = logging.getLogger(__name__)
+_CAS = CertificateAuthority.__table__  # type: ignore[attr-defined]
 RELOAD_BACKOFF = timedelta(hours=1)
 MAX_NONCE = 128  # octets (RFC 9654 recommends at most 32; we accept what RFC 6960 clients send)
 _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
@@ -60,6 +62,7 @@ class _Responder:
     ca_id: int
     signer: x509.Certificate
     signer_key: PrivateKey
+    for_cas: bool = False  # the root's: answers for the CA certificates it issued, not end entities
 
     @property
     def ends(self) -> datetime:
@@ -84,7 +87,7 @@ class OcspService:
         self._sql = _STATUS_SQL["qmark" if ctx.engine.dialect.paramstyle == "qmark" else "format"]
 
     def _responders(self) -> dict[tuple[str, bytes, bytes], _Responder]:
-        """(hash algorithm, issuer name hash, issuer key hash) -> responder, for every issuing CA.
+        """(hash algorithm, issuer name hash, issuer key hash) -> responder, for the root and every issuing CA.
 
         Built on first use and again when a signer nears its end; a signer that ends within ROTATE_WITHIN is
         rotated first (needs the issuing CA keys), so the responder never signs with an expired certificate.
@@ -102,10 +105,15 @@ class OcspService:
         self._authority.refresh()
         table: dict[tuple[str, bytes, bytes], _Responder] = {}
         for ca in self._authority.loaded().values():
-            if ca.record.role is not CaRole.ISSUING:
+            if ca.record.role not in (CaRole.ISSUING, CaRole.ROOT):
                 continue
-            signer = self._authority.ocsp_signer_for(ca)
-            responder = _Responder(ca.id, signer.certificate, self._authority.key_for(signer))
+            try:
+                signer = self._authority.ocsp_signer_for(ca)
+            except NotFoundError:  # a root from before its signer existed: `pkictl init` adds one
+                continue
+            responder = _Responder(
+                ca.id, signer.certificate, self._authority.key_for(signer), ca.record.role is CaRole.ROOT
+            )
             name_der = ca.certificate.subject.public_bytes()
             key_bits = _public_key_bits(ca.certificate)
             for algo in _HASHES:
@@ -185,10 +193,23 @@ class OcspService:
             revoked_at = revoked_at.replace(tzinfo=UTC)
         return str(status), revoked_at, reason
 
+    def _ca_lookup(self, root_id: int, serial: str) -> tuple[str, datetime | None, str | None] | None:
+        """A CA certificate the root issued is good while its record holds that serial (CA certificates
+        are not revoked here; one replaced by re-certification is unknown)."""
+        with self._reader.connect() as conn:
+            found = conn.execute(
+                select(_CAS.c.id).where(_CAS.c.parent_id == root_id, _CAS.c.serial == serial)
+            ).first()
+        return (CertificateStatus.VALID.value, None, None) if found is not None else None
+
     def _signed(
         self, req: ocsp.OCSPRequest, responder: _Responder, nonce: bytes | None, connection: Any = None
     ) -> bytes:
-        row = self._lookup(responder.ca_id, f"{req.serial_number:X}", connection)
+        serial = f"{req.serial_number:X}"
+        if responder.for_cas:
+            row = self._ca_lookup(responder.ca_id, serial)
+        else:
+            row = self._lookup(responder.ca_id, serial, connection)
         now = whole_seconds(self._ctx.now())
         status, revoked_at, reason = ocsp.OCSPCertStatus.UNKNOWN, None, None
         if row is not None:

@@ -27,6 +27,7 @@ from pki.errors import (
     RowError,
     ValidationError,
 )
+from pki.ids import known_id
 from pki.models import CutoverDecision, CutoverRun, Evidence, Party
 from pki.services.authz import require_operation
 from pki.services.bulk import unit_rows
@@ -392,6 +393,7 @@ class PartyService:
     def read_evidence(self, evidence_id: int, *, actor: Actor) -> tuple[EvidenceRecord, bytes]:
         """A recorded document for a person (role ``read_evidence``); the read is audited and the
         SHA-256 checked on the way out."""
+        known_id(evidence_id, "evidence")
         with (
             self._ctx.denials_recorded(actor, "evidence.read", "evidence", evidence_id),
             self._ctx.write() as s,

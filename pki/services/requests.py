@@ -25,6 +25,7 @@ from pki.clock import CHINA_TZ
 from pki.db import UTCDateTime
 from pki.enums import AccessType, Action, CertificateStatus, RequestState
 from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
+from pki.ids import id_bound, known_id
 from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
 from pki.models import AuditRecord, Certificate, CertificateRequest
 from pki.services.authz import require_role
@@ -355,7 +356,8 @@ class RequestService:
                         col(CertificateRequest.credential_number) == term.upper(),
                     )
                 )
-        if flt.after_id is not None:
+        id_bound(flt.before_id, "before_id")
+        if id_bound(flt.after_id, "after_id") is not None:
             stmt = stmt.where(col(CertificateRequest.id) > flt.after_id)
         if flt.states is not None:
             stmt = stmt.where(col(CertificateRequest.state).in_(flt.states))
@@ -436,6 +438,7 @@ class RequestService:
         The actor's roles are read from the user record inside this transaction: a user deactivated or
         stripped of a role since logging in cannot act on the rights they had.
         """
+        known_id(request_id)
         require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), action)
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
@@ -447,6 +450,7 @@ class RequestService:
     def lock_row(self, s: Session, request_id: int, actor: Actor, action: Action, *columns: Any) -> Any:
         """:meth:`lock_for` for a caller that needs only some columns: the same checks, the locked row as a
         plain row (``id``, ``state``, ``version`` and ``columns``), no ORM object."""
+        known_id(request_id)
         require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), action)
         row = s.execute(_lock_row_statement(tuple(c.name for c in columns)), {"rid": request_id}).first()
         self._admit(s, request_id, row, actor, action, None)
@@ -483,7 +487,7 @@ class RequestService:
     def lock_many(s: Session, ids: Sequence[int]) -> dict[int, CertificateRequest]:
         """Lock many requests, always in id order (two batches cannot deadlock on each other)."""
         out: dict[int, CertificateRequest] = {}
-        ordered = sorted(set(ids))
+        ordered = sorted({known_id(i) for i in ids})
         for i in range(0, len(ordered), 500):
             for req in s.exec(
                 select(CertificateRequest)
@@ -588,7 +592,7 @@ class RequestService:
 
     @staticmethod
     def _get(s: Session, request_id: int) -> CertificateRequest:
-        req = s.get(CertificateRequest, request_id)
+        req = s.get(CertificateRequest, known_id(request_id))
         if req is None:
             raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
         return req

@@ -39,6 +39,7 @@ from pki import audit
 from pki.ca.keys import spki_sha256
 from pki.enums import Action, CertificateStatus, RequestState, TokenState
 from pki.errors import ConflictError, NotFoundError, TokenError
+from pki.ids import known_id
 from pki.lifecycle import transition
 from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
 from pki.services.authz import require_role
@@ -330,7 +331,7 @@ class TokenIssuanceService:
             self._ctx.read() as s,
         ):
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
-            row = s.execute(_PRECHECK, {"rid": request_id, "token": token_serial}).first()
+            row = s.execute(_PRECHECK, {"rid": known_id(request_id), "token": token_serial}).first()
             if row is None:
                 raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
             state, credential, pending_serial, token_state_value, holder = row
@@ -348,7 +349,7 @@ class TokenIssuanceService:
 
     def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
         require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
-        req = s.get(CertificateRequest, request_id)
+        req = s.get(CertificateRequest, known_id(request_id))
         if req is None:
             raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
         self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)

@@ -184,7 +184,8 @@ def test_unknown_paths_and_methods_are_problems(client: FlaskClient, service: Se
     for answer, status in (
         (client.get("/api/v1/nowhere", headers=headers), 404),
         (client.patch("/api/v1/requests", headers=headers), 405),
-        (client.get("/api/v1/requests/18446744073709551616", headers=headers), 400),
+        (client.get("/api/v1/requests/18446744073709551616", headers=headers), 404),
+        (client.get("/api/v1/requests/0", headers=headers), 404),
     ):
         assert answer.status_code == status
         assert answer.headers["content-type"] == "application/problem+json"

@@ -188,8 +188,22 @@ def publish(cli: Cli, out: Path) -> dict[str, x509.CertificateRevocationList]:
 
 # -- init and the hierarchy -------------------------------------------------------------------------------
 
-HIERARCHY = {"root": None, "test": "root", "formal": "root", "ocsp-test": "test", "ocsp-formal": "formal"}
-ROLES = {"root": "root", "test": "issuing", "formal": "issuing", "ocsp-test": "ocsp", "ocsp-formal": "ocsp"}
+HIERARCHY = {
+    "root": None,
+    "test": "root",
+    "formal": "root",
+    "ocsp-test": "test",
+    "ocsp-formal": "formal",
+    "ocsp-root": "root",
+}
+ROLES = {
+    "root": "root",
+    "test": "issuing",
+    "formal": "issuing",
+    "ocsp-test": "ocsp",
+    "ocsp-formal": "ocsp",
+    "ocsp-root": "ocsp",
+}
 
 
 def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
@@ -211,6 +225,7 @@ def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
         "formal": "formal",
         "ocsp-test": "test",
         "ocsp-formal": "formal",
+        "ocsp-root": None,
     }
     for c in listed:
         assert "certificate_der" not in c
@@ -220,7 +235,7 @@ def test_init_builds_the_hierarchy_once(cli: Cli) -> None:
         assert c["subject"].endswith(",C=CN")
     # The keys are encrypted files in the home, readable by the owner only.
     key_files = sorted((cli.home / "ca").iterdir())
-    assert len(key_files) == 5
+    assert len(key_files) == 6
     for path in key_files:
         assert path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
         assert path.stat().st_mode & 0o077 == 0
@@ -238,13 +253,13 @@ def test_ca_show_prints_the_tree(home: Cli) -> None:
 
     out = home.ok("ca", "show").out.splitlines()
 
-    depth = {"root": 0, "test": 1, "formal": 1, "ocsp-test": 2, "ocsp-formal": 2}
+    depth = {"root": 0, "test": 1, "formal": 1, "ocsp-test": 2, "ocsp-formal": 2, "ocsp-root": 1}
     for slug, level in depth.items():
         line = next(x for x in out if x.strip().startswith(f"{slug} "))
         assert line.startswith("  " * level + slug), line
         assert ROLES[slug] in line
         assert f"serial {listed[slug]['serial']}" in line
-    assert sum("valid " in x for x in out) == 5
+    assert sum("valid " in x for x in out) == 6
 
 
 def test_ca_show_before_init_and_before_the_hierarchy(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -655,16 +670,24 @@ def test_crl_publish_writes_der_and_pem(ca_home: Cli, tmp_path: Path) -> None:
     done = ca_home.ok("crl", "publish", "--out", str(out), "--as", OPERATOR)
 
     assert sorted(p.name for p in out.iterdir()) == [
+        "crls.pem",
         "formal.crl",
         "formal.crl.pem",
+        "root.crl",
+        "root.crl.pem",
         "test.crl",
         "test.crl.pem",
     ]
     lines = done.out.splitlines()
-    assert any(line.startswith("CRL test #1: 0 entries") for line in lines), done.out
-    assert any(line.startswith("CRL formal #1: 0 entries") for line in lines), done.out
+    for ca in ("root", "test", "formal"):
+        assert any(line.startswith(f"CRL {ca} #1: 0 entries") for line in lines), done.out
     authorities = cas(ca_home)
-    for ca in ("test", "formal"):
+    pems = (out / "crls.pem").read_bytes().split(b"-----END X509 CRL-----\n")
+    bundle = [x509.load_pem_x509_crl(p + b"-----END X509 CRL-----\n") for p in pems if p.strip()]
+    assert [c.issuer.rfc4514_string() for c in bundle] == [
+        authorities[ca]["subject"] for ca in ("root", "test", "formal")
+    ]
+    for ca in ("root", "test", "formal"):
         der = (out / f"{ca}.crl").read_bytes()
         crl = x509.load_der_x509_crl(der)
         assert x509.load_pem_x509_crl((out / f"{ca}.crl.pem").read_bytes()).public_bytes(Encoding.DER) == der
@@ -710,11 +733,19 @@ def test_crl_publish_json_and_roles(ca_home: Cli, tmp_path: Path) -> None:
 
     published = ca_home.json("crl", "publish", "--as", OPERATOR)
 
-    assert {p["ca"]: (p["number"], p["entries"]) for p in published} == {"test": (1, 1), "formal": (1, 0)}
+    assert {p["ca"]: (p["number"], p["entries"]) for p in published} == {
+        "root": (1, 0),
+        "test": (1, 1),
+        "formal": (1, 0),
+    }
     for p in published:
         assert p["next_update"] > p["this_update"]
     assert_refused(ca_home("crl", "publish", "--as", "clerk"), "no role that may crl publish")
-    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {"test": 2, "formal": 2}
+    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {
+        "root": 2,
+        "test": 2,
+        "formal": 2,
+    }
 
 
 def test_crl_pem_lines_are_at_most_64_characters(ca_home: Cli, tmp_path: Path) -> None:
@@ -881,7 +912,11 @@ def test_a_crl_publish_that_cannot_sign_publishes_nothing(
 
     assert_refused(wrong, "passphrase is wrong")
     assert not out.exists() or not list(out.iterdir())
-    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {"test": 1, "formal": 1}
+    assert {p["ca"]: p["number"] for p in ca_home.json("crl", "publish")} == {
+        "root": 1,
+        "test": 1,
+        "formal": 1,
+    }
 
 
 # -- output files that cannot be written ------------------------------------------------------------------

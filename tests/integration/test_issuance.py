@@ -181,7 +181,7 @@ def test_ca_keys_are_encrypted_at_rest(ca_service: Service, tmp_path) -> None:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     files = sorted((tmp_path / "ca").glob("*.key.pem"))
-    assert len(files) == 5
+    assert len(files) == 6  # root, two issuing CAs, three OCSP signers
     for f in files:
         pem = f.read_bytes()
         assert b"ENCRYPTED PRIVATE KEY" in pem and f.stat().st_mode & 0o077 == 0

@@ -109,7 +109,9 @@ def test_crl_numbers_entries_and_expiry(
 ) -> None:
     test_ca = ca_service.authority.get("test")
     first = {p.ca: p.record for p in ca_service.crl.publish()}
-    assert set(first) == {"test", "formal"} and first["test"].number == 1 and first["test"].entries == 0
+    assert (
+        set(first) == {"root", "test", "formal"} and first["test"].number == 1 and first["test"].entries == 0
+    )
     short = issued(ca_service, people)  # 12 months
     long = issued(ca_service, people, validity_months=24)
     formal = issued(ca_service, people, access_type="formal")
@@ -272,7 +274,7 @@ def test_ocsp_signers_are_rotated_before_they_end(
     assert after.not_valid_before == ca_service.ctx.now().replace(microsecond=0)
     assert after.not_valid_after - after.not_valid_before == timedelta(days=365)
     rotations = [r for r in ca_service.audit.recent(limit=20) if r.action == "ca.ocsp_rotate"]
-    assert sorted(r.subject_id for r in rotations) == ["ocsp-formal", "ocsp-test"]
+    assert sorted(r.subject_id for r in rotations) == ["ocsp-formal", "ocsp-root", "ocsp-test"]
     row = issued(ca_service, people)
     response = _ask(
         ca_service, x509.load_der_x509_certificate(row.der), ca_service.authority.get("test").certificate
@@ -327,7 +329,7 @@ def test_rotation_stops_near_the_issuing_ca_end(ca_service: Service, clock: Fixe
     ca_end = ca_service.authority.get("test").record.not_valid_after
     clock.set(ca_end - timedelta(days=20))
     first = ca_service.authority.rotate_ocsp_signers()
-    assert sorted(first) == ["ocsp-formal", "ocsp-test"]
+    assert sorted(first) == ["ocsp-formal", "ocsp-root", "ocsp-test"]
     assert ca_service.authority.get("ocsp-test").record.not_valid_after == ca_end
     clock.advance(timedelta(days=1))
     assert ca_service.authority.rotate_ocsp_signers() == []  # a new signer could not end later

@@ -36,7 +36,7 @@ from tests.judges.tools import (
 
 EE_ALGORITHMS = ["rsa-2048", "rsa-3072", "rsa-4096", "ec-p256", "ec-p384"]
 KINDS = ["test", "formal"]
-CA_SLUGS = {"root", "test", "formal", "ocsp-test", "ocsp-formal"}
+CA_SLUGS = {"root", "test", "formal", "ocsp-test", "ocsp-formal", "ocsp-root"}
 NEVER_ISSUED = 0x1234_5678_9ABC_DEF0_1122_3344_5566_7788
 
 
@@ -73,11 +73,18 @@ def test_the_judges_are_not_blind(tmp_path: Path, ca_service: Service) -> None:
 
 
 def test_ca_certificates_and_their_chains_pass(tmp_path: Path, ca_service: Service) -> None:
-    """Root, both issuing CAs, both OCSP signers; root -> each issuing CA -> its OCSP signer."""
+    """Root, both issuing CAs, the three OCSP signers; root -> each issuing CA -> its OCSP signer, and
+    root -> its own OCSP signer."""
     cas = ca_certs(ca_service)
     assert set(cas) == CA_SLUGS
     paths = {slug: write_pem(tmp_path / f"{slug}.pem", cert) for slug, cert in cas.items()}
-    pairs = [("root", "test"), ("root", "formal"), ("test", "ocsp-test"), ("formal", "ocsp-formal")]
+    pairs = [
+        ("root", "test"),
+        ("root", "formal"),
+        ("test", "ocsp-test"),
+        ("formal", "ocsp-formal"),
+        ("root", "ocsp-root"),
+    ]
     commands = [lint_cert(p) for p in paths.values()]
     commands += [lint_chain(paths[issuer], paths[subject]) for issuer, subject in pairs]
     assert_clean(run_all(commands))
@@ -125,7 +132,7 @@ def test_end_entity_certificate_with_the_packaged_policy_oid_passes(
 
 def test_empty_crls_pass(tmp_path: Path, ca_service: Service) -> None:
     published = ca_service.crl.publish()
-    assert {p.ca for p in published} == set(KINDS)
+    assert {p.ca for p in published} == {"root", *KINDS}  # the root's ARL too
     paths = []
     for p in published:
         parsed = x509.load_der_x509_crl(p.record.der)

@@ -100,7 +100,7 @@ def write_der(path: Path, data: bytes) -> Path:
 
 
 def ca_certs(service: Service) -> dict[str, x509.Certificate]:
-    """Every CA certificate by slug: root, test, formal, ocsp-test, ocsp-formal."""
+    """Every CA certificate by slug: root, test, formal, ocsp-test, ocsp-formal, ocsp-root."""
     return {r.slug: x509.load_der_x509_certificate(r.certificate_der) for r in service.authority.all()}
 
 

@@ -52,11 +52,13 @@ def test_ocsp_post_answers_and_checks_the_envelope(
 def test_crl_and_ca_endpoints(client: FlaskClient, ca_service: Service) -> None:
     missing = client.get("/crl/test.crl")
     assert missing.status_code == 404 and "pkictl" not in missing.get_data(as_text=True)
-    record = ca_service.crl.publish()[0].record
-    got = client.get(
-        f"/crl/{'test' if record.ca_id == ca_service.authority.get('test').id else 'formal'}.crl"
-    )
-    assert got.status_code == 200 and got.content_type == "application/pkix-crl" and got.data == record.der
+    published = {p.ca: p.record for p in ca_service.crl.publish()}
+    assert sorted(published) == ["formal", "root", "test"]  # the root's ARL too
+    for slug, record in published.items():
+        got = client.get(f"/crl/{slug}.crl")
+        assert got.status_code == 200 and got.content_type == "application/pkix-crl", slug
+        assert got.data == record.der, slug
+    assert client.get("/crl/ocsp-test.crl").status_code == 404  # a responder issues nothing
     root = client.get("/ca/root.cer")
     assert root.content_type == "application/pkix-cert"
     assert root.data == ca_service.authority.get("root").record.certificate_der

@@ -20,11 +20,10 @@ from pki.desk.ops.sessions import Credentials
 from pki.errors import ConflictError, FieldError, PkiError, ValidationError
 from pki.services import Actor, Service
 from pki.services.idempotency import Claim, claiming, request_hash
-from web.api.inputs import parse_input
+from web.api.inputs import MAX_BODY, parse_input
 from web.api.problems import InsecureTransportError, MissingSessionError
 
 PREFIX = "/api/v1"
-MAX_BODY = 24 * 1024 * 1024  # a 16 MiB file in base64, and the rest of the document
 JSON_TYPE = "application/json"
 KEY_HEADER = "Idempotency-Key"
 

@@ -27,8 +27,8 @@ class ListCertificates(Input):
     status: Literal["valid", "revoked", "expired"] | None = None
     expiring_within: int | None = Field(default=None, ge=0, le=3650)
     kind: AccessType | None = None
-    request_id: RecordId | None = None
-    after_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    request_id: int | None = None  # a filter bound: the service checks and names it
+    after_id: int | None = None  # the service checks the bound and names it (pki/ids.py)
     limit: int = Field(default=100, ge=1, le=10_000)
 
 

@@ -44,7 +44,7 @@ class PartiesImported(BaseModel):
 class ListParties(Input):
     platform: str | None = Field(default=None, min_length=1, max_length=64)
     province: Name | None = None
-    after_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    after_id: int | None = None  # the service checks the bound and names it (pki/ids.py)
     limit: int = Field(default=1000, ge=1, le=10_000)
 
 

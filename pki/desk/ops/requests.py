@@ -49,7 +49,7 @@ class ListRequests(Input):
     province: Name | None = None
     access_type: AccessType | None = None
     search: Name | None = None
-    after_id: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    after_id: int | None = None  # the service checks the bound and names it (pki/ids.py)
     limit: int = Field(default=100, ge=1, le=10_000)
 
 
