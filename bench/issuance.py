@@ -261,7 +261,7 @@ def main() -> None:
             request_records = s.execute(
                 select(func.count()).select_from(AuditRecord).where(AuditRecord.action == "request.issue")
             ).scalar_one()
-            chain = audit.verify(s)
+        chain = svc.audit.verify()
         assert issued == total and left == 0 and issue_records == total == request_records, (
             issued, left, issue_records, request_records,
         )  # fmt: skip

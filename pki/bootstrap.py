@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from pki.audit_seal import KEY_FILE, AuditSeal
 from pki.ca.keystore import FileKeyStore, KeyStore
 from pki.clock import Clock
 from pki.config import Settings
@@ -40,7 +41,7 @@ def migrate(engine: Engine) -> None:
 
 # The newest migration; tests check it equals Alembic's head. Checking it with one query keeps Alembic out
 # of every command's start-up.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 
 def schema_revision(engine: Engine) -> str | None:
@@ -66,16 +67,31 @@ def init_home(settings: Settings) -> Engine:
     return engine
 
 
-def initialize(settings: Settings, passphrase: Callable[[], str], *, clock: Clock | None = None) -> Service:
-    """`pkictl init`: the home, the migrated schema and, once, the CA hierarchy (keys under the passphrase)."""
+def initialize(
+    settings: Settings,
+    passphrase: Callable[[], str],
+    *,
+    audit_passphrase: Callable[[], str] | None = None,
+    clock: Clock | None = None,
+) -> Service:
+    """`pkictl init`: the home, the migrated schema and, once, the audit key (under ``audit_passphrase``:
+    from then on every record is keyed, older ones sealed by a checkpoint) and the CA hierarchy (keys under
+    ``passphrase``)."""
     service = Service(
         init_home(settings),
         clock=clock,
         keys=key_store(settings, passphrase),
         policies=load_policies(settings.policy_dir),
+        audit_seal=audit_seal(settings, audit_passphrase),
     )
+    service.audit.establish_key()
     service.authority.ensure_hierarchy()
     return service
+
+
+def audit_seal(settings: Settings, passphrase: Callable[[], str] | None) -> AuditSeal:
+    """The audit key (HOME/audit/audit.key, opened with ``passphrase`` on first use) and the checkpoint file."""
+    return AuditSeal(settings.home / KEY_FILE, passphrase, settings.audit_checkpoint_path())
 
 
 def key_store(settings: Settings, passphrase: Callable[[], str]) -> KeyStore:
@@ -90,9 +106,14 @@ def key_store(settings: Settings, passphrase: Callable[[], str]) -> KeyStore:
 
 
 def open_service(
-    settings: Settings, *, clock: Clock | None = None, passphrase: Callable[[], str] | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    passphrase: Callable[[], str] | None = None,
+    audit_passphrase: Callable[[], str] | None = None,
 ) -> Service:
-    """The service over an existing, initialized home. Raises ConfigurationError otherwise."""
+    """The service over an existing, initialized home. Raises ConfigurationError otherwise. Without
+    ``audit_passphrase`` it can only read: writes need the audit key."""
     engine = make_engine(settings.database_url)
     try:
         database = engine.url.database
@@ -109,4 +130,10 @@ def open_service(
         engine.dispose()
         raise
     keys = key_store(settings, passphrase) if passphrase is not None else None
-    return Service(engine, clock=clock, keys=keys, policies=load_policies(settings.policy_dir))
+    return Service(
+        engine,
+        clock=clock,
+        keys=keys,
+        policies=load_policies(settings.policy_dir),
+        audit_seal=audit_seal(settings, audit_passphrase),
+    )

@@ -359,6 +359,7 @@ def serve(host: str, port: int, threads: int, secure_cookies: bool | None) -> No
     from web import create_app
 
     svc = service()
+    svc.audit.unlock()  # every desk write needs the audit key: prompt (or refuse) now, not mid-request
     svc.ocsp.warm()  # unlock the OCSP signer keys now, not on the first request
     if secure_cookies is None:
         try:

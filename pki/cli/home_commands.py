@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import click
 
-from pki.cli.app import ca_passphrase, cli
+from pki.cli.app import audit_passphrase, ca_passphrase, cli
 
 
 @cli.command()
 def init() -> None:
     """Create the home, its database and the CA hierarchy, or migrate an existing home (safe to repeat).
 
-    The CA keys are encrypted with PKI_CA_PASSPHRASE (or a prompted passphrase) and kept in the home's ca/.
+    The CA keys are encrypted with PKI_CA_PASSPHRASE (or a prompted passphrase) and kept in the home's ca/;
+    the audit key with PKI_AUDIT_PASSPHRASE in its audit/ (made on the first init of this version: records
+    from then on carry its MAC, older ones are sealed by a checkpoint).
     """
     from pki.bootstrap import initialize
     from pki.config import Settings
 
     settings = Settings.from_env()
-    svc = initialize(settings, ca_passphrase)
+    svc = initialize(settings, ca_passphrase, audit_passphrase=audit_passphrase)
     click.get_current_context().call_on_close(svc.ctx.engine.dispose)
     click.echo(f"home: {settings.home}")
     click.echo(f"database: {svc.ctx.engine.url.render_as_string(hide_password=True)}")
