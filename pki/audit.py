@@ -213,6 +213,7 @@ class VerifyResult:
     last_checkpoint: int | None = None  # the newest one's record
     untrusted_from: int | None = None  # the first record that can no longer be trusted
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # worth a look, but nothing proven wrong
 
     @property
     def ok(self) -> bool:
@@ -241,8 +242,8 @@ def _authentic_checkpoints(
     by_seq: dict[int, list[_Seen]] = {}
     for line in lines:
         cp = line.checkpoint
-        if cp is None:
-            result.bad(None, f"checkpoint line {line.number}: unreadable ({line.error})")
+        if cp is None:  # a kill half-way through an append leaves one; it vouches for nothing either way
+            result.warnings.append(f"checkpoint line {line.number}: unreadable ({line.error})")
         elif not cp.authentic(key):
             result.bad(
                 None,

@@ -99,7 +99,7 @@ class CheckpointFile:
             if size and os.pread(fd, 1, size - 1) != b"\n":
                 data = b"\n" + data  # a torn line left by a kill stays a line of its own
             os.write(fd, data)
-            os.fsync(fd)
+            os.fdatasync(fd)
         finally:
             os.close(fd)  # releases the lock
 

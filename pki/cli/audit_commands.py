@@ -57,6 +57,7 @@ def audit_verify(anchor: str | None, as_json: bool) -> None:
                 "last_checkpoint": result.last_checkpoint,
                 "untrusted_from": result.untrusted_from,
                 "problems": result.problems,
+                "warnings": result.warnings,
             }
         )
     elif result.ok:
@@ -69,6 +70,8 @@ def audit_verify(anchor: str | None, as_json: bool) -> None:
     else:
         for p in result.problems:  # the report goes to stdout; the one-line refusal to stderr below
             click.echo(p)
+    for w in result.warnings:
+        click.echo(f"warning: {w}")
     if not result.ok:
         where = f": untrustworthy from record {result.untrusted_from}" if result.untrusted_from else ""
         fail(f"audit chain broken: {len(result.problems)} problem(s) found{where}")
