@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from sqlmodel import col, select
+
 from pki import audit
 from pki.audit_key import AuditKey
+from pki.errors import ConflictError
 from pki.models import AuditHead, AuditRecord
 from pki.services.context import Context
 
@@ -31,13 +34,23 @@ class AuditService:
 
     def establish_key(self) -> AuditKey | None:
         """`pkictl init`: make the home's audit key if it has none, record it and checkpoint the head, which
-        seals the records written before it (they carry no MAC). Returns the new key, or None."""
+        seals the records written before it (they carry no MAC). Returns the new key, or None.
+
+        Raises ConflictError when the database's records are keyed already: another home (a second server on
+        the same PostgreSQL database) holds the key, and a second key would make its records look forged."""
         seal = self._ctx.seal()
         if seal.has_key_file():
             return None
         with self._ctx.read() as s:
             head = s.get(AuditHead, 1)
             keyed_from = (head.seq if head else 0) + 1
+            keyed = s.exec(select(AuditRecord.seq).where(col(AuditRecord.mac) != "").limit(1)).first()
+        if keyed is not None:
+            raise ConflictError(
+                f"this database's audit trail is keyed already: copy audit/audit.key from the home that made it"
+                f" to {seal.key_path}",
+                message_zh="审计记录已由另一审计密钥保护",
+            )
         key = seal.create_key(keyed_from=keyed_from)
         with self._ctx.write(checkpoint="keyed") as s:
             audit.append(

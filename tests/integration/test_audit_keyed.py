@@ -27,7 +27,7 @@ from pki.bootstrap import alembic_config, migrate
 from pki.ca.keystore import FileKeyStore
 from pki.clock import FixedClock
 from pki.db import UTCDateTime, make_engine
-from pki.errors import KeyAccessError
+from pki.errors import ConflictError, KeyAccessError
 from pki.services import Actor, Service
 from policies.audit import AuditPolicy
 from tests.conftest import CA_PASSPHRASE, T0
@@ -435,3 +435,19 @@ def test_unkeyed_records_without_their_seal_are_reported(
         assert result.untrusted_from == 1
     finally:
         engine.dispose()
+
+
+def test_a_second_home_on_a_keyed_database_makes_no_key_of_its_own(
+    service: Service, people: dict[str, Actor], tmp_path: Path, cheap_kdf: None
+) -> None:
+    """A second server on the same database without the key file must not mint a key of its own: the first
+    home's records would all fail its MACs."""
+    _populate(service, people, 1)
+    key_path = tmp_path / "second" / "audit" / "audit.key"
+    second = Service(
+        service.ctx.engine,
+        audit_seal=AuditSeal(key_path, lambda: "audit-passphrase-2", tmp_path / "second.jsonl"),
+    )
+    with pytest.raises(ConflictError, match=r"keyed already: copy audit/audit\.key"):
+        second.audit.establish_key()
+    assert not key_path.exists()
