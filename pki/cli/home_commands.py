@@ -23,6 +23,8 @@ def init() -> None:
     click.get_current_context().call_on_close(svc.ctx.engine.dispose)
     click.echo(f"home: {settings.home}")
     click.echo(f"database: {svc.ctx.engine.url.render_as_string(hide_password=True)}")
+    seal = svc.ctx.seal()
+    click.echo(f"audit key: {seal.key_path}; checkpoints (ship them elsewhere): {seal.checkpoints.path}")
     for ca in svc.authority.all():
         click.echo(f"CA {ca.slug:<12} {ca.subject}  (until {ca.not_valid_after.date().isoformat()})")
 

@@ -96,7 +96,7 @@ class Context:
         if head is None:
             return
         # The change is committed, its records MAC'd: a sink that fails must not make it look undone. The
-        # next write tries again; verify shows how old the newest checkpoint is.
+        # next write tries again; verify names the newest checkpoint's record.
         try:
             if reason is not None:
                 seal.checkpoint(seq=head.seq, hash=head.hash, at=self.now(), reason=reason)
