@@ -97,11 +97,4 @@ def from_env() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     from pki.config import Settings
 
     secret = os.environ.get("PKI_CA_PASSPHRASE") or os.environ.get("PKI_HSM_PIN") or ""
-    audit_secret = os.environ.get("PKI_AUDIT_PASSPHRASE")  # rotating a signer writes an audit record
-    return ocsp_app(
-        open_service(
-            Settings.from_env(),
-            passphrase=lambda: secret,
-            audit_passphrase=(lambda: audit_secret) if audit_secret is not None else None,
-        )
-    )
+    return ocsp_app(open_service(Settings.from_env(), passphrase=lambda: secret))
