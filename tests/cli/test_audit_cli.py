@@ -192,3 +192,15 @@ def test_the_demo_keeps_its_audit_passphrase_beside_it(
     assert (
         json.loads((cli.home / "audit" / "checkpoints.jsonl").read_text().splitlines()[-1])["reason"] == "crl"
     )
+
+
+def test_the_checkpoint_file_can_live_elsewhere(
+    staffed: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PKI_AUDIT_CHECKPOINTS points the checkpoints at a file an operator ships (a mount, a shipper's spool)."""
+    elsewhere = tmp_path / "spool" / "pkictl-checkpoints.jsonl"
+    monkeypatch.setenv("PKI_AUDIT_CHECKPOINTS", str(elsewhere))
+    seq = int(staffed.ok("audit", "checkpoint").out.split("record ")[1])
+    assert [json.loads(line)["seq"] for line in elsewhere.read_text().splitlines()] == [seq]
+    report = staffed.json("audit", "verify")
+    assert (report["ok"], report["last_checkpoint"], report["checkpoints"]) == (True, seq, 1)

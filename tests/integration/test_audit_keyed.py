@@ -308,6 +308,22 @@ def test_a_torn_last_line_is_fenced_off(tmp_path: Path, service: Service, people
     assert len(result.warnings) == 1 and result.warnings[0].startswith("checkpoint line 2: unreadable")
 
 
+def test_a_sink_that_fails_does_not_undo_the_change(
+    service: Service, people: dict[str, Actor], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The write is committed and MAC'd before its checkpoint is written: a sink that fails (full, gone,
+    read-only) is logged, the change stands, and the next write tries again."""
+    path = service.ctx.seal().checkpoints.path
+    path.mkdir(parents=True)  # a directory where the file should be: every append fails
+    with caplog.at_level("ERROR", logger="pki.audit"):
+        _populate(service, people, 1)
+    assert "audit checkpoint not written to" in caplog.text
+    assert len(service.requests.find()) == 1
+    path.rmdir()
+    _populate(service, people, 1)
+    assert service.audit.verify().ok
+
+
 def test_a_checkpoint_file_gone_is_reported(service: Service, people: dict[str, Actor]) -> None:
     _populate(service, people, 1)
     service.ctx.seal().checkpoints.path.unlink()
