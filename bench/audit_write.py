@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pki import audit
-from pki.audit_key import AuditKey, create_key_file, open_key_file
+from pki.audit_key import AuditKey, PassphraseProtection, create_key_file, open_key_file
 from pki.audit_seal import AuditSeal
 
 import _common as common
@@ -82,9 +82,9 @@ def main() -> None:
         print(f"  one checkpoint (locked, fsync'd line)  {(time.perf_counter() - start) / 200 * 1e3:.2f} ms")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "audit.key"
-        create_key_file(path, "bench-audit-passphrase", keyed_from=1)
+        create_key_file(path, PassphraseProtection(lambda: "bench-audit-passphrase"), keyed_from=1)
         start = time.perf_counter()
-        open_key_file(path, "bench-audit-passphrase")
+        open_key_file(path, PassphraseProtection(lambda: "bench-audit-passphrase"))
         print(
             f"  one unlock of the key file (scrypt, once per process)  {(time.perf_counter() - start) * 1e3:.0f} ms"
         )

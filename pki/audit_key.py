@@ -2,7 +2,8 @@
 
 Whoever can write the database can recompute a plain hash chain; they cannot compute an HMAC without this
 key. It is 32 random bytes kept in the home as ``audit/audit.key``, encrypted with AES-256-GCM under a key
-derived from its own passphrase (scrypt), so the file alone gives nothing. A process unlocks it once
+derived from its own passphrase (scrypt) or under an AES key generated on an HSM token of its own, so the
+file alone gives nothing. A process unlocks it once
 (:class:`pki.audit_seal.AuditSeal`) and then pays an HMAC, about two microseconds, per record.
 
 The file's header (key id, the first keyed record, KDF parameters) is authenticated as the cipher's
@@ -12,13 +13,15 @@ associated data: editing ``keyed_from`` to pass forged records off as older, unk
 from __future__ import annotations
 
 import base64
+import errno
 import hmac
 import json
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -76,28 +79,88 @@ def _header_bytes(header: dict[str, Any]) -> bytes:
     return json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _kek(passphrase: str, kdf: dict[str, Any]) -> bytes:
-    return Scrypt(
-        salt=base64.b64decode(kdf["salt"]), length=32, n=int(kdf["n"]), r=int(kdf["r"]), p=int(kdf["p"])
-    ).derive(passphrase.encode("utf-8"))
+class KeyProtection(Protocol):
+    """How the audit key is encrypted at rest: under its own passphrase (:class:`PassphraseProtection`), or
+    under a key generated on an HSM token of its own (tokens.audit_protection.TokenProtection)."""
+
+    def new(self) -> dict[str, Any]:
+        """The ``protection`` entry of a new key file's header (authenticated with the rest of it)."""
+        ...
+
+    def encrypt(self, protection: dict[str, Any], nonce: bytes, data: bytes, aad: bytes) -> bytes: ...
+
+    def decrypt(self, protection: dict[str, Any], nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        """Raises KeyAccessError when it does not open: a wrong passphrase, another token, an altered file."""
+        ...
 
 
-def _check_passphrase(passphrase: str) -> None:
-    if len(passphrase) < MIN_PASSPHRASE:
-        raise KeyAccessError(
-            f"the audit key passphrase must have at least {MIN_PASSPHRASE} characters",
-            message_zh=f"审计密钥口令至少{MIN_PASSPHRASE}个字符",
-        )
+class PassphraseProtection:
+    """AES-256-GCM under a key derived from the passphrase with scrypt (its cost kept in the file)."""
+
+    def __init__(self, passphrase: Callable[[], str]) -> None:
+        self._passphrase = passphrase
+        self._secret: str | None = None  # asked once: making a key file needs it twice
+
+    def _kek(self, protection: dict[str, Any]) -> bytes:
+        if protection.get("scheme") != "scrypt":
+            raise KeyAccessError(
+                f"the audit key is protected by {protection.get('scheme')!r}, not a passphrase:"
+                " see audit.toml [key]"
+            )
+        if self._secret is None:
+            self._secret = self._passphrase()
+        try:
+            return Scrypt(
+                salt=base64.b64decode(protection["salt"]),
+                length=32,
+                n=int(protection["n"]),
+                r=int(protection["r"]),
+                p=int(protection["p"]),
+            ).derive(self._secret.encode("utf-8"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise KeyAccessError(f"the audit key file is damaged: {e}") from e
+
+    def new(self) -> dict[str, Any]:
+        if self._secret is None:
+            self._secret = self._passphrase()
+        if len(self._secret) < MIN_PASSPHRASE:
+            raise KeyAccessError(
+                f"the audit key passphrase must have at least {MIN_PASSPHRASE} characters",
+                message_zh=f"审计密钥口令至少{MIN_PASSPHRASE}个字符",
+            )
+        return {"scheme": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(os.urandom(16))}
+
+    def encrypt(self, protection: dict[str, Any], nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        return AESGCM(self._kek(protection)).encrypt(nonce, data, aad)
+
+    def decrypt(self, protection: dict[str, Any], nonce: bytes, data: bytes, aad: bytes) -> bytes:
+        try:
+            return AESGCM(self._kek(protection)).decrypt(nonce, data, aad)
+        except InvalidTag as e:
+            raise KeyAccessError(
+                "the audit key passphrase is wrong (or the key file was altered)",
+                message_zh="审计密钥口令错误",
+            ) from e
 
 
-def create_key_file(path: Path, passphrase: str, *, keyed_from: int) -> AuditKey:
+_HEADER = ("format", "version", "key_id", "keyed_from", "protection")
+
+
+def create_key_file(path: Path, protection: KeyProtection, *, keyed_from: int) -> AuditKey:
     """Make a new audit key and keep it encrypted at ``path`` (owner-only; never overwrites)."""
-    _check_passphrase(passphrase)
+    if path.exists():
+        raise FileExistsError(errno.EEXIST, "the audit key exists already", str(path))
     key = AuditKey(secrets.token_bytes(32), keyed_from)
-    kdf = {"name": "scrypt", "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P, "salt": _b64(os.urandom(16))}
-    header = {"format": FORMAT, "version": 1, "key_id": key.key_id, "keyed_from": keyed_from, "kdf": kdf}
+    how = protection.new()
+    header = {
+        "format": FORMAT,
+        "version": 1,
+        "key_id": key.key_id,
+        "keyed_from": keyed_from,
+        "protection": how,
+    }
     nonce = os.urandom(12)
-    sealed = AESGCM(_kek(passphrase, kdf)).encrypt(nonce, key.secret, _header_bytes(header))
+    sealed = protection.encrypt(how, nonce, key.secret, _header_bytes(header))
     document = {**header, "nonce": _b64(nonce), "ciphertext": _b64(sealed)}
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -108,8 +171,8 @@ def create_key_file(path: Path, passphrase: str, *, keyed_from: int) -> AuditKey
     return key
 
 
-def open_key_file(path: Path, passphrase: str) -> AuditKey:
-    """Decrypt the audit key. Raises KeyAccessError: no file, a wrong passphrase, or a damaged file."""
+def open_key_file(path: Path, protection: KeyProtection) -> AuditKey:
+    """Decrypt the audit key. Raises KeyAccessError: no file, a wrong secret, or a damaged file."""
     try:
         document = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
@@ -120,19 +183,13 @@ def open_key_file(path: Path, passphrase: str) -> AuditKey:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise KeyAccessError(f"audit key {path} cannot be read: {e}") from e
     try:
-        header = {k: document[k] for k in ("format", "version", "key_id", "keyed_from", "kdf")}
-        if header["format"] != FORMAT or header["version"] != 1:
+        header = {k: document[k] for k in _HEADER}
+        if header["format"] != FORMAT or header["version"] != 1 or not isinstance(header["protection"], dict):
             raise ValueError("not a pkictl audit key file")
         nonce, sealed = base64.b64decode(document["nonce"]), base64.b64decode(document["ciphertext"])
-        kek = _kek(passphrase, header["kdf"])
     except (KeyError, TypeError, ValueError) as e:
         raise KeyAccessError(f"audit key {path} is damaged: {e}") from e
-    try:
-        secret = AESGCM(kek).decrypt(nonce, sealed, _header_bytes(header))
-    except InvalidTag as e:
-        raise KeyAccessError(
-            "the audit key passphrase is wrong (or the key file was altered)", message_zh="审计密钥口令错误"
-        ) from e
+    secret = protection.decrypt(header["protection"], nonce, sealed, _header_bytes(header))
     key = AuditKey(secret, int(header["keyed_from"]))
     if not secrets.compare_digest(key.key_id, str(header["key_id"])):
         raise KeyAccessError(f"audit key {path} is damaged: its key id does not match the key")

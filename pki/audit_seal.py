@@ -1,20 +1,19 @@
 """What the audit trail keeps outside the database: the audit key and the checkpoint file.
 
 A process unlocks the key once, on its first write (or at start, for the server: see
-AuditService.unlock), and keeps it in memory; the passphrase comes from the callable it is given
-(PKI_AUDIT_PASSPHRASE or a prompt in the CLI). Without it a write is refused before its transaction starts:
+AuditService.unlock), and keeps it in memory; the secret (a passphrase, or the user PIN of the audit key's
+HSM token) comes from the protection it is given (PKI_AUDIT_PASSPHRASE or a prompt in the CLI). Without it a write is refused before its transaction starts:
 a change is never kept without an authenticated record.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 from pki.audit_checkpoints import Checkpoint, CheckpointFile
-from pki.audit_key import AuditKey, create_key_file, open_key_file
+from pki.audit_key import AuditKey, KeyProtection, create_key_file, open_key_file
 from pki.errors import KeyAccessError
 from policies.audit import AuditPolicy
 
@@ -25,13 +24,13 @@ class AuditSeal:
     def __init__(
         self,
         key_path: Path | None,
-        passphrase: Callable[[], str] | None,
+        protection: KeyProtection | None,
         checkpoint_path: Path,
         *,
         key: AuditKey | None = None,
     ) -> None:
         self.key_path = key_path
-        self._passphrase = passphrase
+        self._protection = protection
         self._key = key
         self._lock = threading.Lock()
         self.checkpoints = CheckpointFile(checkpoint_path)
@@ -51,11 +50,11 @@ class AuditSeal:
         if self._key is None:
             with self._lock:
                 if self._key is None:
-                    if self.key_path is None or self._passphrase is None:
+                    if self.key_path is None or self._protection is None:
                         raise KeyAccessError(
                             "the audit key is locked: set PKI_AUDIT_PASSPHRASE", message_zh="审计密钥未解锁"
                         )
-                    self._key = open_key_file(self.key_path, self._passphrase())
+                    self._key = open_key_file(self.key_path, self._protection)
         return self._key
 
     def has_key_file(self) -> bool:
@@ -63,10 +62,10 @@ class AuditSeal:
 
     def create_key(self, *, keyed_from: int) -> AuditKey:
         """Make the home's audit key (``pkictl init``); the records from ``keyed_from`` on carry its MAC."""
-        if self.key_path is None or self._passphrase is None:
+        if self.key_path is None or self._protection is None:
             raise KeyAccessError("no audit key file or passphrase configured")
         with self._lock:
-            self._key = create_key_file(self.key_path, self._passphrase(), keyed_from=keyed_from)
+            self._key = create_key_file(self.key_path, self._protection, keyed_from=keyed_from)
         return self._key
 
     def checkpoint(self, *, seq: int, hash: str, at: datetime, reason: str) -> Checkpoint:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from pki.audit_key import KeyProtection, PassphraseProtection
 from pki.audit_seal import KEY_FILE, AuditSeal
 from pki.ca.keystore import FileKeyStore, KeyStore
 from pki.clock import Clock
@@ -89,9 +90,19 @@ def initialize(
     return service
 
 
-def audit_seal(settings: Settings, passphrase: Callable[[], str] | None) -> AuditSeal:
-    """The audit key (HOME/audit/audit.key, opened with ``passphrase`` on first use) and the checkpoint file."""
-    return AuditSeal(settings.home / KEY_FILE, passphrase, settings.audit_checkpoint_path())
+def audit_seal(settings: Settings, secret: Callable[[], str] | None) -> AuditSeal:
+    """The audit key (HOME/audit/audit.key, opened on first use with ``secret``: its passphrase, or the user
+    PIN of its HSM token per audit.toml [key]) and the checkpoint file."""
+    protection: KeyProtection | None = None
+    if secret is not None:
+        policy = load_policies(settings.policy_dir).audit
+        if policy.key_protection == "pkcs11":
+            from tokens.audit_protection import TokenProtection
+
+            protection = TokenProtection(policy.pkcs11_module, policy.pkcs11_token_label, secret)
+        else:
+            protection = PassphraseProtection(secret)
+    return AuditSeal(settings.home / KEY_FILE, protection, settings.audit_checkpoint_path())
 
 
 def key_store(settings: Settings, passphrase: Callable[[], str]) -> KeyStore:

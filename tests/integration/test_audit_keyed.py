@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 import pki.audit_key
 from pki import audit
-from pki.audit_key import AuditKey
+from pki.audit_key import AuditKey, PassphraseProtection
 from pki.audit_seal import AuditSeal
 from pki.bootstrap import alembic_config, migrate
 from pki.ca.keystore import FileKeyStore
@@ -409,7 +409,9 @@ def test_an_existing_home_gets_its_key_and_older_records_are_sealed(
     engine = _home_at_0007_with_records(db_url, 3)
     try:
         seal = AuditSeal(
-            tmp_path / "audit" / "audit.key", lambda: "audit-passphrase-1", tmp_path / "cp.jsonl"
+            tmp_path / "audit" / "audit.key",
+            PassphraseProtection(lambda: "audit-passphrase-1"),
+            tmp_path / "cp.jsonl",
         )
         svc = Service(
             engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE), audit_seal=seal
@@ -441,7 +443,9 @@ def test_unkeyed_records_without_their_seal_are_reported(
     engine = _home_at_0007_with_records(db_url, 2)
     try:
         seal = AuditSeal(
-            tmp_path / "audit" / "audit.key", lambda: "audit-passphrase-1", tmp_path / "cp.jsonl"
+            tmp_path / "audit" / "audit.key",
+            PassphraseProtection(lambda: "audit-passphrase-1"),
+            tmp_path / "cp.jsonl",
         )
         svc = Service(engine, clock=clock, audit_seal=seal)
         svc.audit.establish_key()
@@ -462,7 +466,9 @@ def test_a_second_home_on_a_keyed_database_makes_no_key_of_its_own(
     key_path = tmp_path / "second" / "audit" / "audit.key"
     second = Service(
         service.ctx.engine,
-        audit_seal=AuditSeal(key_path, lambda: "audit-passphrase-2", tmp_path / "second.jsonl"),
+        audit_seal=AuditSeal(
+            key_path, PassphraseProtection(lambda: "audit-passphrase-2"), tmp_path / "second.jsonl"
+        ),
     )
     with pytest.raises(ConflictError, match=r"keyed already: copy audit/audit\.key"):
         second.audit.establish_key()
