@@ -32,6 +32,8 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
+from pki.audit_key import PassphraseProtection, create_key_file  # noqa: E402
+from pki.audit_seal import AuditSeal  # noqa: E402
 from pki.bootstrap import migrate  # noqa: E402
 from pki.ca.keystore import FileKeyStore  # noqa: E402
 from pki.db import make_engine, normalize_url  # noqa: E402
@@ -118,7 +120,13 @@ def environment(db: str, *, keep: bool = False, prefix: str = "pkibench-") -> It
             engine = make_engine(url)
             try:
                 migrate(engine)
-                service = Service(engine, keys=FileKeyStore(tmp / "ca", lambda: PASSPHRASE))
+                # The audit key in the home's key file (a server over this home unlocks it with PASSPHRASE),
+                # held unlocked here: what a server holds after its one unlock at start.
+                key = create_key_file(
+                    tmp / "audit" / "audit.key", PassphraseProtection(lambda: PASSPHRASE), keyed_from=1
+                )
+                seal = AuditSeal.fixed(key, tmp / "audit" / "checkpoints.jsonl")
+                service = Service(engine, keys=FileKeyStore(tmp / "ca", lambda: PASSPHRASE), audit_seal=seal)
                 service.authority.ensure_hierarchy()
                 now = datetime.now(UTC)
                 people = {

@@ -28,14 +28,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pki.bootstrap import open_service
-from pki.config import Settings
 from pki.services import Actor
 
 import _common as common
 from tests.support.bulk import approved_requests
 from tests.support.desk_worker import csr
-from tests.support.server import PASSPHRASE, PASSWORD, center_env, prepare_home, serving
+from tests.support.server import PASSWORD, center_env, center_service, prepare_home, serving
 
 ROOT = Path(__file__).resolve().parent.parent
 RATE_GOAL = 0.5
@@ -80,7 +78,7 @@ def desks_issue(
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -99,7 +97,7 @@ def main() -> None:
         home = tmp / "home"
         prepare_home(home, url)
         env = center_env(home, url)
-        svc = open_service(Settings.from_env(env), passphrase=lambda: PASSPHRASE)
+        svc = center_service(env)
         ids = approved_requests(svc, PEOPLE, 3 * args.n)
         baseline_ids, api_ids, p95_ids = ids[: args.n], ids[args.n : 2 * args.n], ids[2 * args.n :]
         distributor = svc.users.authenticate("u-distributor", PASSWORD)

@@ -43,7 +43,6 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-from pki import audit
 from pki.ca import certs
 from pki.enums import AccessType, RequestState
 from pki.models import AuditRecord, Certificate, CertificateRequest
@@ -201,7 +200,7 @@ def main() -> None:
             request_records = s.execute(
                 select(func.count()).select_from(AuditRecord).where(AuditRecord.action == "request.issue")
             ).scalar_one()
-            chain = audit.verify(s)
+        chain = svc.audit.verify()
         assert issued == total and left == 0 and issue_records == total == request_records, (
             issued, left, issue_records, request_records,
         )  # fmt: skip

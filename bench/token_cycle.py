@@ -138,6 +138,7 @@ class ApiDesk:
             "PKI_HOME": str(env.tmp),
             "PKI_DATABASE_URL": env.url,
             "PKI_CA_PASSPHRASE": common.PASSPHRASE,
+            "PKI_AUDIT_PASSPHRASE": common.PASSPHRASE,
         }
         self.server: subprocess.Popen[bytes]
         self.server, base = start_server(server_env, port=free_port())

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from pki.audit_key import KeyProtection, PassphraseProtection
+from pki.audit_seal import KEY_FILE, AuditSeal
 from pki.ca.keystore import FileKeyStore, KeyStore
 from pki.clock import Clock
 from pki.config import Settings
@@ -40,7 +42,7 @@ def migrate(engine: Engine) -> None:
 
 # The newest migration; tests check it equals Alembic's head. Checking it with one query keeps Alembic out
 # of every command's start-up.
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 
 
 def schema_revision(engine: Engine) -> str | None:
@@ -70,11 +72,14 @@ def initialize(
     settings: Settings,
     passphrase: Callable[[], str],
     *,
+    audit_passphrase: Callable[[], str] | None = None,
     clock: Clock | None = None,
     public_url: str | None = None,
 ) -> Service:
     """`pkictl init`: the home, the migrated schema, the public base URL when given (before the hierarchy,
-    so that new CA certificates point at it) and, once, the CA hierarchy (keys under the passphrase)."""
+    so that new CA certificates point at it), once the audit key (under ``audit_passphrase``: from then on
+    every record is keyed, older ones sealed by a checkpoint) and the CA hierarchy (keys under
+    ``passphrase``)."""
     from pki.services.home_settings import normalize_public_url
 
     url = normalize_public_url(public_url) if public_url is not None else None  # refuse before any change
@@ -83,11 +88,28 @@ def initialize(
         clock=clock,
         keys=key_store(settings, passphrase),
         policies=load_policies(settings.policy_dir),
+        audit_seal=audit_seal(settings, audit_passphrase),
     )
+    service.audit.establish_key()
     if url is not None:
         service.settings.set_public_url(url, actor="init")
     service.authority.ensure_hierarchy()
     return service
+
+
+def audit_seal(settings: Settings, secret: Callable[[], str] | None) -> AuditSeal:
+    """The audit key (HOME/audit/audit.key, opened on first use with ``secret``: its passphrase, or the user
+    PIN of its HSM token per audit.toml [key]) and the checkpoint file."""
+    protection: KeyProtection | None = None
+    if secret is not None:
+        policy = load_policies(settings.policy_dir).audit
+        if policy.key_protection == "pkcs11":
+            from tokens.audit_protection import TokenProtection
+
+            protection = TokenProtection(policy.pkcs11_module, policy.pkcs11_token_label, secret)
+        else:
+            protection = PassphraseProtection(secret)
+    return AuditSeal(settings.home / KEY_FILE, protection, settings.audit_checkpoint_path())
 
 
 def key_store(settings: Settings, passphrase: Callable[[], str]) -> KeyStore:
@@ -102,9 +124,14 @@ def key_store(settings: Settings, passphrase: Callable[[], str]) -> KeyStore:
 
 
 def open_service(
-    settings: Settings, *, clock: Clock | None = None, passphrase: Callable[[], str] | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    passphrase: Callable[[], str] | None = None,
+    audit_passphrase: Callable[[], str] | None = None,
 ) -> Service:
-    """The service over an existing, initialized home. Raises ConfigurationError otherwise."""
+    """The service over an existing, initialized home. Raises ConfigurationError otherwise. Without
+    ``audit_passphrase`` it can only read: writes need the audit key."""
     engine = make_engine(settings.database_url)
     try:
         database = engine.url.database
@@ -121,4 +148,10 @@ def open_service(
         engine.dispose()
         raise
     keys = key_store(settings, passphrase) if passphrase is not None else None
-    return Service(engine, clock=clock, keys=keys, policies=load_policies(settings.policy_dir))
+    return Service(
+        engine,
+        clock=clock,
+        keys=keys,
+        policies=load_policies(settings.policy_dir),
+        audit_seal=audit_seal(settings, audit_passphrase),
+    )

@@ -58,6 +58,7 @@ def is_demo_home(home: Path) -> bool:
 
 
 PASSPHRASE_FILE = "DEMO-CA-PASSPHRASE"  # noqa: S105 (a file name)
+AUDIT_PASSPHRASE_FILE = "DEMO-AUDIT-PASSPHRASE"  # noqa: S105 (a file name)
 
 
 DEMO_URL = "http://127.0.0.1:8000"  # where `scripts/demo` serves by default
@@ -67,17 +68,22 @@ def open_demo_home(settings: Settings, public_url: str = DEMO_URL) -> Service:
     """Initialize the home for a demo, CA included. A demo lives in the home's own SQLite file: it refuses a
     configured PKI_DATABASE_URL, so that demo users can never land in a shared or production database.
 
-    The demo CA's passphrase is random and kept beside it in DEMO-CA-PASSPHRASE (owner-only), which is what
-    makes a demo a demo: never keep a real CA passphrase next to its keys. ``public_url`` is where the demo
-    will be served: its certificates point there.
+    The demo CA's and audit key's passphrases are random and kept beside them in DEMO-CA-PASSPHRASE and
+    DEMO-AUDIT-PASSPHRASE (owner-only), which is what makes a demo a demo: never keep a real passphrase next
+    to its key. ``public_url`` is where the demo will be served: its certificates point there.
     """
     if settings.database_url != settings.default_database_url():
         raise ConflictError("pkictl demo uses the home's own SQLite database: unset PKI_DATABASE_URL")
-    return initialize(settings, lambda: demo_passphrase(settings.home), public_url=public_url)
+    return initialize(
+        settings,
+        lambda: demo_passphrase(settings.home),
+        audit_passphrase=lambda: demo_passphrase(settings.home, AUDIT_PASSPHRASE_FILE),
+        public_url=public_url,
+    )
 
 
-def demo_passphrase(home: Path) -> str:
-    path = home / PASSPHRASE_FILE
+def demo_passphrase(home: Path, name: str = PASSPHRASE_FILE) -> str:
+    path = home / name
     if not path.exists():
         home.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

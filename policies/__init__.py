@@ -12,6 +12,7 @@ from pathlib import Path
 from pki.errors import ConfigurationError
 from policies._load import PACKAGED
 from policies.access import AccessPolicy, load_access
+from policies.audit import AuditPolicy, load_audit
 from policies.ca import CaPolicy, ProfilePolicy, load_ca, load_profiles
 from policies.cutover import CutoverPolicy, load_cutover
 from policies.form import FormPolicy, ProvinceTable, load_form, load_provinces
@@ -29,6 +30,7 @@ class Policies:
     cutover: CutoverPolicy
     tokens: TokenPolicy
     access: AccessPolicy
+    audit: AuditPolicy
 
 
 def load_policies(directory: Path | None = None) -> Policies:
@@ -42,6 +44,7 @@ def load_policies(directory: Path | None = None) -> Policies:
         cutover=load_cutover(d),
         tokens=load_tokens(d),
         access=load_access(d),
+        audit=load_audit(d),
     )
     unknown = sorted(policies.cutover.fast_track_provinces - set(policies.provinces.by_name))
     if unknown:

@@ -1,5 +1,6 @@
 """Shared fixtures: a fixed clock, a fresh migrated database per test (SQLite, and PostgreSQL when
-PKI_TEST_DATABASE_URL is set), the service over it, and actors for every role."""
+PKI_TEST_DATABASE_URL is set), the service over it (with a fixed, already unlocked audit key), and actors for
+every role."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from pki.audit_key import AuditKey
+from pki.audit_seal import AuditSeal
 from pki.bootstrap import migrate
 from pki.ca.keystore import FileKeyStore
 from pki.clock import FixedClock
@@ -68,12 +71,24 @@ def clock() -> FixedClock:
 
 
 CA_PASSPHRASE = "test-ca-passphrase-123"
+# A fixed audit key: no key file and no KDF per test (tests/integration/test_audit_keyed.py covers those).
+TEST_AUDIT_KEY = AuditKey(bytes(range(32)), keyed_from=1)
+
+
+def fixed_seal(tmp_path: Path) -> AuditSeal:
+    """The fixed audit key, with checkpoints in tmp_path/audit/checkpoints.jsonl."""
+    return AuditSeal.fixed(TEST_AUDIT_KEY, tmp_path / "audit" / "checkpoints.jsonl")
 
 
 @pytest.fixture
 def service(engine: Engine, clock: FixedClock, tmp_path: Path) -> Service:
     """The service with a CA key store (keys made only when a test asks for the hierarchy)."""
-    return Service(engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE))
+    return Service(
+        engine,
+        clock=clock,
+        keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE),
+        audit_seal=fixed_seal(tmp_path),
+    )
 
 
 @pytest.fixture

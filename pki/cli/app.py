@@ -77,7 +77,8 @@ def center_only() -> None:
 
 
 def service() -> Service:
-    """The service over the configured home; CA keys open with PKI_CA_PASSPHRASE or a prompt, on first use.
+    """The service over the configured home; CA keys open with PKI_CA_PASSPHRASE or a prompt, and the audit
+    key (which every write needs) with PKI_AUDIT_PASSPHRASE or a prompt, each on first use.
 
     Only on the center's host: a desk logged in to a server has no home (its commands use :func:`desk`).
     """
@@ -86,7 +87,7 @@ def service() -> Service:
 
     center_only()
 
-    svc = open_service(Settings.from_env(), passphrase=ca_passphrase)
+    svc = open_service(Settings.from_env(), passphrase=ca_passphrase, audit_passphrase=audit_passphrase)
     # Close the pool when the command ends: leaving it to the garbage collector drops PostgreSQL connections
     # without a goodbye and leaks them when the CLI runs in-process (tests, scripts).
     click.get_current_context().call_on_close(svc.ctx.engine.dispose)
@@ -111,6 +112,17 @@ def ca_passphrase() -> str:
             "no CA key passphrase: set PKI_CA_PASSPHRASE or run in a terminal to be prompted"
         )
     return str(click.prompt("CA key passphrase", hide_input=True))
+
+
+def audit_passphrase() -> str:
+    secret = os.environ.get("PKI_AUDIT_PASSPHRASE")
+    if secret is not None:
+        return secret
+    if not sys.stdin.isatty():
+        raise click.UsageError(
+            "no audit key passphrase: set PKI_AUDIT_PASSPHRASE or run in a terminal to be prompted"
+        )
+    return str(click.prompt("Audit key passphrase", hide_input=True))
 
 
 def login(svc: Service, username: str) -> Actor:

@@ -1,4 +1,4 @@
-"""`pkictl audit …`: the hash-chained trail."""
+"""`pkictl audit …`: the keyed, hash-chained trail and its checkpoints."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pki.cli.app import (
 
 @cli.group()
 def audit() -> None:
-    """The hash-chained audit trail."""
+    """The keyed, hash-chained audit trail (audit key: PKI_AUDIT_PASSPHRASE or a prompt)."""
 
 
 @audit.command("verify")
@@ -30,10 +30,11 @@ def audit() -> None:
 )
 @json_option
 def audit_verify(anchor: str | None, as_json: bool) -> None:
-    """Recompute the chain; exit 1 if any record was edited, deleted or reordered.
+    """Check every record's hash, link and MAC (audit key) and every checkpoint; exit 1 if a record was
+    edited, forged, inserted, deleted or cut off the end, naming the first record that cannot be trusted.
 
-    The chain proves order and integrity inside the database; noting the printed head elsewhere (a log
-    book, another system) and passing it back with --expect also catches a rewrite of the whole chain.
+    Records after the newest checkpoint can be cut off the end unnoticed (policies/audit.toml sets how often
+    one is written; every CRL publication writes one too); --expect SEQ:HASH checks one more anchor.
     """
     expect = None
     if anchor is not None:
@@ -51,16 +52,37 @@ def audit_verify(anchor: str | None, as_json: bool) -> None:
                 "records": result.records,
                 "head_seq": result.head_seq,
                 "head_hash": result.head_hash,
+                "keyed_from": result.keyed_from,
+                "checkpoints": result.checkpoints,
+                "last_checkpoint": result.last_checkpoint,
+                "untrusted_from": result.untrusted_from,
                 "problems": result.problems,
+                "warnings": result.warnings,
             }
         )
     elif result.ok:
         click.echo(f"audit chain OK: {result.records} records, head {result.head_seq}:{result.head_hash}")
+        if result.keyed_from > 1:
+            click.echo(
+                f"records 1-{result.keyed_from - 1} unkeyed (before the audit key), sealed by a checkpoint"
+            )
+        click.echo(f"newest checkpoint: record {result.last_checkpoint} ({result.checkpoints} checkpoints)")
     else:
         for p in result.problems:  # the report goes to stdout; the one-line refusal to stderr below
             click.echo(p)
+    for w in result.warnings:
+        click.echo(f"warning: {w}")
     if not result.ok:
-        fail(f"audit chain broken: {len(result.problems)} problem(s) found")
+        where = f": untrustworthy from record {result.untrusted_from}" if result.untrusted_from else ""
+        fail(f"audit chain broken: {len(result.problems)} problem(s) found{where}")
+
+
+@audit.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Checkpoint the chain head now (for cron in quiet hours; writes also checkpoint at the policy's
+    interval, and every CRL publication does)."""
+    seq = service().audit.checkpoint()
+    click.echo(f"checkpoint written: record {seq}")
 
 
 @audit.command("show")

@@ -367,6 +367,7 @@ def serve(
     if (tls_cert is None) != (tls_key is None):
         raise click.UsageError("--tls-cert and --tls-key go together")
     svc = service()
+    svc.audit.unlock()  # every desk write needs the audit key: prompt (or refuse) now, not mid-request
     svc.ocsp.warm()  # unlock the OCSP signer keys now, not on the first request
     if secure_cookies is None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pki.cli.app import ca_passphrase, center_only, cli
+from pki.cli.app import audit_passphrase, ca_passphrase, center_only, cli
 
 PUBLIC_URL_HELP = (
     "Base URL where relying parties reach `pkictl serve` (CRLs, OCSP, CA certificates), e.g. "
@@ -17,19 +17,23 @@ PUBLIC_URL_HELP = (
 def init(public_url: str | None) -> None:
     """Create the home, its database and the CA hierarchy, or migrate an existing home (safe to repeat).
 
-    The CA keys are encrypted with PKI_CA_PASSPHRASE (or a prompted passphrase) and kept in the home's ca/.
-    Issuing CA certificates made before they carried certificate policies are re-certified under their keys.
+    The CA keys are encrypted with PKI_CA_PASSPHRASE (or a prompted passphrase) and kept in the home's ca/;
+    the audit key with PKI_AUDIT_PASSPHRASE in its audit/ (made on the first init of this version: records
+    from then on carry its MAC, older ones are sealed by a checkpoint). Issuing CA certificates made before
+    they carried certificate policies are re-certified under their keys.
     """
     from pki.bootstrap import initialize
     from pki.config import Settings
 
     center_only()
     settings = Settings.from_env()
-    svc = initialize(settings, ca_passphrase, public_url=public_url)
+    svc = initialize(settings, ca_passphrase, audit_passphrase=audit_passphrase, public_url=public_url)
     click.get_current_context().call_on_close(svc.ctx.engine.dispose)
     click.echo(f"home: {settings.home}")
     click.echo(f"database: {svc.ctx.engine.url.render_as_string(hide_password=True)}")
     click.echo(f"public URL: {svc.settings.public_url() or '- (ca.toml [urls])'}")
+    seal = svc.ctx.seal()
+    click.echo(f"audit key: {seal.key_path}; checkpoints (ship them elsewhere): {seal.checkpoints.path}")
     for slug in svc.authority.recertify_issuing(actor="init"):
         click.echo(f"CA {slug} re-certified with its certificate policies and the root CRL (same key)")
     for ca in svc.authority.all():

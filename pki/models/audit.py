@@ -11,7 +11,8 @@ from pki.models.columns import utc_field as _utc
 
 
 class AuditRecord(SQLModel, table=True):
-    """One link of the audit hash chain. ``seq`` is gapless; ``hash`` covers every column and ``prev_hash``."""
+    """One link of the audit hash chain. ``seq`` is gapless; ``hash`` covers every column and ``prev_hash``;
+    ``mac`` is the HMAC of ``hash`` under the audit key (empty on records written before the home had one)."""
 
     __tablename__ = "audit_record"
     __table_args__ = (Index("ix_audit_subject", "subject_type", "subject_id"),)
@@ -25,6 +26,7 @@ class AuditRecord(SQLModel, table=True):
     details: str = ""  # canonical JSON
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
+    mac: str = Field(default="", max_length=64)
 
 
 class AuditHead(SQLModel, table=True):

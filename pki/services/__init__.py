@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
+from pki.audit_seal import AuditSeal
 from pki.ca.keystore import KeyStore
 from pki.clock import Clock, SystemClock
 from pki.services.access import AccessService
@@ -44,9 +45,14 @@ class Service:
         policies: Policies | None = None,
         clock: Clock | None = None,
         keys: KeyStore | None = None,
+        audit_seal: AuditSeal | None = None,
     ) -> None:
         self.ctx = Context(
-            engine=engine, policies=policies or load_policies(), clock=clock or SystemClock(), keys=keys
+            engine=engine,
+            policies=policies or load_policies(),
+            clock=clock or SystemClock(),
+            keys=keys,
+            audit_seal=audit_seal,
         )
         self.users = UserService(self.ctx)
         self.sessions = SessionService(self.ctx, self.users)

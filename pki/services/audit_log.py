@@ -1,9 +1,13 @@
-"""Reading and verifying the audit trail."""
+"""Reading, verifying and sealing the audit trail."""
 
 from __future__ import annotations
 
+from sqlmodel import col, select
+
 from pki import audit
-from pki.models import AuditRecord
+from pki.audit_key import AuditKey
+from pki.errors import ConflictError
+from pki.models import AuditHead, AuditRecord
 from pki.services.context import Context
 
 
@@ -12,9 +16,58 @@ class AuditService:
         self._ctx = ctx
 
     def verify(self, *, expect: tuple[int, str] | None = None) -> audit.VerifyResult:
-        """Recompute the whole chain in one snapshot; the result lists what is wrong (``ok`` is false then)."""
+        """Recompute the whole chain in one snapshot and check every MAC and checkpoint; the result lists what
+        is wrong (``ok`` is false then) and the first record that can no longer be trusted.
+
+        Needs the audit key (KeyAccessError). The checkpoints are read before the snapshot starts: each names
+        a record committed before it was written, so a sound chain never looks cut short."""
+        seal = self._ctx.seal()
+        key = seal.key()
+        checkpoints = list(seal.checkpoints.lines())
         with self._ctx.read(snapshot=True) as s:
-            return audit.verify(s, expect=expect)
+            return audit.verify(s, key=key, checkpoints=checkpoints, expect=expect)
+
+    def unlock(self) -> str:
+        """Unlock the audit key now rather than on the first write (the server, before it listens): a prompt
+        or a wrong passphrase surfaces at start. Returns the key id. Raises KeyAccessError."""
+        return self._ctx.seal().key().key_id
+
+    def establish_key(self) -> AuditKey | None:
+        """`pkictl init`: make the home's audit key if it has none, record it and checkpoint the head, which
+        seals the records written before it (they carry no MAC). Returns the new key, or None.
+
+        Raises ConflictError when the database's records are keyed already: another home (a second server on
+        the same PostgreSQL database) holds the key, and a second key would make its records look forged."""
+        seal = self._ctx.seal()
+        if seal.has_key_file():
+            return None
+        with self._ctx.read() as s:
+            head = s.get(AuditHead, 1)
+            keyed_from = (head.seq if head else 0) + 1
+            keyed = s.exec(select(AuditRecord.seq).where(col(AuditRecord.mac) != "").limit(1)).first()
+        if keyed is not None:
+            raise ConflictError(
+                f"this database's audit trail is keyed already: copy audit/audit.key from the home that made it"
+                f" to {seal.key_path}",
+                message_zh="审计记录已由另一审计密钥保护",
+            )
+        key = seal.create_key(keyed_from=keyed_from)
+        with self._ctx.write(checkpoint="keyed") as s:
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor="system",
+                action="audit.keyed",
+                details={"key_id": key.key_id, "keyed_from": keyed_from},
+            )
+        return key
+
+    def checkpoint(self, *, actor: str = "system") -> int:
+        """Checkpoint the head now (cron in quiet hours: the interval is only checked on writes). It records
+        the checkpoint in the trail and checkpoints that record; returns its number."""
+        with self._ctx.write(checkpoint="manual") as s:
+            audit.append(s, at=self._ctx.now(), actor=actor, action="audit.checkpoint")
+            return audit.lock_chain(s).seq
 
     def for_request(self, request_id: int, *, limit: int = 1000) -> list[AuditRecord]:
         return self.recent(limit=limit, subject_type="request", subject_id=str(request_id))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from pki import audit
+from pki.audit_seal import AuditSeal
 from pki.ca.keystore import KeyStore
 from pki.clock import CHINA_TZ, Clock
 from pki.db import (
@@ -29,6 +31,7 @@ from pki.models.workflow import parse_roles
 from pki.services import idempotency
 from policies import Policies
 
+_log = logging.getLogger("pki.audit")
 T = TypeVar("T")
 # Opens one write transaction: Context.write, or Context.write_optimistic.
 Transaction = Callable[[], AbstractContextManager[Session]]
@@ -53,6 +56,7 @@ class Context:
     policies: Policies
     clock: Clock
     keys: KeyStore | None = None  # CA private keys; None where no CA key is ever needed
+    audit_seal: AuditSeal | None = None  # the audit key and checkpoints; None: every write is refused
 
     def key_store(self) -> KeyStore:
         if self.keys is None:
@@ -66,18 +70,45 @@ class Context:
         """Today's date in China Standard Time: the date on the paper form."""
         return self.clock.now().astimezone(CHINA_TZ).date()
 
+    def seal(self) -> AuditSeal:
+        if self.audit_seal is None:
+            raise KeyAccessError(
+                "no audit key configured: every write needs one", message_zh="未配置审计密钥"
+            )
+        return self.audit_seal
+
     @contextmanager
-    def write(self) -> Iterator[Session]:
+    def write(self, *, checkpoint: str | None = None) -> Iterator[Session]:
         """One write transaction; it takes the audit chain's head lock first, which orders all writers.
 
-        An idempotency key the API is serving (services/idempotency.py) is claimed in it, after the work.
-        """
+        The audit key is unlocked before the transaction (a prompt or a KDF never holds the lock); after the
+        commit the head it wrote is checkpointed when the policy's interval says so, or always when
+        ``checkpoint`` names a reason ("crl"). An idempotency key the API is serving (services/idempotency.py)
+        is claimed in it, after the work."""
+        seal = self.seal()
+        key = seal.key()
         with transaction(self.engine) as session:
+            audit.use_key(session, key)
             audit.lock_chain(session)
             yield session
             claim = idempotency.stake(session, self.now())
         if claim is not None:
             claim.staked = True
+        self._after_commit(session, seal, checkpoint)
+
+    def _after_commit(self, session: Session, seal: AuditSeal, reason: str | None) -> None:
+        head = audit.committed_head(session)
+        if head is None:
+            return
+        # The change is committed, its records MAC'd: a sink that fails must not make it look undone. The
+        # next write tries again; verify names the newest checkpoint's record.
+        try:
+            if reason is not None:
+                seal.checkpoint(seq=head.seq, hash=head.hash, at=self.now(), reason=reason)
+            else:
+                seal.after_commit(seq=head.seq, hash=head.hash, at=self.now(), policy=self.policies.audit)
+        except OSError:
+            _log.exception("audit checkpoint not written to %s", seal.checkpoints.path)
 
     @contextmanager
     def write_plain(self, *, durable: bool = True) -> Iterator[Session]:
@@ -107,11 +138,15 @@ class Context:
         head would invert the order every other writer takes them in."""
         if not self.optimistic_writes:
             raise RuntimeError("optimistic write transactions need SQLite in WAL mode")
+        seal = self.seal()
+        key = seal.key()
         with optimistic_transaction(self.engine) as session:
+            audit.use_key(session, key)
             yield session
             claim = idempotency.stake(session, self.now())
         if claim is not None:
             claim.staked = True
+        self._after_commit(session, seal, None)
 
     def write_beside(self, work: Callable[[Transaction], T], ready: Callable[[], object]) -> T:
         """Run ``work`` in one write transaction while something slow (a token, in another thread) runs;

@@ -60,7 +60,7 @@ class CrlService:
             c for c in self._authority.loaded().values() if c.record.role in (CaRole.ROOT, CaRole.ISSUING)
         ]
         out: list[Published] = []
-        with self._ctx.write() as s:
+        with self._ctx.write(checkpoint="crl") as s:  # the audit head is checkpointed with every CRL
             for ca in signing:
                 now = whole_seconds(self._ctx.now())
                 # Core select, no ORM objects or per-row type conversion: revoked_at comes back as stored

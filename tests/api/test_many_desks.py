@@ -13,11 +13,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from pki.bootstrap import open_service
-from pki.config import Settings
 from pki.services import Actor
 from tests.support.bulk import approved_requests
-from tests.support.server import PASSPHRASE, PASSWORD, center_env, prepare_home, serving
+from tests.support.server import PASSWORD, center_env, center_service, prepare_home, serving
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUESTS = 1000
@@ -40,7 +38,7 @@ def test_two_servers_eight_desks_each_request_issued_once(db_url: str, tmp_path:
     home = tmp_path / "home"
     prepare_home(home, db_url)
     env = center_env(home, db_url)
-    svc = open_service(Settings.from_env(env), passphrase=lambda: PASSPHRASE)
+    svc = center_service(env)
     try:
         ids = approved_requests(svc, people(), REQUESTS)
     finally:
@@ -77,7 +75,7 @@ def test_two_servers_eight_desks_each_request_issued_once(db_url: str, tmp_path:
     assert sum(refusals.values()) == REQUESTS  # the other desk's try
     assert set(refusals) <= {"invalid_transition", "conflict"}, refusals
 
-    svc = open_service(Settings.from_env(env), passphrase=lambda: PASSPHRASE)
+    svc = center_service(env)
     try:
         with svc.ctx.engine.connect() as conn:
             rows = conn.execute(

@@ -13,17 +13,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from pki.bootstrap import open_service
-from pki.config import Settings
 from pki.enums import Action
 from tests.cli.test_token_cli import listing, make_tokens, shim
 from tests.support.data import application, make_uscc
 from tests.support.pki import csr_for, key
 from tests.support.server import (
-    PASSPHRASE,
     PASSWORD,
     DeskProcess,
     center_env,
+    center_service,
     free_port,
     prepare_home,
     serving,
@@ -36,7 +34,7 @@ _numbers = iter(range(84000000, 85000000))
 
 
 def approved_request(env: dict[str, str], usbkey: str = "SoftHSM2") -> int:
-    svc = open_service(Settings.from_env(env), passphrase=lambda: PASSPHRASE)
+    svc = center_service(env)
     try:
         who = {
             r: svc.users.authenticate(f"u-{r}", PASSWORD) for r in ("entry", "acceptor", "head", "reviewer")
@@ -56,7 +54,7 @@ def approved_request(env: dict[str, str], usbkey: str = "SoftHSM2") -> int:
 
 
 def certificates_of(env: dict[str, str], rid: int) -> list[tuple[str, bool]]:
-    svc = open_service(Settings.from_env(env), passphrase=lambda: PASSPHRASE)
+    svc = center_service(env)
     try:
         with svc.ctx.engine.connect() as conn:
             rows = conn.execute(

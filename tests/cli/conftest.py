@@ -11,6 +11,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy.engine import Engine
 
+import pki.audit_key
 import pki.bootstrap
 import pki.passwords
 from tests.cli.runner import PASSWORD, Cli
@@ -24,6 +25,14 @@ def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
     every --as login pays one. Still Argon2id through pki.passwords, so hashing and verifying are real; the
     subprocess tests keep the production parameters."""
     monkeypatch.setattr(pki.passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+@pytest.fixture(autouse=True)
+def cheap_audit_key_derivation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """scrypt at the smallest cost for audit keys made in-process (each in-process command unlocks the key
+    again: ~80 ms at the real cost). Still scrypt and AES-GCM through pki.audit_key; the cost is kept in
+    the key file, and the subprocess tests keep the production one."""
+    monkeypatch.setattr(pki.audit_key, "SCRYPT_N", 2**4)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import pytest
 import pki.cli
 
 CA_PASSPHRASE = "cli-test-ca-passphrase"
+AUDIT_PASSPHRASE = "cli-test-audit-passphrase"
 PASSWORD = "correct-horse-battery"
 
 
@@ -32,7 +33,7 @@ class Result:
 
 
 class Cli:
-    """Runs ``pki.cli.main(argv)`` with PKI_HOME, PKI_DATABASE_URL and PKI_PASSWORD set, standard input
+    """Runs ``pki.cli.main(argv)`` with PKI_HOME, PKI_DATABASE_URL, PKI_PASSWORD and the key passphrases set, standard input
     replaced, and returns the exit code (0 when main returns normally), stdout and stderr."""
 
     def __init__(
@@ -47,6 +48,7 @@ class Cli:
         self._mp.setenv("PKI_HOME", str(self.home))
         self._mp.setenv("PKI_DATABASE_URL", self.db_url)
         self._mp.setenv("PKI_CA_PASSPHRASE", CA_PASSPHRASE)
+        self._mp.setenv("PKI_AUDIT_PASSPHRASE", AUDIT_PASSPHRASE)
         if password is None:
             self._mp.delenv("PKI_PASSWORD", raising=False)
         else:

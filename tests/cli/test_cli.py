@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 import pki.cli
 from pki.db import make_engine
-from tests.cli.runner import PASSWORD, Cli
+from tests.cli.runner import AUDIT_PASSPHRASE, PASSWORD, Cli
 from tests.support.data import application, batch_defaults, make_uscc
 
 REPO = Path(__file__).resolve().parents[2]
@@ -606,7 +606,9 @@ def test_audit_verify_detects_an_edited_record(staffed: Cli, tmp_path: Path) -> 
 
     assert result.code == 1
     assert result.out == "record 2: content does not match its hash (edited)\n"
-    assert result.err_lines == ["pkictl: error: audit chain broken: 1 problem(s) found"]
+    assert result.err_lines == [
+        "pkictl: error: audit chain broken: 1 problem(s) found: untrustworthy from record 2"
+    ]
     as_json = staffed("audit", "verify", "--json")
     assert as_json.code == 1
     report = as_json.json()
@@ -771,6 +773,7 @@ def run(*argv: str, home: Path) -> subprocess.CompletedProcess[str]:
         "PKI_PASSWORD": PASSWORD,
         "LANG": "C.UTF-8",
         "PKI_CA_PASSPHRASE": "cli-test-ca-passphrase",
+        "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
     }
     return subprocess.run(
         [pkictl_path(), *argv], capture_output=True, text=True, env=env, timeout=60, check=False
@@ -809,15 +812,20 @@ def test_refusal_exits_1_with_one_line(tmp_path: Path) -> None:
 def test_a_real_process_runs_the_workflow_commands(tmp_path: Path) -> None:
     home = tmp_path / "home"
     assert run("init", home=home).returncode == 0
-    done = subprocess.run(
-        [pkictl_path(), "user", "add", "admin", "--role", "admin"],
-        input=PASSWORD + "\n",
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "PKI_HOME": str(home), "LANG": "C.UTF-8"},
-    )
+    env = {"PATH": "/usr/bin:/bin", "PKI_HOME": str(home), "LANG": "C.UTF-8"}
+
+    def add_admin(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        argv = [pkictl_path(), "user", "add", "admin", "--role", "admin"]
+        return subprocess.run(
+            argv, input=PASSWORD + "\n", capture_output=True, text=True, timeout=60, check=False, env=env
+        )
+
+    # Every write needs the audit key: without its passphrase (and no terminal to prompt on) nothing is written.
+    locked = add_admin(env)
+    assert locked.returncode == 2
+    assert "PKI_AUDIT_PASSPHRASE" in locked.stderr
+    assert json.loads(run("user", "list", "--json", home=home).stdout) == []
+    done = add_admin({**env, "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE})
     assert done.returncode == 0, done.stderr
 
     refused = run("request", "new", "--file", str(EXAMPLE), "--as", "admin", home=home)

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from pki.db import make_engine
-from tests.cli.runner import CA_PASSPHRASE, PASSWORD, Cli
+from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, PASSWORD, Cli
 from tests.cli.test_ca_cli import (
     OPERATOR,
     USBKEY,
@@ -171,6 +171,7 @@ def _env(home: Path, db_url: str) -> dict[str, str]:
         "PKI_DATABASE_URL": db_url,
         "PKI_PASSWORD": PASSWORD,
         "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
+        "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
         "LANG": "C.UTF-8",
     }
 

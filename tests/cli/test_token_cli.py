@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.runner import CA_PASSPHRASE, PASSWORD, Cli
+from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, PASSWORD, Cli
 from tests.cli.test_ca_cli import enter
 from tests.support.softhsm import MODULE, SO_PIN, USER_PIN
 
@@ -95,6 +95,7 @@ def pkictl(cli: Cli, tokens: Tokens, *argv: str, shim: Path | None = None, pin: 
         "PKI_DATABASE_URL": cli.db_url,
         "PKI_PASSWORD": PASSWORD,
         "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
+        "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
         "PKI_TOKEN_PIN": pin,
     }
     if shim is not None:

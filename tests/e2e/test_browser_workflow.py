@@ -44,9 +44,10 @@ def server(db_url: str, tmp_path: Path) -> Iterator[str]:
         "PKI_HOME": str(tmp_path / "home"),
         "PKI_DATABASE_URL": db_url,
         "PKI_CA_PASSPHRASE": PASSPHRASE,
+        "PKI_AUDIT_PASSPHRASE": PASSPHRASE,
     }
     settings = Settings.from_env(env)
-    svc = initialize(settings, lambda: PASSPHRASE)
+    svc = initialize(settings, lambda: PASSPHRASE, audit_passphrase=lambda: PASSPHRASE)
     svc.users.add("e2e-admin", PASSWORD, ["admin"], actor=None)
     admin = svc.users.authenticate("e2e-admin", PASSWORD)
     for role in ROLES:

@@ -30,7 +30,7 @@ from pki.errors import (
 from pki.models import AuditRecord, Certificate, CutoverDecision, CutoverRun, Party
 from pki.services import Actor, Service
 from policies import load_policies
-from tests.conftest import CA_PASSPHRASE, T0
+from tests.conftest import CA_PASSPHRASE, T0, fixed_seal
 from tests.support.data import application, make_uscc
 from tests.support.pki import approved, csr_for, key
 
@@ -303,6 +303,7 @@ def early_service(engine: Engine, tmp_path: Path) -> Service:
         clock=clock,
         keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE),
         policies=load_policies(policy_dir),
+        audit_seal=fixed_seal(tmp_path),
     )
     svc.authority.ensure_hierarchy()
     return svc

@@ -13,7 +13,7 @@ from pki.clock import FixedClock
 from pki.enums import Action, RequestState
 from pki.errors import InvalidTransitionError, IssuanceError, SeparationOfDutiesError, ValidationError
 from pki.services import Actor, Service
-from tests.conftest import CA_PASSPHRASE
+from tests.conftest import CA_PASSPHRASE, fixed_seal
 from tests.support.data import application, make_uscc
 from tests.support.pki import approved, csr_for, key
 
@@ -195,9 +195,17 @@ def test_wrong_passphrase_is_a_clear_error(engine, clock: FixedClock, tmp_path, 
     from pki.errors import KeyAccessError
 
     Service(
-        engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE)
+        engine,
+        clock=clock,
+        keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE),
+        audit_seal=fixed_seal(tmp_path),
     ).authority.ensure_hierarchy()
-    wrong = Service(engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: "not the passphrase"))
+    wrong = Service(
+        engine,
+        clock=clock,
+        keys=FileKeyStore(tmp_path / "ca", lambda: "not the passphrase"),
+        audit_seal=fixed_seal(tmp_path),
+    )
     rid = approved(wrong, people)
     with pytest.raises(KeyAccessError, match="passphrase is wrong"):
         wrong.issuance.issue_from_csr(rid, csr_for(key("ec-p256", 40)), actor=people["distributor"])

@@ -18,7 +18,7 @@ from pki.clock import FixedClock
 from pki.enums import RevocationReason
 from pki.services import Actor, Service
 from policies import load_policies
-from tests.conftest import CA_PASSPHRASE
+from tests.conftest import CA_PASSPHRASE, fixed_seal
 from tests.judges.tools import (
     Arg,
     assert_clean,
@@ -214,6 +214,7 @@ def test_hierarchy_with_other_ca_key_algorithms_passes(
         policies=policies,
         clock=clock,
         keys=FileKeyStore(tmp_path / f"ca-{ca_alg}", lambda: CA_PASSPHRASE),
+        audit_seal=fixed_seal(tmp_path),
     )
     svc.authority.ensure_hierarchy()
     cas = ca_certs(svc)

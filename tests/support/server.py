@@ -16,14 +16,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pki.bootstrap import initialize
+from pki.bootstrap import initialize, open_service
 from pki.config import Settings
+from pki.services import Service
 
 PASSWORD = "server-test-password"
 PASSPHRASE = "server-test-ca-passphrase"
 ROLES = ("entry", "acceptor", "head", "reviewer", "distributor", "ops")
 # What a desk must never hold: the center's database and CA secrets.
-CENTER_ONLY_ENV = ("PKI_HOME", "PKI_DATABASE_URL", "PKI_CA_PASSPHRASE", "PKI_HSM_PIN", "PKI_POLICY_DIR")
+CENTER_ONLY_ENV = (
+    "PKI_HOME",
+    "PKI_DATABASE_URL",
+    "PKI_CA_PASSPHRASE",
+    "PKI_AUDIT_PASSPHRASE",
+    "PKI_HSM_PIN",
+    "PKI_POLICY_DIR",
+)
 
 
 def free_port() -> int:
@@ -33,12 +41,20 @@ def free_port() -> int:
 
 
 def center_env(home: Path, db_url: str) -> dict[str, str]:
-    return {**os.environ, "PKI_HOME": str(home), "PKI_DATABASE_URL": db_url, "PKI_CA_PASSPHRASE": PASSPHRASE}
+    return {
+        **os.environ,
+        "PKI_HOME": str(home),
+        "PKI_DATABASE_URL": db_url,
+        "PKI_CA_PASSPHRASE": PASSPHRASE,
+        "PKI_AUDIT_PASSPHRASE": PASSPHRASE,
+    }
 
 
 def prepare_home(home: Path, db_url: str, roles: tuple[str, ...] = ROLES, prefix: str = "u") -> None:
     """A home with its CA hierarchy, an admin and one user per role (``{prefix}-{role}``), all PASSWORD."""
-    svc = initialize(Settings.from_env(center_env(home, db_url)), lambda: PASSPHRASE)
+    svc = initialize(
+        Settings.from_env(center_env(home, db_url)), lambda: PASSPHRASE, audit_passphrase=lambda: PASSPHRASE
+    )
     try:
         svc.users.add(f"{prefix}-admin", PASSWORD, ["admin"], actor=None)
         admin = svc.users.authenticate(f"{prefix}-admin", PASSWORD)
@@ -153,3 +169,10 @@ class DeskProcess:
         if check and run.code != 0:
             raise AssertionError(f"pkictl {' '.join(argv)} -> {run.code}: {run.err}{run.out}")
         return run
+
+
+def center_service(env: dict[str, str]) -> Service:
+    """The center's service over the home of ``env`` (CA and audit keys unlocked with their passphrases)."""
+    return open_service(
+        Settings.from_env(env), passphrase=lambda: PASSPHRASE, audit_passphrase=lambda: PASSPHRASE
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -16,15 +17,16 @@ from sqlalchemy.engine import Engine
 from pki.clock import FixedClock
 from pki.errors import TokenError
 from pki.services import Actor, Service
+from tests.conftest import fixed_seal
 from tests.support.pki import approved, csr_for, key
 from tests.support.softhsm import Token
 from tokens.keystore import Pkcs11KeyStore
 
 
 @pytest.fixture
-def hsm_service(engine: Engine, clock: FixedClock, token: Token) -> Service:
+def hsm_service(engine: Engine, clock: FixedClock, token: Token, tmp_path: Path) -> Service:
     store = Pkcs11KeyStore(token.module, token.label, lambda: token.pin)
-    service = Service(engine, clock=clock, keys=store)
+    service = Service(engine, clock=clock, keys=store, audit_seal=fixed_seal(tmp_path))
     service.authority.ensure_hierarchy()
     yield service
     store.close()
@@ -85,22 +87,26 @@ def test_token_keys_cannot_be_exported(hsm_service: Service) -> None:
         private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
 
-def test_wrong_pin_is_a_clear_error(engine: Engine, clock: FixedClock, token: Token, people) -> None:
+def test_wrong_pin_is_a_clear_error(
+    engine: Engine, clock: FixedClock, token: Token, people, tmp_path: Path
+) -> None:
     good = Pkcs11KeyStore(token.module, token.label, lambda: token.pin)
-    Service(engine, clock=clock, keys=good).authority.ensure_hierarchy()
+    Service(engine, clock=clock, keys=good, audit_seal=fixed_seal(tmp_path)).authority.ensure_hierarchy()
     good.close()
     bad = Pkcs11KeyStore(token.module, token.label, lambda: "000000")
-    service = Service(engine, clock=clock, keys=bad)
+    service = Service(engine, clock=clock, keys=bad, audit_seal=fixed_seal(tmp_path))
     rid = approved(service, people)
     with pytest.raises(TokenError, match="wrong PIN") as info:
         service.issuance.issue_from_csr(rid, csr_for(key("ec-p256", 501)), actor=people["distributor"])
     assert info.value.ckr == "CKR_PIN_INCORRECT"
 
 
-def test_missing_token_is_a_clear_error(engine: Engine, clock: FixedClock, token: Token) -> None:
+def test_missing_token_is_a_clear_error(
+    engine: Engine, clock: FixedClock, token: Token, tmp_path: Path
+) -> None:
     store = Pkcs11KeyStore(token.module, "no-such-token", lambda: token.pin)
     with pytest.raises(TokenError, match="no token with label 'no-such-token'"):
-        Service(engine, clock=clock, keys=store).authority.ensure_hierarchy()
+        Service(engine, clock=clock, keys=store, audit_seal=fixed_seal(tmp_path)).authority.ensure_hierarchy()
     assert Service(engine, clock=clock).authority.all() == []  # nothing half-made
 
 
@@ -110,7 +116,9 @@ def test_rsa_ca_on_the_token(engine: Engine, clock: FixedClock, token: Token, pe
     ca_toml = (PACKAGED / "ca.toml").read_text(encoding="utf-8").replace('"ec-p256"', '"rsa-2048"')
     (tmp_path / "ca.toml").write_text(ca_toml, encoding="utf-8")
     store = Pkcs11KeyStore(token.module, token.label, lambda: token.pin)
-    service = Service(engine, clock=clock, keys=store, policies=load_policies(tmp_path))
+    service = Service(
+        engine, clock=clock, keys=store, policies=load_policies(tmp_path), audit_seal=fixed_seal(tmp_path)
+    )
     try:
         service.authority.ensure_hierarchy()
         rid = approved(service, people)

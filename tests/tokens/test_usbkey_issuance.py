@@ -291,7 +291,11 @@ def test_a_suspended_key_takes_nothing_new_until_reinstated(
         ca_service.ctx.policies, tokens=dataclasses.replace(tokens, marks=required)
     )
     plain = Service(
-        ca_service.ctx.engine, policies=policies, clock=ca_service.ctx.clock, keys=ca_service.ctx.keys
+        ca_service.ctx.engine,
+        policies=policies,
+        clock=ca_service.ctx.clock,
+        keys=ca_service.ctx.keys,
+        audit_seal=ca_service.ctx.audit_seal,
     )
     with pytest.raises(ValidationError) as refused:
         plain.inventory.mark(token.serial, "suspended", actor=people["ops"])
@@ -308,7 +312,13 @@ def test_renewal_revokes_the_old_certificate_at_distribution_when_policy_says_so
         ca_service.ctx.policies,
         ca=dataclasses.replace(ca_service.ctx.policies.ca, revoke_superseded="distribute"),
     )
-    svc = Service(ca_service.ctx.engine, policies=policies, clock=clock, keys=ca_service.ctx.keys)
+    svc = Service(
+        ca_service.ctx.engine,
+        policies=policies,
+        clock=clock,
+        keys=ca_service.ctx.keys,
+        audit_seal=ca_service.ctx.audit_seal,
+    )
     rid = approved(svc, people, usbkey_model=SOFTHSM)
     first = svc.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
     svc.distribution.distribute(rid, recipient="王五", actor=people["distributor"])

@@ -291,6 +291,25 @@ def test_conflict_accepts_any_iterable() -> None:
             ["provinces.toml", "[[province]] #2", "'code'", "str"],
             id="province-code-not-text",
         ),
+        pytest.param(
+            "audit.toml",
+            _edited("audit.toml", "every_records = 100", "every_records = 0"),
+            ["audit.toml [checkpoints]", "every_records"],
+            id="checkpoint-every-0-records",
+        ),
+        pytest.param(
+            "audit.toml",
+            _edited("audit.toml", "every_minutes = 15", 'every_minutes = "15"'),
+            ["audit.toml [checkpoints]", "'every_minutes'", "int"],
+            id="checkpoint-minutes-not-a-number",
+        ),
+        pytest.param(
+            "audit.toml",
+            _edited("audit.toml", "every_minutes = 15", "every_minutes = 20000"),
+            ["audit.toml [checkpoints]", "every_minutes"],
+            id="checkpoint-minutes-beyond-a-week",
+        ),
+        pytest.param("audit.toml", "", ["audit.toml", "checkpoints"], id="checkpoints-missing"),
     ],
 )
 def test_malformed_policy_names_file_and_key(

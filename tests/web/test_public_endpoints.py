@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from pki.ca.keystore import FileKeyStore
 from pki.services import Actor, Service
+from tests.conftest import fixed_seal
 from tests.support.pki import approved, csr_for, key
 from web import MAX_REQUEST, create_app
 
@@ -68,9 +69,14 @@ def test_crl_and_ca_endpoints(client: FlaskClient, ca_service: Service) -> None:
 
 def test_server_faults_are_not_shown_to_clients(engine, clock, tmp_path: Path) -> None:
     """A CA key that cannot be opened is a 503 with a generic body; the detail goes to the log."""
-    good = Service(engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: "right-passphrase-1"))
+    seal = fixed_seal(tmp_path)
+    good = Service(
+        engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: "right-passphrase-1"), audit_seal=seal
+    )
     good.authority.ensure_hierarchy()
-    broken = Service(engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: "wrong-passphrase-1"))
+    broken = Service(
+        engine, clock=clock, keys=FileKeyStore(tmp_path / "ca", lambda: "wrong-passphrase-1"), audit_seal=seal
+    )
     app = create_app(broken, {"TESTING": True})
 
     @app.get("/boom")
