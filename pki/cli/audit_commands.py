@@ -6,6 +6,7 @@ import click
 
 from pki.cli.app import (
     cli,
+    desk,
     fail,
     json_option,
     local_time,
@@ -91,17 +92,15 @@ def audit_checkpoint() -> None:
 @json_option
 def audit_show(limit: int, request_id: int | None, as_json: bool) -> None:
     """Show the newest audit records, oldest of them first."""
-    from pki.serialize import audit_to_dict
+    from pki.audit import canonical_json
 
-    svc = service()
-    recs = (
-        svc.audit.for_request(request_id, limit=limit)
-        if request_id is not None
-        else svc.audit.recent(limit=limit)
-    )
+    recs = desk().call("audit.show", limit=limit, request_id=request_id)
     if as_json:
-        print_json([audit_to_dict(r) for r in recs])
+        print_json(recs)
         return
     for r in recs:
-        subject = f"{r.subject_type}:{r.subject_id}" if r.subject_type else "-"
-        click.echo(f"#{r.seq:<6} {local_time(r.at)} {r.actor:<16} {r.action:<22} {subject:<16} {r.details}")
+        subject = f"{r['subject_type']}:{r['subject_id']}" if r["subject_type"] else "-"
+        details = canonical_json(r["details"]) if r["details"] else ""
+        click.echo(
+            f"#{r['seq']:<6} {local_time(r['at'])} {r['actor']:<16} {r['action']:<22} {subject:<16} {details}"
+        )

@@ -13,13 +13,14 @@ from pki.cli.app import (
     access_mode_option,
     as_option,
     cli,
+    desk,
     json_option,
     local_time,
     login,
     print_json,
     service,
 )
-from pki.enums import AccessMode, EvidenceType, PartyKind, Readiness
+from pki.enums import EvidenceType, PartyKind, Readiness
 from pki.errors import ImportRowsError, PkiError
 
 PLATFORM_HELP = "Platform name from cutover.toml."
@@ -81,17 +82,15 @@ def party_import(
     as_json: bool,
 ) -> None:
     """Register the units of a 附件4–6 list (CSV, UTF-8 or GB 18030) as parties of a platform."""
-    svc = service()
-    actor = login(svc, as_user)
     try:
-        result = svc.parties.import_list(
-            csv_path.read_bytes(),
-            actor=actor,
-            platform=platform,
-            party_kind=PartyKind(kind),
-            access_mode=AccessMode(access_mode),
-            province=province,
+        result = desk(as_user).call(
+            "party.import",
+            csv=csv_path.read_bytes(),
             source_name=csv_path.name,
+            platform=platform,
+            kind=kind,
+            access_mode=access_mode,
+            province=province,
             skip_invalid=skip_invalid,
         )
     except ImportRowsError as e:
@@ -100,20 +99,13 @@ def party_import(
         print_json({"total": e.total, "imported": 0, "rejected": [str(r) for r in e.rows]})
         raise PkiError(e.message) from e
     if as_json:
-        print_json(
-            {
-                "total": result.total,
-                "imported": result.imported,
-                "already_registered": result.already_registered,
-                "rejected": [str(r) for r in result.rejected],
-            }
-        )
+        print_json(result)
         return
-    for row in result.rejected:
+    for row in result["rejected"]:
         click.echo(f"skipped {row}")
     click.echo(
-        f"{result.imported} of {result.total} parties registered for {platform}"
-        f" ({len(result.already_registered)} already registered, {len(result.rejected)} rejected)"
+        f"{result['imported']} of {result['total']} parties registered for {platform}"
+        f" ({len(result['already_registered'])} already registered, {len(result['rejected'])} rejected)"
     )
 
 
@@ -123,33 +115,32 @@ def party_import(
 @json_option
 def party_list(platform: str | None, province: str | None, as_json: bool) -> None:
     """List parties (streamed a page at a time)."""
-    svc = service()
+    import json
+
+    d = desk()
     first = True
     if as_json:
         click.echo("[", nl=False)
-    for p in svc.parties.iter_parties(platform=platform, province=province):
-        if as_json:
-            import json
-
-            item = {
-                "id": p.id,
-                "platform": p.platform,
-                "credential_number": p.credential_number,
-                "name": p.name,
-                "province": p.province,
-                "kind": p.party_kind.value,
-                "access_mode": p.access_mode.value,
-                "state": p.state.value,
-            }
-            click.echo(("" if first else ",") + "\n  " + json.dumps(item, ensure_ascii=False), nl=False)
-        else:
-            click.echo(
-                f"{p.id:>7}  {p.platform:<10} {p.province:<6} {p.credential_number:<18} "
-                f"{p.party_kind.value:<8} {p.access_mode.value:<5} {p.state.value:<10} {p.name}"
-            )
-        first = False
+    after: int | None = None
+    while True:
+        page = d.call("party.list", platform=platform, province=province, after_id=after, limit=PAGE)
+        for p in page:
+            if as_json:
+                click.echo(("" if first else ",") + "\n  " + json.dumps(p, ensure_ascii=False), nl=False)
+            else:
+                click.echo(
+                    f"{p['id']:>7}  {p['platform']:<10} {p['province']:<6} {p['credential_number']:<18} "
+                    f"{p['kind']:<8} {p['access_mode']:<5} {p['state']:<10} {p['name']}"
+                )
+            first = False
+        if len(page) < PAGE:
+            break
+        after = page[-1]["id"]
     if as_json:
         click.echo("\n]" if not first else "]")
+
+
+PAGE = 1000
 
 
 # evidence ---------------------------------------------------------------------------------------------
@@ -178,21 +169,19 @@ def evidence_add(
     as_json: bool,
 ) -> None:
     """Record a third-party software test report, a 等级保护 test report or a waiver letter (来函说明)."""
-    content = path.read_bytes()
-    svc = service()
-    record = svc.parties.add_evidence(
-        credential_number=credential_number,
-        evidence_type=evidence_type,
+    record = desk(as_user).call(
+        "evidence.add",
+        uscc=credential_number,
+        type=evidence_type,
         reference=reference,
-        document_date=document_date,
+        date=document_date,
         filename=path.name,
-        content=content,
-        actor=login(svc, as_user),
+        content=path.read_bytes(),
     )
     if as_json:
-        print_json(_evidence_json(record))
+        print_json(record)
     else:
-        click.echo(f"evidence {record.id} recorded: {record.evidence_type.value} {record.sha256}")
+        click.echo(f"evidence {record['id']} recorded: {record['type']} {record['sha256']}")
 
 
 @evidence.command("list")
@@ -200,30 +189,15 @@ def evidence_add(
 @json_option
 def evidence_list(credential_number: str | None, as_json: bool) -> None:
     """Evidence on record, newest first."""
-    records = service().parties.list_evidence(credential_number=credential_number)
+    records = desk().call("evidence.list", uscc=credential_number)
     if as_json:
-        print_json([_evidence_json(r) for r in records])
+        print_json(records)
         return
     for r in records:
         click.echo(
-            f"{r.id:>5}  {r.credential_number}  {r.evidence_type.value:<21} {r.document_date}  "
-            f"{r.reference}  {r.filename} ({r.size} B, sha256 {r.sha256[:16]}…)  by {r.recorded_by}"
+            f"{r['id']:>5}  {r['credential_number']}  {r['type']:<21} {r['date']}  "
+            f"{r['reference']}  {r['filename']} ({r['size']} B, sha256 {r['sha256'][:16]}…)  by {r['recorded_by']}"
         )
-
-
-def _evidence_json(r: Any) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "credential_number": r.credential_number,
-        "type": r.evidence_type.value,
-        "reference": r.reference,
-        "date": r.document_date.isoformat(),
-        "filename": r.filename,
-        "size": r.size,
-        "sha256": r.sha256,
-        "recorded_by": r.recorded_by,
-        "recorded_at": _iso(r.recorded_at),
-    }
 
 
 # cutover ----------------------------------------------------------------------------------------------
@@ -330,7 +304,9 @@ def cutover_run(
         actor=login(svc, as_user), platform=platform, at=at, rehearse=rehearse, chunk=chunk
     )
     if as_json:
-        print_json(_run_json(summary))
+        from pki.desk.ops.cutover import RunDoc, run_doc
+
+        print_json(RunDoc.model_validate(run_doc(summary)).model_dump(mode="json"))
         return
     verb = {"rehearsal": "rehearsal", "done": "done" if summary.changed else "already done, nothing changed"}
     click.echo(
@@ -339,64 +315,24 @@ def cutover_run(
     )
 
 
-def _run_json(r: Any) -> dict[str, Any]:
-    return {
-        "platform": r.platform,
-        "at": _iso(r.at),
-        "cutover": _iso(r.cutover),
-        "state": r.state,
-        "allowed": r.allowed,
-        "refused": r.refused,
-        "changed": r.changed,
-        "started_by": r.started_by or None,
-        "started_at": _iso(r.started_at),
-        "finished_at": _iso(r.finished_at),
-    }
-
-
 @cutover.command("status")
 @click.option("--refused", "show_refused", is_flag=True, help="Also list the refused parties (first 1000).")
 @json_option
 def cutover_status(show_refused: bool, as_json: bool) -> None:
     """Each platform's cutover instant, whether enforcement is switched, and the run's totals."""
-    svc = service()
-    status = svc.cutover.status()
-    refused = {
-        p.platform: svc.cutover.decisions(platform=p.platform, refused_only=True) if show_refused else []
-        for p in status
-    }
+    status = desk().call("cutover.status", refused=show_refused)
     if as_json:
-        print_json(
-            [
-                {
-                    "platform": p.platform,
-                    "label_zh": p.label_zh,
-                    "cutover": p.cutover.isoformat(),
-                    "enforced": p.enforced,
-                    "run": _run_json(p.run) if p.run else None,
-                    **(
-                        {
-                            "refused": [
-                                {"credential_number": d.credential_number, "name": d.name, "reason": d.reason}
-                                for d in refused[p.platform]
-                            ]
-                        }
-                        if show_refused
-                        else {}
-                    ),
-                }
-                for p in status
-            ]
-        )
+        print_json([{k: v for k, v in p.items() if k != "refused" or show_refused} for p in status])
         return
     for p in status:
-        state = "enforced" if p.enforced else ("running" if p.run else "not run")
-        line = f"{p.platform:<10} cutover {local_time(p.cutover)} CST  {state}"
-        if p.run:
-            line += f"  ({p.run.allowed} allowed, {p.run.refused} refused; by {p.run.started_by})"
+        run = p["run"]
+        state = "enforced" if p["enforced"] else ("running" if run else "not run")
+        line = f"{p['platform']:<10} cutover {local_time(p['cutover'])} CST  {state}"
+        if run:
+            line += f"  ({run['allowed']} allowed, {run['refused']} refused; by {run['started_by'] or ''})"
         click.echo(line)
-        for d in refused[p.platform]:
-            click.echo(f"    refused {d.credential_number} {d.name}: {d.reason}")
+        for d in p["refused"] or []:
+            click.echo(f"    refused {d['credential_number']} {d['name']}: {d['reason']}")
 
 
 # access-check -----------------------------------------------------------------------------------------
@@ -414,14 +350,16 @@ def cutover_status(show_refused: bool, as_json: bool) -> None:
 @json_option
 def access_check(cert_path: Path | None, platform: str, at: datetime | None, as_json: bool) -> int:
     """Would a connection presenting this certificate (or none) be let in? Exit 0 allow, 1 deny."""
-    presented = cert_path.read_bytes() if cert_path is not None else None
-    result = service().access.check(presented, platform=platform, at=at)
+    result = desk().call(
+        "access.check",
+        certificate=cert_path.read_bytes() if cert_path is not None else None,
+        platform=platform,
+        at=at,
+    )
     if as_json:
-        from pki.serialize import access_to_dict
-
-        print_json(access_to_dict(result))
+        print_json(result)
     else:
-        click.echo(f"{result.decision}: {'; '.join(result.reasons)}")
-        for w in result.warnings:
+        click.echo(f"{result['decision']}: {'; '.join(result['reasons'])}")
+        for w in result["warnings"]:
             click.echo(f"warning: {w}")
-    return 0 if result.allowed else 1  # main() turns it into the exit code
+    return 0 if result["decision"] == "allow" else 1  # main() turns it into the exit code

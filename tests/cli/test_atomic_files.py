@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.cli.runner import CA_PASSPHRASE, PASSWORD, Cli
+from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, PASSWORD, Cli
 from tests.cli.test_ca_cli import OPERATOR
 
 ORDER = ["root.crl", "root.crl.pem", "test.crl", "test.crl.pem", "formal.crl", "formal.crl.pem", "crls.pem"]
@@ -86,6 +86,7 @@ def publish_killed(cli: Cli, out: Path, shim: Path, at: int, count_file: Path) -
         "PKI_DATABASE_URL": cli.db_url,
         "PKI_PASSWORD": PASSWORD,
         "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
+        "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
         "PYTHONPATH": str(shim),
         "KILL_AT_WRITE": str(at),
         "KILL_DIR": str(out),

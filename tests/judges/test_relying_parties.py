@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from tests.cli.runner import CA_PASSPHRASE, Cli
+from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, Cli
 from tests.cli.test_ca_cli import OPERATOR, issue
 from tests.cli.test_ca_cli import approved as approved_via_csr
 from tests.cli.test_token_cli import Tokens, make_tokens, pkictl
@@ -50,6 +50,7 @@ class Home:
             "PKI_HOME": str(self.cli.home),
             "PKI_DATABASE_URL": self.cli.db_url,
             "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
+            "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
         }
 
 

@@ -129,7 +129,7 @@ class RunDoc(BaseModel):
     allowed: int
     refused: int
     changed: bool
-    started_by: str
+    started_by: str | None
     started_at: Instant | None
     finished_at: Instant | None
 
@@ -186,6 +186,22 @@ class AttachmentDoc(BaseModel):
     sha256: str
     uploaded_by: str
     uploaded_at: Instant
+
+
+def run_doc(r: Any) -> dict[str, Any]:
+    """A cutover run's summary (services/cutover.RunSummary) as `cutover run` and `cutover status` print it."""
+    return {
+        "platform": r.platform,
+        "at": r.at,
+        "cutover": r.cutover,
+        "state": r.state,
+        "allowed": r.allowed,
+        "refused": r.refused,
+        "changed": r.changed,
+        "started_by": r.started_by or None,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+    }
 
 
 def _evidence(r: Any) -> dict[str, Any]:
@@ -362,7 +378,7 @@ def status(svc: Service, actor: Actor | None, data: Status) -> Any:
                 "label_zh": p.label_zh,
                 "cutover": p.cutover,
                 "enforced": p.enforced,
-                "run": p.run,
+                "run": run_doc(p.run) if p.run else None,
                 "refused": [
                     {"credential_number": d.credential_number, "name": d.name, "reason": d.reason}
                     for d in refused
