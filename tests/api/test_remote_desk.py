@@ -173,3 +173,39 @@ def test_an_unreachable_server_is_named(tmp_path: Path) -> None:
     run = desk("login", "--server", base, "--as", "u-entry")
     assert run.code == 1
     assert run.err.startswith(f"pkictl: error: server {base} unreachable")
+
+
+def test_cutover_desk_commands_print_what_the_center_prints(
+    center: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, env = center
+    d = desks(base, tmp_path, "entry", "ops")
+    units = tmp_path / "units.csv"
+    units.write_text(
+        "单位名称,统一社会信用代码\n"
+        + "".join(f"单位{i},{make_uscc('110101', str(87000000 + i))}\n" for i in range(3)),
+        encoding="utf-8",
+    )
+    imported = d["ops"]("party", "import", str(units), "--as", "u-ops", "--json", check=True).json()
+    assert imported["imported"] == 3
+    report = tmp_path / "report.pdf"
+    report.write_bytes(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n")
+    uscc = make_uscc("110101", "87000000")
+    added = d["entry"](
+        "evidence", "add", "--uscc", uscc, "--type", "software-test", "--reference", "测试报告 2020-01",
+        "--date", "2020-09-01", "--file", str(report), "--as", "u-entry",
+    )  # fmt: skip
+    assert added.code == 0, added.err
+    for argv in (
+        ("party", "list"),
+        ("party", "list", "--json"),
+        ("evidence", "list", "--uscc", uscc),
+        ("evidence", "list", "--json"),
+        ("cutover", "status"),
+        ("cutover", "status", "--refused", "--json"),
+        ("access-check", "--at", "2020-11-16T00:00:00+08:00"),
+        ("access-check", "--json", "--at", "2020-11-14T12:00:00Z"),
+        ("audit", "show", "--limit", "5", "--json"),
+    ):
+        remote, there = d["entry"](*argv), local(env, *argv)
+        assert (remote.code, remote.out, remote.err) == (there.returncode, there.stdout, there.stderr), argv
