@@ -160,16 +160,15 @@ def request_list(
 def request_show(request_id: int, as_json: bool) -> None:
     """Show one request and its history."""
     from pki.application import FIELD_LABELS
-    from pki.desk.schemas import RequestDoc
 
     detail = desk().call("request.show", request_id=request_id)
     if as_json:
         print_json(detail)
         return
-    instants = {name for name, info in RequestDoc.model_fields.items() if "datetime" in str(info.annotation)}
-    for key in RequestDoc.model_fields:
-        value = detail[key]
-        shown = local_time(value) if key in instants and value else value
+    for key, value in detail.items():
+        if key in ("history", "prerequisites"):
+            continue
+        shown = local_time(value) if key.endswith("_at") and value else value  # instants: entered_at, …
         click.echo(f"{FIELD_LABELS.get(key, key)} ({key}): {shown if shown not in (None, '') else '-'}")
     click.echo("history (China Standard Time):")
     for a in detail["history"]:

@@ -39,6 +39,18 @@ Runner = Callable[["Service", "Actor | None", Any], Any]
 
 
 @dataclass(frozen=True)
+class Later:
+    """An output type built on first use: the record documents import the database models, which a remote
+    desk (it only sends inputs and reads JSON back) never needs to load."""
+
+    build: Callable[[], Any]
+
+
+def later(build: Callable[[], Any]) -> Later:
+    return Later(build)
+
+
+@dataclass(frozen=True)
 class Operation:
     name: str  # "request.new": the CLI's word, the OpenAPI operationId
     method: Method
@@ -59,7 +71,7 @@ class Operation:
 
     @cached_property
     def adapter(self) -> TypeAdapter[Any]:
-        return TypeAdapter(self.output)
+        return TypeAdapter(self.output.build() if isinstance(self.output, Later) else self.output)
 
     def dump(self, result: Any) -> Any:
         """The JSON-ready document of ``result`` (an ORM row, a dataclass or a dict), through ``output``."""

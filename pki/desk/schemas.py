@@ -1,4 +1,4 @@
-"""Typed documents the desk's operations return, and the value types their inputs share.
+"""The record documents the desk's operations return (on the center's side: it imports the tables).
 
 The public shape of a record is made from its table model (every column but the secret or bulky ones), so
 the API document cannot drift from the database; instants are ISO 8601 with their offset, as ``--json``
@@ -7,38 +7,15 @@ has always printed them.
 
 from __future__ import annotations
 
-import base64
 import types
 from datetime import datetime
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any, Union, get_args, get_origin
 
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, PlainSerializer, WithJsonSchema, create_model
+from pydantic import Field, create_model
 from sqlmodel import SQLModel
 
-from pki.ids import MAX_ID
+from pki.desk.types import Document, Instant
 from pki.models import AuditRecord, Certificate, CertificateAuthority, CertificateRequest
-
-# A timestamp in a document: aware, ISO 8601 (datetime.isoformat, so "+00:00", never "Z").
-Instant = Annotated[datetime, PlainSerializer(lambda d: d.isoformat(), return_type=str, when_used="json")]
-# An identifier from outside: range-checked before any query (pki/ids.py: PostgreSQL's INTEGER is 32 bits).
-RecordId = Annotated[int, Field(ge=1, le=MAX_ID)]
-Serial = Annotated[str, Field(max_length=128)]  # the service parses it (hex, colons, 0x) and names a bad one
-Text = Annotated[str, Field(max_length=500)]
-Name = Annotated[str, Field(min_length=1, max_length=128)]
-# A file carried in JSON (a CSV, a CSR, a scan): base64; the API's body limit bounds it.
-FileData = Base64Bytes
-
-
-# A file in an answer (an export): raw bytes in, base64 in the JSON document.
-FileOut = Annotated[
-    bytes,
-    PlainSerializer(lambda b: base64.b64encode(b).decode("ascii"), return_type=str, when_used="json"),
-    WithJsonSchema({"type": "string", "contentEncoding": "base64"}),
-]
-
-
-class Document(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
 
 
 def _public(annotation: Any) -> Any:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, Field
 
-from pki.desk.contract import Input, NoInput, acting, operation
-from pki.desk.schemas import CaDoc, CertificateDoc, FileData, FileOut, RecordId, Serial, Text
+from pki.desk.contract import Input, NoInput, acting, later, operation
+from pki.desk.types import FileData, FileOut, RecordId, Serial, Text
 from pki.enums import AccessType
-from pki.serialize import certificate_to_dict
-from pki.services import Actor, CertificateFilter, Service
-from pki.services.certificates import TokenPlacement
-from pki.services.distribution import Distributed
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
 
 TAG = "certificates"
 
@@ -61,12 +61,36 @@ class Distribute(Input):
     recipient: str = Field(max_length=128)
 
 
-CertificateDetail = create_model(
-    "CertificateDetail", __base__=CertificateDoc, token=(TokenPlacement | None, ...)
-)
+def _schemas() -> Any:
+    from pki.desk import schemas
+
+    return schemas
+
+
+@cache
+def _detail() -> Any:
+    from pydantic import create_model
+
+    from pki.services.certificates import TokenPlacement
+
+    return create_model(
+        "CertificateDetail", __base__=_schemas().CertificateDoc, token=(TokenPlacement | None, ...)
+    )
+
+
+def _distributed() -> Any:
+    from pki.services.distribution import Distributed
+
+    return Distributed
+
+
+CERTIFICATE = later(lambda: _schemas().CertificateDoc)
+CERTIFICATES = later(lambda: list[_schemas().CertificateDoc])  # type: ignore[misc]
 
 
 def _doc(svc: Service, cert: Any, status: str | None = None) -> dict[str, Any]:
+    from pki.serialize import certificate_to_dict
+
     return certificate_to_dict(cert, status or svc.certificates.status_of(cert))
 
 
@@ -75,7 +99,7 @@ def _doc(svc: Service, cert: Any, status: str | None = None) -> dict[str, Any]:
     "GET",
     "/cas",
     NoInput,
-    list[CaDoc],
+    later(lambda: list[_schemas().CaDoc]),  # type: ignore[misc]
     summary="The CA hierarchy: root, issuing CAs, OCSP signers",
     tag=TAG,
     needs_actor=False,
@@ -89,7 +113,7 @@ def cas(svc: Service, actor: Actor | None, data: NoInput) -> Any:
     "POST",
     "/requests/{request_id}/certificate",
     IssueFromCsr,
-    CertificateDoc,
+    CERTIFICATE,
     summary="Issue an approved request's certificate from a PKCS#10 CSR (the subject comes from the request)",
     tag=TAG,
     status=201,
@@ -103,12 +127,14 @@ def issue_from_csr(svc: Service, actor: Actor | None, data: IssueFromCsr) -> Any
     "GET",
     "/certificates",
     ListCertificates,
-    list[CertificateDoc],
+    CERTIFICATES,
     summary="List certificates",
     tag=TAG,
     needs_actor=False,
 )
 def find(svc: Service, actor: Actor | None, data: ListCertificates) -> Any:
+    from pki.services import CertificateFilter
+
     rows = svc.certificates.find(
         CertificateFilter(
             status=data.status,
@@ -127,7 +153,7 @@ def find(svc: Service, actor: Actor | None, data: ListCertificates) -> Any:
     "GET",
     "/certificates/{serial}",
     CertificateRef,
-    CertificateDetail,
+    later(_detail),
     summary="One certificate and the USB key holding it",
     tag=TAG,
     needs_actor=False,
@@ -157,7 +183,7 @@ def export(svc: Service, actor: Actor | None, data: Export) -> Any:
     "POST",
     "/revocations",
     Revoke,
-    list[CertificateDoc],
+    CERTIFICATES,
     summary="Revoke certificates, all or none",
     tag=TAG,
 )
@@ -171,7 +197,7 @@ def revoke(svc: Service, actor: Actor | None, data: Revoke) -> Any:
     "POST",
     "/certificates/{serial}/renewal",
     Renew,
-    CertificateDoc,
+    CERTIFICATE,
     summary="Renew a certificate inside its renewal window (rekey with a CSR)",
     tag=TAG,
     status=201,
@@ -186,7 +212,7 @@ def renew(svc: Service, actor: Actor | None, data: Renew) -> Any:
     "POST",
     "/requests/{request_id}/distribution",
     Distribute,
-    Distributed,
+    later(_distributed),
     summary="Record the hand-over of the USB key to the unit (分发)",
     tag=TAG,
 )

@@ -4,16 +4,16 @@ and a request's attachments."""
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pki.desk.contract import Input, acting, operation
-from pki.desk.schemas import AuditDoc, FileData, Instant, Name, RecordId, Text
+from pki.desk.contract import Input, acting, later, operation
+from pki.desk.types import FileData, Instant, Name, RecordId, Text
 from pki.enums import AccessMode, EvidenceType, PartyKind
-from pki.serialize import access_to_dict, audit_to_dict
-from pki.services import Actor, Service
-from pki.services.access import parse_instant
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
 
 TAG = "cutover"
 Platform = Field(default="production", min_length=1, max_length=64)
@@ -21,6 +21,8 @@ InstantText = Field(default=None, min_length=1, max_length=64)  # ISO 8601; with
 
 
 def _instant(text: str | None) -> datetime | None:
+    from pki.services.access import parse_instant
+
     return parse_instant(text) if text else None
 
 
@@ -186,6 +188,12 @@ class AttachmentDoc(BaseModel):
     sha256: str
     uploaded_by: str
     uploaded_at: Instant
+
+
+def _audit_docs() -> Any:
+    from pki.desk.schemas import AuditDoc
+
+    return list[AuditDoc]
 
 
 def run_doc(r: Any) -> dict[str, Any]:
@@ -402,6 +410,8 @@ def status(svc: Service, actor: Actor | None, data: Status) -> Any:
     reads_only=True,
 )
 def access_check(svc: Service, actor: Actor | None, data: AccessCheck) -> Any:
+    from pki.serialize import access_to_dict
+
     result = svc.access.check(data.certificate or None, platform=data.platform, at=_instant(data.at))
     return access_to_dict(result)
 
@@ -411,12 +421,14 @@ def access_check(svc: Service, actor: Actor | None, data: AccessCheck) -> Any:
     "GET",
     "/audit",
     AuditQuery,
-    list[AuditDoc],
+    later(_audit_docs),
     summary="The newest audit records (of one request), oldest of them first",
     tag=TAG,
     needs_actor=False,
 )
 def audit_show(svc: Service, actor: Actor | None, data: AuditQuery) -> Any:
+    from pki.serialize import audit_to_dict
+
     records = (
         svc.audit.for_request(data.request_id, limit=data.limit)
         if data.request_id is not None

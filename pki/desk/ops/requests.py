@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from functools import cache
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pki.desk.contract import Input, acting, operation
-from pki.desk.schemas import AuditDoc, Document, FileData, Instant, Name, RecordId, RequestDoc, Text
+from pki.desk.contract import Input, acting, later, operation
+from pki.desk.types import Document, FileData, Instant, Name, RecordId, Text
 from pki.enums import AccessMode, AccessType, Action, RequestState
-from pki.serialize import audit_to_dict
-from pki.services import Actor, RequestFilter, Service
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
 
 TAG = "requests"
 # The 附件7 fields as JSON (docs/application-json.md); the service validates each and names the bad ones.
@@ -100,8 +102,11 @@ def rows_json(rows: Any) -> list[dict[str, Any]]:
     ]
 
 
+@cache
 def _detail_model() -> Any:
     from pydantic import create_model
+
+    from pki.desk.schemas import AuditDoc, RequestDoc
 
     return create_model(
         "RequestDetail",
@@ -111,7 +116,14 @@ def _detail_model() -> Any:
     )
 
 
-RequestDetailDoc = _detail_model()
+def _request_doc() -> Any:
+    from pki.desk.schemas import RequestDoc
+
+    return RequestDoc
+
+
+REQUEST = later(_request_doc)
+REQUESTS = later(lambda: list[_request_doc()])  # type: ignore[misc]
 
 
 @operation(
@@ -119,7 +131,7 @@ RequestDetailDoc = _detail_model()
     "POST",
     "/requests",
     NewRequest,
-    RequestDoc,
+    REQUEST,
     summary="Enter an application",
     tag=TAG,
     status=201,
@@ -133,7 +145,7 @@ def new(svc: Service, actor: Actor | None, data: NewRequest) -> Any:
     "PUT",
     "/requests/{request_id}",
     EditRequest,
-    RequestDoc,
+    REQUEST,
     summary="Replace an application's fields (voids an earlier acceptance)",
     tag=TAG,
 )
@@ -174,12 +186,14 @@ def import_units(svc: Service, actor: Actor | None, data: ImportUnits) -> Any:
     "GET",
     "/requests",
     ListRequests,
-    list[RequestDoc],
+    REQUESTS,
     summary="List requests, oldest first",
     tag=TAG,
     needs_actor=False,
 )
 def find(svc: Service, actor: Actor | None, data: ListRequests) -> Any:
+    from pki.services import RequestFilter
+
     return svc.requests.find(
         RequestFilter(
             state=data.status,
@@ -197,7 +211,7 @@ def find(svc: Service, actor: Actor | None, data: ListRequests) -> Any:
     "GET",
     "/requests/{request_id}",
     RequestRef,
-    RequestDetailDoc,
+    later(_detail_model),
     summary="One request, its history and its test → formal prerequisites",
     tag=TAG,
     needs_actor=False,
@@ -205,7 +219,9 @@ def find(svc: Service, actor: Actor | None, data: ListRequests) -> Any:
 def show(svc: Service, actor: Actor | None, data: RequestRef) -> Any:
     req = svc.requests.get(data.request_id)
     report = svc.cutover.prerequisites(data.request_id)
-    doc = RequestDoc.model_validate(req).model_dump()
+    from pki.serialize import audit_to_dict
+
+    doc = _request_doc().model_validate(req).model_dump()
     return doc | {
         "history": [audit_to_dict(a) for a in svc.requests.history(data.request_id)],
         "prerequisites": {
@@ -222,7 +238,7 @@ def show(svc: Service, actor: Actor | None, data: RequestRef) -> Any:
     "POST",
     "/requests/{request_id}/accept",
     Accept,
-    RequestDoc,
+    REQUEST,
     summary="Record the acceptor's opinion (受理意见)",
     tag=TAG,
 )
@@ -241,7 +257,7 @@ def accept(svc: Service, actor: Actor | None, data: Accept) -> Any:
     "POST",
     "/requests/{request_id}/countersign",
     RequestRef,
-    RequestDoc,
+    REQUEST,
     summary="Countersign an acceptance (负责人)",
     tag=TAG,
 )
@@ -254,7 +270,7 @@ def countersign(svc: Service, actor: Actor | None, data: RequestRef) -> Any:
     "POST",
     "/requests/{request_id}/review",
     Review,
-    RequestDoc,
+    REQUEST,
     summary="Approve, return for correction or reject",
     tag=TAG,
 )
@@ -269,7 +285,7 @@ def review(svc: Service, actor: Actor | None, data: Review) -> Any:
     "POST",
     "/requests/{request_id}/cancel",
     Cancel,
-    RequestDoc,
+    REQUEST,
     summary="Withdraw a request that has not been issued",
     tag=TAG,
 )

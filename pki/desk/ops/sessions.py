@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
 from pki.desk.contract import Input, NoInput, acting, operation
-from pki.desk.schemas import Instant
-from pki.services import Actor, Service
+from pki.desk.types import Instant
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
 
 TAG = "sessions"
 

@@ -3,16 +3,15 @@ inventory next to the tokens the desk sees, and marks (lost, destroyed, returned
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pki.desk.contract import Input, acting, operation
-from pki.desk.schemas import FileData, FileOut, Instant, RecordId, Text
-from pki.services import Actor, Service
-from pki.services.inventory import SeenToken as Present
-from pki.services.token_handshake import Begun, SeenToken
-from pki.services.token_issuance import TokenIssued
+from pki.desk.contract import Input, acting, later, operation
+from pki.desk.types import FileData, FileOut, Instant, RecordId, Text
+
+if TYPE_CHECKING:
+    from pki.services import Actor, Service
 
 TAG = "usb-keys"
 TokenSerial = Field(min_length=1, max_length=64)
@@ -100,12 +99,24 @@ class MarkedDoc(BaseModel):
     revoked: list[str]
 
 
+def _begun() -> Any:
+    from pki.services.token_handshake import Begun
+
+    return Begun
+
+
+def _issued() -> Any:
+    from pki.services.token_issuance import TokenIssued
+
+    return TokenIssued
+
+
 @operation(
     "token.begin",
     "POST",
     "/requests/{request_id}/token-issuance",
     Begin,
-    Begun,
+    later(_begun),
     summary="Start issuing onto a USB key: the checks, the objects' label, the model's module and key type",
     tag=TAG,
     reads_only=True,
@@ -125,6 +136,8 @@ def begin(svc: Service, actor: Actor | None, data: Begin) -> Any:
     status=201,
 )
 def record(svc: Service, actor: Actor | None, data: Record) -> Any:
+    from pki.services.token_handshake import SeenToken
+
     cert = svc.token_handshake.record(
         data.request_id,
         actor=acting(actor),
@@ -160,7 +173,7 @@ def pending(svc: Service, actor: Actor | None, data: RequestToken) -> Any:
     "POST",
     "/requests/{request_id}/token-issuance/delivery",
     Deliver,
-    TokenIssued,
+    later(_issued),
     summary="The certificate is on the USB key and read back: delivered, the request issued",
     tag=TAG,
 )
@@ -186,6 +199,8 @@ def deliver(svc: Service, actor: Actor | None, data: Deliver) -> Any:
     reads_only=True,
 )
 def inventory(svc: Service, actor: Actor | None, data: ListTokens) -> Any:
+    from pki.services.inventory import SeenToken as Present
+
     return svc.inventory.tokens([Present(t.serial, t.label, t.model, t.module) for t in data.seen])
 
 
