@@ -113,9 +113,12 @@ def parsed(op: Operation, raw: str | dict[str, Any]) -> Input:
     record (as the service says for an id beyond any row: pki/ids.py)."""
     import pydantic
 
-    from pki.errors import ValidationError
+    from pki.errors import FieldError, ValidationError
     from pki.ids import known_id
 
+    nul = _nul_field(raw)
+    if nul is not None:  # PostgreSQL text cannot hold one, and no field of ours means one
+        raise ValidationError([FieldError(nul, "contains a NUL character", f"{nul}：含有非法字符")])
     try:
         return op.input.model_validate_json(raw) if isinstance(raw, str) else op.input.model_validate(raw)
     except pydantic.ValidationError as e:
@@ -124,6 +127,26 @@ def parsed(op: Operation, raw: str | dict[str, Any]) -> Input:
             if name in op.path_params and item["type"] in ("less_than_equal", "greater_than_equal"):
                 known_id(int(item["input"]), str(name).removesuffix("_id"))  # raises NotFoundError
         raise ValidationError(field_errors(e)) from None
+
+
+def _nul_field(raw: str | dict[str, Any]) -> str | None:
+    """The first field (dotted path) whose text holds U+0000, if any (JSON text: its escape, too)."""
+    if isinstance(raw, str):
+        import json
+
+        if "\\u0000" not in raw and "\x00" not in raw:
+            return None
+        raw = json.loads(raw)
+    stack: list[tuple[str, Any]] = [(k, v) for k, v in raw.items()]
+    while stack:
+        name, value = stack.pop()
+        if isinstance(value, str) and "\x00" in value:
+            return name
+        if isinstance(value, dict):
+            stack.extend((f"{name}.{k}", v) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{name}.{i}", v) for i, v in enumerate(value))
+    return None
 
 
 def field_errors(error: Any) -> list[Any]:

@@ -370,3 +370,13 @@ def test_operation_matrix_through_the_api(
         assert answer.status_code < 500
     else:
         assert answer.status_code == 403 and answer.json["code"] == "forbidden", answer.json
+
+
+def test_nul_characters_are_refused_by_field(client: FlaskClient, service: Service, people) -> None:
+    headers = bearer(service, "clerk")
+    query = client.get("/api/v1/parties?platform=x%00y", headers=headers)
+    assert query.status_code == 400 and query.json["errors"][0]["field"] == "platform"
+    body = client.post(
+        "/api/v1/requests", json={"application": application(unit_name="某\x00单位")}, headers=headers
+    )
+    assert body.status_code == 400 and body.json["errors"][0]["field"] == "application.unit_name"

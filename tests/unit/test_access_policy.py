@@ -36,17 +36,26 @@ def test_attachments_are_for_acceptance_and_review() -> None:
         ("[login]\n[session]\n[attachments]\n", "missing key"),
         (
             "[login]\nwindow_minutes=0\nmax_failures_per_user=1\nmax_failures_per_address=1\n"
-            "[session]\nidle_minutes=1\nabsolute_hours=1\n[attachments]\nmax_bytes=1\nkinds={a='A'}\n",
+            "[session]\nidle_minutes=1\nabsolute_hours=1\n[desk]\nidle_minutes=1\nabsolute_hours=1\n"
+            "[attachments]\nmax_bytes=1\nkinds={a='A'}\n",
             "positive",
         ),
         (
             "[login]\nwindow_minutes=1\nmax_failures_per_user=1\nmax_failures_per_address=1\n"
-            "[session]\nidle_minutes=600\nabsolute_hours=1\n[attachments]\nmax_bytes=1\nkinds={a='A'}\n",
-            "absolute_hours",
+            "[session]\nidle_minutes=600\nabsolute_hours=1\n[desk]\nidle_minutes=1\nabsolute_hours=1\n"
+            "[attachments]\nmax_bytes=1\nkinds={a='A'}\n",
+            r"\[session\]: absolute_hours",
         ),
         (
             "[login]\nwindow_minutes=1\nmax_failures_per_user=1\nmax_failures_per_address=1\n"
-            "[session]\nidle_minutes=1\nabsolute_hours=1\n[attachments]\nmax_bytes=1\nkinds={}\n",
+            "[session]\nidle_minutes=1\nabsolute_hours=1\n[desk]\nidle_minutes=600\nabsolute_hours=1\n"
+            "[attachments]\nmax_bytes=1\nkinds={a='A'}\n",
+            r"\[desk\]: absolute_hours",
+        ),
+        (
+            "[login]\nwindow_minutes=1\nmax_failures_per_user=1\nmax_failures_per_address=1\n"
+            "[session]\nidle_minutes=1\nabsolute_hours=1\n[desk]\nidle_minutes=1\nabsolute_hours=1\n"
+            "[attachments]\nmax_bytes=1\nkinds={}\n",
             "kinds",
         ),
     ],
