@@ -33,7 +33,9 @@ DEMO_USERS: tuple[tuple[str, str, Role], ...] = (
     ("demo-reviewer", "演示审核员", Role.REVIEWER),
     ("demo-distributor", "演示分发员", Role.DISTRIBUTOR),
     ("demo-ops", "演示运维", Role.OPS),
+    ("demo-desk", "演示受理点分发员", Role.DISTRIBUTOR),  # works through the API, as a remote desk does
 )
+DESK_USER = "demo-desk"
 
 # (unit, credit code, province, access type, how far it gets)
 DEMO_UNITS: tuple[tuple[str, str, str, str, str], ...] = (
@@ -59,6 +61,8 @@ def is_demo_home(home: Path) -> bool:
 
 PASSPHRASE_FILE = "DEMO-CA-PASSPHRASE"  # noqa: S105 (a file name)
 AUDIT_PASSPHRASE_FILE = "DEMO-AUDIT-PASSPHRASE"  # noqa: S105 (a file name)
+# The demo desk's password, kept so that scripts/demo can log a desk in to the demo server.
+DESK_PASSWORD_FILE = "DEMO-DESK-PASSWORD"  # noqa: S105 (a file name)
 
 
 DEMO_URL = "http://127.0.0.1:8000"  # where `scripts/demo` serves by default
@@ -107,7 +111,15 @@ def seed(service: Service, home: Path) -> list[DemoUser]:
         service.users.add(u.username, u.password, [u.role.value], actor=admin, display_name=display)
         if admin is None:
             admin = service.users.authenticate(u.username, u.password, source="demo")
-    actors = {u.role: service.users.authenticate(u.username, u.password, source="demo") for u in users}
+    actors = {
+        u.role: service.users.authenticate(u.username, u.password, source="demo")
+        for u in users
+        if u.username != DESK_USER
+    }
+    desk = next(u for u in users if u.username == DESK_USER)
+    fd = os.open(home / DESK_PASSWORD_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(desk.password)
     for unit, code, province, access, stage in DEMO_UNITS:
         _walk(service, actors, _application(unit, code, province, access), stage)
     service.crl.publish(actor=actors[Role.OPS])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.data import application, make_uscc
+from tests.support.data import application, batch_defaults, make_uscc
 from tests.support.pki import csr_for, key
 from tests.support.server import CENTER_ONLY_ENV, DeskProcess, center_env, prepare_home, serving
 
@@ -209,3 +209,72 @@ def test_cutover_desk_commands_print_what_the_center_prints(
     ):
         remote, there = d["entry"](*argv), local(env, *argv)
         assert (remote.code, remote.out, remote.err) == (there.returncode, there.stdout, there.stderr), argv
+
+
+def test_the_rest_of_a_desks_day_prints_what_the_center_prints(
+    center: tuple[str, dict[str, str]], tmp_path: Path
+) -> None:
+    base, env = center
+    d = desks(base, tmp_path, "entry", "acceptor", "head", "reviewer", "distributor", "ops")
+    path = new_application(tmp_path)
+    rid = d["entry"]("request", "new", "--file", str(path), "--as", "u-entry", "--json", check=True).json()[
+        "id"
+    ]
+    edited = json.loads(path.read_text(encoding="utf-8")) | {"unit_fax": "010-87654321"}
+    path.write_text(json.dumps(edited, ensure_ascii=False), encoding="utf-8")
+    assert d["entry"](
+        "request", "edit", str(rid), "--file", str(path), "--as", "u-entry", check=True
+    ).out == (f"request {rid} edited: entered\n")
+    units = tmp_path / "batch.csv"
+    units.write_text(
+        f"单位名称,统一社会信用代码\n批量单位,{make_uscc('110101', '88000001')}\n", encoding="utf-8"
+    )
+    defaults = tmp_path / "defaults.json"
+    defaults.write_text(json.dumps(batch_defaults(), ensure_ascii=False), encoding="utf-8")
+    batch = d["entry"](
+        "request",
+        "import",
+        str(units),
+        "--defaults",
+        str(defaults),
+        "--label",
+        "第一批",
+        "--as",
+        "u-entry",
+        "--json",
+    )
+    assert batch.code == 0, batch.err
+    [imported] = batch.json()["imported"]
+    cancelled = d["entry"]("request", "cancel", str(imported), "--reason", "重复申请", "--as", "u-entry")
+    assert cancelled.out == f"request {imported} cancelled: cancelled\n"
+
+    d["acceptor"](
+        "request",
+        "accept",
+        str(rid),
+        "--opinion",
+        "agree",
+        "--usbkey",
+        "飞天诚信 ePass3003",
+        "--as",
+        "u-acceptor",
+        check=True,
+    )
+    d["head"]("request", "countersign", str(rid), "--as", "u-head", check=True)
+    d["reviewer"]("request", "review", str(rid), "--approve", "--as", "u-reviewer", check=True)
+    csr = tmp_path / "unit.csr"
+    csr.write_bytes(csr_for(key("ec-p256", 46)))
+    serial = d["distributor"](
+        "issue", str(rid), "--csr", str(csr), "--as", "u-distributor", "--json", check=True
+    ).json()["serial"]
+    handed = d["distributor"]("distribute", str(rid), "--recipient", "李四", "--as", "u-distributor")
+    assert handed.out == f"request {rid}: certificate {serial} handed over to 李四\n"
+    # Refusals read the same from either side.
+    for role, argv in (
+        ("ops", ("renew", serial, "--as", "u-ops")),
+        ("ops", ("token", "mark", "NO-SUCH-KEY", "--lost", "--as", "u-ops")),
+        ("distributor", ("distribute", str(rid), "--recipient", "李四", "--as", "u-distributor")),
+    ):
+        remote, there = d[role](*argv), local(env, *argv)
+        assert remote.code == there.returncode == 1, (argv, remote.err)
+        assert remote.err == there.stderr, argv
