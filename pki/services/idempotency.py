@@ -5,7 +5,8 @@ The key is claimed inside the operation's own write transaction (Context.write c
 the work, before the commit), so the claim and the change commit together or not at all: a server killed
 before the commit leaves neither, and the retry does the work; killed after it, the retry finds the claim.
 The answer is stored right after the commit and replayed to every retry with the same key. Keys are per
-operator; a key reused for a different request is refused. Records older than a day are dropped.
+operator; a key reused for a different request is refused. Records older than a day are dropped (every
+ten minutes, by each server process).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from pki.services.context import Context
 
 KEEP = timedelta(days=1)
+SWEEP_EVERY = timedelta(minutes=10)  # old records are dropped this often per process, not on every answer
 
 
 @dataclass
@@ -84,6 +86,7 @@ def stake(session: Session, at: datetime) -> Claim | None:
 class IdempotencyService:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+        self._swept: datetime | None = None  # when this process last dropped old records
 
     def find(self, username: str, key: str) -> Recorded | None:
         with self._ctx.read() as s:
@@ -99,8 +102,11 @@ class IdempotencyService:
     def store(self, claim: Claim, status: int, response: str) -> None:
         """Keep the answer for retries (in a transaction of its own, after the work's commit)."""
         now = self._ctx.now()
+        sweep = self._swept is None or now - self._swept >= SWEEP_EVERY
         with self._ctx.write_plain(durable=False) as s:  # the claim, not this, is what must survive
-            s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP))
+            if sweep:
+                s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP))
+                self._swept = now
             done = s.execute(
                 update(IdempotencyRecord)
                 .where(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, request
@@ -26,6 +27,8 @@ from web.api.problems import InsecureTransportError, MissingSessionError
 PREFIX = "/api/v1"
 JSON_TYPE = "application/json"
 KEY_HEADER = "Idempotency-Key"
+# How long a retry waits for the answer of a first attempt that has committed but not yet stored it.
+ANSWER_WAIT_STEP, ANSWER_WAIT_STEPS = 0.05, 20
 
 
 def service() -> Service:
@@ -120,14 +123,14 @@ def _idempotent(op: Operation, svc: Service, actor: Actor, data: Any, key: str) 
     if len(key) > 128 or not key.isprintable():
         raise ValidationError([FieldError(KEY_HEADER, "at most 128 printable characters", "幂等键无效")])
     claim = Claim(actor.username, key, op.name, request_hash(op.name, request.get_data()))
-    replay = _replay(svc, claim)
-    if replay is not None:
-        return replay
+    # No look-up first: a first attempt (nearly every call) pays nothing for the key. A retry of work already
+    # done either fails on its own (already issued, already revoked …) or fails to claim the key at its
+    # commit (the key is unique per operator), and its transaction rolls back; then the first answer is
+    # what it gets.
     try:
         with claiming(claim):
             document = op.call(svc, actor, data)
     except Exception as failure:
-        # A retry racing the first attempt: the first one's answer, if it has one by now, else the failure.
         replay = _replay(svc, claim) if _may_be_a_race(failure) else None
         if replay is not None:
             return replay
@@ -143,6 +146,11 @@ def _may_be_a_race(failure: Exception) -> bool:
 
 def _replay(svc: Service, claim: Claim) -> Response | None:
     found = svc.idempotency.find(claim.username, claim.key)
+    for _ in range(ANSWER_WAIT_STEPS):  # the first attempt committed and is storing its answer right now
+        if found is None or found.status is not None:
+            break
+        time.sleep(ANSWER_WAIT_STEP)
+        found = svc.idempotency.find(claim.username, claim.key)
     if found is None:
         return None
     if (found.operation, found.request_hash) != (claim.operation, claim.request_hash):
