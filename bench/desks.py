@@ -19,8 +19,6 @@ Checked afterwards: every request issued once, serials unique, the audit chain v
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ from pki.services import Actor
 
 import _common as common
 from tests.support.bulk import approved_requests
-from tests.support.desk_worker import csr
+from tests.support.desk_worker import csr, result, spawn
 from tests.support.server import PASSWORD, center_env, center_service, prepare_home, serving
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,29 +47,14 @@ PEOPLE = {
 def desks_issue(
     servers: list[str], ids: list[int], desks: int, tmp: Path, tag: str
 ) -> tuple[float, list[dict]]:
-    procs = []
-    for d in range(desks):
-        mine = ids[d::desks]
-        (tmp / f"{tag}-ids-{d}.json").write_text(json.dumps(mine))
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests.support.desk_worker",
-                    servers[d % len(servers)],
-                    "u-distributor",
-                    PASSWORD,
-                    str(tmp / f"{tag}-ids-{d}.json"),
-                    str(tmp / f"{tag}-out-{d}.json"),
-                ],
-                cwd=ROOT,
-            )
-        )
+    procs = [
+        spawn(servers[d % len(servers)], "u-distributor", PASSWORD, ids[d::desks], tmp, f"{tag}-{d}")
+        for d in range(desks)
+    ]
     for p in procs:
         if p.wait() != 0:
             raise SystemExit("a desk failed")
-    results = [json.loads((tmp / f"{tag}-out-{d}.json").read_text()) for d in range(desks)]
+    results = [result(tmp, f"{tag}-{d}") for d in range(desks)]
     # The desks' own clocks start after their CSRs are made and their log-in: the slowest desk's elapsed time.
     return max(r["elapsed_s"] for r in results), results
 

@@ -131,13 +131,16 @@ def parsed(op: Operation, raw: str | dict[str, Any]) -> Input:
 
 def _nul_field(raw: str | dict[str, Any]) -> str | None:
     """The first field (dotted path) whose text holds U+0000, if any (JSON text: its escape, too)."""
+    data: Any = raw
     if isinstance(raw, str):
         import json
 
         if "\\u0000" not in raw and "\x00" not in raw:
             return None
-        raw = json.loads(raw)
-    stack: list[tuple[str, Any]] = [(k, v) for k, v in raw.items()]
+        data = json.loads(raw)
+    if not isinstance(data, dict):
+        return None
+    stack: list[tuple[str, Any]] = list(data.items())
     while stack:
         name, value = stack.pop()
         if isinstance(value, str) and "\x00" in value:

@@ -14,14 +14,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import NameOID
 
 from pki.ca.keys import spki_sha256
 from pki.desk.remote import ServerUnreachableError
-from pki.errors import ConflictError, TokenError
-from pki.services.token_device import TokenDevice, put_on_token
+from pki.errors import TokenError
+from pki.services.token_device import TokenDevice, put_on_token, refuse_labelled, token_csr
 
 OpenDevice = Callable[[], AbstractContextManager[TokenDevice]]
 
@@ -37,22 +35,10 @@ def issue(desk: Caller, request_id: int, open_device: OpenDevice, token_serial: 
     begun = desk.call("token.begin", request_id=request_id, token_serial=token_serial)
     label = begun["label"]
     with open_device() as device:
-        present = device.objects_labelled(label)
-        if present:
-            raise ConflictError(
-                f"token {device.serial} already holds {', '.join(sorted(set(present)))} labelled {label!r} for "
-                f"request {request_id} that no delivered certificate records: nothing was overwritten; "
-                "use --resume if an issuance was interrupted after recording its certificate, or "
-                f"'pkictl token clean --token-serial {device.serial} --remove' for a key pair left before that",
-                message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
-            )
+        refuse_labelled(device, label, request_id)
         key_id, private_key = device.generate(key_type, label)
         try:
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))
-                .sign(private_key, hashes.SHA256())
-            )
+            csr = token_csr(private_key, label)
             recorded = desk.call(
                 "token.record",
                 request_id=request_id,

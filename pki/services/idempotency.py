@@ -70,17 +70,23 @@ def stake(session: Session, at: datetime) -> Claim | None:
     claim = _CLAIM.get()
     if claim is None or claim.staked:
         return None
-    session.add(
-        IdempotencyRecord(
-            username=claim.username,
-            key=claim.key,
-            operation=claim.operation,
-            request_hash=claim.request_hash,
-            created_at=at,
-        )
-    )
+    session.add(_record(claim, at))
     session.flush()  # a concurrent retry that committed first fails us here (unique username, key)
     return claim
+
+
+def _record(
+    claim: Claim, at: datetime, status: int | None = None, response: str | None = None
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        username=claim.username,
+        key=claim.key,
+        operation=claim.operation,
+        request_hash=claim.request_hash,
+        created_at=at,
+        status=status,
+        response=response,
+    )
 
 
 class IdempotencyService:
@@ -115,14 +121,4 @@ class IdempotencyService:
                 .values(status=status, response=response)
             )
             if done.rowcount == 0:  # type: ignore[attr-defined]  # the work wrote nothing: claim it now
-                s.add(
-                    IdempotencyRecord(
-                        username=claim.username,
-                        key=claim.key,
-                        operation=claim.operation,
-                        request_hash=claim.request_hash,
-                        created_at=now,
-                        status=status,
-                        response=response,
-                    )
-                )
+                s.add(_record(claim, now, status, response))

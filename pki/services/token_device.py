@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
 from pki.ca.keys import PrivateKey, PublicKey
-from pki.errors import TokenError
+from pki.errors import ConflictError, TokenError
 from pki.services.issuance import parse_csr
 
 if TYPE_CHECKING:
@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 TOKEN_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pkictl-token")
 
 
-class TokenDevice(Protocol):
-    """A logged-in USB key (tokens.usbkey.UsbKey). Every method raises TokenError on a token failure."""
+class TokenIdentity(Protocol):
+    """What a token is recorded by: a TokenDevice, or the token a remote desk reports."""
 
     @property
     def serial(self) -> str: ...
@@ -36,6 +36,10 @@ class TokenDevice(Protocol):
 
     @property
     def model(self) -> str: ...
+
+
+class TokenDevice(TokenIdentity, Protocol):
+    """A logged-in USB key (tokens.usbkey.UsbKey). Every method raises TokenError on a token failure."""
 
     def objects_labelled(self, label: str) -> list[str]: ...
 
@@ -50,19 +54,6 @@ class TokenDevice(Protocol):
     def read_certificate(self, key_id: bytes) -> bytes | None: ...
 
     def has_private_key(self, key_id: bytes) -> bool: ...
-
-
-class TokenIdentity(Protocol):
-    """What a token is recorded by: a TokenDevice, or the token a remote desk reports."""
-
-    @property
-    def serial(self) -> str: ...
-
-    @property
-    def label(self) -> str: ...
-
-    @property
-    def model(self) -> str: ...
 
 
 class KeyPairOnToken(Protocol):
@@ -90,6 +81,28 @@ class CertificateToWrite(Protocol):
     def request_id(self) -> int | None: ...
 
 
+def refuse_labelled(device: TokenDevice, label: str, request_id: int) -> None:
+    """Nothing on a token is ever overwritten: objects already labelled for the request stop an issuance."""
+    present = device.objects_labelled(label)
+    if present:
+        raise ConflictError(
+            f"token {device.serial} already holds {', '.join(sorted(set(present)))} labelled {label!r} for "
+            f"request {request_id} that no delivered certificate records: nothing was overwritten; "
+            "use --resume if an issuance was interrupted after recording its certificate, or "
+            f"'pkictl token clean --token-serial {device.serial} --remove' for a key pair left before that",
+            message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
+        )
+
+
+def token_csr(private_key: PrivateKey, label: str) -> x509.CertificateSigningRequest:
+    """The CSR the token signs with its new key: the proof of possession (its subject is never used)."""
+    return (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, label)]))
+        .sign(private_key, hashes.SHA256())
+    )
+
+
 class NewKey:
     """The key pair the token is generating (in the token worker thread), and once it is there, its public
     key proven by a CSR the token signed."""
@@ -109,12 +122,7 @@ class NewKey:
     def public_key(self) -> PublicKey:
         """Waits for the key pair; the CSR is made once (a transaction run again reuses it)."""
         if self._public is None:
-            private_key = self._generating.result()[1]
-            csr = (
-                x509.CertificateSigningRequestBuilder()
-                .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, self.label)]))
-                .sign(private_key, hashes.SHA256())
-            )
+            csr = token_csr(self._generating.result()[1], self.label)
             self._public = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
         return self._public
 

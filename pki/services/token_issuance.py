@@ -54,6 +54,7 @@ from pki.services.token_device import (
     TokenDevice,
     TokenIdentity,
     put_on_token,
+    refuse_labelled,
     reported,
 )
 
@@ -260,15 +261,7 @@ class TokenIssuanceService:
         else:
             credential = self._check(request_id, actor, device.serial)
         label = object_label(request_id, credential)
-        present = device.objects_labelled(label)
-        if present:
-            raise ConflictError(
-                f"token {device.serial} already holds {', '.join(sorted(set(present)))} labelled {label!r} for "
-                f"request {request_id} that no delivered certificate records: nothing was overwritten; "
-                "use --resume if an issuance was interrupted after recording its certificate, or "
-                f"'pkictl token clean --token-serial {device.serial} --remove' for a key pair left before that",
-                message_zh="该USB Key已有此申请的密钥或证书，未覆盖",
-            )
+        refuse_labelled(device, label, request_id)
         new_key = NewKey(TOKEN_WORKER.submit(device.generate, key_type, label), label, self._issuance)
         try:
             cert = self._record(request_id, device, new_key, key_type, actor)

@@ -4,9 +4,6 @@ serials are unique, and the audit chain verifies."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +12,7 @@ from sqlalchemy import text
 
 from pki.services import Actor
 from tests.support.bulk import approved_requests
+from tests.support.desk_worker import result, spawn
 from tests.support.server import PASSWORD, center_env, center_service, prepare_home, serving
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,26 +45,11 @@ def test_two_servers_eight_desks_each_request_issued_once(db_url: str, tmp_path:
         workers = []
         for desk in range(DESKS):
             mine = [rid for i, rid in enumerate(ids) if i % DESKS in (desk, (desk + 1) % DESKS)]
-            (tmp_path / f"ids-{desk}.json").write_text(json.dumps(mine))
             server = first if desk % 2 == 0 else second
-            workers.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "tests.support.desk_worker",
-                        server,
-                        "u-distributor",
-                        PASSWORD,
-                        str(tmp_path / f"ids-{desk}.json"),
-                        str(tmp_path / f"out-{desk}.json"),
-                    ],
-                    cwd=ROOT,
-                )
-            )
+            workers.append(spawn(server, "u-distributor", PASSWORD, mine, tmp_path, f"desk-{desk}"))
         for w in workers:
             assert w.wait(timeout=600) == 0
-    results = [json.loads((tmp_path / f"out-{d}.json").read_text()) for d in range(DESKS)]
+    results = [result(tmp_path, f"desk-{d}") for d in range(DESKS)]
     issued = Counter(int(rid) for r in results for rid in r["issued"])
     assert sorted(issued) == sorted(ids) and set(issued.values()) == {1}  # each once, by one desk
     serials = [serial for r in results for serial in r["issued"].values()]

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -57,6 +58,22 @@ def new_application(directory: Path) -> Path:
     return path
 
 
+def approve_and_issue(
+    d: dict[str, DeskProcess], rid: int, tmp_path: Path, key_index: int, *, accepted: bool = False
+) -> dict[str, Any]:
+    """The rest of the request's way through the desks of each role, issued from a CSR: the certificate."""
+    if not accepted:
+        accept = ("request", "accept", str(rid), "--opinion", "agree", "--usbkey", "飞天诚信 ePass3003")
+        d["acceptor"](*accept, "--as", "u-acceptor", check=True)
+    d["head"]("request", "countersign", str(rid), "--as", "u-head", check=True)
+    d["reviewer"]("request", "review", str(rid), "--approve", "--as", "u-reviewer", check=True)
+    csr = tmp_path / f"unit-{key_index}.csr"
+    csr.write_bytes(csr_for(key("ec-p256", key_index)))
+    issue = ("issue", str(rid), "--csr", str(csr), "--as", "u-distributor", "--json")
+    document: dict[str, Any] = d["distributor"](*issue, check=True).json()
+    return document
+
+
 def test_a_desk_holds_no_center_secret_and_carries_a_request_to_revocation(
     center: tuple[str, dict[str, str]], tmp_path: Path
 ) -> None:
@@ -83,13 +100,7 @@ def test_a_desk_holds_no_center_secret_and_carries_a_request_to_revocation(
         "u-acceptor",
     )
     assert (accepted.code, accepted.out) == (0, f"request {rid} accepted: accepted\n")
-    d["head"]("request", "countersign", str(rid), "--as", "u-head", check=True)
-    d["reviewer"]("request", "review", str(rid), "--approve", "--as", "u-reviewer", check=True)
-    csr = tmp_path / "unit.csr"
-    csr.write_bytes(csr_for(key("ec-p256", 40)))
-    issued = d["distributor"](
-        "issue", str(rid), "--csr", str(csr), "--as", "u-distributor", "--json", check=True
-    ).json()
+    issued = approve_and_issue(d, rid, tmp_path, 40, accepted=True)
     assert issued["status"] == "valid" and issued["request_id"] == rid
 
     # The same document as the center's own CLI prints (the prerequisites are evaluated "now").
@@ -248,25 +259,7 @@ def test_the_rest_of_a_desks_day_prints_what_the_center_prints(
     cancelled = d["entry"]("request", "cancel", str(imported), "--reason", "重复申请", "--as", "u-entry")
     assert cancelled.out == f"request {imported} cancelled: cancelled\n"
 
-    d["acceptor"](
-        "request",
-        "accept",
-        str(rid),
-        "--opinion",
-        "agree",
-        "--usbkey",
-        "飞天诚信 ePass3003",
-        "--as",
-        "u-acceptor",
-        check=True,
-    )
-    d["head"]("request", "countersign", str(rid), "--as", "u-head", check=True)
-    d["reviewer"]("request", "review", str(rid), "--approve", "--as", "u-reviewer", check=True)
-    csr = tmp_path / "unit.csr"
-    csr.write_bytes(csr_for(key("ec-p256", 46)))
-    serial = d["distributor"](
-        "issue", str(rid), "--csr", str(csr), "--as", "u-distributor", "--json", check=True
-    ).json()["serial"]
+    serial = approve_and_issue(d, rid, tmp_path, 46)["serial"]
     handed = d["distributor"]("distribute", str(rid), "--recipient", "李四", "--as", "u-distributor")
     assert handed.out == f"request {rid}: certificate {serial} handed over to 李四\n"
     # Refusals read the same from either side.

@@ -14,12 +14,12 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, PASSWORD, Cli
 from tests.cli.test_ca_cli import enter
+from tests.support.server import Run
 from tests.support.softhsm import MODULE, SO_PIN, USER_PIN
 
 SOFTHSM = "SoftHSM2"
@@ -75,16 +75,6 @@ def make_tokens(directory: Path, n: int, *, mechanisms: str = "") -> Tokens:
             env=tokens.env(),
         )
     return tokens
-
-
-@dataclass(frozen=True)
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
 
 
 def pkictl(cli: Cli, tokens: Tokens, *argv: str, shim: Path | None = None, pin: str = USER_PIN) -> Run:

@@ -3,25 +3,16 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from pki.bootstrap import initialize
-from pki.config import Settings
+from tests.support.server import PASSWORD, center_env, prepare_home, serving
 
 CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "browser-test-password"
-PASSPHRASE = "browser-test-ca-passphrase"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ROLES = ("entry", "acceptor", "head", "reviewer", "distributor")
 
@@ -30,64 +21,12 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(db_url: str, tmp_path: Path) -> Iterator[str]:
     """A home with the CA and one user per role, served by a real `pkictl serve` subprocess."""
-    env = {
-        **os.environ,
-        "PKI_HOME": str(tmp_path / "home"),
-        "PKI_DATABASE_URL": db_url,
-        "PKI_CA_PASSPHRASE": PASSPHRASE,
-        "PKI_AUDIT_PASSPHRASE": PASSPHRASE,
-    }
-    settings = Settings.from_env(env)
-    svc = initialize(settings, lambda: PASSPHRASE, audit_passphrase=lambda: PASSPHRASE)
-    svc.users.add("e2e-admin", PASSWORD, ["admin"], actor=None)
-    admin = svc.users.authenticate("e2e-admin", PASSWORD)
-    for role in ROLES:
-        svc.users.add(f"e2e-{role}", PASSWORD, [role], actor=admin)
-    svc.ctx.engine.dispose()
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import pki.cli; pki.cli.main()",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1) as r:  # noqa: S310 (loopback)
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    out = proc.stdout.read().decode() if proc.stdout else ""
-                    raise RuntimeError(f"pkictl serve did not start: {out}") from None
-                time.sleep(0.1)
+    prepare_home(tmp_path / "home", db_url, ROLES, prefix="e2e")
+    with serving(center_env(tmp_path / "home", db_url)) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        if proc.stdout:
-            proc.stdout.close()
 
 
 def _fill_application(page, credential_number: str) -> None:  # type: ignore[no-untyped-def]

@@ -9,9 +9,11 @@ OUT_JSON: {"issued": {request id: serial}, "refused": {request id: error code}, 
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -21,6 +23,33 @@ from cryptography.x509.oid import NameOID
 
 from pki.desk.remote import RemoteDesk, open_session
 from pki.errors import PkiError
+
+
+def spawn(
+    server: str, user: str, password: str, ids: list[int], directory: Path, tag: str
+) -> subprocess.Popen[bytes]:
+    """A desk process issuing ``ids`` through ``server``; it writes ``directory/{tag}.out.json``."""
+    ids_path = directory / f"{tag}.ids.json"
+    ids_path.write_text(json.dumps(ids))
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.support.desk_worker",
+            server,
+            user,
+            password,
+            str(ids_path),
+            str(directory / f"{tag}.out.json"),
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def result(directory: Path, tag: str) -> dict[str, Any]:
+    """What the desk process ``tag`` wrote."""
+    document: dict[str, Any] = json.loads((directory / f"{tag}.out.json").read_text())
+    return document
 
 
 def csr() -> bytes:
