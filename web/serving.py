@@ -15,7 +15,9 @@ def serve_plain(app: Any, *, host: str, port: int, threads: int, trusted_proxy: 
     headers from anyone else are dropped."""
     import waitress
 
-    options: dict[str, Any] = {}
+    # Without a trusted proxy the forwarding headers reach the app (waitress would drop them), which then
+    # refuses what a proxy relayed from plain HTTP (web/api: _secure_transport).
+    options: dict[str, Any] = {"clear_untrusted_proxy_headers": False}
     if trusted_proxy:
         options = {
             "trusted_proxy": trusted_proxy,

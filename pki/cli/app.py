@@ -223,7 +223,8 @@ def main(argv: list[str] | None = None) -> None:
             click.echo(str(row))
         fail(e.message)
     except PkiError as e:
-        fail(e.message)
+        # Notes say what to do next (resume, clean a key): on the same line, which stays the only one.
+        fail("; ".join([e.message, *getattr(e, "__notes__", ())]))
     except KeyboardInterrupt:
         fail("interrupted", 130)
     except OSError as e:  # a file we were told to read or write

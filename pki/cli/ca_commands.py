@@ -376,7 +376,12 @@ def serve(
             secure_cookies = host != "localhost"
     # The session key is made once in the home (owner-only) and reused, so restarts keep people signed in.
     app = create_app(
-        svc, {"PKI_HOME": str(Settings.from_env().home), "SESSION_COOKIE_SECURE": secure_cookies}
+        svc,
+        {
+            "PKI_HOME": str(Settings.from_env().home),
+            "SESSION_COOKIE_SECURE": secure_cookies,
+            "PKI_BEHIND_PROXY": bool(trusted_proxy),
+        },
     )
     if tls_cert is not None and tls_key is not None:
         click.echo(f"serving on https://{host}:{port}/ (Ctrl-C to stop)")

@@ -79,6 +79,23 @@ def _echo_issued(done: dict[str, Any], as_json: bool) -> None:
     )
 
 
+def _unknown_model(name: str) -> str:
+    """The center's tokens.toml knows no module for the request's model: the same refusal as on its host."""
+    from pki.errors import FieldError, ValidationError
+    from policies import load_policies
+
+    load_policies().tokens.require_model(name)  # the same words, when this desk's policies agree
+    raise ValidationError(
+        [
+            FieldError(
+                "usbkey",
+                f"USB key model {name!r} is not in the center's tokens.toml; give --module",
+                "USBKEY 品牌及型号未登记，请指定驱动模块",
+            )
+        ]
+    )
+
+
 def issue_onto_token(
     request_id: int,
     as_user: str,
@@ -99,11 +116,7 @@ def issue_onto_token(
     if not isinstance(d, LocalDesk):
         # Resuming, the certificate waiting on the center says which module; else the issuance's start does.
         plan = d.call("token.pending" if resume else "token.begin", request_id=request_id)
-        path = module_path or plan["module"]
-        if path is None:
-            raise click.UsageError(
-                "tokens.toml knows no module for this request's USB key model: give --module"
-            )
+        path = module_path or plan["module"] or _unknown_model(plan["usbkey_model"])
         chosen = key_type or plan["key_type"] or "ec-p256"
     else:
         path, chosen = _module_for(d.service, request_id, module_path, key_type)

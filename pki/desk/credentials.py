@@ -46,15 +46,22 @@ def load() -> SavedSession | None:
 
 def save(session: SavedSession) -> Path:
     """Write the session file owner-only, atomically (a reader sees the old file or the new one)."""
+    import tempfile
+
     path = session_file()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(asdict(session), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # A new file of our own (O_EXCL, 0600, a random name): nothing planted beside it is opened or followed.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), 0o600)
+            json.dump(asdict(session), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 

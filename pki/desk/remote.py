@@ -15,6 +15,7 @@ import json
 import time
 import uuid
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -54,7 +55,7 @@ class RemoteDesk:
         op = operations()[name]
         data = validate(op, fields)  # refused here exactly as the server would refuse it
         document = json.loads(to_json(data.model_dump(mode="json", exclude_none=True)))
-        path = op.path.format(**{p: document.pop(p) for p in op.path_params})
+        path = op.path.format(**{p: quote(str(document.pop(p)), safe="") for p in op.path_params})
         headers = {"Idempotency-Key": uuid.uuid4().hex} if op.writes else {}
         if op.method == "GET":
             return self._send(op, path, headers, params=document)

@@ -17,7 +17,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.ca.keys import spki_sha256
-from pki.desk.remote import ServerUnreachableError
 from pki.errors import TokenError
 from pki.services.token_device import TokenDevice, put_on_token, refuse_labelled, token_csr
 
@@ -50,14 +49,11 @@ def issue(desk: Caller, request_id: int, open_device: OpenDevice, token_serial: 
                 label=label,
                 csr=csr.public_bytes(Encoding.DER),
             )
-        except ServerUnreachableError as unknown:  # recorded or not: keep the key pair for a resume
-            unknown.add_note(
-                f"the new key pair {key_id.hex()} stays on token {device.serial}: run 'pkictl issue {request_id} "
-                "--resume' once the server answers, or 'pkictl token clean' if it recorded nothing"
-            )
-            raise
         except BaseException as failure:
-            _remove(device, key_id, failure)
+            # Removed only when the center says it recorded nothing for this key pair: a failure after its
+            # commit (an answer lost on the way, a server gone) must leave the key for --resume.
+            if _recorded(desk, request_id, key_id, failure) is False:
+                _remove(device, key_id, failure)
             raise
         der = base64.b64decode(recorded["der"])
         return _write_and_deliver(
@@ -117,6 +113,31 @@ class _Sent:
     serial: str
     der: bytes
     request_id: int | None
+
+
+def _recorded(desk: Caller, request_id: int, key_id: bytes, failure: BaseException) -> bool | None:
+    """Whether the center holds a certificate for ``key_id`` waiting for this token; None when it cannot
+    say (it is unreachable): then the key pair stays, and ``failure`` says what to do."""
+    from pki.errors import NotFoundError, PkiError
+
+    keep = (
+        f"the new key pair {key_id.hex()} stays on the token: run 'pkictl issue {request_id} --resume' once "
+        "the server answers, or remove it with 'pkictl token clean' on the center's host if it recorded nothing"
+    )
+    try:
+        waiting = desk.call("token.pending", request_id=request_id)
+    except NotFoundError:
+        return False
+    except (PkiError, KeyboardInterrupt):
+        failure.add_note(keep)
+        return None
+    if waiting["key_id"] == key_id.hex():
+        failure.add_note(
+            f"the center recorded certificate {waiting['serial']} for it: finish with "
+            f"'pkictl issue {request_id} --resume'"
+        )
+        return True
+    return False
 
 
 def _remove(device: TokenDevice, key_id: bytes, failure: BaseException) -> None:

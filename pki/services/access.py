@@ -64,7 +64,14 @@ def parse_instant(text: str, *, field: str = "at") -> datetime:
                 )
             ]
         ) from None
+    if not MIN_YEAR <= parsed.year <= MAX_YEAR:  # far ones overflow the arithmetic done with them
+        raise ValidationError(
+            [FieldError(field, f"{text!r}: the year must be {MIN_YEAR} to {MAX_YEAR}", "时间超出范围")]
+        )
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=CHINA_TZ)
+
+
+MIN_YEAR, MAX_YEAR = 1970, 9000
 
 
 def parse_certificate(data: bytes) -> x509.Certificate:

@@ -27,7 +27,7 @@ from pki.errors import (
     RowError,
     ValidationError,
 )
-from pki.ids import known_id
+from pki.ids import id_bound, known_id
 from pki.models import CutoverDecision, CutoverRun, Evidence, Party
 from pki.services.authz import require_operation
 from pki.services.bulk import unit_rows
@@ -212,6 +212,7 @@ class PartyService:
         if province:
             known = self._ctx.policies.provinces.lookup(province)
             stmt = stmt.where(p.c.province == (known.name if known else province.strip()))
+        after_id = id_bound(after_id, "after_id")
         if after_id is not None:
             stmt = stmt.where(p.c.id > after_id)
         stmt = stmt.order_by(p.c.id).limit(max(1, min(limit, 10_000)))

@@ -22,7 +22,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime
 
-from pki.ca.keys import PublicKey
+from pki.ca.keys import PublicKey, algorithm_of
 from pki.enums import Action
 from pki.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from pki.models import Certificate
@@ -73,6 +73,7 @@ class Pending:
     key_type: str
     not_valid_after: datetime
     module: str | None  # the PKCS#11 module of the request's USBKEY model (tokens.toml), if known
+    usbkey_model: str
 
 
 class TokenHandshakeService:
@@ -108,6 +109,11 @@ class TokenHandshakeService:
         if not key_id or len(key_id) > 64:
             raise ValidationError([FieldError("key_id", "1 to 64 bytes, hex", "密钥标识无效")])
         public = self._issuing._issuance.checked_key(parse_csr(csr).public_key())
+        self._ctx.policies.tokens.key_type_for(self._issuing.usbkey_model(request_id), key_type)
+        if algorithm_of(public) != key_type:
+            raise ValidationError(
+                [FieldError("key_type", f"the CSR's key is not {key_type}", "证书请求的密钥类型与所报不符")]
+            )
         credential = self._issuing._check(request_id, actor, token.serial)
         expected = object_label(request_id, credential)
         if label != expected:
@@ -141,7 +147,8 @@ class TokenHandshakeService:
                 message_zh="该申请没有待写入USB Key的证书",
             )
         cert, placement = found.certificate, found.placement
-        model = self._ctx.policies.tokens.model(self._issuing.usbkey_model(request_id))
+        model_name = self._issuing.usbkey_model(request_id)
+        model = self._ctx.policies.tokens.model(model_name)
         return Pending(
             request_id,
             cert.serial,
@@ -152,6 +159,7 @@ class TokenHandshakeService:
             placement.key_type,
             cert.not_valid_after,
             model.module if model else None,
+            model_name,
         )
 
     def deliver(

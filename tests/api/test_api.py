@@ -380,3 +380,58 @@ def test_nul_characters_are_refused_by_field(client: FlaskClient, service: Servi
         "/api/v1/requests", json={"application": application(unit_name="某\x00单位")}, headers=headers
     )
     assert body.status_code == 400 and body.json["errors"][0]["field"] == "application.unit_name"
+
+
+def test_one_key_for_another_request_is_refused_not_replayed(
+    client: FlaskClient, service: Service, people
+) -> None:
+    a = service.requests.create(application(), actor=people["clerk"])
+    b = service.requests.create(
+        application(credential_number=make_uscc("110101", "86200001")), actor=people["clerk"]
+    )
+    headers = bearer(service, "acceptor") | {"Idempotency-Key": "same"}
+    body = {"opinion": "agree", "usbkey": "飞天诚信 ePass3003"}
+    first = client.post(f"/api/v1/requests/{a.id}/accept", json=body, headers=headers)
+    other = client.post(f"/api/v1/requests/{b.id}/accept", json=body, headers=headers)
+    assert first.status_code == 200
+    assert other.status_code == 409 and "different request" in other.json["detail"]
+    assert service.requests.get(b.id or 0).state.value == "entered"
+
+
+def test_the_center_checks_the_key_type_it_is_told(client: FlaskClient, ca_service: Service, people) -> None:
+    rid = approved(ca_service, people, usbkey_model="飞天诚信 ePass3003")  # tokens.toml: RSA-2048 only
+    headers = bearer(ca_service, "distributor")
+    label = ca_service.token_handshake.begin(rid, actor=people["distributor"]).label
+
+    def record(key_type: str):
+        return client.post(
+            f"/api/v1/requests/{rid}/token-issuance/certificate",
+            json={
+                "token_serial": "T1",
+                "key_id": "0102",
+                "key_type": key_type,
+                "label": label,
+                "csr": base64.b64encode(csr_for(key("ec-p256", 47))).decode(),
+            },
+            headers=headers,
+        )
+
+    unsupported, mislabelled = record("ec-p256"), record("rsa-2048")
+    assert unsupported.status_code == 400 and unsupported.json["errors"][0]["field"] == "key_type"
+    assert mislabelled.status_code == 400 and "CSR's key is not rsa-2048" in mislabelled.json["detail"]
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "field"),
+    [
+        ("GET", "/api/v1/parties?after_id=99999999999", None, "after_id"),
+        ("POST", "/api/v1/access-checks", {"at": "0001-01-01T00:00:00+14:00"}, "at"),
+        ("GET", "/api/v1/cutover/plan?at=9999-12-31T23:59:59%2B00:00&days=3650", None, "at"),
+    ],
+)
+def test_far_values_are_refused_by_field(
+    client: FlaskClient, service: Service, people, method, url, body, field
+) -> None:
+    answer = client.open(url, method=method, json=body, headers=bearer(service, "clerk"))
+    assert answer.status_code == 400, answer.json
+    assert answer.json["errors"][0]["field"] == field

@@ -192,3 +192,51 @@ def test_a_server_killed_mid_issuance_issues_once(
     assert issuing.returncode == 0, err
     issued = json.loads(out)
     assert certificates_of(home, rid) == [(issued["serial"], True)]
+
+
+def test_an_answer_lost_after_the_center_recorded_keeps_the_key_pair_for_resume(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    """The server dies after committing token.record and before keeping its answer: the desk's retry learns
+    the work was done but not its answer; the desk asks, finds its key pair recorded, keeps it, and
+    --resume finishes the issuance."""
+    tokens = make_tokens(tmp_path / "hsm", 1)
+    rid = approved_request(home)
+    port = free_port()
+    lose_answer = _server_shim(
+        tmp_path / "srv-shim",
+        "pki.services.idempotency:IdempotencyService.store",
+        "    if a[1].operation == 'token.record':\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return _real(*a, **k)",
+    )
+    server, base = start_server(home, port=port, extra_path=lose_answer)
+    desk = DeskProcess(
+        base, tmp_path / "desk", {"SOFTHSM2_CONF": str(tokens.conf), "PKI_TOKEN_PIN": USER_PIN}
+    )
+    desk("login", "--server", base, "--as", "u-distributor", check=True)
+    argv = ["issue", str(rid), "--token-label", "USBKEY-0", "--as", "u-distributor"]
+    issuing = subprocess.Popen(
+        [sys.executable, "-c", "import pki.cli; pki.cli.main()", *argv],
+        env=desk.env,
+        cwd=desk.directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.wait(timeout=60) == -9
+    finally:
+        stop_server(server)
+    server, _ = start_server(home, port=port)
+    try:
+        _, err = issuing.communicate(timeout=120)
+        assert issuing.returncode == 1
+        assert "carried out" in err and f"pkictl issue {rid} --resume" in err
+        [(serial, delivered)] = certificates_of(home, rid)
+        assert not delivered
+        assert f"pkictl-{rid}-" in listing(tokens, "USBKEY-0")  # the key pair is still there
+        resumed = desk(*argv, "--resume", "--json", check=True).json()
+        assert resumed["serial"] == serial and resumed["resumed"] is True
+    finally:
+        stop_server(server)
+    assert certificates_of(home, rid) == [(serial, True)]

@@ -93,3 +93,33 @@ def test_behind_a_trusted_proxy_the_client_address_and_scheme_count(db_url: str,
             f"{base}/api/v1/sessions", json=credentials, headers=forwarded | {"X-Forwarded-Proto": "https"}
         )
         assert still.status_code == 201
+
+
+def test_a_proxy_relaying_plain_http_is_refused(db_url: str, tmp_path: Path) -> None:
+    prepare_home(tmp_path / "home", db_url)
+    credentials = {"username": "u-entry", "password": PASSWORD}
+    env = center_env(tmp_path / "home", db_url)
+    with serving(env) as base:  # no --trusted-proxy: the forwarding headers still say it was relayed
+        for headers in (
+            {"X-Forwarded-Proto": "http"},
+            {"X-Forwarded-For": "192.0.2.1"},
+            {"Forwarded": "for=x"},
+        ):
+            answer = httpx.post(f"{base}/api/v1/sessions", json=credentials, headers=headers)
+            assert answer.status_code == 403, headers
+    with serving(env, args=("--trusted-proxy", "127.0.0.1")) as base:
+        answer = httpx.post(
+            f"{base}/api/v1/sessions", json=credentials, headers={"X-Forwarded-Proto": "http"}
+        )
+        assert answer.status_code == 403
+
+
+def test_path_values_cannot_reach_other_routes(db_url: str, tmp_path: Path) -> None:
+    prepare_home(tmp_path / "home", db_url)
+    with serving(center_env(tmp_path / "home", db_url)) as base:
+        desk = DeskProcess(base, tmp_path / "desk")
+        desk("login", "--server", base, "--as", "u-entry", check=True)
+        for serial in ("0A/export", "0A?format=der", "../../cas"):
+            shown = desk("cert", "show", serial)
+            assert shown.code == 1 and shown.err.startswith("pkictl: error: "), (serial, shown)
+            assert "-----BEGIN" not in shown.out and "root" not in shown.out

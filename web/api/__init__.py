@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
 import time
 from typing import Any
 
@@ -24,6 +25,7 @@ from pki.services.idempotency import Claim, claiming, request_hash
 from web.api.inputs import MAX_BODY, parse_input
 from web.api.problems import InsecureTransportError, MissingSessionError
 
+log = logging.getLogger(__name__)
 PREFIX = "/api/v1"
 JSON_TYPE = "application/json"
 KEY_HEADER = "Idempotency-Key"
@@ -76,15 +78,31 @@ def _json(document: Any, status: int, headers: dict[str, str] | None = None) -> 
 
 
 def _secure_transport() -> None:
-    """Refuse secrets over plain HTTP unless the client is this host (RFC 6750 §5.3: bearer tokens need TLS)."""
+    """Refuse secrets over plain HTTP unless the client is this host (RFC 6750 §5.3: bearer tokens need TLS).
+
+    A request a proxy forwarded (X-Forwarded-Proto, X-Forwarded-For or Forwarded present) is the proxy's
+    client's, not this host's: from loopback it counts as HTTPS only when the proxy says so, and is refused
+    otherwise, so a proxy listening on plain HTTP cannot relay passwords and tokens."""
     if request.scheme == "https":
         return
-    try:
-        if ipaddress.ip_address(request.remote_addr or "").is_loopback:
+    if current_app.config.get("PKI_BEHIND_PROXY"):  # everything arrives through the proxy: HTTPS or nothing
+        raise InsecureTransportError()
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    relayed = forwarded or "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+    if relayed:
+        if forwarded == "https" and _loopback():
             return
-    except ValueError:
-        pass
+        raise InsecureTransportError()
+    if _loopback():
+        return
     raise InsecureTransportError()
+
+
+def _loopback() -> bool:
+    try:
+        return ipaddress.ip_address(request.remote_addr or "").is_loopback
+    except ValueError:
+        return False
 
 
 def _actor(svc: Service) -> Actor:
@@ -122,7 +140,9 @@ def _view(op: Operation) -> Any:
 def _idempotent(op: Operation, svc: Service, actor: Actor, data: Any, key: str) -> Response:
     if len(key) > 128 or not key.isprintable():
         raise ValidationError([FieldError(KEY_HEADER, "at most 128 printable characters", "幂等键无效")])
-    claim = Claim(actor.username, key, op.name, request_hash(op.name, request.get_data()))
+    # The request as sent: method, path (its identifiers) and body; the same key for another one is refused.
+    sent = f"{request.method} {request.path}\n".encode() + request.get_data()
+    claim = Claim(actor.username, key, op.name, request_hash(op.name, sent))
     # No look-up first: a first attempt (nearly every call) pays nothing for the key. A retry of work already
     # done either fails on its own (already issued, already revoked …) or fails to claim the key at its
     # commit (the key is unique per operator), and its transaction rolls back; then the first answer is
@@ -136,7 +156,10 @@ def _idempotent(op: Operation, svc: Service, actor: Actor, data: Any, key: str) 
             return replay
         raise
     body = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    svc.idempotency.store(claim, op.status, body)
+    try:
+        svc.idempotency.store(claim, op.status, body)
+    except Exception:  # the work is committed: its answer goes out; a retry is told it was carried out
+        log.exception("answer to %s (Idempotency-Key %r) not kept", op.name, claim.key)
     return _json(document, op.status)
 
 

@@ -54,6 +54,7 @@ class PendingDoc(BaseModel):
     key_type: str
     not_valid_after: Instant
     module: str | None
+    usbkey_model: str
 
 
 class RecordedDoc(BaseModel):
