@@ -369,39 +369,34 @@ def token_clean(
 ) -> None:
     """List (or --remove) what an interrupted issuance left on a USB key: pkictl's key pairs that no
     certificate record places on it (one pkictl process at a time opens a key, so none is mid-issuance)."""
+    from pki.desk import usbkey
+    from pki.desk.local import LocalDesk
+    from policies import load_policies
     from tokens.usbkey import open_usb_key
 
     if (token_label is None) == (token_serial is None):
         raise click.UsageError("give one of --token-label, --token-serial")
     if remove and as_user is None:
         raise click.UsageError("--remove needs --as USER")
-    svc = service()
-    actor = login(svc, as_user) if as_user is not None and remove else None
-    paths = (module_path,) if module_path else _installed_modules(svc)
+    d = desk(as_user if remove else None)
+    policy = d.service.ctx.policies if isinstance(d, LocalDesk) else load_policies()
+    paths = (module_path,) if module_path else tuple(p for p in policy.tokens.modules() if Path(p).is_file())
     module, info = _find_token(paths, token_label, token_serial)
     with open_usb_key(module, info, token_pin()) as device:
-        found = (
-            svc.token_cleanup.remove_leftovers(device, actor=actor)
-            if actor is not None
-            else svc.token_cleanup.leftovers(device)
-        )
+        found = usbkey.clean(d, device, remove=remove)
     if as_json:
-        print_json({"token": info.serial, "removed": remove, "leftovers": [asdict(x) for x in found]})
+        print_json({"token": info.serial, "removed": remove, "leftovers": found})
         return
     if not found:
         click.echo(f"token {info.serial}: nothing left by an interrupted issuance")
     for x in found:
-        request = f"request {x.request_id}" if x.request_id is not None else "no request"
+        request = f"request {x['request_id']}" if x["request_id"] is not None else "no request"
         click.echo(
-            f"{'removed' if remove else 'left over'}: {x.label} (key id {x.key_id}; {', '.join(x.classes)}; {request})"
+            f"{'removed' if remove else 'left over'}: {x['label']} (key id {x['key_id']}; "
+            f"{', '.join(x['classes'])}; {request})"
         )
     if found and not remove:
         click.echo(f"remove them with: pkictl token clean --token-serial {info.serial} --remove --as USER")
-
-
-def _installed_modules(svc: Service) -> tuple[str, ...]:
-    """The PKCS#11 modules of tokens.toml that are installed here."""
-    return tuple(p for p in svc.ctx.policies.tokens.modules() if Path(p).is_file())
 
 
 def _find(module: Module, label: str | None, serial: str | None) -> TokenInfo:

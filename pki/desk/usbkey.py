@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from cryptography import x509
@@ -146,3 +146,29 @@ def _remove(device: TokenDevice, key_id: bytes, failure: BaseException) -> None:
         device.remove(key_id)
     except TokenError as cleanup:
         failure.add_note(f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}")
+
+
+def clean(desk: Caller, device: Any, *, remove: bool) -> list[dict[str, Any]]:
+    """What an interrupted issuance left on ``device`` (a logged-in key with ``objects_with_prefix`` and
+    ``remove_labelled``): listed, or with ``remove`` removed, the center deciding and auditing each step."""
+    from pki.services.token_cleanup import Leftover, remove_found
+    from pki.services.token_issuance import OBJECT_PREFIX
+
+    objects = [
+        {"key_id": key_id.hex(), "label": label, "cls": cls}
+        for key_id, label, cls in device.objects_with_prefix(OBJECT_PREFIX)
+    ]
+    if not remove:
+        found: list[dict[str, Any]] = desk.call(
+            "token.leftovers", token_serial=device.serial, objects=objects
+        )
+        return found
+    docs = desk.call("token.clean", token_serial=device.serial, objects=objects)
+    chosen = [Leftover(x["key_id"], x["label"], tuple(x["classes"]), x["request_id"]) for x in docs]
+
+    def done(removed: list[Leftover], failed: str | None) -> None:
+        outcome = [{**asdict(x), "classes": list(x.classes)} for x in removed]
+        desk.call("token.cleaned", token_serial=device.serial, removed=outcome, failed=failed)
+
+    removed = remove_found(device, chosen, done)
+    return [{**asdict(x), "classes": list(x.classes)} for x in removed]

@@ -12,7 +12,7 @@ mistaken for a leftover: one pkictl process at a time opens a key (tokens.usbkey
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -61,40 +61,45 @@ class TokenCleanupService:
 
     def leftovers(self, device: CleanableDevice) -> list[Leftover]:
         """pkictl's objects on the key that no certificate record places there, by key id."""
-        objects = device.objects_with_prefix(OBJECT_PREFIX)
+        return self.leftovers_among(device.serial, device.objects_with_prefix(OBJECT_PREFIX))
+
+    def leftovers_among(self, serial: str, objects: Iterable[tuple[bytes, str, str]]) -> list[Leftover]:
+        """Of ``objects`` (key id, label, class) read from token ``serial`` (by a desk, or here), the
+        leftovers."""
         with self._ctx.read() as s:
-            return _unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), objects)
+            return _unplaced(s.execute(_PLACED_IDS, {"token": serial}).scalars().all(), objects)
 
     def remove_leftovers(self, device: CleanableDevice, *, actor: Actor) -> list[Leftover]:
-        """Remove what :meth:`leftovers` lists. The role is checked and what is about to be removed audited
-        (``token.clean``) in one transaction, committed before the key is touched; the placements are read
-        inside it, so a certificate recorded meanwhile keeps its key. What was removed, and what failed, is
-        audited afterwards (``token.cleaned``)."""
+        """Remove what :meth:`leftovers` lists (:meth:`begin_removal`, the removal, :meth:`end_removal`)."""
         # Read before the transaction: no token work inside it.
-        objects = device.objects_with_prefix(OBJECT_PREFIX)
-        with self._ctx.denials_recorded(actor, "token_clean", "token", device.serial), self._ctx.write() as s:
+        found = self.begin_removal(device.serial, device.objects_with_prefix(OBJECT_PREFIX), actor=actor)
+        return remove_found(
+            device,
+            found,
+            lambda removed, failed: self.end_removal(device.serial, removed, failed, actor=actor),
+        )
+
+    def begin_removal(
+        self, serial: str, objects: Iterable[tuple[bytes, str, str]], *, actor: Actor
+    ) -> list[Leftover]:
+        """The leftovers among ``objects`` that may be removed now. The role is checked and what is about to
+        be removed audited (``token.clean``) in one transaction, committed before the key is touched; the
+        placements are read inside it, so a certificate recorded meanwhile keeps its key."""
+        with self._ctx.denials_recorded(actor, "token_clean", "token", serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_clean")
-            found = _unplaced(s.execute(_PLACED_IDS, {"token": device.serial}).scalars().all(), objects)
-            if not found:
-                return []
-            self._audit(s, actor, device.serial, "token.clean", {"removing": [_named(x) for x in found]})
-        removed: list[Leftover] = []
-        failure: TokenError | None = None
-        try:
-            for x in found:
-                device.remove_labelled(bytes.fromhex(x.key_id), x.label)
-                removed.append(x)
-        except TokenError as e:
-            failure = e
-            raise
-        finally:
-            with self._ctx.write() as s:
-                outcome = {
-                    "removed": [_named(x) for x in removed],
-                    "failed": failure.message if failure else None,
-                }
-                self._audit(s, actor, device.serial, "token.cleaned", outcome)
-        return removed
+            found = _unplaced(s.execute(_PLACED_IDS, {"token": serial}).scalars().all(), objects)
+            if found:
+                self._audit(s, actor, serial, "token.clean", {"removing": [_named(x) for x in found]})
+            return found
+
+    def end_removal(
+        self, serial: str, removed: Iterable[Leftover], failed: str | None, *, actor: Actor
+    ) -> None:
+        """What was removed, and what failed, audited (``token.cleaned``)."""
+        with self._ctx.denials_recorded(actor, "token_clean", "token", serial), self._ctx.write() as s:
+            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_clean")
+            outcome = {"removed": [_named(x) for x in removed], "failed": failed}
+            self._audit(s, actor, serial, "token.cleaned", outcome)
 
     def _audit(
         self, s: Session, actor: Actor, serial: str, action: str, details: Mapping[str, object]
@@ -121,6 +126,29 @@ def _unplaced(placed: Iterable[str], objects: Iterable[tuple[bytes, str, str]]) 
         for (key_id, label), classes in sorted(grouped.items(), key=lambda item: item[0][1])
         if key_id and key_id.hex() not in recorded and "certificate" not in classes
     ]
+
+
+def remove_found(
+    device: CleanableDevice,
+    found: list[Leftover],
+    done: Callable[[list[Leftover], str | None], None],
+) -> list[Leftover]:
+    """Remove each of ``found`` from the key, then report what was removed and what failed to ``done``
+    (which audits it), whatever happened."""
+    removed: list[Leftover] = []
+    failure: TokenError | None = None
+    if not found:
+        return removed
+    try:
+        for x in found:
+            device.remove_labelled(bytes.fromhex(x.key_id), x.label)
+            removed.append(x)
+    except TokenError as e:
+        failure = e
+        raise
+    finally:
+        done(removed, failure.message if failure else None)
+    return removed
 
 
 def _named(x: Leftover) -> dict[str, str]:

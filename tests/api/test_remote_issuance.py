@@ -240,3 +240,51 @@ def test_an_answer_lost_after_the_center_recorded_keeps_the_key_pair_for_resume(
     finally:
         stop_server(server)
     assert certificates_of(home, rid) == [(serial, True)]
+
+
+def test_a_desk_cleans_a_key_pair_its_kill_left_before_the_center_recorded_it(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    tokens = make_tokens(tmp_path / "hsm", 1)
+    rid = approved_request(home)
+    with serving(home) as base:
+        desk = DeskProcess(
+            base, tmp_path / "desk", {"SOFTHSM2_CONF": str(tokens.conf), "PKI_TOKEN_PIN": USER_PIN}
+        )
+        desk("login", "--server", base, "--as", "u-distributor", check=True)
+        kill = _server_shim(
+            tmp_path / "desk-shim",
+            "pki.desk.remote:RemoteDesk.call",
+            "    if a[1] == 'token.record':\n        os.kill(os.getpid(), signal.SIGKILL)\n    return _real(*a, **k)",
+        )
+        desk.env["PYTHONPATH"] = str(kill)
+        issue = ("issue", str(rid), "--token-label", "USBKEY-0", "--as", "u-distributor")
+        assert desk(*issue).code == -9
+        del desk.env["PYTHONPATH"]
+        assert certificates_of(home, rid) == []
+        refused = desk(*issue)
+        assert refused.code == 1 and "token clean" in refused.err
+        listed = desk("token", "clean", "--token-label", "USBKEY-0", "--json", check=True).json()
+        [left] = listed["leftovers"]
+        assert left["request_id"] == rid and "private key" in left["classes"]
+        removed = desk(
+            "token",
+            "clean",
+            "--token-label",
+            "USBKEY-0",
+            "--remove",
+            "--as",
+            "u-distributor",
+            "--json",
+            check=True,
+        ).json()
+        assert removed["leftovers"] == [left] and removed["removed"] is True
+        assert f"pkictl-{rid}-" not in listing(tokens, "USBKEY-0")
+        done = desk(*issue, "--json", check=True).json()
+        assert certificates_of(home, rid) == [(done["serial"], True)]
+    svc = center_service(home)
+    try:
+        actions = [r.action for r in svc.audit.recent(limit=20)]
+    finally:
+        svc.ctx.engine.dispose()
+    assert "token.clean" in actions and "token.cleaned" in actions

@@ -217,3 +217,80 @@ def inventory(svc: Service, actor: Actor | None, data: ListTokens) -> Any:
 def mark(svc: Service, actor: Actor | None, data: Mark) -> Any:
     done = svc.inventory.mark(data.serial, data.mark, actor=acting(actor), comment=data.comment)
     return {"serial": done.serial, "state": done.state.value, "revoked": done.revoked}
+
+
+class TokenObject(BaseModel):
+    key_id: str = Field(pattern=r"^(?:[0-9a-f]{2}){0,64}$")
+    label: str = Field(max_length=128)
+    cls: str = Field(max_length=32)
+
+
+class TokenObjects(Input):
+    token_serial: str = TokenSerial
+    objects: list[TokenObject] = Field(max_length=1024)
+
+
+class LeftoverDoc(BaseModel):
+    key_id: str
+    label: str
+    classes: list[str]
+    request_id: int | None
+
+
+class Cleaned(Input):
+    token_serial: str = TokenSerial
+    removed: list[LeftoverDoc] = Field(max_length=1024)
+    failed: str | None = Field(default=None, max_length=500)
+
+
+class Noted(BaseModel):
+    recorded: bool
+
+
+def _objects(data: TokenObjects) -> list[tuple[bytes, str, str]]:
+    return [(bytes.fromhex(o.key_id), o.label, o.cls) for o in data.objects]
+
+
+@operation(
+    "token.leftovers",
+    "POST",
+    "/tokens/{token_serial}/leftovers",
+    TokenObjects,
+    list[LeftoverDoc],
+    summary="Of the pkictl objects a desk read from its USB key, the key pairs no certificate record places there",
+    tag=TAG,
+    needs_actor=False,
+    reads_only=True,
+)
+def leftovers(svc: Service, actor: Actor | None, data: TokenObjects) -> Any:
+    return svc.token_cleanup.leftovers_among(data.token_serial, _objects(data))
+
+
+@operation(
+    "token.clean",
+    "POST",
+    "/tokens/{token_serial}/cleaning",
+    TokenObjects,
+    list[LeftoverDoc],
+    summary="Begin removing leftovers from a USB key: what may be removed, audited before the key is touched",
+    tag=TAG,
+)
+def clean(svc: Service, actor: Actor | None, data: TokenObjects) -> Any:
+    return svc.token_cleanup.begin_removal(data.token_serial, _objects(data), actor=acting(actor))
+
+
+@operation(
+    "token.cleaned",
+    "POST",
+    "/tokens/{token_serial}/cleaning/outcome",
+    Cleaned,
+    Noted,
+    summary="What the desk removed from its USB key, and what failed, for the audit trail",
+    tag=TAG,
+)
+def cleaned(svc: Service, actor: Actor | None, data: Cleaned) -> Any:
+    from pki.services.token_cleanup import Leftover
+
+    removed = [Leftover(x.key_id, x.label, tuple(x.classes), x.request_id) for x in data.removed]
+    svc.token_cleanup.end_removal(data.token_serial, removed, data.failed, actor=acting(actor))
+    return {"recorded": True}
