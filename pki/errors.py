@@ -7,6 +7,7 @@ prints the first, the clerks' web UI the second.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -193,3 +194,14 @@ class LoginThrottledError(PkiError):
             message_zh=f"登录失败次数过多，请 {minutes} 分钟后再试",
         )
         self.minutes = minutes
+
+
+def database_unavailable(error: Exception) -> str | None:
+    """The first line of the driver's message if ``error`` is SQLAlchemy's OperationalError (server
+    unreachable, database locked): not a refusal, but no bug either; None otherwise. Looked up lazily, so
+    that a CLI that never touched the database (``pkictl --help``) never imports SQLAlchemy."""
+    exc = sys.modules.get("sqlalchemy.exc")
+    if exc is None or not isinstance(error, exc.OperationalError):
+        return None
+    lines = str(error.orig if error.orig is not None else error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

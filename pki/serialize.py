@@ -6,7 +6,7 @@ from datetime import date, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from pki.models import AuditRecord, Certificate, CertificateAuthority, CertificateRequest, User
+from pki.models import AuditRecord, Certificate, User
 
 if TYPE_CHECKING:
     from pki.services.access import AccessResult
@@ -18,10 +18,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
-
-
-def request_to_dict(req: CertificateRequest) -> dict[str, Any]:
-    return {name: _plain(getattr(req, name)) for name in CertificateRequest.model_fields}
 
 
 def audit_to_dict(rec: AuditRecord) -> dict[str, Any]:
@@ -46,14 +42,6 @@ def certificate_to_dict(cert: Certificate, status: str) -> dict[str, Any]:
     data = {name: _plain(getattr(cert, name)) for name in Certificate.model_fields if name != "der"}
     data["status"] = status  # effective: valid, revoked or expired
     return data
-
-
-def ca_to_dict(ca: CertificateAuthority) -> dict[str, Any]:
-    return {
-        name: _plain(getattr(ca, name))
-        for name in CertificateAuthority.model_fields
-        if name not in ("certificate_der", "key_ref")
-    }
 
 
 def access_to_dict(result: AccessResult) -> dict[str, Any]:

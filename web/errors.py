@@ -21,6 +21,7 @@ from pki.errors import (
     SessionExpiredError,
     TokenError,
     ValidationError,
+    database_unavailable,
 )
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ def register_error_handlers(app: Flask) -> None:
         """A bug or an unreachable database: logged with its traceback; the client gets no detail."""
         if isinstance(error, HTTPException):
             return error  # type: ignore[return-value]
-        reason = _database_unavailable(error)
+        reason = database_unavailable(error)
         if reason is not None:
             log.error("database unavailable: %s", reason)
         else:
@@ -166,13 +167,3 @@ def _api_http(error: Exception) -> tuple[Response, int]:
     description = error.description if isinstance(error, HTTPException) else None
     title = name.lower()
     return _problem(plain(status, title, description or title, "请求无效"), status)
-
-
-def _database_unavailable(error: Exception) -> str | None:
-    import sys
-
-    exc = sys.modules.get("sqlalchemy.exc")
-    if exc is None or not isinstance(error, exc.OperationalError):
-        return None
-    lines = str(error.orig if error.orig is not None else error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__

@@ -145,21 +145,7 @@ def build_issuing(
             critical=False,
         )
         .add_extension(_crl_distribution_point(publication.crl_url), critical=False)
-        .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP,
-                        x509.UniformResourceIdentifier(publication.ocsp_url),
-                    ),
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier(publication.ca_issuers_url),
-                    ),
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(_authority_info_access(publication), critical=False)
     )
     return builder.sign(issuer_key, signature_hash(issuer_key))
 
@@ -192,6 +178,20 @@ def crl_urls_of(cert: x509.Certificate) -> tuple[str, ...]:
         return ()
     return tuple(
         n.value for dp in ext for n in dp.full_name or () if isinstance(n, x509.UniformResourceIdentifier)
+    )
+
+
+def _authority_info_access(publication: Publication) -> x509.AuthorityInformationAccess:
+    return x509.AuthorityInformationAccess(
+        [
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.OCSP, x509.UniformResourceIdentifier(publication.ocsp_url)
+            ),
+            x509.AccessDescription(
+                AuthorityInformationAccessOID.CA_ISSUERS,
+                x509.UniformResourceIdentifier(publication.ca_issuers_url),
+            ),
+        ]
     )
 
 
@@ -257,21 +257,7 @@ def build_end_entity(
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
         .add_extension(_aki(issuer), critical=False)
         .add_extension(_crl_distribution_point(publication.crl_url), critical=False)
-        .add_extension(
-            x509.AuthorityInformationAccess(
-                [
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.OCSP,
-                        x509.UniformResourceIdentifier(publication.ocsp_url),
-                    ),
-                    x509.AccessDescription(
-                        AuthorityInformationAccessOID.CA_ISSUERS,
-                        x509.UniformResourceIdentifier(publication.ca_issuers_url),
-                    ),
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(_authority_info_access(publication), critical=False)
         .add_extension(
             x509.CertificatePolicies([x509.PolicyInformation(x509.ObjectIdentifier(policy_oid), None)]),
             critical=False,

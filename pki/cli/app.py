@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
-from pki.errors import ImportRowsError, PkiError
+from pki.errors import ImportRowsError, PkiError, database_unavailable
 
 if TYPE_CHECKING:
     from pki.desk.local import LocalDesk
@@ -197,16 +197,6 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
-def _database_unavailable(e: Exception) -> str | None:
-    """The first line of the driver's message if ``e`` is SQLAlchemy's OperationalError (server unreachable,
-    database locked), else None. Looked up lazily so that ``pkictl --help`` never imports SQLAlchemy."""
-    exc = sys.modules.get("sqlalchemy.exc")
-    if exc is None or not isinstance(e, exc.OperationalError):
-        return None
-    lines = str(e.orig if e.orig is not None else e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__
-
-
 def main(argv: list[str] | None = None) -> None:
     try:
         # Without standalone mode click returns, rather than raises, the code of an Exit (--help, --version).
@@ -230,7 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:  # a file we were told to read or write
         fail(f"{e.filename or 'file'}: {e.strerror or e}")
     except Exception as e:
-        reason = _database_unavailable(e)
+        reason = database_unavailable(e)
         if reason is None:
             raise  # a bug: keep the traceback
         fail(f"database unavailable: {reason}")

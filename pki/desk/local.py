@@ -12,8 +12,6 @@ if TYPE_CHECKING:
 
 
 class LocalDesk:
-    remote = False
-
     def __init__(self, service: Service, username: str | None, password: Callable[[str], str]) -> None:
         self._service = service
         self._username = username

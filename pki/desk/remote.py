@@ -11,7 +11,6 @@ with the same key (a few times, with a pause), so it is carried out at most once
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any
@@ -19,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from pki.desk.contract import Operation, operations, to_json, validate
+from pki.desk.contract import Operation, operations, validate
 from pki.errors import FieldError, ImportRowsError, PkiError, RowError, ValidationError
 
 API = "/api/v1"
@@ -36,8 +35,6 @@ class ServerUnreachableError(PkiError):
 
 
 class RemoteDesk:
-    remote = True
-
     def __init__(self, server: str, token: str, username: str, *, verify: bool | str = True) -> None:
         self.server = server.rstrip("/")
         self.username = username
@@ -54,7 +51,7 @@ class RemoteDesk:
     def call(self, name: str, **fields: Any) -> Any:
         op = operations()[name]
         data = validate(op, fields)  # refused here exactly as the server would refuse it
-        document = json.loads(to_json(data.model_dump(mode="json", exclude_none=True)))
+        document = data.model_dump(mode="json", exclude_none=True)
         path = op.path.format(**{p: quote(str(document.pop(p)), safe="") for p in op.path_params})
         headers = {"Idempotency-Key": uuid.uuid4().hex} if op.writes else {}
         if op.method == "GET":
