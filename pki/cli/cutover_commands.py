@@ -50,10 +50,6 @@ def platform_option(f: Any) -> Any:
     return click.option("--platform", default="production", show_default=True, help=PLATFORM_HELP)(f)
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 # party ------------------------------------------------------------------------------------------------
 
 
@@ -220,26 +216,18 @@ PLAN_COLUMNS = ("province", "credential_number", "name", "kind", "readiness", "r
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Per-party CSV.")
 @json_option
 def cutover_plan(platform: str, at: datetime | None, days: int, out_path: Path | None, as_json: bool) -> None:
-    """Readiness per party and totals per province at an instant; exits 0 whoever is not ready."""
+    """Readiness per party and totals per province at an instant; exits 0 whoever is not ready. The parties
+    are written as they come (on the center's host the service hands them over one by one)."""
     import json
     from contextlib import ExitStack
 
     from pki.reports import CsvReport, csv_report
 
-    svc = service()
     writer: CsvReport | None = None
     first = [True]
 
-    def sink(row: Any) -> None:
-        values = (
-            row.province,
-            row.credential_number,
-            row.name,
-            row.party_kind.value,
-            row.readiness.value,
-            row.reason,
-            _iso(row.valid_until) or "",
-        )
+    def sink(row: dict[str, Any]) -> None:
+        values = tuple(row[c] or "" for c in PLAN_COLUMNS)
         if writer is not None:
             writer.row(values)
         if as_json:
@@ -247,38 +235,29 @@ def cutover_plan(platform: str, at: datetime | None, days: int, out_path: Path |
             sys.stdout.write(("" if first[0] else ",") + "\n    " + item)
             first[0] = False
 
+    d = desk()
     with ExitStack() as stack:
         if out_path is not None:
             writer = stack.enter_context(csv_report(out_path, PLAN_COLUMNS))
         if as_json:
             sys.stdout.write('{\n  "parties": [')
-        summary = svc.cutover.plan(platform=platform, at=at, days=days, sink=sink)
-    totals = {
-        province: {r.value: counts.get(r, 0) for r in Readiness}
-        for province, counts in sorted(summary.by_province.items())
-    }
+        summary = d.call("cutover.plan", sink=sink, platform=platform, at=at, days=days)
     if as_json:
-        tail = {
-            "platform": summary.platform,
-            "at": summary.at.isoformat(),
-            "cutover": summary.cutover.isoformat(),
-            "horizon": summary.horizon.isoformat(),
-            "totals": {r.value: summary.totals.get(r, 0) for r in Readiness},
-            "by_province": totals,
-        }
-        body = json.dumps(tail, ensure_ascii=False, indent=2)[1:]  # continue the open object
+        body = json.dumps(summary, ensure_ascii=False, indent=2)[1:]  # continue the open object
         sys.stdout.write(("\n  ]," if not first[0] else "],") + body + "\n")
         return
+    totals = summary["totals"]
+    parties = sum(totals.values())
     click.echo(
-        f"{summary.platform}: readiness at {local_time(summary.at)} CST "
-        f"(expiring = before {local_time(summary.horizon)}), {summary.parties} parties"
+        f"{summary['platform']}: readiness at {local_time(summary['at'])} CST "
+        f"(expiring = before {local_time(summary['horizon'])}), {parties} parties"
     )
     header = "".join(f"{r.value:>10}" for r in Readiness)
     click.echo(f"{'province':<10}{header}")
-    for province, counts in totals.items():
+    for province, counts in summary["by_province"].items():
         click.echo(f"{province:<10}" + "".join(f"{counts[r.value]:>10}" for r in Readiness))
-    click.echo(f"{'total':<10}" + "".join(f"{summary.totals.get(r, 0):>10}" for r in Readiness))
-    not_ready = summary.parties - summary.totals.get(Readiness.READY, 0)
+    click.echo(f"{'total':<10}" + "".join(f"{totals[r.value]:>10}" for r in Readiness))
+    not_ready = parties - totals[Readiness.READY.value]
     click.echo(f"{not_ready} parties not ready" + (f"; per-party report in {out_path}" if out_path else ""))
 
 

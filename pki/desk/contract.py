@@ -36,6 +36,10 @@ class NoInput(Input):
 
 
 Runner = Callable[["Service", "Actor | None", Any], Any]
+Sink = Callable[[Any], None]
+# An operation whose document carries a long list (``rows``): the service hands the rows to a sink one at a
+# time and returns the rest of the document, so a desk on the center's host never holds them all.
+Streamer = Callable[["Service", "Actor | None", Any, Sink], Any]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,8 @@ class Operation:
     status: int = 200
     # Operations that change something: the API takes an Idempotency-Key for them.
     writes: bool = field(default=False)
+    rows: str | None = None  # the list field a desk may take one row at a time (see :data:`Streamer`)
+    stream: Streamer | None = None
 
     @cached_property
     def path_params(self) -> tuple[str, ...]:
@@ -79,8 +85,30 @@ class Operation:
             self.adapter.validate_python(result, from_attributes=True), mode="json", by_alias=True
         )
 
-    def call(self, service: Service, actor: Actor | None, data: Input) -> Any:
-        return self.dump(self.run(service, actor, data))
+    @cached_property
+    def row_adapter(self) -> TypeAdapter[Any]:
+        """The adapter of one row of the ``rows`` list."""
+        from typing import get_args
+
+        model = self.output.build() if isinstance(self.output, Later) else self.output
+        (row,) = get_args(model.model_fields[self.rows].annotation)
+        return TypeAdapter(row)
+
+    def call(self, service: Service, actor: Actor | None, data: Input, sink: Sink | None = None) -> Any:
+        """The operation's document; with ``sink`` (an operation with ``rows``), each row goes to the sink as
+        its JSON document while the service makes it, and the document comes back without them."""
+        if sink is None or self.stream is None or self.rows is None:
+            return self.dump(self.run(service, actor, data))
+        rows = self.row_adapter
+
+        def each(row: Any) -> None:
+            sink(
+                rows.dump_python(rows.validate_python(row, from_attributes=True), mode="json", by_alias=True)
+            )
+
+        document = self.dump({**self.stream(service, actor, data, each), self.rows: []})
+        del document[self.rows]
+        return document
 
 
 def to_json(fields: dict[str, Any]) -> str:
@@ -185,29 +213,44 @@ def operation(
     needs_actor: bool = True,
     status: int = 200,
     reads_only: bool = False,
-) -> Callable[[Runner], Runner]:
+    rows: str | None = None,
+) -> Callable[[Any], Any]:
     """Register ``run`` as the operation ``name`` (see :class:`Operation`). ``reads_only``: a POST that
-    changes nothing (its input is too large or too private for a query string): no Idempotency-Key."""
+    changes nothing (its input is too large or too private for a query string): no Idempotency-Key.
+    ``rows``: the decorated function is a :data:`Streamer` and ``rows`` the list field it streams."""
 
-    def register(run: Runner) -> Runner:
+    def register(run: Any) -> Any:
         if name in OPERATIONS:
             raise ValueError(f"operation {name!r} registered twice")
+        stream: Streamer | None = run if rows is not None else None
         OPERATIONS[name] = Operation(
             name=name,
             method=method,
             path=path,
             input=input,
             output=output,
-            run=run,
+            run=run if stream is None else _collected(stream, rows),
             summary=summary,
             tag=tag,
             needs_actor=needs_actor,
             status=status,
             writes=method != "GET" and not reads_only,
+            rows=rows,
+            stream=stream,
         )
         return run
 
     return register
+
+
+def _collected(stream: Streamer, rows: str | None) -> Runner:
+    """A streamer as a plain runner: its rows gathered into the document (the API answers with all of them)."""
+
+    def run(service: Service, actor: Actor | None, data: Any) -> Any:
+        gathered: list[Any] = []
+        return {**stream(service, actor, data, gathered.append), str(rows): gathered}
+
+    return run
 
 
 def operations() -> dict[str, Operation]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from pki.desk.contract import operations, validate
+from pki.desk.contract import Sink, operations, validate
 
 if TYPE_CHECKING:
     from pki.services import Actor, Service
@@ -22,11 +22,12 @@ class LocalDesk:
     def service(self) -> Service:
         return self._service
 
-    def call(self, name: str, **fields: Any) -> Any:
-        """Run operation ``name`` with ``fields`` (validated as the API validates them); its JSON document."""
+    def call(self, name: str, sink: Sink | None = None, **fields: Any) -> Any:
+        """Run operation ``name`` with ``fields`` (validated as the API validates them); its JSON document.
+        ``sink``: an operation's long list (contract.Operation.rows) row by row, as the service makes it."""
         op = operations()[name]
         data = validate(op, fields)
-        return op.call(self._service, self.actor() if op.needs_actor else None, data)
+        return op.call(self._service, self.actor() if op.needs_actor else None, data, sink)
 
     def actor(self) -> Actor:
         """The operator (--as), authenticated once per process with the password."""

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from pki.desk.contract import Operation, operations, validate
+from pki.desk.contract import Operation, Sink, operations, validate
 from pki.errors import FieldError, ImportRowsError, PkiError, RowError, ValidationError
 
 API = "/api/v1"
@@ -48,15 +48,21 @@ class RemoteDesk:
     def close(self) -> None:
         self._client.close()
 
-    def call(self, name: str, **fields: Any) -> Any:
+    def call(self, name: str, sink: Sink | None = None, **fields: Any) -> Any:
+        """As LocalDesk.call: the server's answer, its ``rows`` handed to ``sink`` when one is given."""
         op = operations()[name]
         data = validate(op, fields)  # refused here exactly as the server would refuse it
         document = data.model_dump(mode="json", exclude_none=True)
         path = op.path.format(**{p: quote(str(document.pop(p)), safe="") for p in op.path_params})
         headers = {"Idempotency-Key": uuid.uuid4().hex} if op.writes else {}
         if op.method == "GET":
-            return self._send(op, path, headers, params=document)
-        return self._send(op, path, headers, json_body=document)
+            answer = self._send(op, path, headers, params=document)
+        else:
+            answer = self._send(op, path, headers, json_body=document)
+        if sink is not None and op.rows is not None:
+            for row in answer.pop(op.rows):
+                sink(row)
+        return answer
 
     def _send(
         self,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from pki.desk.contract import Input, acting, later, operation
+from pki.desk.contract import Input, Sink, acting, later, operation
 from pki.desk.types import FileData, Instant, Name, RecordId, Text
 from pki.enums import AccessMode, EvidenceType, PartyKind
 
@@ -331,16 +331,16 @@ def list_evidence(svc: Service, actor: Actor | None, data: ListEvidence) -> Any:
     summary="Readiness per party and totals per province at an instant",
     tag=TAG,
     needs_actor=False,
+    rows="parties",
 )
-def plan(svc: Service, actor: Actor | None, data: Plan) -> Any:
+def plan(svc: Service, actor: Actor | None, data: Plan, sink: Sink) -> Any:
     from pki.enums import Readiness
 
-    rows: list[dict[str, Any]] = []
     summary = svc.cutover.plan(
         platform=data.platform,
         at=_instant(data.at),
         days=data.days,
-        sink=lambda r: rows.append(
+        sink=lambda r: sink(
             {
                 "province": r.province,
                 "credential_number": r.credential_number,
@@ -362,7 +362,6 @@ def plan(svc: Service, actor: Actor | None, data: Plan) -> Any:
             province: {r.value: counts.get(r, 0) for r in Readiness}
             for province, counts in sorted(summary.by_province.items())
         },
-        "parties": rows,
     }
 
 
