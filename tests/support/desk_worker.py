@@ -1,9 +1,15 @@
-"""One desk process of a load test or benchmark: log in to a server, issue a list of approved requests from
-CSRs it makes itself (through pki.desk.remote.RemoteDesk, the CLI's own client), and write what happened.
+"""One desk process of a load test or benchmark: log in to a server, issue a list of approved requests
+(through pki.desk.remote.RemoteDesk, the CLI's own client), and write what happened.
 
-    python -m tests.support.desk_worker SERVER USER PASSWORD IDS_JSON OUT_JSON
+    python -m tests.support.desk_worker SERVER USER PASSWORD IDS_JSON OUT_JSON [csr|usbkey]
 
-OUT_JSON: {"issued": {request id: serial}, "refused": {request id: error code}, "latency_ms": [...]}.
+csr: from CSRs the desk makes before its clock starts, one call each. usbkey: onto a SoftHSM2 token of the
+desk's own, as `pkictl issue --token-serial` does (pki.desk.usbkey: begin, key pair and CSR on the token,
+record, write and read back, deliver), then the key handed back (objects removed, `token.mark returned`) so
+the next unit meets a returned key, as a desk reusing keys does.
+
+OUT_JSON: {"issued": {request id: serial}, "refused": {request id: error code}, "latency_ms": [...],
+"calls": {operation: [ms, ...]}, "elapsed_s": s}; latency_ms is per unit, calls per API call.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pki.errors import PkiError
 
 
 def spawn(
-    server: str, user: str, password: str, ids: list[int], directory: Path, tag: str
+    server: str, user: str, password: str, ids: list[int], directory: Path, tag: str, mode: str = "csr"
 ) -> subprocess.Popen[bytes]:
     """A desk process issuing ``ids`` through ``server``; it writes ``directory/{tag}.out.json``."""
     ids_path = directory / f"{tag}.ids.json"
@@ -41,6 +47,7 @@ def spawn(
             password,
             str(ids_path),
             str(directory / f"{tag}.out.json"),
+            mode,
         ],
         cwd=Path(__file__).resolve().parents[2],
     )
@@ -63,15 +70,24 @@ def csr() -> bytes:
     )
 
 
-def main(server: str, user: str, password: str, ids_path: str, out_path: str) -> None:
-    ids = json.loads(Path(ids_path).read_text())
+class TimedDesk:
+    """The desk, timing every API call by operation name."""
+
+    def __init__(self, desk: RemoteDesk) -> None:
+        self.desk = desk
+        self.calls: dict[str, list[float]] = {}
+
+    def call(self, name: str, **fields: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self.desk.call(name, **fields)
+        finally:
+            self.calls.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+
+
+def by_csr(desk: TimedDesk, ids: list[int], issued: dict[int, str], refused: dict[int, str]) -> list[float]:
     csrs = [csr() for _ in ids]  # made before the clock starts
-    session = open_session(server, user, password)
-    desk = RemoteDesk(server, session["token"], user)
-    issued: dict[int, str] = {}
-    refused: dict[int, str] = {}
     latency: list[float] = []
-    started = time.perf_counter()
     for rid, request in zip(ids, csrs, strict=True):
         t0 = time.perf_counter()
         try:
@@ -79,12 +95,65 @@ def main(server: str, user: str, password: str, ids_path: str, out_path: str) ->
         except PkiError as e:
             refused[rid] = e.code
         latency.append((time.perf_counter() - t0) * 1000)
+    return latency
+
+
+def on_usb_key(
+    desk: TimedDesk, ids: list[int], issued: dict[int, str], refused: dict[int, str], tokens: Path
+) -> list[float]:
+    from tests.support import softhsm
+
+    softhsm.configure(tokens)  # this desk's own key, before SoftHSM is first loaded here
+    from pki.desk import usbkey
+    from tokens.session import Module
+    from tokens.usbkey import open_usb_key
+
+    token = softhsm.new_token(tokens / "softhsm2.conf")
+    module = Module(token.module)
+    info = module.find(label=token.label)
+    latency: list[float] = []
+    for rid in ids:
+        t0 = time.perf_counter()
+        try:
+            done = usbkey.issue(
+                desk, rid, lambda: open_usb_key(module, info, token.pin), info.serial, "ec-p256"
+            )
+        except PkiError as e:
+            refused[rid] = e.code
+            continue
+        latency.append((time.perf_counter() - t0) * 1000)
+        issued[rid] = done["serial"]
+        with open_usb_key(module, info, token.pin) as device:
+            device.remove(bytes.fromhex(done["key_id"]))
+        desk.call("token.mark", serial=info.serial, mark="returned")
+    return latency
+
+
+def main(server: str, user: str, password: str, ids_path: str, out_path: str, mode: str = "csr") -> None:
+    ids = json.loads(Path(ids_path).read_text())
+    session = open_session(server, user, password)
+    desk = TimedDesk(RemoteDesk(server, session["token"], user))
+    issued: dict[int, str] = {}
+    refused: dict[int, str] = {}
+    started = time.perf_counter()
+    if mode == "usbkey":
+        latency = on_usb_key(desk, ids, issued, refused, Path(out_path).with_suffix(".tokens"))
+    else:
+        latency = by_csr(desk, ids, issued, refused)
     elapsed = time.perf_counter() - started
-    desk.close()
+    desk.desk.close()
     Path(out_path).write_text(
-        json.dumps({"issued": issued, "refused": refused, "latency_ms": latency, "elapsed_s": elapsed})
+        json.dumps(
+            {
+                "issued": issued,
+                "refused": refused,
+                "latency_ms": latency,
+                "calls": desk.calls,
+                "elapsed_s": elapsed,
+            }
+        )
     )
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:6])
+    main(*sys.argv[1:7])
