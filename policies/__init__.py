@@ -16,6 +16,7 @@ from policies.audit import AuditPolicy, load_audit
 from policies.ca import CaPolicy, ProfilePolicy, load_ca, load_profiles
 from policies.cutover import CutoverPolicy, load_cutover
 from policies.form import FormPolicy, ProvinceTable, load_form, load_provinces
+from policies.notify import NotifyPolicy, load_notify
 from policies.tokens import TokenPolicy, load_tokens
 from policies.workflow import WorkflowPolicy, load_workflow
 
@@ -31,6 +32,7 @@ class Policies:
     tokens: TokenPolicy
     access: AccessPolicy
     audit: AuditPolicy
+    notify: NotifyPolicy
 
 
 def load_policies(directory: Path | None = None) -> Policies:
@@ -45,6 +47,7 @@ def load_policies(directory: Path | None = None) -> Policies:
         tokens=load_tokens(d),
         access=load_access(d),
         audit=load_audit(d),
+        notify=load_notify(d),
     )
     unknown = sorted(policies.cutover.fast_track_provinces - set(policies.provinces.by_name))
     if unknown:

@@ -25,6 +25,7 @@ OPERATIONS = (
     "attach",
     "read_attachments",
     "read_evidence",
+    "notify",
 )
 
 

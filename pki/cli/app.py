@@ -246,11 +246,12 @@ __all__ = [
     "cutover_commands",
     "home_commands",
     "main",
+    "notify_commands",
     "request_commands",
     "session_commands",
     "token_commands",
     "user_commands",
 ]
 
-# Connected parties, evidence, the cutover and access checks (issue 6).
-from pki.cli import cutover_commands  # noqa: E402
+# Connected parties, evidence, the cutover and access checks (issue 6); expiry reminders by mail (issue 16).
+from pki.cli import cutover_commands, notify_commands  # noqa: E402

@@ -23,6 +23,7 @@ from pki.services.inventory import InventoryService
 from pki.services.issuance import IssuanceService
 from pki.services.ocsp_responder import OcspService
 from pki.services.parties import PartyService
+from pki.services.reminders import ReminderService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
@@ -78,6 +79,7 @@ class Service:
         self.access = AccessService(self.ctx, self.authority)
         self.attachments = AttachmentService(self.ctx)
         self.stats = StatsService(self.ctx)
+        self.reminders = ReminderService(self.ctx)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

@@ -78,3 +78,16 @@ class Cli:
         if admin is not None:
             argv += ["--as", admin]
         return self.ok(*argv, stdin=PASSWORD + "\n")
+
+
+def process_env(home: Path, db_url: str) -> dict[str, str]:
+    """The environment of a real `pkictl` process over the home (for tests that signal or kill it)."""
+    return {
+        "PATH": "/usr/bin:/bin",
+        "PKI_HOME": str(home),
+        "PKI_DATABASE_URL": db_url,
+        "PKI_PASSWORD": PASSWORD,
+        "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
+        "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
+        "LANG": "C.UTF-8",
+    }

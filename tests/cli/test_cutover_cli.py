@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from pki.db import make_engine
-from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, PASSWORD, Cli
+from tests.cli.runner import Cli, process_env
 from tests.cli.test_ca_cli import (
     OPERATOR,
     USBKEY,
@@ -164,18 +164,6 @@ def test_bad_instant_is_a_usage_error(home: Cli) -> None:
 # -- a real process, interrupted -------------------------------------------------------------------------
 
 
-def _env(home: Path, db_url: str) -> dict[str, str]:
-    return {
-        "PATH": "/usr/bin:/bin",
-        "PKI_HOME": str(home),
-        "PKI_DATABASE_URL": db_url,
-        "PKI_PASSWORD": PASSWORD,
-        "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
-        "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
-        "LANG": "C.UTF-8",
-    }
-
-
 def test_a_run_interrupted_by_a_signal_resumes_to_the_same_decisions(
     home: Cli, tmp_path: Path, db_url: str
 ) -> None:
@@ -208,7 +196,7 @@ def test_a_run_interrupted_by_a_signal_resumes_to_the_same_decisions(
         done = subprocess.run(
             [pkictl_path(), "cutover", "run", "--chunk", "3", "--at", "2021-01-01T00:00:00Z", "--as", "op"],
             check=False,
-            env={**_env(home.home, db_url), "PYTHONPATH": str(shim)},
+            env={**process_env(home.home, db_url), "PYTHONPATH": str(shim)},
             capture_output=True,
             text=True,
             timeout=120,

@@ -14,13 +14,9 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from tests.support.tls import server_certificate
 
 NGINX = "/usr/sbin/nginx"
 ENGINE = Path(f"/usr/lib/{platform.machine()}-linux-gnu/engines-3/pkcs11.so")  # Debian multiarch
@@ -84,32 +80,6 @@ def pkictl_serve(env: dict[str, str], port: int, log: Path) -> Iterator[str]:
         base = f"http://127.0.0.1:{port}"
         wait_for(f"{base}/healthz", proc, log)
         yield base
-
-
-def server_certificate(directory: Path) -> tuple[Path, Path]:
-    """A throw-away self-signed server certificate for nginx (curl is told not to check it: the judge here
-    is nginx checking the client)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(hours=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "server.pem", directory / "server.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path
 
 
 @dataclass(frozen=True)
