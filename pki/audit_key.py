@@ -70,6 +70,11 @@ class AuditKey:
     def checkpoint_mac(self, body: bytes) -> str:
         return hmac.digest(self._checkpoint_key, body, "sha256").hex()
 
+    def sealing_key(self, purpose: str) -> bytes:
+        """A key of its own for sealing another kind of secret kept in the database (a USB key's SO PIN):
+        derived from this one, so it is as safe as the audit key and never in the database either."""
+        return _derive(self.secret, b"pkictl sealing key v1: " + purpose.encode("ascii"))
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")

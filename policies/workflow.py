@@ -26,6 +26,7 @@ OPERATIONS = (
     "read_attachments",
     "read_evidence",
     "notify",
+    "token_admin",
 )
 
 

@@ -90,6 +90,11 @@ class Module:
                 f"cannot load PKCS#11 module {path}: {e}", message_zh="无法加载USB Key驱动"
             ) from e
 
+    @property
+    def lib(self) -> Any:
+        """The loaded PyKCS11 library, for the calls this class does not wrap (tokens/admin.py)."""
+        return self._lib
+
     def tokens(self) -> list[TokenInfo]:
         """The initialized, readable tokens present, in slot order (see scan for the unreadable ones)."""
         return self.scan().tokens

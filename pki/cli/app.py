@@ -249,9 +249,10 @@ __all__ = [
     "notify_commands",
     "request_commands",
     "session_commands",
+    "token_admin_commands",
     "token_commands",
     "user_commands",
 ]
 
 # Connected parties, evidence, the cutover and access checks (issue 6); expiry reminders by mail (issue 16).
-from pki.cli import cutover_commands, notify_commands  # noqa: E402
+from pki.cli import cutover_commands, notify_commands, token_admin_commands  # noqa: E402

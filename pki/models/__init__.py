@@ -9,6 +9,7 @@ from pki.models.cutover import CutoverDecision, CutoverRun, Evidence, Party
 from pki.models.reminder import Reminder
 from pki.models.setting import HomeSetting
 from pki.models.token import HandOver, TokenCertificate, UsbToken
+from pki.models.token_secret import TokenSoPin
 from pki.models.workflow import CertificateRequest, ImportBatch, User
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Reminder",
     "RequestAttachment",
     "TokenCertificate",
+    "TokenSoPin",
     "UsbToken",
     "User",
 ]

@@ -32,6 +32,7 @@ from pki.services.stats import StatsService
 from pki.services.token_cleanup import TokenCleanupService
 from pki.services.token_handshake import TokenHandshakeService
 from pki.services.token_issuance import TokenIssuanceService
+from pki.services.token_secrets import TokenSecretService
 from pki.services.users import UserService
 from policies import Policies, load_policies
 
@@ -80,6 +81,7 @@ class Service:
         self.attachments = AttachmentService(self.ctx)
         self.stats = StatsService(self.ctx)
         self.reminders = ReminderService(self.ctx)
+        self.token_secrets = TokenSecretService(self.ctx)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

@@ -339,6 +339,13 @@ OTHER_OPERATIONS = {
         "/api/v1/tokens/NO-SUCH-KEY/marks",
         lambda rid: {"mark": "lost"},
     ),
+    "token.so_pin.register": (
+        "operation",
+        "token_admin",
+        "PUT",
+        "/api/v1/tokens/KEY-{rid}/so-pin",
+        lambda rid: {"so_pin": "so-pin-12345678"},
+    ),
 }
 
 

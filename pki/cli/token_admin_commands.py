@@ -1,0 +1,106 @@
+"""`pkictl token init` and `pkictl token register-so-pin`: a USB key's SO PIN made by pkictl (or given once)
+and kept, sealed, by the center; never an argument, never printed. The holder's PIN comes from
+PKI_NEW_TOKEN_PIN or a hidden prompt."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from pki.cli.app import as_option, desk, json_option, print_json
+from pki.cli.token_commands import _find_token, _load, token
+
+MIN_USER_PIN, MAX_USER_PIN = 6, 16
+
+
+def _secret(env: str, prompt: str, *, confirm: bool) -> str:
+    value = os.environ.get(env)
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        raise click.UsageError(f"no {prompt}: set {env} or run in a terminal to be prompted")
+    return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
+
+
+def _module_paths(module_path: str | None) -> tuple[str, ...]:
+    from policies import load_policies
+
+    if module_path:
+        return (module_path,)
+    return tuple(p for p in load_policies().tokens.modules() if Path(p).is_file())
+
+
+@token.command("init")
+@click.option(
+    "--module", "module_path", metavar="PATH", help="PKCS#11 module (default: those in tokens.toml)."
+)
+@click.option(
+    "--token-serial", metavar="S", help="The blank key with this serial (default: the one blank key)."
+)
+@click.option("--token-label", metavar="L", required=True, help="The label to give the key.")
+@as_option
+@json_option
+def token_init(
+    module_path: str | None, token_serial: str | None, token_label: str, as_user: str, as_json: bool
+) -> None:
+    """Initialise a blank USB key: a random SO PIN (kept, sealed, by the center; never shown) and the
+    holder's PIN (PKI_NEW_TOKEN_PIN or a hidden prompt)."""
+    from pki.errors import TokenError
+    from pki.token_pins import new_so_pin
+    from tokens import admin
+
+    user_pin = _secret("PKI_NEW_TOKEN_PIN", "new user PIN for the holder", confirm=True)
+    if not MIN_USER_PIN <= len(user_pin) <= MAX_USER_PIN:
+        raise click.UsageError(f"the holder's PIN must have {MIN_USER_PIN} to {MAX_USER_PIN} characters")
+    d = desk(as_user)
+    d.call("token.admin.allowed")  # before the key is touched: initialising erases it
+    for path in _module_paths(module_path):
+        module = _load(path)
+        blanks = admin.blank_slots(module, serial=token_serial)
+        if blanks:
+            break
+    else:
+        wanted = f"with serial {token_serial!r} " if token_serial else ""
+        raise TokenError(f"no blank USB key {wanted}is present", message_zh="未找到空白USB Key")
+    if len(blanks) > 1:
+        raise click.UsageError(f"{len(blanks)} blank keys are present: choose one with --token-serial")
+    slot, serial = blanks[0]
+    so_pin = new_so_pin()
+    if serial:  # a key with a serial of its own: the center keeps its SO PIN before the key takes it
+        d.call("token.so_pin.register", serial=serial, so_pin=so_pin, replace=True)
+    info = admin.initialize(module, slot, so_pin=so_pin, user_pin=user_pin, label=token_label)
+    if not serial:  # SoftHSM gives a serial only when initialised
+        d.call("token.so_pin.register", serial=info.serial, so_pin=so_pin)
+    if as_json:
+        print_json({"serial": info.serial, "label": info.label, "so_pin_registered": True})
+        return
+    click.echo(
+        f"token {info.label} (serial {info.serial}) initialised; its SO PIN is on record at the center"
+    )
+
+
+@token.command("register-so-pin")
+@click.option(
+    "--module", "module_path", metavar="PATH", help="PKCS#11 module (default: those in tokens.toml)."
+)
+@click.option("--token-label", metavar="L", help="The key's label.")
+@click.option("--token-serial", metavar="S", help="The key's serial.")
+@as_option
+def token_register_so_pin(
+    module_path: str | None, token_label: str | None, token_serial: str | None, as_user: str
+) -> None:
+    """Register the SO PIN of a key that arrived initialised (PKI_TOKEN_SO_PIN or a hidden prompt); it is
+    checked on the key first, and kept only once."""
+    from tokens import admin
+
+    if (token_label is None) == (token_serial is None):
+        raise click.UsageError("give one of --token-label, --token-serial")
+    so_pin = _secret("PKI_TOKEN_SO_PIN", "the key's SO PIN", confirm=False)
+    d = desk(as_user)
+    module, info = _find_token(_module_paths(module_path), token_label, token_serial)
+    admin.check_so_pin(module, info, so_pin)
+    d.call("token.so_pin.register", serial=info.serial, so_pin=so_pin)
+    click.echo(f"token {info.label} (serial {info.serial}): SO PIN on record at the center")
