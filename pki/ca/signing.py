@@ -6,6 +6,8 @@ may be RSA (PKCS#1 v1.5), ECDSA, SM2 (SM3withSM2, standard signer ID) or a token
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
 from pki.ca import der
@@ -33,10 +35,12 @@ def algorithm_identifier(key: SigningKey) -> bytes:
     RFC 5758: ECDSA identifiers have no parameters; GM/T 0006 and GM/T 0015: SM3withSM2 neither; RFC 4055:
     RSA PKCS#1 v1.5 ones carry NULL.
     """
-    dotted = algorithm_oid(key)
-    if isinstance(key, rsa.RSAPrivateKey):
-        return der.sequence(der.oid(dotted), der.null())
-    return der.sequence(der.oid(dotted))
+    return _identifier(algorithm_oid(key), isinstance(key, rsa.RSAPrivateKey))
+
+
+@lru_cache(maxsize=16)
+def _identifier(dotted: str, null_parameters: bool) -> bytes:
+    return der.sequence(der.oid(dotted), der.null()) if null_parameters else der.sequence(der.oid(dotted))
 
 
 def sign(key: SigningKey, data: bytes) -> bytes:

@@ -16,6 +16,7 @@ from typing import Any
 from tongsuopy.crypto import hashes as _hashes
 from tongsuopy.crypto import serialization as _ser
 from tongsuopy.crypto.asymciphers import ec as _ec
+from tongsuopy.crypto.exceptions import InternalError as _InternalError
 from tongsuopy.crypto.exceptions import InvalidSignature as _InvalidSignature
 from tongsuopy.crypto.exceptions import UnsupportedAlgorithm as _Unsupported
 
@@ -62,6 +63,8 @@ class Sm2PublicKey:
         try:
             self._key.verify(signature, data, _ec.ECDSA(_hashes.SM3()))
         except (_InvalidSignature, ValueError):
+            return False
+        except _InternalError:  # what tongsuopy raises for a signature that is not a DER SM2Signature
             return False
         return True
 

@@ -195,6 +195,7 @@ class IssuanceService:
             fingerprints = {rid: spki_sha256(key) for rid, key in keys}
             taken = self._holders(s, list(fingerprints.values()))
             now = whole_seconds(self._ctx.now())
+            public_url = read_public_url(s)  # once for the batch: the same transaction
             rows: list[dict[str, Any]] = []
             for rid, key in keys:
                 req = reqs.get(rid)
@@ -207,7 +208,7 @@ class IssuanceService:
                 holder = taken.get(fingerprints[rid])
                 if holder is not None:
                     raise _key_reused(holder)
-                values = self._certify(s, req, key, now, months=None)
+                values = self._certify(req, key, now, months=None, public_url=public_url)
                 taken[fingerprints[rid]] = values["serial"]  # the same key twice in one batch is refused too
                 rows.append(_row(values, actor, now, renewed_from_id=None, delivered=True))
             ca_slugs = [r.pop("_ca") for r in rows]
@@ -248,9 +249,18 @@ class IssuanceService:
             ]
 
     def _certify(
-        self, s: Session, req: Applicant, public_key: PublicKey, now: datetime, *, months: int | None
+        self,
+        req: Applicant,
+        public_key: PublicKey,
+        now: datetime,
+        *,
+        months: int | None,
+        public_url: str | None,
     ) -> dict[str, Any]:
-        """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``)."""
+        """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``).
+
+        ``public_url``: the home's public URL as the caller's transaction reads it (None: ca.toml's URLs).
+        """
         ca = self._authority.issuing_for(req.access_type)
         _refuse_other_family(ca, req.access_type, public_key)
         not_after = add_months(now, months or req.validity_months)
@@ -270,7 +280,7 @@ class IssuanceService:
             x509.random_serial_number(),
             certs.Validity(now, not_after),
             policy_oid=profiles.kinds[req.access_type.value].policy_oid,
-            publication=self._publication(s, ca),
+            publication=publication(self._ctx.policies.ca, public_url, ca.slug),
             organization_code_oid=profiles.organization_code_oid,
             organization_code=req.credential_number,
         )
@@ -319,7 +329,7 @@ class IssuanceService:
         self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = _row(
-            self._certify(s, req, public_key, now, months=months),
+            self._certify(req, public_key, now, months=months, public_url=read_public_url(s)),
             actor,
             now,
             renewed_from_id=renewed_from.id if renewed_from else None,
@@ -411,10 +421,6 @@ class IssuanceService:
                 f" ({limit}): choose a shorter validity",
                 message_zh=f"证书有效期不能超过签发CA的有效期（{limit}）",
             )
-
-    def _publication(self, s: Session, ca: LoadedCa) -> certs.Publication:
-        """The home's public URL as it is in this transaction (else the ca.toml defaults)."""
-        return publication(self._ctx.policies.ca, read_public_url(s), ca.slug)
 
 
 def _row(

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import csr as a_csr
 from asn1crypto import x509 as a_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -141,6 +142,22 @@ def test_a_csr_with_a_bad_signature_is_refused(
         sm2.issuance.issue_from_csr(rid, bytes(der), actor=people["distributor"])
     [error] = refused.value.for_field("csr")
     assert "SM3withSM2 signature does not verify" in error.message
+
+
+def test_a_csr_whose_signature_is_not_an_sm2_signature_is_refused(
+    sm2: Service, people: dict[str, Actor], tmp_path: Path
+) -> None:
+    """Octets that are no DER SM2Signature at all: refused like a bad signature (tongsuopy raises an
+    internal error for them), and the library keeps working afterwards."""
+    request = a_csr.CertificationRequest.load(
+        x509.load_pem_x509_csr(gm.openssl_csr(tmp_path)).public_bytes(Encoding.DER)
+    )
+    request["signature"] = b"\x01" * 71
+    rid = approved(sm2, people, access_type="formal")
+    with pytest.raises(ValidationError) as refused:
+        sm2.issuance.issue_from_csr(rid, request.dump(), actor=people["distributor"])
+    assert refused.value.for_field("csr")
+    assert _issue(sm2, people, gm.openssl_csr(tmp_path, name="after")).serial_number
 
 
 @pytest.mark.parametrize("algorithm", ["rsa-2048", "ec-p256"])
