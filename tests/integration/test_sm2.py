@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from pki.clock import FixedClock
 from pki.enums import RequestState
 from pki.errors import KeyAccessError, ValidationError
 from pki.services import Actor, Service
-from tests.conftest import CA_PASSPHRASE
+from tests.conftest import CA_PASSPHRASE, fixed_seal
 from tests.support import sm2 as gm
 from tests.support.pki import approved, csr_for, key
 
@@ -291,3 +292,39 @@ def test_renewal_certifies_the_same_sm2_key_again(
     successor = x509.load_der_x509_certificate(renewed.der)
     assert certs.subject_public_key_info(successor) == certs.subject_public_key_info(cert)
     assert successor.signature_algorithm_oid.dotted_string == SM3_WITH_SM2_OID
+
+
+def test_issuing_cas_are_recertified_and_ocsp_signers_rotated_in_sm2(
+    sm2: Service, engine: Engine, clock: FixedClock, tmp_path: Path
+) -> None:
+    """The hierarchy's upkeep works for SM2 CAs too: re-certification under the same key (policies changed)
+    and the delegated OCSP signers' rotation at CRL publication."""
+    root_key = Sm2PublicKey.from_spki(certs.subject_public_key_info(sm2.authority.get("root").certificate))
+    before = {slug: sm2.authority.get(slug).certificate for slug in ("test", "formal", "ocsp-formal")}
+    policies = sm2.ctx.policies
+    kinds = {k: replace(v, policy_oid=f"{v.policy_oid}.9") for k, v in policies.profiles.kinds.items()}
+    changed = Service(
+        engine,
+        policies=replace(policies, profiles=replace(policies.profiles, kinds=kinds)),
+        clock=clock,
+        keys=FileKeyStore(tmp_path / "ca", lambda: CA_PASSPHRASE),
+        audit_seal=fixed_seal(tmp_path),
+    )
+    assert sorted(changed.authority.recertify_issuing()) == ["formal", "test"]
+    for slug in ("test", "formal"):
+        new = changed.authority.get(slug).certificate
+        assert certs.subject_public_key_info(new) == certs.subject_public_key_info(before[slug])
+        assert certs.policy_oids_of(new) == {kinds[slug].policy_oid}
+        assert root_key.verifies(new.signature, new.tbs_certificate_bytes)
+
+    clock.advance(timedelta(days=340))  # inside the signers' 30-day rotation window
+    changed.crl.publish()
+    signer = changed.authority.get("ocsp-formal")
+    assert (
+        signer.record.key_algorithm == "sm2"
+        and signer.record.serial != f"{before['ocsp-formal'].serial_number:X}"
+    )
+    formal_key = Sm2PublicKey.from_spki(
+        certs.subject_public_key_info(changed.authority.get("formal").certificate)
+    )
+    assert formal_key.verifies(signer.certificate.signature, signer.certificate.tbs_certificate_bytes)
