@@ -40,6 +40,7 @@ from pki.db import make_engine, normalize_url  # noqa: E402
 from pki.enums import Role  # noqa: E402
 from pki.models import User  # noqa: E402
 from pki.services import Actor, Service  # noqa: E402
+from policies import load_policies  # noqa: E402
 
 PG_URL = os.environ.get("PKI_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PASSPHRASE = "bench-ca-passphrase-123"
@@ -110,9 +111,12 @@ PEOPLE = {
 
 
 @contextmanager
-def environment(db: str, *, keep: bool = False, prefix: str = "pkibench-") -> Iterator[Env]:
+def environment(
+    db: str, *, keep: bool = False, prefix: str = "pkibench-", policy_dir: Path | None = None
+) -> Iterator[Env]:
     """Temp dir, migrated database, service with a FileKeyStore, CA hierarchy, and the actors as user rows
-    (password_hash "!" as in tests/conftest.py: we act as them directly)."""
+    (password_hash "!" as in tests/conftest.py: we act as them directly). ``policy_dir``: policy files
+    overriding the packaged ones (bench/sm2.py's SM2 ca.toml)."""
     tmpdir = tempfile.mkdtemp(prefix=prefix)
     tmp = Path(tmpdir)
     try:
@@ -126,7 +130,12 @@ def environment(db: str, *, keep: bool = False, prefix: str = "pkibench-") -> It
                     tmp / "audit" / "audit.key", PassphraseProtection(lambda: PASSPHRASE), keyed_from=1
                 )
                 seal = AuditSeal.fixed(key, tmp / "audit" / "checkpoints.jsonl")
-                service = Service(engine, keys=FileKeyStore(tmp / "ca", lambda: PASSPHRASE), audit_seal=seal)
+                service = Service(
+                    engine,
+                    policies=load_policies(policy_dir) if policy_dir else None,
+                    keys=FileKeyStore(tmp / "ca", lambda: PASSPHRASE),
+                    audit_seal=seal,
+                )
                 service.authority.ensure_hierarchy()
                 now = datetime.now(UTC)
                 people = {

@@ -82,7 +82,7 @@ def issuance(n: int, db: str) -> None:
         svc.issuance.issue_many_from_csr(items[:500], actor=d)  # warm caches, not counted
         tm = Timers()
         tm.wrap(iss.IssuanceService, "issue_many_from_csr", "issue_many_from_csr")
-        tm.wrap(iss, "parse_csr", "parse_csr (PEM load + signature check)")
+        tm.wrap(iss, "csr_public_key", "parse_csr (PEM load + signature check)")
         tm.wrap(context.Context, "resolve", "resolve actor (SELECT pki_user)")
         tm.wrap(requests.RequestService, "lock_many", "lock_many (SELECT … FOR UPDATE, id order)")
         tm.wrap(requests.RequestService, "actions_by_many", "actions_by_many (SELECT audit_record, SoD)")
@@ -305,7 +305,7 @@ def token(n: int, db: str) -> None:
         tm.wrap(usbkey.UsbKey, "generate", "key pair generated (token thread, beside _record)")
         tm.wrap(token_device.NewKey, "public_key", "waiting for the key pair, then the CSR")
         tm.wrap(native.NativeModule, "sign", "C_Sign (native: the CSR)")
-        tm.wrap(token_device, "parse_csr", "parse_csr (signature check)")
+        tm.wrap(token_device, "csr_public_key", "parse_csr (signature check)")
         tm.wrap(ti.TokenIssuanceService, "_record", "_record (issuance transaction)")
         tm.wrap(requests.RequestService, "lock_row", "lock_row (role, request lock, duties)")
         tm.wrap(context.Context, "resolve", "resolve actor (SELECT pki_user)")

@@ -9,7 +9,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pki.ca.keys import KEY_ALGORITHMS
+from pki.ca.keys import KEY_ALGORITHMS, is_sm2
 from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list
 
@@ -22,6 +22,7 @@ _URL = re.compile(r"^https?://[^\s/?#]+(/[^\s?#]*)?$")
 class CaName:
     common_name: str
     lifetime_years: int
+    key_algorithm: str  # this CA's key type (and so its signature algorithm); its OCSP signer's too
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,12 @@ class CaPolicy:
     key_store: str = "file"  # "file" | "pkcs11"
     pkcs11_module: str = ""
     pkcs11_token_label: str = ""
+
+    def algorithm_for(self, slug: str) -> str:
+        """The key type of CA ``slug`` (root, an issuing kind, or an OCSP signer ocsp-CA, which signs with
+        the algorithm of the CA it answers for)."""
+        ca = slug.removeprefix("ocsp-")
+        return self.root.key_algorithm if ca == "root" else self.issuing[ca].key_algorithm
 
     def crl_url(self, ca: str) -> str:
         return f"{self.crl_base.rstrip('/')}/{ca}.crl"
@@ -80,11 +87,21 @@ def _positive(data: dict[str, Any], key: str, where: str, upper: int) -> int:
     return value
 
 
-def _name(data: dict[str, Any], where: str) -> CaName:
+def _algorithm(value: object, where: str) -> str:
+    if value not in KEY_ALGORITHMS:
+        raise ConfigurationError(f"{where}: key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}")
+    return str(value)
+
+
+def _name(data: dict[str, Any], where: str, default_algorithm: str) -> CaName:
     cn = need(data, "common_name", str, where)
     if not 0 < len(cn) <= 64:
         raise ConfigurationError(f"{where}: 'common_name' must be 1..64 characters")
-    return CaName(common_name=cn, lifetime_years=_positive(data, "lifetime_years", where, 50))
+    return CaName(
+        common_name=cn,
+        lifetime_years=_positive(data, "lifetime_years", where, 50),
+        key_algorithm=_algorithm(data.get("key_algorithm", default_algorithm), where),
+    )
 
 
 def _url(data: dict[str, Any], key: str, where: str) -> str:
@@ -97,11 +114,7 @@ def _url(data: dict[str, Any], key: str, where: str) -> str:
 def load_ca(directory: Path) -> CaPolicy:
     data = read_toml(directory, "ca.toml")
     h = _table(data, "hierarchy", "ca.toml")
-    algorithm = need(h, "key_algorithm", str, "ca.toml [hierarchy]")
-    if algorithm not in KEY_ALGORITHMS:
-        raise ConfigurationError(
-            f"ca.toml [hierarchy]: key_algorithm must be one of {', '.join(KEY_ALGORITHMS)}"
-        )
+    algorithm = _algorithm(need(h, "key_algorithm", str, "ca.toml [hierarchy]"), "ca.toml [hierarchy]")
     issuing = _table(data, "issuing", "ca.toml")
     if sorted(issuing) != sorted(KINDS):
         raise ConfigurationError(f"ca.toml [issuing]: needs exactly the kinds {', '.join(KINDS)}")
@@ -116,6 +129,16 @@ def load_ca(directory: Path) -> CaPolicy:
     store = need(keys, "store", str, "ca.toml [keys]")
     if store not in ("file", "pkcs11"):
         raise ConfigurationError("ca.toml [keys]: store must be 'file' or 'pkcs11'")
+    root = _name(_table(data, "root", "ca.toml"), "ca.toml [root]", algorithm)
+    issuing_names = {
+        k: _name(_table(issuing, k, "ca.toml [issuing]"), f"ca.toml [issuing.{k}]", algorithm) for k in KINDS
+    }
+    if store == "pkcs11" and any(is_sm2(n.key_algorithm) for n in (root, *issuing_names.values())):
+        # SoftHSM2 has no SM2 mechanism and every vendor's SM2 mechanism has its own number: not mapped yet.
+        raise ConfigurationError(
+            "ca.toml [keys]: SM2 CA keys are kept in files (store = 'file'); SM2 through PKCS#11 needs a"
+            " vendor mechanism that pkictl does not map yet"
+        )
     country = need(h, "country", str, "ca.toml [hierarchy]")
     if not re.fullmatch(r"[A-Z]{2}", country):
         raise ConfigurationError("ca.toml [hierarchy]: country must be two capital letters")
@@ -123,10 +146,8 @@ def load_ca(directory: Path) -> CaPolicy:
         country=country,
         organization=need(h, "organization", str, "ca.toml [hierarchy]"),
         key_algorithm=algorithm,
-        root=_name(_table(data, "root", "ca.toml"), "ca.toml [root]"),
-        issuing=MappingProxyType(
-            {k: _name(_table(issuing, k, "ca.toml [issuing]"), f"ca.toml [issuing.{k}]") for k in KINDS}
-        ),
+        root=root,
+        issuing=MappingProxyType(issuing_names),
         ocsp_lifetime_days=_positive(
             _table(data, "ocsp", "ca.toml"), "lifetime_days", "ca.toml [ocsp]", 3650
         ),

@@ -2,7 +2,7 @@
 
 cryptography's builder needs one RevokedCertificate object per entry (about 1.3 s for 100,000 here); a CRL
 is a flat list, so we encode it directly and sign the TBSCertList with the CA key, which may be any
-cryptography private key, including a token-backed one. The output is checked by cryptography's parser,
+cryptography private key, including a token-backed one, or an SM2 key (SM3withSM2). The output is checked by cryptography's parser,
 openssl and pkilint in the tests.
 """
 
@@ -12,10 +12,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from pki.ca import der
-from pki.ca.keys import PrivateKey, signature_hash
+from pki.ca import der, signing
+from pki.ca.keys import SigningKey
 
 # RFC 5280 §5.3.1 CRLReason codes by our reason names.
 REASON_CODES = {
@@ -31,22 +30,9 @@ REASON_CODES = {
     "aACompromise": 10,
 }
 
-_SIG_OIDS = {
-    ("ec", "sha256"): "1.2.840.10045.4.3.2",
-    ("ec", "sha384"): "1.2.840.10045.4.3.3",
-    ("rsa", "sha256"): "1.2.840.113549.1.1.11",
-    ("rsa", "sha384"): "1.2.840.113549.1.1.12",
-}
 _REASON_EXT = der.oid("2.5.29.21")
 _CRL_NUMBER = "2.5.29.20"
 _AKI = "2.5.29.35"
-
-
-def _algorithm_identifier(key: PrivateKey) -> bytes:
-    family = "ec" if isinstance(key, ec.EllipticCurvePrivateKey) else "rsa"
-    dotted = _SIG_OIDS[(family, signature_hash(key).name)]
-    # RFC 5758: ECDSA identifiers have no parameters; RFC 4055: RSA PKCS#1 v1.5 ones carry NULL.
-    return der.sequence(der.oid(dotted)) if family == "ec" else der.sequence(der.oid(dotted), der.null())
 
 
 # The reason-code entry extension of every code but unspecified, encoded once (RFC 5280 §5.3.1: the reason
@@ -84,7 +70,7 @@ def encode_entries(rows: Iterable[tuple[str, datetime, str]]) -> bytes:
 
 def build_crl(
     issuer: x509.Certificate,
-    issuer_key: PrivateKey,
+    issuer_key: SigningKey,
     *,
     number: int,
     this_update: datetime,
@@ -94,7 +80,7 @@ def build_crl(
     """DER of a signed v2 CRL with AKI and CRL number; entries are (hex serial, revocation time, reason name)
     rows straight from the database, in the order given."""
     ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
-    algorithm = _algorithm_identifier(issuer_key)
+    algorithm = signing.algorithm_identifier(issuer_key)
     revoked = encode_entries(entries)
     extensions = der.sequence(
         der.sequence(der.oid(_AKI), der.octet_string(der.sequence(der.tlv(0x80, ski)))),
@@ -109,12 +95,4 @@ def build_crl(
         *([der.tlv(0x30, revoked)] if revoked else []),
         der.explicit(0, extensions),
     )
-    return der.sequence(tbs, algorithm, der.bit_string(_sign(issuer_key, tbs)))
-
-
-def _sign(key: PrivateKey, data: bytes) -> bytes:
-    digest = signature_hash(key)
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return key.sign(data, ec.ECDSA(digest))
-    assert isinstance(key, rsa.RSAPrivateKey)
-    return key.sign(data, padding.PKCS1v15(), digest)
+    return der.sequence(tbs, algorithm, der.bit_string(signing.sign(issuer_key, tbs)))

@@ -7,25 +7,40 @@ import hashlib
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from pki.ca.sm2 import ALGORITHM as SM2
+from pki.ca.sm2 import Sm2PrivateKey, Sm2PublicKey
+
+# What cryptography signs with (its builders, token-backed keys): RSA and ECDSA.
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
-PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
+# A CA's key: one of those, or SM2 (signed through pki/ca/sm2.py).
+SigningKey = PrivateKey | Sm2PrivateKey
+PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey | Sm2PublicKey
 
 # The key types we issue to and sign with, by the names policy files use.
 CURVES: dict[str, type[ec.EllipticCurve]] = {"ec-p256": ec.SECP256R1, "ec-p384": ec.SECP384R1}
 RSA_BITS = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
-KEY_ALGORITHMS = (*RSA_BITS, *CURVES)
+KEY_ALGORITHMS = (*RSA_BITS, *CURVES, SM2)
 
 
-def generate_private_key(algorithm: str) -> PrivateKey:
+def generate_private_key(algorithm: str) -> SigningKey:
     if algorithm in CURVES:
         return ec.generate_private_key(CURVES[algorithm]())
     if algorithm in RSA_BITS:
         return rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS[algorithm])
+    if algorithm == SM2:
+        return Sm2PrivateKey.generate()
     raise ValueError(f"unknown key algorithm {algorithm!r}")
 
 
+def is_sm2(algorithm: str) -> bool:
+    """Whether the key type named ``algorithm`` is SM2 (signs SM3withSM2, GM/T 0015 profile)."""
+    return algorithm == SM2
+
+
 def algorithm_of(public_key: object) -> str | None:
-    """'rsa-2048', 'ec-p256', … or None for anything we do not issue to (other sizes, curves, types)."""
+    """'rsa-2048', 'ec-p256', 'sm2', … or None for anything we do not issue to (other sizes, curves, types)."""
+    if isinstance(public_key, Sm2PublicKey):
+        return SM2
     if isinstance(public_key, rsa.RSAPublicKey):
         name = f"rsa-{public_key.key_size}"
         return name if name in RSA_BITS else None
@@ -36,8 +51,10 @@ def algorithm_of(public_key: object) -> str | None:
     return None
 
 
-def signature_hash(key: PrivateKey | PublicKey) -> hashes.SHA256 | hashes.SHA384:
-    """SHA-384 for P-384 (matching strength), SHA-256 otherwise."""
+def signature_hash(
+    key: PrivateKey | rsa.RSAPublicKey | ec.EllipticCurvePublicKey,
+) -> hashes.SHA256 | hashes.SHA384:
+    """SHA-384 for P-384 (matching strength), SHA-256 otherwise (SM2 always hashes with SM3)."""
     if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey) and isinstance(
         key.curve, ec.SECP384R1
     ):
@@ -46,6 +63,8 @@ def signature_hash(key: PrivateKey | PublicKey) -> hashes.SHA256 | hashes.SHA384
 
 
 def spki_der(public_key: PublicKey) -> bytes:
+    if isinstance(public_key, Sm2PublicKey):
+        return public_key.spki_der
     return public_key.public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )

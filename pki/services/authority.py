@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca import certs
-from pki.ca.keys import PrivateKey
+from pki.ca.keys import SigningKey
 from pki.ca.keystore import KeyStore
 from pki.ca.validity import add_months, whole_seconds
 from pki.enums import AccessType, CaRole
@@ -137,7 +137,7 @@ class AuthorityService:
         return f"{ca_name} OCSP"
 
     def _make_root_signer(
-        self, s: Session, keys: KeyStore, root: CertificateAuthority, root_key: PrivateKey, now: datetime
+        self, s: Session, keys: KeyStore, root: CertificateAuthority, root_key: SigningKey, now: datetime
     ) -> CertificateAuthority:
         end = min(now + timedelta(days=self._ctx.policies.ca.ocsp_lifetime_days), root.not_valid_after)
         _, signer = self._make(
@@ -179,15 +179,16 @@ class AuthorityService:
         slug: str,
         role: CaRole,
         kind: AccessType | None,
-        issuer: tuple[CertificateAuthority, PrivateKey] | None,
+        issuer: tuple[CertificateAuthority, SigningKey] | None,
         common_name: str,
         validity: certs.Validity,
         build: Callable[..., x509.Certificate] | None = None,
-    ) -> tuple[PrivateKey, CertificateAuthority]:
+    ) -> tuple[SigningKey, CertificateAuthority]:
         """Generate a key, certify it (self-signed when ``issuer`` is None), store key and record."""
         policy = self._ctx.policies.ca
         serial = x509.random_serial_number()
-        key, ref = keys.create(f"{slug}-{serial:X}"[:48], policy.key_algorithm)
+        algorithm = policy.algorithm_for(slug)
+        key, ref = keys.create(f"{slug}-{serial:X}"[:48], algorithm)
         name = certs.ca_name(policy.country, policy.organization, common_name)
         if issuer is None:
             cert = certs.build_root(key, name, serial, validity)
@@ -206,7 +207,7 @@ class AuthorityService:
             not_valid_after=cert.not_valid_after_utc,
             certificate_der=cert.public_bytes(Encoding.DER),
             key_ref=ref,
-            key_algorithm=policy.key_algorithm,
+            key_algorithm=algorithm,
             created_at=self._ctx.now(),
         )
         s.add(record)
@@ -252,7 +253,7 @@ class AuthorityService:
                 cert = certs.build_issuing(
                     root.certificate,
                     root_key,
-                    old.public_key(),  # type: ignore[arg-type]  # our CA keys are RSA or EC
+                    certs.public_key_of(old),
                     old.subject,
                     serial,
                     certs.Validity(old.not_valid_before_utc, old.not_valid_after_utc),
@@ -312,7 +313,8 @@ class AuthorityService:
                     continue
                 rotated.append(signer.slug)
                 serial = x509.random_serial_number()
-                key, ref = keys.create(f"{signer.slug}-{serial:X}"[:48], policy.key_algorithm)
+                # The signer signs as its CA does: a CA's algorithm is its record's, whatever policy says now.
+                key, ref = keys.create(f"{signer.slug}-{serial:X}"[:48], issuing.record.key_algorithm)
                 name = certs.ca_name(policy.country, policy.organization, self._signer_name(issuing.slug))
                 cert = certs.build_ocsp_signer(
                     issuing.certificate,
@@ -372,7 +374,7 @@ class AuthorityService:
     def ocsp_signer_for(self, issuing: LoadedCa) -> LoadedCa:
         return self.get(f"ocsp-{issuing.slug}")
 
-    def key_for(self, ca: LoadedCa) -> PrivateKey:
+    def key_for(self, ca: LoadedCa) -> SigningKey:
         return self._ctx.key_store().load(ca.record.key_ref)
 
     def chain(self, ca: LoadedCa) -> list[x509.Certificate]:

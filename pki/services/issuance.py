@@ -11,15 +11,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from asn1crypto import csr as a_csr
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import bindparam, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki import audit
-from pki.ca import certs
-from pki.ca.keys import PublicKey, algorithm_of, spki_sha256
+from pki.ca import certs, sm2
+from pki.ca.keys import PublicKey, algorithm_of, is_sm2, spki_sha256
 from pki.ca.validity import add_months, whole_seconds
 from pki.enums import AccessType, Action, CertificateStatus, RevocationReason
 from pki.errors import (
@@ -40,8 +42,9 @@ from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
 
 
-def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
-    """A PEM or DER CSR whose self-signature verifies (proof of possession). Raises ValidationError."""
+def csr_public_key(data: bytes) -> PublicKey:
+    """The public key of a PEM or DER CSR whose self-signature verifies (proof of possession), SM2 included
+    (an SM3withSM2 signature checked with the standard signer ID). Raises ValidationError naming ``csr``."""
     try:
         csr = (
             x509.load_pem_x509_csr(data)
@@ -52,9 +55,51 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise ValidationError(
             [FieldError("csr", f"not a PKCS#10 request ({e})", "证书请求文件格式错误")]
         ) from e
-    if not csr.is_signature_valid:
+    if csr.signature_algorithm_oid.dotted_string == sm2.SM3_WITH_SM2_OID:
+        return _sm2_csr_key(csr)
+    try:
+        public_key = csr.public_key()
+        valid = csr.is_signature_valid
+    except UnsupportedAlgorithm as e:  # an SM2 key signed with anything but SM3withSM2, or another key type
+        raise ValidationError(
+            [
+                FieldError(
+                    "csr",
+                    f"key or signature algorithm not supported ({e})",
+                    "证书请求的密钥或签名算法不受支持",
+                )
+            ]
+        ) from e
+    if not valid:
         raise ValidationError([FieldError("csr", "its signature does not verify", "证书请求签名无效")])
-    return csr
+    return public_key  # type: ignore[return-value]  # checked_key refuses the types we do not issue to
+
+
+def _sm2_csr_key(csr: x509.CertificateSigningRequest) -> sm2.Sm2PublicKey:
+    info = a_csr.CertificationRequest.load(csr.public_bytes(Encoding.DER))["certification_request_info"]
+    try:
+        public_key = sm2.Sm2PublicKey.from_spki(info["subject_pk_info"].dump())
+    except ValueError as e:
+        raise ValidationError(
+            [
+                FieldError(
+                    "csr", f"signed SM3withSM2 but {e}", "证书请求签名算法为SM3withSM2，但公钥不是SM2公钥"
+                )
+            ]
+        ) from e
+    if not public_key.verifies(csr.signature, csr.tbs_certrequest_bytes):
+        raise ValidationError(
+            [
+                FieldError(
+                    "csr",
+                    f"its SM3withSM2 signature does not verify with the SM2 signer ID {sm2.SIGNER_ID} (a bad"
+                    f" signature, or another signer ID: OpenSSL 3.0 signs with an empty ID unless given"
+                    f" -sigopt distid:{sm2.SIGNER_ID})",
+                    f"证书请求的SM2签名验证失败（签名者ID须为{sm2.SIGNER_ID}）",
+                )
+            ]
+        )
+    return public_key
 
 
 _CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
@@ -118,7 +163,7 @@ class IssuanceService:
         self, request_id: int, csr_data: bytes, *, actor: Actor, expected_version: int | None = None
     ) -> Certificate:
         """Issue for an approved request from a CSR; the subject comes from the approved record, never the CSR."""
-        public_key = self.checked_key(parse_csr(csr_data).public_key())
+        public_key = self.checked_key(csr_public_key(csr_data))
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.write() as s,
@@ -137,7 +182,7 @@ class IssuanceService:
         audit history, the keys; then one insert for the certificates, one update for the requests and one
         append for the audit records.
         """
-        keys = [(rid, self.checked_key(parse_csr(data).public_key())) for rid, data in items]
+        keys = [(rid, self.checked_key(csr_public_key(data))) for rid, data in items]
         ids = [rid for rid, _ in keys]
         if len(set(ids)) != len(ids):
             raise ValidationError([FieldError("request", "a request is listed twice", "申请重复")])
@@ -150,6 +195,7 @@ class IssuanceService:
             fingerprints = {rid: spki_sha256(key) for rid, key in keys}
             taken = self._holders(s, list(fingerprints.values()))
             now = whole_seconds(self._ctx.now())
+            public_url = read_public_url(s)  # once for the batch: the same transaction
             rows: list[dict[str, Any]] = []
             for rid, key in keys:
                 req = reqs.get(rid)
@@ -162,7 +208,7 @@ class IssuanceService:
                 holder = taken.get(fingerprints[rid])
                 if holder is not None:
                     raise _key_reused(holder)
-                values = self._certify(s, req, key, now, months=None)
+                values = self._certify(req, key, now, months=None, public_url=public_url)
                 taken[fingerprints[rid]] = values["serial"]  # the same key twice in one batch is refused too
                 rows.append(_row(values, actor, now, renewed_from_id=None, delivered=True))
             ca_slugs = [r.pop("_ca") for r in rows]
@@ -203,10 +249,20 @@ class IssuanceService:
             ]
 
     def _certify(
-        self, s: Session, req: Applicant, public_key: PublicKey, now: datetime, *, months: int | None
+        self,
+        req: Applicant,
+        public_key: PublicKey,
+        now: datetime,
+        *,
+        months: int | None,
+        public_url: str | None,
     ) -> dict[str, Any]:
-        """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``)."""
+        """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``).
+
+        ``public_url``: the home's public URL as the caller's transaction reads it (None: ca.toml's URLs).
+        """
         ca = self._authority.issuing_for(req.access_type)
+        _refuse_other_family(ca, req.access_type, public_key)
         not_after = add_months(now, months or req.validity_months)
         self._refuse_past_ca(ca, not_after)
         profiles = self._ctx.policies.profiles
@@ -224,7 +280,7 @@ class IssuanceService:
             x509.random_serial_number(),
             certs.Validity(now, not_after),
             policy_oid=profiles.kinds[req.access_type.value].policy_oid,
-            publication=self._publication(s, ca),
+            publication=publication(self._ctx.policies.ca, public_url, ca.slug),
             organization_code_oid=profiles.organization_code_oid,
             organization_code=req.credential_number,
         )
@@ -273,7 +329,7 @@ class IssuanceService:
         self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = _row(
-            self._certify(s, req, public_key, now, months=months),
+            self._certify(req, public_key, now, months=months, public_url=read_public_url(s)),
             actor,
             now,
             renewed_from_id=renewed_from.id if renewed_from else None,
@@ -366,10 +422,6 @@ class IssuanceService:
                 message_zh=f"证书有效期不能超过签发CA的有效期（{limit}）",
             )
 
-    def _publication(self, s: Session, ca: LoadedCa) -> certs.Publication:
-        """The home's public URL as it is in this transaction (else the ca.toml defaults)."""
-        return publication(self._ctx.policies.ca, read_public_url(s), ca.slug)
-
 
 def _row(
     values: dict[str, Any], actor: Actor, now: datetime, *, renewed_from_id: int | None, delivered: bool
@@ -392,6 +444,25 @@ def _insert(s: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """
     values = [{**r, "kind": r["kind"].value, "status": r["status"].value} for r in rows]
     return list(s.execute(_INSERT, values[0] if len(values) == 1 else values).scalars().all())
+
+
+def _refuse_other_family(ca: LoadedCa, kind: AccessType, public_key: PublicKey) -> None:
+    """An SM2 CA certifies SM2 keys only (GM/T 0015), an RSA or ECDSA CA never SM2 keys: a CSR's algorithm
+    must match its kind's."""
+    ca_sm2 = is_sm2(ca.record.key_algorithm)
+    if ca_sm2 == isinstance(public_key, sm2.Sm2PublicKey):
+        return
+    wanted, wanted_zh = ("SM2", "SM2") if ca_sm2 else ("RSA or ECDSA", "RSA或ECDSA")
+    raise ValidationError(
+        [
+            FieldError(
+                "csr",
+                f"a {algorithm_of(public_key)} key cannot be certified for kind {kind.value!r}: its CA"
+                f" {ca.slug!r} signs with {ca.record.key_algorithm} and takes {wanted} keys",
+                f"密钥算法与证书类型不符：该类型只接受{wanted_zh}密钥",
+            )
+        ]
+    )
 
 
 def _key_reused(serial: str) -> IssuanceError:

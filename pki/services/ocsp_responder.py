@@ -15,12 +15,14 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from sqlalchemy import bindparam, select
 from sqlmodel import col
 
-from pki.ca.keys import PrivateKey, signature_hash
+from pki.ca import certs, ocsp_der
+from pki.ca.keys import SigningKey, signature_hash
+from pki.ca.sm2 import Sm2PrivateKey
 from pki.ca.validity import whole_seconds
 from pki.db import READONLY_OPTION
 from pki.enums import CaRole, CertificateStatus
@@ -61,7 +63,7 @@ _STATUS = select(
 class _Responder:
     ca_id: int
     signer: x509.Certificate
-    signer_key: PrivateKey
+    signer_key: SigningKey
     for_cas: bool = False  # the root's: answers for the CA certificates it issued, not end entities
 
     @property
@@ -115,7 +117,7 @@ class OcspService:
                 ca.id, signer.certificate, self._authority.key_for(signer), ca.record.role is CaRole.ROOT
             )
             name_der = ca.certificate.subject.public_bytes()
-            key_bits = _public_key_bits(ca.certificate)
+            key_bits = certs.subject_public_key_bits(ca.certificate)
             for algo in _HASHES:
                 table[(algo, hashlib.new(algo, name_der).digest(), hashlib.new(algo, key_bits).digest())] = (
                     responder
@@ -219,6 +221,22 @@ class OcspService:
                 reason = None if row[2] == "unspecified" else _REASONS.get(str(row[2]))
             else:
                 status = ocsp.OCSPCertStatus.GOOD
+        next_update = now + timedelta(hours=self._ctx.policies.ca.ocsp_response_validity_hours)
+        if isinstance(responder.signer_key, Sm2PrivateKey):  # cryptography cannot sign SM2: the same answer
+            return ocsp_der.basic_response(
+                signer_der=responder.signer.public_bytes(Encoding.DER),
+                signer_key=responder.signer_key,
+                hash_algorithm=req.hash_algorithm.name,
+                issuer_name_hash=req.issuer_name_hash,
+                issuer_key_hash=req.issuer_key_hash,
+                serial=req.serial_number,
+                status=status.name.lower(),
+                revoked_at=revoked_at,
+                reason=reason.name if reason is not None else None,
+                this_update=now,
+                next_update=next_update,
+                nonce=nonce,
+            )
         builder = (
             ocsp.OCSPResponseBuilder()
             .add_response_by_hash(
@@ -228,7 +246,7 @@ class OcspService:
                 req.hash_algorithm,
                 status,
                 now,
-                now + timedelta(hours=self._ctx.policies.ca.ocsp_response_validity_hours),
+                next_update,
                 revoked_at,
                 reason,
             )
@@ -249,12 +267,3 @@ def _nonce(req: ocsp.OCSPRequest) -> bytes | None:
     if not 0 < len(value) <= MAX_NONCE:
         raise ValueError("nonce length out of range")
     return value
-
-
-def _public_key_bits(cert: x509.Certificate) -> bytes:
-    """The subjectPublicKey BIT STRING contents, which RFC 6960 issuerKeyHash covers."""
-    key = cert.public_key()
-    try:
-        return key.public_bytes(Encoding.X962, PublicFormat.UncompressedPoint)
-    except (TypeError, ValueError, AttributeError):
-        return key.public_bytes(Encoding.DER, PublicFormat.PKCS1)

@@ -7,13 +7,14 @@ from datetime import timedelta
 from cryptography import x509
 from sqlmodel import select
 
+from pki.ca import certs
 from pki.enums import CertificateStatus, RevocationReason
 from pki.errors import FieldError, IssuanceError, ValidationError
 from pki.models import Certificate, CertificateRequest
 from pki.services.authz import require_operation
 from pki.services.certificates import CertificateService
 from pki.services.context import Actor, Context
-from pki.services.issuance import IssuanceService, parse_csr
+from pki.services.issuance import IssuanceService, csr_public_key
 from pki.services.revocation import RevocationService
 
 
@@ -34,7 +35,7 @@ class RenewalService:
         if months is not None and months not in self._ctx.policies.form.validity_months:
             allowed = ", ".join(map(str, self._ctx.policies.form.validity_months))
             raise ValidationError([FieldError("months", f"must be one of {allowed}", "有效期无效")])
-        new_key = self._issuance.checked_key(parse_csr(csr).public_key()) if csr is not None else None
+        new_key = self._issuance.checked_key(csr_public_key(csr)) if csr is not None else None
         with self._ctx.denials_recorded(actor, "renew", "certificate", serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "renew")
             old = CertificateService.get_in(s, serial, lock=True)
@@ -42,7 +43,9 @@ class RenewalService:
             req = s.exec(
                 select(CertificateRequest).where(CertificateRequest.id == old.request_id).with_for_update()
             ).one()
-            key = new_key or self._issuance.checked_key(x509.load_der_x509_certificate(old.der).public_key())
+            key = new_key or self._issuance.checked_key(
+                certs.public_key_of(x509.load_der_x509_certificate(old.der))
+            )
             successor = s.exec(
                 select(Certificate.serial).where(Certificate.renewed_from_id == old.id)
             ).first()

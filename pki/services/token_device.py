@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 
 from pki.ca.keys import PrivateKey, PublicKey
 from pki.errors import ConflictError, TokenError
-from pki.services.issuance import parse_csr
+from pki.services.issuance import csr_public_key
 
 if TYPE_CHECKING:
     from pki.services.issuance import IssuanceService
@@ -123,7 +123,7 @@ class NewKey:
         """Waits for the key pair; the CSR is made once (a transaction run again reuses it)."""
         if self._public is None:
             csr = token_csr(self._generating.result()[1], self.label)
-            self._public = self._issuance.checked_key(parse_csr(csr.public_bytes(Encoding.DER)).public_key())
+            self._public = self._issuance.checked_key(csr_public_key(csr.public_bytes(Encoding.DER)))
         return self._public
 
     def settled(self) -> tuple[bytes | None, BaseException | None]:

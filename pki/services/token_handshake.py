@@ -27,7 +27,7 @@ from pki.enums import Action
 from pki.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from pki.models import Certificate
 from pki.services.context import Actor, Context
-from pki.services.issuance import parse_csr
+from pki.services.issuance import csr_public_key
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.token_issuance import TokenIssuanceService, TokenIssued, object_label
 
@@ -108,7 +108,7 @@ class TokenHandshakeService:
         """Phase 2: issue for the public key of ``csr`` (its signature checked), not yet delivered."""
         if not key_id or len(key_id) > 64:
             raise ValidationError([FieldError("key_id", "1 to 64 bytes, hex", "密钥标识无效")])
-        public = self._issuing._issuance.checked_key(parse_csr(csr).public_key())
+        public = self._issuing._issuance.checked_key(csr_public_key(csr))
         self._ctx.policies.tokens.key_type_for(self._issuing.usbkey_model(request_id), key_type)
         if algorithm_of(public) != key_type:
             raise ValidationError(
