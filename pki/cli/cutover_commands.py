@@ -255,7 +255,7 @@ def cutover_plan(platform: str, at: datetime | None, days: int, out_path: Path |
         summary = svc.cutover.plan(platform=platform, at=at, days=days, sink=sink)
     totals = {
         province: {r.value: counts.get(r, 0) for r in Readiness}
-        for province, counts in sorted(summary.by_province.items())
+        for province, counts in summary.by_province.items()
     }
     if as_json:
         tail = {
