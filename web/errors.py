@@ -4,6 +4,7 @@ for the clerks' UI."""
 from __future__ import annotations
 
 import logging
+from html import escape
 
 from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
@@ -101,7 +102,8 @@ def person_page(status: int, message: str | None = None, headers: dict[str, str]
         body = render_template("error.html", title=title, message=message or text, status=status)
     except Exception:
         log.exception("error page for %s failed", status)
-        body = f'<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>{title}</title><p>{text}</p>'
+        shown = escape(message or text)
+        body = f'<!doctype html><html lang="zh-CN"><meta charset="utf-8"><title>{title}</title><p>{shown}</p>'
     return Response(body, status=status, mimetype="text/html", headers=headers)
 
 

@@ -38,7 +38,7 @@ def name_fields(name: x509.Name) -> list[tuple[str, str]]:
     for attribute in name:
         value = attribute.value if isinstance(attribute.value, str) else attribute.value.hex()
         if attribute.oid == NameOID.COUNTRY_NAME and value in COUNTRY_NAMES_ZH:
-            value = f"{COUNTRY_NAMES_ZH[value]}（{value}）"
+            value = COUNTRY_NAMES_ZH[value]
         out.append((SUBJECT_ATTRIBUTE_LABELS_ZH.get(attribute.oid, OTHER_ATTRIBUTE_ZH), value))
     return out
 

@@ -166,9 +166,7 @@ def test_a_certificate_under_another_name_is_a_conflict(
     ]
 
 
-def test_a_refused_acceptance_writes_nothing(
-    service: Service, people: dict[str, Actor]
-) -> None:
+def test_a_refused_acceptance_writes_nothing(service: Service, people: dict[str, Actor]) -> None:
     rid = _entered(service, people, access_type="formal")
     with Session(service.ctx.engine) as s:
         before = len(s.exec(select(AuditRecord)).all())

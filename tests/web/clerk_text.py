@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 ALLOWED_WORDS = frozenset(
     {
         "PEM", "OCSP", "USBKEY", "CSR", "CRL", "URL", "Email", "PKCS", "PDF", "JPEG", "PNG", "KB", "MB",
-        "CSV", "CA",
+        "CSV", "CA", "ECC", "RSA",
     }
 )  # fmt: skip
 _SHOWN_ATTRIBUTES = frozenset({"title", "placeholder", "aria-label", "alt"})

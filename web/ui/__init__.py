@@ -19,6 +19,7 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
 from pki.application import CHOICE_LABELS, FIELD_LABELS
+from pki.ca.keys import key_algorithm_label
 from pki.clock import CHINA_TZ
 from pki.enums import (
     CERTIFICATE_STATUS_LABELS_ZH,
@@ -145,6 +146,7 @@ def register_ui(app: Flask, svc: Service) -> None:
     app.jinja_env.filters["person"] = person
     app.jinja_env.filters["waited"] = _waited
     app.jinja_env.filters["remaining"] = _remaining
+    app.jinja_env.filters["key_algorithm"] = key_algorithm_label
 
 
 _SIGNED_IN = frozenset({"requests", "certificates", "dashboard", "admin"})

@@ -47,6 +47,8 @@ def add_user() -> Page:
         )
     except ValidationError as e:
         return _users_page(form, field_errors(e)), 400
+    except ConflictError as e:  # the name is taken
+        return _users_page(form, {"username": [e.message_zh]}), 409
     flash(f"用户 {form['username'].strip()} 已添加", "ok")
     return redirect(url_for("admin.users"))
 
