@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, literal
@@ -92,8 +92,8 @@ class StatsService:
                     QueueFigure(
                         state,
                         n,
-                        _aware(oldest),
-                        tuple(Waiting(rid or 0, name, _aware(at) or at) for rid, name, at in rows),
+                        oldest,
+                        tuple(Waiting(rid or 0, name, at) for rid, name, at in rows),
                     )
                 )
         return out
@@ -183,12 +183,3 @@ def _month_start(now: datetime, offset: int) -> datetime:
 def _months(first: datetime, count: int) -> list[str]:
     index = first.year * 12 + first.month - 1
     return [f"{(index + i) // 12:04d}-{(index + i) % 12 + 1:02d}" for i in range(count)]
-
-
-def _aware(value: Any) -> Any:
-    """An aggregate over a UTC column comes back as the driver gives it (SQLite: naive text): aware UTC."""
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if isinstance(value, datetime) and value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value
