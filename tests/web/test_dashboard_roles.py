@@ -70,9 +70,7 @@ def test_each_role_lands_on_its_own_queues_with_waiting_times(
     assert 'href="/requests/queue?state=entered"' in acceptor
 
 
-def test_work_queues_count_and_list_the_longest_waiting(
-    service: Service, people: dict[str, Actor]
-) -> None:
+def test_work_queues_count_and_list_the_longest_waiting(service: Service, people: dict[str, Actor]) -> None:
     for i in range(7):
         _entered(service, people, f"单位{i}")
     figures = service.stats.work_queues((RequestState.ENTERED, RequestState.ACCEPTED), longest=3)
