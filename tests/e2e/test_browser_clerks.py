@@ -15,7 +15,7 @@ import pytest
 
 from pki.enums import Action
 from pki.services import Actor, Service
-from tests.e2e.test_browser_workflow import ARTIFACTS, CHROMIUM
+from tests.e2e.test_browser_workflow import ARTIFACTS, BROWSER_ARGS, CHROMIUM
 from tests.support.data import SCAN_PDF, application, make_uscc
 from tests.support.pki import csr_for, key
 from tests.support.server import PASSWORD, center_env, center_service, prepare_home, serving
@@ -33,14 +33,6 @@ NAMES = {
     "ops": "周运维",
 }
 ADMIN = Actor("e2e-admin", frozenset({"admin"}))
-BROWSER_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 @pytest.fixture

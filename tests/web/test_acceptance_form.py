@@ -20,6 +20,15 @@ CODE = make_uscc("110101", "71000001")
 AGREE = {"opinion": "agree", "usbkey": "飞天诚信 ePass3003"}
 
 
+def _under_another_name(service: Service, people: dict[str, Actor], **more: object) -> int:
+    """A request for 北京乙公司 under the credit code 北京甲公司 already has a request with."""
+    service.requests.create(
+        application(credential_number=CODE, unit_name="北京甲公司"), actor=people["clerk"]
+    )
+    again = application(credential_number=CODE, unit_name="北京乙公司", target_system="另一个系统", **more)
+    return service.requests.create(again, actor=people["clerk"]).id or 0
+
+
 def test_a_formal_request_asks_for_the_stamped_scan_first(
     service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
 ) -> None:
@@ -86,30 +95,16 @@ def test_the_credit_code_warning_links_the_other_records_and_asks_to_confirm(
 def test_disagreeing_is_never_held_up(
     service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
 ) -> None:
-    service.requests.create(
-        application(credential_number=CODE, unit_name="北京甲公司"), actor=people["clerk"]
-    )
-    rid = service.requests.create(
-        application(
-            credential_number=CODE, unit_name="北京乙公司", target_system="另一个系统", access_type="formal"
-        ),
-        actor=people["clerk"],
-    ).id
+    rid = _under_another_name(service, people, access_type="formal")
     got = post(
         client_as("acceptor"), f"/requests/{rid}/accept", {"opinion": "disagree", "comment": "名称与代码不符"}
     )
-    assert got.status_code == 302 and service.requests.get(rid or 0).state is RequestState.REJECTED
+    assert got.status_code == 302 and service.requests.get(rid).state is RequestState.REJECTED
 
 
 def test_only_the_acceptor_sees_the_acceptance_checks(
     service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
 ) -> None:
-    service.requests.create(
-        application(credential_number=CODE, unit_name="北京甲公司"), actor=people["clerk"]
-    )
-    rid = service.requests.create(
-        application(credential_number=CODE, unit_name="北京乙公司", target_system="另一个系统"),
-        actor=people["clerk"],
-    ).id
+    rid = _under_another_name(service, people)
     assert 'id="uscc-warning"' in client_as("acceptor").get(f"/requests/{rid}").get_data(as_text=True)
     assert 'id="uscc-warning"' not in client_as("reviewer").get(f"/requests/{rid}").get_data(as_text=True)
