@@ -156,10 +156,7 @@ class UserService:
             raise ValidationError(errors)
         new_hash = hash_password(password) if password is not None else None
         with self._ctx.denials_recorded(actor, "user.update", "user", username), self._ctx.write() as s:
-            if Role.ADMIN.value not in self._ctx.resolve(s, actor).roles:
-                raise PermissionDeniedError(
-                    "only an admin may change users", message_zh="只有管理员可以修改用户"
-                )
+            self._require_admin(s, actor)
             user = s.exec(select(User).where(User.username == username)).one_or_none()
             if user is None:
                 raise NotFoundError(f"no user {username!r}", message_zh="用户不存在")
@@ -190,22 +187,14 @@ class UserService:
             )
             return user
 
-    def active_actor(self, username: str) -> Actor | None:
-        """The actor for a signed-in session: None once the user is unknown or deactivated."""
-        found = self.active_person(username)
-        return found[0] if found else None
-
     def active_person(self, username: str) -> tuple[Actor, str] | None:
-        """:meth:`active_actor` and the name people know them by, read together (a page names who is
-        signed in without another query)."""
+        """The actor for a signed-in session and the name people know them by, read together (a page names
+        who is signed in without another query); None once the user is unknown or deactivated."""
         with self._ctx.read() as s:
             user = s.exec(select(User).where(User.username == username)).one_or_none()
         if user is None or not user.active:
             return None
         return Actor(username=user.username, roles=user.role_set()), user.display_name or user.username
-
-    def display_name(self, username: str) -> str:
-        return self.display_names([username])[username]
 
     def display_names(self, usernames: Iterable[str | None]) -> dict[str, str]:
         """{username: the name people know them by}: the display name, else the login name; a name no user
@@ -226,10 +215,10 @@ class UserService:
     def directory(self, *, actor: Actor) -> list[User]:
         """Every user, for the administration page: admins only (a refusal is recorded)."""
         with self._ctx.denials_recorded(actor, "user.list", "user"), self._ctx.read() as s:
-            self.require_admin(s, actor)
+            self._require_admin(s, actor)
             return list(s.exec(select(User).order_by(col(User.username))).all())
 
-    def require_admin(self, s: Session, actor: Actor) -> None:
+    def _require_admin(self, s: Session, actor: Actor) -> None:
         if Role.ADMIN.value not in self._ctx.resolve(s, actor).roles:
             raise PermissionDeniedError("only an admin may manage users", message_zh="只有管理员可以管理用户")
 
