@@ -313,7 +313,7 @@ def _check_application_date(
         except ValueError:
             day = None
     if day is None:
-        errs.add("application_date", "must be a date YYYY-MM-DD", "日期格式应为YYYY-MM-DD")
+        errs.add("application_date", "must be a date YYYY-MM-DD", "日期格式应为年-月-日，例如 2020-10-19")
     elif day > today:
         errs.add("application_date", "lies in the future", "不能晚于今天")
     elif day < policies.form.earliest_application_date:

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.bootstrap import initialize
 from pki.config import Settings
-from pki.enums import Action, Role
+from pki.enums import AccessType, Action, Role
 from pki.errors import ConflictError
 from pki.services import Actor, Service
 
@@ -161,7 +161,14 @@ def _walk(service: Service, a: dict[Role, Actor], app: dict[str, Any], stage: st
         return
     # The request left approved waits for the demo USB key (SoftHSM2, tokens.toml); the others name a real model.
     usbkey = DEMO_USBKEY if stage == "approved" else "飞天诚信 ePass3003"
-    service.requests.accept(req.id, actor=a[Role.ACCEPTOR], agree=True, usbkey_model=usbkey)
+    for kind in service.ctx.policies.workflow.acceptance.attachments_for(AccessType(app["access_type"])):
+        service.attachments.add(
+            req.id, kind=kind, filename="演示扫描件.pdf", data=blank_pdf(), actor=a[Role.ENTRY]
+        )
+    # 北京某钢铁厂 shares 北京某热电厂's credit code: the acceptor is warned, and confirms here.
+    service.requests.accept(
+        req.id, actor=a[Role.ACCEPTOR], agree=True, usbkey_model=usbkey, confirm_uscc=True
+    )
     if stage == "accepted":
         return
     service.requests.countersign(req.id, actor=a[Role.HEAD])
@@ -178,3 +185,22 @@ def _walk(service: Service, a: dict[Role, Actor], app: dict[str, Any], stage: st
         key = ec.generate_private_key(ec.SECP256R1())
         csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(key, hashes.SHA256())
         service.issuance.issue_from_csr(req.id, csr.public_bytes(Encoding.PEM), actor=a[Role.DISTRIBUTOR])
+
+
+def blank_pdf() -> bytes:
+    """A one-page blank A4 PDF: the demo's stand-in for a scanned, stamped application form."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+    ]
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)

@@ -92,6 +92,16 @@ STATE_LABELS_ZH: dict[RequestState, str] = {
     RequestState.CANCELLED: "已撤销",
 }
 
+# A work queue by the state its requests wait in (pki.services.requests.WORK_STEPS): "待我处理" in words.
+QUEUE_LABELS_ZH: dict[RequestState, str] = {
+    RequestState.RETURNED: "退回待修改",
+    RequestState.ENTERED: "待受理",
+    RequestState.ACCEPTED: "待负责人签字",
+    RequestState.COUNTERSIGNED: "待审核",
+    RequestState.APPROVED: "待签发",
+    RequestState.ISSUED: "待分发",
+}
+
 
 class CaRole(StrEnum):
     ROOT = "root"
@@ -119,6 +129,19 @@ class RevocationReason(StrEnum):
     SUPERSEDED = "superseded"
     CESSATION_OF_OPERATION = "cessationOfOperation"
     PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+
+
+REVOCATION_REASON_LABELS_ZH: dict[RevocationReason, str] = {
+    RevocationReason.UNSPECIFIED: "未说明原因",
+    RevocationReason.KEY_COMPROMISE: "密钥泄露",
+    RevocationReason.AFFILIATION_CHANGED: "单位信息变更",
+    RevocationReason.SUPERSEDED: "已被新证书替代",
+    RevocationReason.CESSATION_OF_OPERATION: "停止使用",
+    RevocationReason.PRIVILEGE_WITHDRAWN: "权限撤销",
+}
+
+# A certificate's effective status (pki.services.certificates.effective_status): stored or derived.
+CERTIFICATE_STATUS_LABELS_ZH: dict[str, str] = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
 
 
 class TokenState(StrEnum):

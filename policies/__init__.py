@@ -54,6 +54,14 @@ def load_policies(directory: Path | None = None) -> Policies:
         raise ConfigurationError(
             f"cutover.toml: fast_track_provinces has unknown provinces {', '.join(unknown)}"
         )
+    kinds = policies.access.attachment_kinds
+    for access, required in policies.workflow.acceptance.required_attachments.items():
+        missing = sorted(set(required) - set(kinds))
+        if missing:
+            raise ConfigurationError(
+                f"workflow.toml [acceptance] required_attachments.{access.value}: unknown attachment kind "
+                f"{', '.join(missing)} (access.toml [attachments] kinds: {', '.join(kinds)})"
+            )
     return policies
 
 

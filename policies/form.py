@@ -6,6 +6,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from functools import cached_property
 from pathlib import Path
 from types import MappingProxyType
 
@@ -33,6 +34,22 @@ class ProvinceTable:
 
     def lookup(self, name: str) -> Province | None:
         return self.by_name.get(name.strip())
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        """Canonical names in the standard administrative order (GB/T 2260, the order of provinces.toml):
+        what every list and filter shows, never code-point order (上海, 云南, 内蒙古, 北京 …)."""
+        return tuple(p.name for p in self.by_code.values())
+
+    def order(self, name: str) -> int:
+        """Sort key putting ``name`` (a canonical name or an alias) in the standard order; unknown names
+        after every known one."""
+        found = self.lookup(name)
+        return self._rank[found.code] if found else len(self._rank)
+
+    @cached_property
+    def _rank(self) -> Mapping[str, int]:
+        return {code: i for i, code in enumerate(self.by_code)}
 
 
 def load_form(directory: Path) -> FormPolicy:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from pki.enums import Action, Role
+from pki.enums import AccessType, Action, Role
 from pki.errors import ConfigurationError
 from policies._load import need, read_toml, str_list, tables
 
@@ -40,10 +40,22 @@ class SeparationRule:
 
 
 @dataclass(frozen=True)
+class AcceptancePolicy:
+    """What agreeing to accept a request needs ([acceptance])."""
+
+    required_attachments: Mapping[AccessType, tuple[str, ...]]  # attachment kinds, per access type
+    confirm_uscc_name_conflict: bool
+
+    def attachments_for(self, access_type: AccessType) -> tuple[str, ...]:
+        return self.required_attachments.get(access_type, ())
+
+
+@dataclass(frozen=True)
 class WorkflowPolicy:
     roles_for: Mapping[Action, frozenset[Role]]
     separation: tuple[SeparationRule, ...]
     operations: Mapping[str, frozenset[Role]]
+    acceptance: AcceptancePolicy
 
     def role_allows(self, roles: Iterable[str], action: Action) -> bool:
         return not self.roles_for.get(action, frozenset()).isdisjoint(roles)
@@ -102,7 +114,34 @@ def load_workflow(directory: Path) -> WorkflowPolicy:
         roles_for=MappingProxyType(roles_for),
         separation=tuple(rules),
         operations=MappingProxyType(operations),
+        acceptance=_acceptance(data),
     )
+
+
+def _acceptance(data: dict[str, object]) -> AcceptancePolicy:
+    """[acceptance]; absent, nothing extra is needed (an older policy directory)."""
+    where = "workflow.toml [acceptance]"
+    table = data.get("acceptance", {})
+    if not isinstance(table, dict):
+        raise ConfigurationError(f"{where} must be a table")
+    unknown = sorted(set(table) - {"required_attachments", "confirm_uscc_name_conflict"})
+    if unknown:
+        raise ConfigurationError(f"{where}: unknown key {', '.join(unknown)}")
+    raw = table.get("required_attachments", {})
+    if not isinstance(raw, dict):
+        raise ConfigurationError(f"{where}: 'required_attachments' must be a table of access types")
+    required: dict[AccessType, tuple[str, ...]] = {}
+    for name in raw:
+        try:
+            access = AccessType(name)
+        except ValueError as e:
+            known = ", ".join(a.value for a in AccessType)
+            raise ConfigurationError(f"{where} required_attachments: {e}; known: {known}") from e
+        required[access] = tuple(str_list(raw, name, f"{where} required_attachments"))
+    confirm = table.get("confirm_uscc_name_conflict", False)
+    if not isinstance(confirm, bool):
+        raise ConfigurationError(f"{where}: 'confirm_uscc_name_conflict' must be true or false")
+    return AcceptancePolicy(MappingProxyType(required), confirm)
 
 
 def _roles(names: list[str], where: str) -> frozenset[Role]:

@@ -22,6 +22,15 @@ RSA_BITS = {"rsa-2048": 2048, "rsa-3072": 3072, "rsa-4096": 4096}
 KEY_ALGORITHMS = (*RSA_BITS, *CURVES, SM2)
 
 
+def key_algorithm_label(algorithm: str) -> str:
+    """A key algorithm as people write it: ec-p256 -> ECC P-256, rsa-2048 -> RSA 2048位."""
+    if algorithm in RSA_BITS:
+        return f"RSA {RSA_BITS[algorithm]}位"
+    if algorithm in CURVES:
+        return f"ECC {algorithm.removeprefix('ec-').upper().replace('P', 'P-')}"
+    return algorithm.upper()  # sm2 -> SM2
+
+
 def generate_private_key(algorithm: str) -> SigningKey:
     if algorithm in CURVES:
         return ec.generate_private_key(CURVES[algorithm]())

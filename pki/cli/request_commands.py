@@ -187,6 +187,29 @@ def _details(details: dict[str, Any]) -> str:
     return canonical_json(details)
 
 
+@request.command("attach")
+@click.argument("request_id", type=int)
+@click.option("--kind", required=True, help="Attachment kind (access.toml [attachments]), e.g. signed_form.")
+@click.option(
+    "--file",
+    "path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    help="PDF, JPEG or PNG.",
+)
+@as_option
+@json_option
+def request_attach(request_id: int, kind: str, path: Path, as_user: str, as_json: bool) -> None:
+    """Keep a scan with a request (the stamped form that acceptance may require, the unit's credential)."""
+    added = desk(as_user).call(
+        "attachment.add", request_id=request_id, kind=kind, filename=path.name, content=path.read_bytes()
+    )
+    if as_json:
+        print_json(added)
+    else:
+        click.echo(f"request {request_id}: attachment {added['id']} ({added['kind']}) kept")
+
+
 @request.command("accept")
 @click.argument("request_id", type=int)
 @click.option(
@@ -194,14 +217,24 @@ def _details(details: dict[str, Any]) -> str:
 )
 @click.option("--usbkey", default="", help="USBKEY 品牌及型号 (required to agree).")
 @click.option("--comment", default="", help="Remark; required to disagree.")
+@click.option(
+    "--confirm-uscc",
+    is_flag=True,
+    help="The unit's credit code is on record under another unit name: checked, accept anyway.",
+)
 @as_option
 @json_option
 def request_accept(
-    request_id: int, opinion: str, usbkey: str, comment: str, as_user: str, as_json: bool
+    request_id: int, opinion: str, usbkey: str, comment: str, confirm_uscc: bool, as_user: str, as_json: bool
 ) -> None:
     """Record the acceptor's opinion (受理意见)."""
     req = desk(as_user).call(
-        "request.accept", request_id=request_id, opinion=opinion, usbkey=usbkey, comment=comment
+        "request.accept",
+        request_id=request_id,
+        opinion=opinion,
+        usbkey=usbkey,
+        comment=comment,
+        confirm_uscc=confirm_uscc or None,  # unset unless given: a server without the field still answers
     )
     _echo_request(req, as_json, "accepted" if opinion == "agree" else "not accepted")
 

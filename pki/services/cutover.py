@@ -63,7 +63,7 @@ class PlanSummary:
     at: datetime
     horizon: datetime
     cutover: datetime
-    by_province: dict[str, Counter[Readiness]] = field(default_factory=dict)
+    by_province: dict[str, Counter[Readiness]] = field(default_factory=dict)  # the standard province order
 
     def add(self, row: PartyReadiness) -> None:
         self.by_province.setdefault(row.province, Counter())[row.readiness] += 1
@@ -160,6 +160,8 @@ class CutoverService:
                 summary.add(row)
                 if sink is not None:
                     sink(row)
+        provinces = self._ctx.policies.provinces
+        summary.by_province = dict(sorted(summary.by_province.items(), key=lambda kv: provinces.order(kv[0])))
         return summary
 
     def _classified(

@@ -308,7 +308,9 @@ class PartyService:
                 else date.fromisoformat(document_date.strip())
             )
         except ValueError:
-            errors.append(FieldError("date", "must be a date YYYY-MM-DD", "日期格式应为YYYY-MM-DD"))
+            errors.append(
+                FieldError("date", "must be a date YYYY-MM-DD", "日期格式应为年-月-日，例如 2020-10-19")
+            )
         if when is not None and when > self._ctx.today():
             errors.append(FieldError("date", "may not be in the future", "日期不能晚于今天"))
         name = filename.strip().replace("\\", "/").rsplit("/", 1)[-1]

@@ -28,6 +28,7 @@ from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDut
 from pki.ids import id_bound, known_id
 from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
 from pki.models import AuditRecord, Certificate, CertificateRequest
+from pki.services import acceptance
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
 from pki.services.prerequisites import require_prerequisites
@@ -219,8 +220,11 @@ class RequestService:
         usbkey_model: str = "",
         comment: str = "",
         expected_version: int | None = None,
+        confirm_uscc: bool = False,
     ) -> CertificateRequest:
-        """Record 受理意见: 同意 needs the USBKEY 品牌及型号; 不同意 needs a reason and rejects the request."""
+        """Record 受理意见: 同意 needs the USBKEY 品牌及型号, the scans workflow.toml [acceptance] requires,
+        and ``confirm_uscc`` when the credit code is on record under another unit name; 不同意 needs a reason
+        and rejects the request."""
         action = Action.ACCEPT if agree else Action.DISAGREE
         with self._change(request_id, actor, action, expected_version) as (s, req):
             usbkey_model, comment = usbkey_model.strip(), comment.strip()
@@ -238,12 +242,25 @@ class RequestService:
                 )
             _check_text("usbkey", usbkey_model, 128, "USBKEY 品牌及型号", lines=False)
             _check_text("comment", comment, REASON_MAX, "受理意见")
+            confirmed = (
+                acceptance.require_ready(s, self._ctx.policies, req, confirm_uscc=confirm_uscc)
+                if agree
+                else ()
+            )
             req.acceptance_opinion = "agree" if agree else "disagree"
             req.acceptance_comment = comment
             req.usbkey_model = usbkey_model
             req.accepted_by, req.accepted_at = actor.username, self._ctx.now()
-            self.advance(s, req, actor, action, {"usbkey": usbkey_model, "comment": comment})
+            details: dict[str, Any] = {"usbkey": usbkey_model, "comment": comment}
+            if confirmed:
+                details["uscc_confirmed"] = [c.audit_ref for c in confirmed]
+            self.advance(s, req, actor, action, details)
             return req
+
+    def acceptance_check(self, request_id: int) -> acceptance.AcceptanceCheck:
+        """What agreeing to accept the request needs now (for the acceptor's page, before acting)."""
+        with self._ctx.read() as s:
+            return acceptance.check(s, self._ctx.policies, self._get(s, request_id))
 
     def countersign(
         self, request_id: int, *, actor: Actor, expected_version: int | None = None

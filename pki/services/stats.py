@@ -5,6 +5,7 @@ Each figure is one GROUP BY query; nothing is counted row by row in Python.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,9 +37,66 @@ class Dashboard:
     by_month: list[MonthCount]  # the months around today (issued in the past, expiring ahead)
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """A request waiting in a work queue since ``since`` (its last change: when it reached this state)."""
+
+    request_id: int
+    unit_name: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class QueueFigure:
+    """One work queue ("待受理", …): how many wait, since when the oldest, and the longest waiting few."""
+
+    state: RequestState
+    count: int
+    oldest_since: datetime | None
+    longest: tuple[Waiting, ...]
+
+
 class StatsService:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
+
+    def work_queues(self, states: Sequence[RequestState], *, longest: int = 5) -> list[QueueFigure]:
+        """For each of ``states`` (a role's queue: RequestService.queue_states), the requests waiting in it:
+        one GROUP BY for the counts and oldest instants, one query per state for its longest waiting."""
+        if not states:
+            return []
+        req = CertificateRequest
+        with self._ctx.read(snapshot=True) as s:
+            counts = {
+                state: (int(n), oldest)
+                for state, n, oldest in s.exec(
+                    select(req.state, func.count(), func.min(req.updated_at))
+                    .where(col(req.state).in_(states))
+                    .group_by(col(req.state))
+                ).all()
+            }
+            out = []
+            for state in states:
+                n, oldest = counts.get(state, (0, None))
+                rows = (
+                    s.exec(
+                        select(req.id, req.unit_name, req.updated_at)
+                        .where(req.state == state)
+                        .order_by(col(req.updated_at), col(req.id))
+                        .limit(longest)
+                    ).all()
+                    if n
+                    else []
+                )
+                out.append(
+                    QueueFigure(
+                        state,
+                        n,
+                        oldest,
+                        tuple(Waiting(rid or 0, name, at) for rid, name, at in rows),
+                    )
+                )
+        return out
 
     def dashboard(self, *, months_back: int = 11, months_ahead: int = 12) -> Dashboard:
         now = self._ctx.now()

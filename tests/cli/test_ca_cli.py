@@ -25,7 +25,7 @@ import pki.cli
 import pki.cli.app
 from pki.ca.keys import PrivateKey
 from tests.cli.runner import CA_PASSPHRASE, Cli, Result
-from tests.support.data import application, make_uscc
+from tests.support.data import SCAN_PDF, application, make_uscc
 from tests.support.pki import csr_for, key
 
 USBKEY = "飞天诚信 ePass3003"
@@ -85,10 +85,20 @@ def enter(cli: Cli, tmp_path: Path, **overrides: Any) -> int:
     return int(cli.json("request", "new", "--file", str(path), "--as", "clerk")["id"])
 
 
+def accepted(cli: Cli, tmp_path: Path, rid: int, *, access_type: str = "test") -> None:
+    """Accept ``rid``, first keeping the stamped form's scan when its access type needs one (workflow.toml
+    [acceptance]: formal)."""
+    if access_type == "formal":
+        scan = tmp_path / "signed-form.pdf"
+        scan.write_bytes(SCAN_PDF)
+        cli.ok("request", "attach", str(rid), "--kind", "signed_form", "--file", str(scan), "--as", "clerk")
+    cli.ok("request", "accept", str(rid), "--opinion", "agree", "--usbkey", USBKEY, "--as", "acceptor")
+
+
 def approved(cli: Cli, tmp_path: Path, *, reviewer: str = "reviewer", **overrides: Any) -> int:
     """A request walked to 'approved' through the CLI by clerk, acceptor, head and ``reviewer``."""
     rid = enter(cli, tmp_path, **overrides)
-    cli.ok("request", "accept", str(rid), "--opinion", "agree", "--usbkey", USBKEY, "--as", "acceptor")
+    accepted(cli, tmp_path, rid, access_type=overrides.get("access_type", "test"))
     cli.ok("request", "countersign", str(rid), "--as", "head")
     cli.ok("request", "review", str(rid), "--approve", "--as", reviewer)
     return rid

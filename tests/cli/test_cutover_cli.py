@@ -16,7 +16,7 @@ from pki.db import make_engine
 from tests.cli.runner import Cli, process_env
 from tests.cli.test_ca_cli import (
     OPERATOR,
-    USBKEY,
+    accepted,
     assert_refused,
     enter,
     issued,
@@ -83,7 +83,7 @@ def test_party_import_list_and_evidence(ca_home: Cli, tmp_path: Path) -> None:
 def test_approval_names_the_missing_prerequisite_until_a_waiver(ca_home: Cli, tmp_path: Path) -> None:
     number = uscc()
     rid = enter(ca_home, tmp_path, credential_number=number, province="河北", access_type="formal")
-    ca_home.ok("request", "accept", str(rid), "--opinion", "agree", "--usbkey", USBKEY, "--as", "acceptor")
+    accepted(ca_home, tmp_path, rid, access_type="formal")
     ca_home.ok("request", "countersign", str(rid), "--as", "head")
 
     shown = ca_home.ok("request", "show", str(rid)).out

@@ -15,6 +15,15 @@ from tests.support.server import PASSWORD, center_env, prepare_home, serving
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 ROLES = ("entry", "acceptor", "head", "reviewer", "distributor")
+# Debian's chromium in a container: no sandbox, no GPU, nothing fetched in the background.
+BROWSER_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 pytestmark = pytest.mark.skipif(
     not Path(CHROMIUM).exists(), reason="Debian's chromium is missing (scripts/_system.sh installs it)"
@@ -68,17 +77,7 @@ def test_entry_to_approval_in_chromium(server: str, db_url: str) -> None:
 
     db = "postgresql" if db_url.startswith("postgres") else "sqlite"
     with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
-        )
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BROWSER_ARGS)
         try:
 
             def as_user(role: str):  # type: ignore[no-untyped-def]

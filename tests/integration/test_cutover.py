@@ -31,7 +31,7 @@ from pki.models import AuditRecord, Certificate, CutoverDecision, CutoverRun, Pa
 from pki.services import Actor, Service
 from policies import load_policies
 from tests.conftest import CA_PASSPHRASE, T0, fixed_seal
-from tests.support.data import application, make_uscc
+from tests.support.data import application, attach_required_scans, make_uscc
 from tests.support.pki import approved, csr_for, key
 
 CUTOVER = datetime(2020, 11, 14, 16, 0, tzinfo=UTC)  # 2020-11-15 00:00 China Standard Time
@@ -80,6 +80,7 @@ def countersigned(service: Service, people: dict[str, Actor], number: str, kind:
         actor=people["clerk"],
     )
     assert req.id is not None
+    attach_required_scans(service, req.id, people["clerk"])
     service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
     service.requests.countersign(req.id, actor=people["head"])
     return req.id

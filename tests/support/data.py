@@ -52,3 +52,15 @@ def batch_defaults(**overrides: Any) -> dict[str, Any]:
         base.pop(key)
     base.update(overrides)
     return base
+
+
+# What sniffing takes for a PDF: enough for a scan of the signed and stamped form.
+SCAN_PDF = b"%PDF-1.4\n% the signed and stamped application form, scanned\n"
+
+
+def attach_required_scans(service: Any, request_id: int, actor: Any) -> None:
+    """Keep the scans workflow.toml [acceptance] requires before ``request_id`` may be accepted (the stamped
+    form, for a formal request), as the entry clerk does before handing the file on."""
+    req = service.requests.get(request_id)
+    for kind in service.ctx.policies.workflow.acceptance.attachments_for(req.access_type):
+        service.attachments.add(request_id, kind=kind, filename=f"{kind}.pdf", data=SCAN_PDF, actor=actor)

@@ -14,7 +14,7 @@ from cryptography.x509.oid import NameOID
 from pki.ca.keys import PrivateKey, generate_private_key
 from pki.enums import Action
 from pki.services import Actor, Service
-from tests.support.data import application, make_uscc
+from tests.support.data import application, attach_required_scans, make_uscc
 
 _unit_numbers = itertools.count(70000000)
 
@@ -45,6 +45,7 @@ def approved(
     overrides.setdefault("credential_number", make_uscc("110101", str(next(_unit_numbers))))
     req = service.requests.create(application(**overrides), actor=people["clerk"])
     assert req.id is not None
+    attach_required_scans(service, req.id, people["clerk"])
     service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model=usbkey_model)
     service.requests.countersign(req.id, actor=people["head"])
     service.requests.review(req.id, actor=people["reviewer"], decision=Action.APPROVE)

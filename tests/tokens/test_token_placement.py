@@ -58,7 +58,7 @@ def test_list_and_detail_show_the_token_and_not_yet_written(
     cells = _token_cells(listing)
     assert cells[0] == ""  # the certificate issued from a CSR is on no token of ours
     assert cells[1].startswith(token.label) and token.serial in cells[1] and SOFTHSM in cells[1]
-    assert "ec-p256" in cells[1] and cells[1].endswith("未写入")
+    assert "ECC P-256" in cells[1] and cells[1].endswith("未写入")
 
     pending = ca_service.certificates.find()[1]
     detail = client.get(f"/certificates/{pending.serial}").get_data(as_text=True)

@@ -310,6 +310,32 @@ def test_conflict_accepts_any_iterable() -> None:
             id="checkpoint-minutes-beyond-a-week",
         ),
         pytest.param("audit.toml", "", ["audit.toml", "checkpoints"], id="checkpoints-missing"),
+        pytest.param(
+            "workflow.toml",
+            _edited("workflow.toml", 'formal = ["signed_form"]', 'formal = ["stamp"]'),
+            ["workflow.toml [acceptance]", "required_attachments.formal", "stamp", "signed_form"],
+            id="acceptance-unknown-attachment-kind",
+        ),
+        pytest.param(
+            "workflow.toml",
+            _edited("workflow.toml", "test = [],", "trial = [],"),
+            ["workflow.toml [acceptance]", "trial"],
+            id="acceptance-unknown-access-type",
+        ),
+        pytest.param(
+            "workflow.toml",
+            _edited(
+                "workflow.toml", "confirm_uscc_name_conflict = true", 'confirm_uscc_name_conflict = "yes"'
+            ),
+            ["workflow.toml [acceptance]", "confirm_uscc_name_conflict"],
+            id="acceptance-confirmation-not-a-switch",
+        ),
+        pytest.param(
+            "workflow.toml",
+            _edited("workflow.toml", "confirm_uscc_name_conflict = true", "confirm_uscc = true"),
+            ["workflow.toml [acceptance]", "confirm_uscc"],
+            id="acceptance-unknown-key",
+        ),
     ],
 )
 def test_malformed_policy_names_file_and_key(
@@ -448,3 +474,34 @@ def test_regions_named_in_the_notice_are_in_the_table(name: str) -> None:
     province = POLICIES.provinces.lookup(name)
     assert province is not None
     assert POLICIES.provinces.by_code[province.code] is province
+
+
+def test_acceptance_switches_per_access_type() -> None:
+    from pki.enums import AccessType
+
+    acceptance = WORKFLOW.acceptance
+    assert acceptance.attachments_for(AccessType.FORMAL) == ("signed_form",)
+    assert acceptance.attachments_for(AccessType.TEST) == ()
+    assert acceptance.confirm_uscc_name_conflict is True
+
+
+def test_acceptance_switches_are_optional(tmp_path: Path) -> None:
+    """A policy directory from before the switches: nothing extra is required."""
+    from pki.enums import AccessType
+
+    text = _packaged("workflow.toml")
+    _write(tmp_path, "workflow.toml", text[: text.index("[acceptance]")])
+    acceptance = load_policies(tmp_path).workflow.acceptance
+    assert acceptance.attachments_for(AccessType.FORMAL) == () and not acceptance.confirm_uscc_name_conflict
+
+
+def test_provinces_keep_the_standard_order() -> None:
+    """GB/T 2260 order, as provinces.toml lists them: never code-point order (上海, 云南, 内蒙古, 北京 …)."""
+    names = POLICIES.provinces.names
+    assert names[:5] == ("北京", "天津", "河北", "山西", "内蒙古")
+    assert names[-3:] == ("台湾", "香港", "澳门")
+    assert list(names) != sorted(names)
+    ranked = sorted(
+        ["上海", "云南", "内蒙古", "北京市", "不存在的地方", "新疆生产建设兵团"], key=POLICIES.provinces.order
+    )
+    assert ranked == ["北京市", "内蒙古", "上海", "云南", "新疆生产建设兵团", "不存在的地方"]

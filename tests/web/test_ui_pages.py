@@ -140,7 +140,7 @@ def test_list_filters_search_and_keyset_pages(
     )
     assert _ids(client.get("/requests/?entered_from=2020-10-21").get_data(as_text=True)) == []
     bad = client.get("/requests/?entered_from=yesterday&state=nonsense").get_data(as_text=True)
-    assert "日期格式应为YYYY-MM-DD" in bad and "状态无效" in bad
+    assert "日期格式应为年-月-日" in bad and "状态无效" in bad
 
 
 def test_queues_follow_the_roles(

@@ -152,7 +152,7 @@ def test_test_requests_have_no_panel(
         ({"evidence_type": "photo"}, "evidence_type", "材料类型无效"),
         ({"evidence_reference": "  "}, "evidence_reference", "文号：必填"),
         ({"evidence_reference": "x" * 129}, "evidence_reference", "文号"),
-        ({"evidence_date": "2020-13-01"}, "evidence_date", "日期格式应为YYYY-MM-DD"),
+        ({"evidence_date": "2020-13-01"}, "evidence_date", "日期格式应为年-月-日"),
         ({"evidence_date": "2020-10-21"}, "evidence_date", "日期不能晚于今天"),
         ({"evidence_file": (b"", "empty.pdf")}, "evidence_file", "文件为空"),
         ({"evidence_file": (PDF, "")}, "evidence_file", "文件"),

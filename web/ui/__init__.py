@@ -1,4 +1,5 @@
-"""The clerks' web UI (受理点): log-in, requests, certificates, dashboard. Chinese throughout.
+"""The clerks' web UI (受理点): log-in, requests, certificates, dashboard, user administration. Chinese
+throughout.
 
 Every rule is the service's; views parse input, call one service method and render. Security plumbing lives
 here: the session (secret key from the home, expiry from access.toml), Flask-Login, CSRF on every form,
@@ -18,8 +19,15 @@ from flask_wtf.csrf import CSRFProtect
 from werkzeug.wrappers import Response
 
 from pki.application import CHOICE_LABELS, FIELD_LABELS
+from pki.ca.keys import key_algorithm_label
 from pki.clock import CHINA_TZ
-from pki.enums import ROLE_LABELS_ZH, STATE_LABELS_ZH, Action, RequestState, Role
+from pki.enums import (
+    CERTIFICATE_STATUS_LABELS_ZH,
+    REVOCATION_REASON_LABELS_ZH,
+    ROLE_LABELS_ZH,
+    STATE_LABELS_ZH,
+    Role,
+)
 from pki.lifecycle import ACTION_LABELS_ZH
 from pki.services import Actor, Service
 from web.ui.form_layout import DATES, FORM_GROUPS, RADIOS, SELECTS
@@ -78,7 +86,9 @@ def register_ui(app: Flask, svc: Service) -> None:
     sessions then end with the process); SESSION_COOKIE_SECURE (default true; false only for plain-HTTP
     localhost).
     """
-    from web.ui import auth, certificates, dashboard, requests
+    from web.ui import admin, auth, certificates, dashboard, requests
+    from web.ui.history import history_details, history_label
+    from web.ui.people import known, person
 
     if not app.config.get("SECRET_KEY"):
         home = app.config.get("PKI_HOME")
@@ -104,12 +114,15 @@ def register_ui(app: Flask, svc: Service) -> None:
     login_manager.session_protection = "strong"
 
     def load_user(username: str) -> WebUser | None:
-        found = svc.users.active_actor(username)
-        return WebUser(found) if found else None
+        found = svc.users.active_person(username)
+        if found is None:
+            return None
+        known(username, found[1])  # the header shows the name: no second query for it
+        return WebUser(found[0])
 
     login_manager.user_loader(load_user)
 
-    for bp in (auth.bp, requests.bp, certificates.bp, dashboard.bp):
+    for bp in (auth.bp, requests.bp, certificates.bp, dashboard.bp, admin.bp):
         app.register_blueprint(bp)
     app.before_request(_guard)
 
@@ -120,6 +133,8 @@ def register_ui(app: Flask, svc: Service) -> None:
         STATE_LABELS=STATE_LABELS_ZH,
         ACTION_LABELS=ACTION_LABELS_ZH,
         ROLE_LABELS={r.value: label for r, label in ROLE_LABELS_ZH.items()},
+        REVOCATION_LABELS={r.value: label for r, label in REVOCATION_REASON_LABELS_ZH.items()},
+        CERTIFICATE_STATUS_LABELS=CERTIFICATE_STATUS_LABELS_ZH,
         Role=Role,
         SELECTS=SELECTS,
         RADIOS=RADIOS,
@@ -128,68 +143,13 @@ def register_ui(app: Flask, svc: Service) -> None:
         history_details=history_details,
     )
     app.jinja_env.filters["beijing"] = _beijing
+    app.jinja_env.filters["person"] = person
+    app.jinja_env.filters["waited"] = _waited
+    app.jinja_env.filters["remaining"] = _remaining
+    app.jinja_env.filters["key_algorithm"] = key_algorithm_label
 
 
-_HISTORY_LABELS = {
-    "request.attach": "上传附件",
-    "request.read_attachment": "查看附件",
-    "security.denied": "被拒绝的操作",
-}
-
-
-def history_label(action: str) -> str:
-    """An audit action in the clerks' words."""
-    name = action.removeprefix("request.")
-    try:
-        return ACTION_LABELS_ZH[Action(name)]
-    except ValueError:
-        return _HISTORY_LABELS.get(action, action)
-
-
-# Audit detail keys in the clerks' words; the rest of the record is shown as stored.
-_DETAIL_LABELS = {
-    "from": "原状态",
-    "to": "新状态",
-    "reason": "理由",
-    "comment": "意见说明",
-    "usbkey": "USBKEY 品牌及型号",
-    "changed": "修改的栏目",
-    "acceptance_voided": "受理作废",
-    "serial": "证书序列号",
-    "batch": "批次",
-    "filename": "文件名",
-    "kind": "附件类别",
-    "attempted": "尝试的操作",
-}
-
-
-_STATE_VALUES = frozenset(s.value for s in RequestState)
-
-
-def history_details(details: str) -> list[tuple[str, str]]:
-    """An audit record's details (canonical JSON) as label/value pairs for the history table."""
-    import json
-
-    try:
-        data = json.loads(details) if details else {}
-    except ValueError:
-        return [("", details)]
-    out: list[tuple[str, str]] = []
-    for key, label in _DETAIL_LABELS.items():
-        value = data.get(key)
-        if value in (None, "", [], {}):
-            continue
-        if key in ("from", "to") and value in _STATE_VALUES:
-            value = STATE_LABELS_ZH[RequestState(value)]
-        elif key == "changed" and isinstance(value, list):
-            value = "、".join(FIELD_LABELS.get(str(v), str(v)) for v in value)
-        elif isinstance(value, bool):
-            value = "是" if value else "否"
-        out.append((label, str(value)))
-    return out
-
-
-_SIGNED_IN = frozenset({"requests", "certificates", "dashboard"})
+_SIGNED_IN = frozenset({"requests", "certificates", "dashboard", "admin"})
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -206,6 +166,27 @@ def _guard() -> Response | None:
             return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
         return enforce_expiry()
     return None
+
+
+def _waited(since: Any) -> str:
+    """How long since ``since`` (aware), on the service's clock, in the clerks' words: 3天4小时, 25分钟."""
+    return "" if since is None else _span(service().ctx.now() - since)
+
+
+def _remaining(until: Any) -> str:
+    """How long until ``until`` (aware), on the service's clock: 12天3小时."""
+    return "" if until is None else _span(until - service().ctx.now())
+
+
+def _span(delta: Any) -> str:
+    minutes = max(0, int(delta.total_seconds() // 60))
+    days, rest = divmod(minutes, 24 * 60)
+    hours, minutes = divmod(rest, 60)
+    if days:
+        return f"{days}天{hours}小时" if hours else f"{days}天"
+    if hours:
+        return f"{hours}小时{minutes}分钟" if minutes else f"{hours}小时"
+    return f"{minutes}分钟" if minutes else "不到1分钟"
 
 
 def _beijing(value: Any, fmt: str = "%Y-%m-%d %H:%M") -> str:

@@ -7,9 +7,11 @@ from typing import Any
 from flask import Blueprint, abort, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from pki.ca.names import certificate_names
 from pki.enums import AccessType
 from pki.services import CertificateFilter
 from web.ui import service
+from web.ui.people import want
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
 PAGE_SIZE = 50
@@ -48,9 +50,13 @@ def index() -> str:
 def detail(serial: str) -> str:
     svc = service()
     cert = svc.certificates.get(serial)
+    subject, issuer = certificate_names(cert.der)
+    want(cert.issued_by, cert.revoked_by)
     return render_template(
         "certificates/detail.html",
         cert=cert,
+        subject=subject,
+        issuer=issuer,
         status=svc.certificates.status_of(cert),
         placement=svc.certificates.placement(cert.id) if cert.id is not None else None,
     )

@@ -18,6 +18,7 @@ from pki.services.attachments import sniff
 from web.errors import field_errors
 from web.ui import actor, service
 from web.ui.form_layout import FORM_FIELDS
+from web.ui.people import want_all
 
 bp = Blueprint("requests", __name__, url_prefix="/requests")
 PAGE_SIZE = 50
@@ -37,11 +38,10 @@ def queue() -> Page:
     return _list_page(queue=True)
 
 
-def _list_page(*, queue: bool) -> Page:
-    """One page, newest first, keyset-paginated on id (``before``): as fast on page 2,000 as on page 1."""
-    args = request.args
+def _filter_args(args: Any) -> tuple[dict[str, Any], dict[str, list[str]]]:
+    """The list's filters from the query string, and an error per bad one (named as on the form)."""
     errors: dict[str, list[str]] = {}
-    flt_args: dict[str, Any] = {"limit": PAGE_SIZE + 1, "newest_first": True}
+    flt_args: dict[str, Any] = {}
     state = args.get("state", "")
     if state:
         try:
@@ -55,12 +55,22 @@ def _list_page(*, queue: bool) -> Page:
         except ValueError:
             errors["access_type"] = ["接入类型无效"]
     for key, label in (("entered_from", "起始日期"), ("entered_to", "截止日期")):
-        raw = args.get(key, "")
+        raw = args.get(key, "").strip()
         if raw:
             try:
                 flt_args[key] = date.fromisoformat(raw)
             except ValueError:
-                errors[key] = [f"{label}：日期格式应为YYYY-MM-DD"]
+                errors[key] = [f"{label}：日期格式应为年-月-日，例如 2020-10-19"]
+    flt_args["province"] = args.get("province", "").strip()[:16] or None
+    flt_args["search"] = args.get("q", "").strip()[:64] or None
+    return flt_args, errors
+
+
+def _list_page(*, queue: bool) -> Page:
+    """One page, newest first, keyset-paginated on id (``before``): as fast on page 2,000 as on page 1."""
+    args = request.args
+    flt_args, errors = _filter_args(args)
+    flt_args.update(limit=PAGE_SIZE + 1, newest_first=True)
     before = args.get("before", "")
     if before.isdigit():
         flt_args["before_id"] = int(before)
@@ -70,8 +80,6 @@ def _list_page(*, queue: bool) -> Page:
             flt_args["before_entered_at"] = before_at
     except ValueError:
         pass
-    flt_args["province"] = args.get("province", "").strip()[:16] or None
-    flt_args["search"] = args.get("q", "").strip()[:64] or None
     if queue:
         flt_args["states"] = service().requests.queue_states(actor())
     rows = [] if errors else service().requests.find(RequestFilter(**flt_args))
@@ -91,8 +99,40 @@ def _list_page(*, queue: bool) -> Page:
         args=args,
         next_url=url_for(request.endpoint or "requests.index", **next_args) if more else None,
         first_url=url_for(request.endpoint or "requests.index", **first_args),
-        provinces=sorted({p.name for p in service().ctx.policies.provinces.by_code.values()}),
+        export_url=url_for("requests.export", **first_args),
+        provinces=service().ctx.policies.provinces.names,
         queue_states=service().requests.queue_states(actor()) if queue else (),
+    )
+
+
+EXPORT_LIMIT = 10_000
+
+
+@bp.get("/export.csv")
+def export() -> Page:
+    """The list's rows (its filters, newest first, at most EXPORT_LIMIT) as CSV for Excel or WPS, with the
+    people who signed each step by name."""
+    from web.ui.exports import requests_csv
+
+    flt_args, errors = _filter_args(request.args)
+    if errors:
+        abort(400)
+    rows = service().requests.find(RequestFilter(**flt_args, limit=EXPORT_LIMIT, newest_first=True))
+    body = requests_csv(rows, service().users.display_names(n for r in rows for n in people_of(r)))
+    response = Response(body, mimetype="text/csv")
+    response.headers["Content-Disposition"] = "attachment; filename=requests.csv"
+    return response
+
+
+def people_of(req: CertificateRequest) -> tuple[str | None, ...]:
+    """Everyone who signed a step of ``req`` (录入员, 受理人, 负责人, 审核员, 签发 and 分发)."""
+    return (
+        req.entered_by,
+        req.accepted_by,
+        req.countersigned_by,
+        req.reviewed_by,
+        req.issued_by,
+        req.distributed_by,
     )
 
 
@@ -126,7 +166,7 @@ def _form_page(
         values=values,
         errors=errors,
         req=req,
-        provinces=[p.name for p in sorted(policies.provinces.by_code.values(), key=lambda p: p.code)],
+        provinces=policies.provinces.names,
         validity_months=policies.form.validity_months,
     )
 
@@ -177,12 +217,18 @@ def _detail_page(request_id: int, errors: dict[str, list[str]] | None = None, st
     evidence = (
         svc.parties.list_evidence(credential_number=req.credential_number) if prerequisites.applies else []
     )
+    history = svc.requests.history(request_id)
+    want_all(people_of(req))
+    want_all(h.actor for h in history)
+    want_all(a.uploaded_by for a in attachments or ())
+    want_all(e.recorded_by for e in evidence)
     page = render_template(
         "requests/detail.html",
         req=req,
         allowed=allowed,
         Action=Action,
-        history=svc.requests.history(request_id),
+        history=history,
+        acceptance=svc.requests.acceptance_check(request_id) if Action.ACCEPT in allowed else None,
         attachments=attachments,
         may_attach=svc.attachments.may_attach(me),
         attachment_kinds=svc.ctx.policies.access.attachment_kinds,
@@ -257,6 +303,7 @@ def accept(request_id: int) -> Page:
             usbkey_model=request.form.get("usbkey", ""),
             comment=request.form.get("comment", ""),
             expected_version=_version(),
+            confirm_uscc=request.form.get("confirm_uscc") == "yes",
         ),
     )
 
@@ -311,7 +358,9 @@ def cancel(request_id: int) -> Page:
 
 @bp.get("/<int:request_id>/print")
 def printable(request_id: int) -> Page:
-    return render_template("requests/print.html", req=service().requests.get(request_id))
+    req = service().requests.get(request_id)
+    want_all(people_of(req))
+    return render_template("requests/print.html", req=req)
 
 
 @bp.post("/<int:request_id>/attachments")

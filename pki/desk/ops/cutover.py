@@ -360,7 +360,7 @@ def plan(svc: Service, actor: Actor | None, data: Plan, sink: Sink) -> Any:
         "totals": {r.value: summary.totals.get(r, 0) for r in Readiness},
         "by_province": {
             province: {r.value: counts.get(r, 0) for r in Readiness}
-            for province, counts in sorted(summary.by_province.items())
+            for province, counts in summary.by_province.items()
         },
     }
 

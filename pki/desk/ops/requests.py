@@ -35,6 +35,8 @@ class Accept(RequestRef):
     opinion: Literal["agree", "disagree"]
     usbkey: Text = ""
     comment: Text = ""
+    # the acceptor checked that the unit's credit code, on record under another unit name, is right
+    confirm_uscc: bool = False
 
 
 class Review(RequestRef):
@@ -249,6 +251,7 @@ def accept(svc: Service, actor: Actor | None, data: Accept) -> Any:
         agree=data.opinion == "agree",
         usbkey_model=data.usbkey,
         comment=data.comment,
+        confirm_uscc=data.confirm_uscc,
     )
 
 
