@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from pki.enums import Action
 from tests.cli.test_token_cli import listing, make_tokens, shim
+from tests.support import with_shim
 from tests.support.data import application, make_uscc
 from tests.support.pki import csr_for, key
 from tests.support.server import (
@@ -101,7 +102,7 @@ def test_a_desk_issues_onto_its_own_usb_key_and_resumes_after_a_kill(
         tokens2 = make_tokens(tmp_path / "hsm2", 1)
         desk.env["SOFTHSM2_CONF"] = str(tokens2.conf)
         kill = shim(tmp_path / "shim", "    os.kill(os.getpid(), signal.SIGKILL)")
-        desk.env["PYTHONPATH"] = str(kill)
+        desk.env["PYTHONPATH"] = with_shim(kill)
         crashed = desk("issue", str(killed_rid), "--token-label", "USBKEY-0", "--as", "u-distributor")
         assert crashed.code == -9
         [(serial, delivered)] = certificates_of(home, killed_rid)
@@ -257,7 +258,7 @@ def test_a_desk_cleans_a_key_pair_its_kill_left_before_the_center_recorded_it(
             "pki.desk.remote:RemoteDesk.call",
             "    if a[1] == 'token.record':\n        os.kill(os.getpid(), signal.SIGKILL)\n    return _real(*a, **k)",
         )
-        desk.env["PYTHONPATH"] = str(kill)
+        desk.env["PYTHONPATH"] = with_shim(kill)
         issue = ("issue", str(rid), "--token-label", "USBKEY-0", "--as", "u-distributor")
         assert desk(*issue).code == -9
         del desk.env["PYTHONPATH"]

@@ -22,6 +22,7 @@ from cryptography import x509
 
 from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, PASSWORD, Cli
 from tests.cli.test_ca_cli import OPERATOR
+from tests.support import with_shim
 
 ORDER = ["root.crl", "root.crl.pem", "test.crl", "test.crl.pem", "formal.crl", "formal.crl.pem", "crls.pem"]
 
@@ -87,7 +88,7 @@ def publish_killed(cli: Cli, out: Path, shim: Path, at: int, count_file: Path) -
         "PKI_PASSWORD": PASSWORD,
         "PKI_CA_PASSPHRASE": CA_PASSPHRASE,
         "PKI_AUDIT_PASSPHRASE": AUDIT_PASSPHRASE,
-        "PYTHONPATH": str(shim),
+        "PYTHONPATH": with_shim(shim),
         "KILL_AT_WRITE": str(at),
         "KILL_DIR": str(out),
         "KILL_COUNT": str(count_file),

@@ -22,6 +22,7 @@ from tests.cli.test_ca_cli import (
     issued,
 )
 from tests.cli.test_cli import pkictl_path
+from tests.support import with_shim
 from tests.support.data import make_uscc
 
 
@@ -196,7 +197,7 @@ def test_a_run_interrupted_by_a_signal_resumes_to_the_same_decisions(
         done = subprocess.run(
             [pkictl_path(), "cutover", "run", "--chunk", "3", "--at", "2021-01-01T00:00:00Z", "--as", "op"],
             check=False,
-            env={**process_env(home.home, db_url), "PYTHONPATH": str(shim)},
+            env={**process_env(home.home, db_url), "PYTHONPATH": with_shim(shim)},
             capture_output=True,
             text=True,
             timeout=120,

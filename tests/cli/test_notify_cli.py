@@ -12,6 +12,7 @@ import pytest
 from tests.cli.runner import Cli, process_env
 from tests.cli.test_ca_cli import OPERATOR, issued
 from tests.cli.test_cli import pkictl_path
+from tests.support import with_shim
 from tests.support.smtp import smtp_server
 
 
@@ -77,7 +78,11 @@ def test_a_run_killed_while_sending_is_finished_by_the_next(
         killed = subprocess.run(
             [pkictl_path(), "notify", "expiring", "--at", at],
             check=False,
-            env={**process_env(ca_home.home, db_url), "PYTHONPATH": str(shim), "PKI_SMTP_URL": smtp.url},
+            env={
+                **process_env(ca_home.home, db_url),
+                "PYTHONPATH": with_shim(shim),
+                "PKI_SMTP_URL": smtp.url,
+            },
             capture_output=True,
             text=True,
             timeout=120,

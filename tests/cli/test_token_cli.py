@@ -19,6 +19,7 @@ import pytest
 
 from tests.cli.runner import AUDIT_PASSPHRASE, CA_PASSPHRASE, PASSWORD, Cli
 from tests.cli.test_ca_cli import enter
+from tests.support import with_shim
 from tests.support.server import Run
 from tests.support.softhsm import MODULE, SO_PIN, USER_PIN
 
@@ -89,7 +90,7 @@ def pkictl(cli: Cli, tokens: Tokens, *argv: str, shim: Path | None = None, pin: 
         "PKI_TOKEN_PIN": pin,
     }
     if shim is not None:
-        env["PYTHONPATH"] = str(shim)
+        env["PYTHONPATH"] = with_shim(shim)
     done = subprocess.run(
         [sys.executable, "-c", "import pki.cli; pki.cli.main()", *argv],
         check=False,
