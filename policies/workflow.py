@@ -25,6 +25,8 @@ OPERATIONS = (
     "attach",
     "read_attachments",
     "read_evidence",
+    "token_stock",
+    "point_admin",
 )
 
 

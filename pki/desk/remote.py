@@ -48,7 +48,7 @@ class RemoteDesk:
     def close(self) -> None:
         self._client.close()
 
-    def call(self, name: str, **fields: Any) -> Any:
+    def call(self, name: str, /, **fields: Any) -> Any:
         op = operations()[name]
         data = validate(op, fields)  # refused here exactly as the server would refuse it
         document = data.model_dump(mode="json", exclude_none=True)

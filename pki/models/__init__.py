@@ -6,6 +6,7 @@ from pki.models.attachment import RequestAttachment
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
 from pki.models.cutover import CutoverDecision, CutoverRun, Evidence, Party
+from pki.models.point import Point
 from pki.models.setting import HomeSetting
 from pki.models.token import HandOver, TokenCertificate, UsbToken
 from pki.models.workflow import CertificateRequest, ImportBatch, User
@@ -27,6 +28,7 @@ __all__ = [
     "ImportBatch",
     "LoginFailure",
     "Party",
+    "Point",
     "RequestAttachment",
     "TokenCertificate",
     "UsbToken",

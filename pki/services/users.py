@@ -9,6 +9,7 @@ from sqlalchemy import update
 from sqlmodel import col, func, select
 
 from pki import audit
+from pki.application import single_line
 from pki.enums import Role
 from pki.errors import (
     AuthenticationError,
@@ -22,6 +23,7 @@ from pki.models import User
 from pki.passwords import hash_password, needs_rehash, verify_password
 from pki.services import login_throttle
 from pki.services.context import Actor, Context
+from pki.services.points import point_named
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 10
@@ -39,12 +41,16 @@ class UserService:
         *,
         actor: Actor | None,
         display_name: str = "",
+        point: str | None = None,
     ) -> User:
-        """Create a user. Needs an admin ``actor``, except for the very first user, who must be an admin.
+        """Create a user, at the acceptance point ``point`` (None: a center user, who sees every point's
+        work). Needs an admin ``actor``, except for the very first user, who must be an admin.
 
-        Raises ValidationError (bad name, weak password, unknown role), PermissionDeniedError, ConflictError.
+        Raises ValidationError (bad name, weak password, unknown role or point, bad display name),
+        PermissionDeniedError, ConflictError.
         """
         role_set = self._check_new_user(username, password, roles)
+        display_name = _display_name(display_name)
         with self._ctx.denials_recorded(actor, "user.add", "user", username), self._ctx.write() as s:
             count = s.exec(select(func.count()).select_from(User)).one()
             if count == 0:
@@ -62,12 +68,14 @@ class UserService:
             if s.exec(select(User).where(User.username == username)).first() is not None:
                 raise ConflictError(f"user {username!r} already exists", message_zh=f"用户“{username}”已存在")
             now = self._ctx.now()
+            place = point_named(s, point) if point is not None else None
             user = User(
                 username=username,
-                display_name=display_name.strip()[:64],
+                display_name=display_name,
                 password_hash=hash_password(password),
                 roles=",".join(sorted(role_set)),
                 created_at=now,
+                point_id=place.id if place else None,
             )
             s.add(user)
             s.flush()
@@ -78,7 +86,8 @@ class UserService:
                 action="user.add",
                 subject_type="user",
                 subject_id=username,
-                details={"roles": sorted(role_set)},
+                details={"roles": sorted(role_set), "point": place.name if place else None}
+                | ({"display_name": display_name} if display_name else {}),
             )
             return user
 
@@ -122,12 +131,25 @@ class UserService:
         roles: Iterable[str] | None = None,
         active: bool | None = None,
         password: str | None = None,
+        point: str | None = None,
+        center: bool = False,
+        display_name: str | None = None,
     ) -> User:
-        """Change a user's roles, activation or password (admins only), audited without the password.
+        """Change a user's roles, activation, password, point (``center``: no point, sees every point's
+        work) or display name (admins only), audited without the password.
 
         Refuses to leave no active admin, so the system cannot lock itself out.
         """
         errors: list[FieldError] = []
+        if point is not None and center:
+            errors.append(
+                FieldError("point", "give a point or make a center user, not both", "受理点设置冲突")
+            )
+        shown: str | None = None
+        try:
+            shown = _display_name(display_name) if display_name is not None else None
+        except ValidationError as e:
+            errors.extend(e.errors)
         role_set = None
         if roles is not None:
             role_list = list(roles)
@@ -163,6 +185,12 @@ class UserService:
                 user.active, changed["active"] = active, active
             if new_hash is not None:
                 user.password_hash, changed["password"] = new_hash, "reset"
+            if point is not None or center:
+                place = point_named(s, point) if point is not None else None
+                if (place.id if place else None) != user.point_id:
+                    user.point_id, changed["point"] = (place.id, place.name) if place else (None, None)
+            if shown is not None and shown != user.display_name:
+                user.display_name, changed["display_name"] = shown, shown
             if not changed:
                 raise ValidationError([FieldError("user", "nothing to change", "没有修改任何内容")])
             s.add(user)
@@ -223,3 +251,22 @@ class UserService:
         if errors:
             raise ValidationError(errors)
         return frozenset(role_list)
+
+
+DISPLAY_NAME_MAX = 64
+
+
+def _display_name(text: str) -> str:
+    """A display name (张三): blanks around dropped, at most 64 characters on one line."""
+    shown = " ".join(text.split())
+    if len(shown) > DISPLAY_NAME_MAX or not single_line(shown):
+        raise ValidationError(
+            [
+                FieldError(
+                    "display_name",
+                    f"at most {DISPLAY_NAME_MAX} characters on one line",
+                    f"姓名：不超过{DISPLAY_NAME_MAX}个字，单行",
+                )
+            ]
+        )
+    return shown

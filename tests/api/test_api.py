@@ -266,7 +266,7 @@ def test_separation_of_duties_through_the_api(
     assert made.status_code == 201
     own = client.post(
         f"/api/v1/requests/{made.json['id']}/accept",
-        json={"opinion": "agree", "usbkey": "x"},
+        json={"opinion": "agree", "usbkey": "ePass3003"},
         headers=headers,
     )
     assert own.status_code == 403 and own.json["code"] == "separation_of_duties"

@@ -14,7 +14,7 @@ bp = Blueprint("dashboard", __name__)
 @bp.get("/")
 def index() -> str:
     svc = service()
-    figures = svc.stats.dashboard()
+    figures = svc.stats.dashboard(actor=actor())
     return render_template(
         "dashboard.html",
         figures=figures,

@@ -1,3 +1,3 @@
 """The operations, one module per concept; importing this package registers them all."""
 
-from pki.desk.ops import certificates, cutover, requests, sessions, tokens  # noqa: F401
+from pki.desk.ops import certificates, cutover, points, requests, sessions, stock, tokens  # noqa: F401
