@@ -86,13 +86,20 @@ class AuditService:
         except NotFoundError:
             return []
 
-    def recent(self, *, limit: int = 50, actor: Actor | None = None) -> list[AuditRecord]:
-        """The newest records of the whole trail: for the center's users (it names every point's work); a
-        point's users read their requests' records (:meth:`for_request`)."""
+    def recent(
+        self,
+        *,
+        limit: int = 50,
+        subject_type: str | None = None,
+        subject_id: str | None = None,
+        actor: Actor | None = None,
+    ) -> list[AuditRecord]:
+        """The newest records of the trail (of one subject): for the center's users (it names every point's
+        work); a point's users read their requests' records (:meth:`for_request`)."""
         with self._ctx.denials_recorded(actor, "audit.show", "audit"), self._ctx.read() as s:
             if not scope_for(s, actor).everything:
                 raise PermissionDeniedError(
                     "the whole audit trail is for the center's users: give a request",
                     message_zh="只有中心用户可以查看全部审计记录",
                 )
-            return audit.recent(s, limit=limit)
+            return audit.recent(s, limit=limit, subject_type=subject_type, subject_id=subject_id)

@@ -142,7 +142,9 @@ def test_concurrent_writers_keep_one_unbroken_chain(service: Service, people: di
                 code = make_uscc("110101", f"3{k:03d}{i:04d}")
                 req = service.requests.create(application(credential_number=code), actor=people["clerk"])
                 assert req.id is not None
-                service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
+                service.requests.accept(
+                    req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003"
+                )
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 

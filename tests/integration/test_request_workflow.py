@@ -174,12 +174,18 @@ def test_cancel_where_it_makes_sense(service: Service, people: dict[str, Actor],
     ("who", "call"),
     [
         ("acceptor", lambda svc, rid, a: svc.requests.create(application(), actor=a)),
-        ("clerk", lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="ePass3003")),
+        (
+            "clerk",
+            lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="ePass3003"),
+        ),
         ("acceptor", lambda svc, rid, a: svc.requests.countersign(rid, actor=a)),
         ("head", lambda svc, rid, a: svc.requests.review(rid, actor=a, decision=Action.APPROVE)),
         ("distributor", lambda svc, rid, a: svc.requests.edit(rid, application(), actor=a)),
         ("reviewer", lambda svc, rid, a: svc.requests.cancel(rid, actor=a, reason="x")),
-        ("admin", lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="ePass3003")),
+        (
+            "admin",
+            lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="ePass3003"),
+        ),
     ],
     ids=[
         "acceptor-enters",
