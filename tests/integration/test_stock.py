@@ -188,3 +188,19 @@ def test_acceptance_names_a_model_the_requests_point_has_in_stock(
 def test_serials_from_a_csv() -> None:
     assert serials_from_csv("\ufeff序列号,备注\nA1,新\n\n A2 ,\n") == ["A1", "A2"]
     assert serials_from_csv("B1\nB2\n") == ["B1", "B2"]
+
+
+def test_all_approved_pairs_each_request_with_a_key_its_point_may_issue_onto(
+    service: Service, people: dict[str, Actor], staff: dict[str, dict[Role, Actor]]
+) -> None:
+    service.stock.intake(["C1"], model="SoftHSM2", point=CHANGSHA, actor=people["ops"])
+    at_wuhan = request_at(service, people, WUHAN, RequestState.APPROVED, usbkey_model="SoftHSM2")
+    at_changsha = request_at(service, people, CHANGSHA, RequestState.APPROVED, usbkey_model="SoftHSM2")
+    queue = service.token_issuance.approved_queue(actor=people["distributor"])
+    assert [q.id for q in queue] == [at_wuhan, at_changsha]
+    # C1 is 长沙's; NEW is unknown, fit only where no stock is kept (武汉).
+    pairs = service.token_issuance.pairs(queue, ["C1", "NEW"])
+    assert [(q.id, serial) for q, serial in pairs] == [(at_wuhan, "NEW"), (at_changsha, "C1")]
+    theirs = service.token_issuance.approved_queue(actor=staff[CHANGSHA][Role.DISTRIBUTOR])
+    assert [q.id for q in theirs] == [at_changsha]
+    assert service.token_issuance.pairs(theirs, ["NEW"]) == []

@@ -57,16 +57,19 @@ def request_at(
     people: dict[str, Actor],
     point: str,
     state: RequestState = RequestState.ENTERED,
+    *,
+    usbkey_model: str = "飞天诚信 ePass3003",
     **overrides: object,
 ) -> int:
-    """A request of ``point`` entered and walked to ``state`` by the center's users (who see every point)."""
+    """A request of ``point`` entered and walked to ``state`` by the center's users (who see every point);
+    ``overrides`` are application fields."""
     overrides.setdefault("credential_number", uscc())
     req = service.requests.create(application(**overrides), actor=people["clerk"], point=point)
     assert req.id is not None
     rid = req.id
     if state is RequestState.ENTERED:
         return rid
-    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
+    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model=usbkey_model)
     if state is RequestState.ACCEPTED:
         return rid
     service.requests.countersign(rid, actor=people["head"])
