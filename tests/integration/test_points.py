@@ -235,6 +235,10 @@ def test_a_point_user_is_refused_on_another_points_work_as_on_missing_work(
         with pytest.raises(NotFoundError, match=f"token {theirs.token} is not recorded"):
             svc.stock.return_defective([theirs.token], reason="坏了", actor=me)
         refusals += 2
+    if WORKFLOW.operation_allows(me.roles, "token_clean"):
+        with pytest.raises(NotFoundError, match=f"token {theirs.token} is not recorded"):
+            svc.token_cleanup.begin_removal(theirs.token, [], actor=me)
+        refusals += 1
 
     # Every refusal of their work is on the record, as a refusal of the other point's, told only there.
     assert _out_of_scope(svc, me.username) == refusals
