@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, update
@@ -172,18 +173,7 @@ class StockService:
                     message_zh="USB Key已登记",
                 )
             now = self._ctx.now()
-            s.add_all(
-                UsbToken(
-                    serial=x,
-                    model=kind.name,
-                    state=TokenState.BLANK,
-                    first_seen_at=now,
-                    updated_at=now,
-                    updated_by=actor.username,
-                    point_id=point_id,
-                )
-                for x in wanted
-            )
+            s.add_all(blank_key(x, kind.name, point_id, by=actor.username, at=now) for x in wanted)
             name = self._keep_stock(s, point_id)
             self._audit(s, actor, "intake", wanted, {"point": name, "model": kind.name})
             return StockMove("intake", wanted, name, TokenState.BLANK.value)
@@ -361,6 +351,22 @@ class StockService:
         audit.append_many(
             s, [audit.Entry(now, actor.username, f"token.{doing}", "token", x, details) for x in serials]
         )
+
+
+def blank_key(
+    serial: str, model: str, point_id: int | None, *, by: str, at: datetime, label: str = ""
+) -> UsbToken:
+    """A key recorded for the first time, blank, at ``point_id``: taken into stock, or seen when issued onto."""
+    return UsbToken(
+        serial=serial,
+        model=model,
+        label=label,
+        state=TokenState.BLANK,
+        first_seen_at=at,
+        updated_at=at,
+        updated_by=by,
+        point_id=point_id,
+    )
 
 
 def missing_token(serial: str) -> NotFoundError:

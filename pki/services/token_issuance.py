@@ -48,6 +48,7 @@ from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService, missing_request
 from pki.services.scope import require_in_scope, scope_for
+from pki.services.stock import blank_key
 from pki.services.token_device import (
     TOKEN_WORKER,
     KeyPairOnToken,
@@ -493,16 +494,8 @@ class TokenIssuanceService:
 
     def _new_token_row(self, s: Session, device: TokenIdentity, actor: Actor, point_id: int | None) -> int:
         """Record a token seen for the first time, blank, at the request's point."""
-        now = self._ctx.now()
-        token = UsbToken(
-            serial=device.serial,
-            model=device.model,
-            label=device.label,
-            state=TokenState.BLANK,
-            first_seen_at=now,
-            updated_at=now,
-            updated_by=actor.username,
-            point_id=point_id,
+        token = blank_key(
+            device.serial, device.model, point_id, by=actor.username, at=self._ctx.now(), label=device.label
         )
         s.add(token)
         s.flush()

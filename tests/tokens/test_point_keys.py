@@ -4,8 +4,6 @@ nothing is generated on the key when refused."""
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from sqlmodel import Session, select
 
@@ -15,30 +13,10 @@ from pki.models import UsbToken
 from pki.services import Actor, Service
 from tests.support.points import CHANGSHA, WUHAN, add_points, point_id, request_at, staff_at
 from tests.support.softhsm import Token
+from tests.tokens.test_usbkey_issuance import objects
 from tokens.usbkey import UsbKey
 
 SOFTHSM = "SoftHSM2"
-
-
-def _objects(token: Token) -> str:
-    return subprocess.run(
-        [
-            "pkcs11-tool",
-            "--module",
-            token.module,
-            "--token-label",
-            token.label,
-            "--login",
-            "--pin",
-            token.pin,
-            "-O",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"SOFTHSM2_CONF": str(token.conf), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    ).stdout
 
 
 @pytest.fixture
@@ -60,7 +38,7 @@ def test_a_key_of_another_point_is_refused_until_transferred_and_received(
 ) -> None:
     ca_service.stock.intake([token.serial], model=SOFTHSM, point=CHANGSHA, actor=people["ops"])
     rid = _approved_at(ca_service, people, WUHAN)  # 武汉 keeps no stock yet: any model
-    before = _objects(token)
+    before = objects(token)
     for issuer in (people["distributor"], points[WUHAN][Role.DISTRIBUTOR]):
         with pytest.raises(ConflictError, match="held by another acceptance point"):
             ca_service.token_issuance.issue(rid, device, actor=issuer, key_type="ec-p256")
@@ -72,7 +50,7 @@ def test_a_key_of_another_point_is_refused_until_transferred_and_received(
     ca_service.stock.transfer([token.serial], to=WUHAN, actor=points[CHANGSHA][Role.DISTRIBUTOR])
     with pytest.raises(ConflictError, match="in transit"):
         ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
-    assert _objects(token) == before and ca_service.requests.get(rid).state is RequestState.APPROVED
+    assert objects(token) == before and ca_service.requests.get(rid).state is RequestState.APPROVED
     ca_service.stock.receive([token.serial], actor=points[WUHAN][Role.DISTRIBUTOR])
     done = ca_service.token_issuance.issue(
         rid, device, actor=points[WUHAN][Role.DISTRIBUTOR], key_type="ec-p256"
