@@ -637,13 +637,6 @@ class RequestService:
         return {a for a in map(_workflow_action, names) if a is not None}
 
     @staticmethod
-    def _get(s: Session, request_id: int) -> CertificateRequest:
-        req = s.get(CertificateRequest, known_id(request_id))
-        if req is None:
-            raise missing_request(request_id)
-        return req
-
-    @staticmethod
     def _clear_acceptance(req: CertificateRequest) -> None:
         req.acceptance_opinion = None
         req.acceptance_comment = ""
