@@ -4,7 +4,8 @@ Revision ID: 0009
 Revises: 0008
 
 A home made before points gets one point, 默认受理点 (province "": the center's own desk), and every request,
-party and USB key it has is that point's. Its users stay center users (no point): they see everything, as
+party and USB key it has is that point's; it keeps no stock yet (its keys were recorded when issued onto, so
+acceptances there may name any model of tokens.toml until it takes keys in). Its users stay center users (no point): they see everything, as
 before, until an admin places them at a point (`pkictl user set NAME --point POINT`).
 """
 
