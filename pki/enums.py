@@ -153,6 +153,7 @@ class TokenState(StrEnum):
     LOST = "lost"
     DESTROYED = "destroyed"  # terminal
     RETURNED = "returned"  # back at the acceptance point
+    DEFECTIVE = "defective"  # faulty, sent back to the supplier (terminal)
 
 
 TOKEN_STATE_LABELS_ZH: dict[TokenState, str] = {
@@ -162,6 +163,7 @@ TOKEN_STATE_LABELS_ZH: dict[TokenState, str] = {
     TokenState.LOST: "已挂失",
     TokenState.DESTROYED: "已销毁",
     TokenState.RETURNED: "已收回",
+    TokenState.DEFECTIVE: "故障退回",
 }
 
 

@@ -84,6 +84,30 @@ class NotFoundError(PkiError):
     code = "not_found"
 
 
+class ScopeRefusalError(PkiError):
+    """Base of refusals because something belongs to an acceptance point outside the actor's (services/
+    scope.py). Each looks exactly like the refusal of something missing (same code and messages, so existence
+    does not leak); ``reason`` says why, for the audit trail only."""
+
+    reason = ""
+
+
+class OutOfScopeError(ScopeRefusalError, NotFoundError):
+    """A record of another acceptance point, refused as a missing record is."""
+
+    def __init__(self, missing: NotFoundError, reason: str) -> None:
+        NotFoundError.__init__(self, missing.message, message_zh=missing.message_zh)
+        self.reason = reason
+
+
+class PointOutOfScopeError(ScopeRefusalError, ValidationError):
+    """An acceptance point the actor may not work for, named for new work: refused as an unknown point is."""
+
+    def __init__(self, unknown: ValidationError, reason: str) -> None:
+        ValidationError.__init__(self, unknown.errors)
+        self.reason = reason
+
+
 class AuthenticationError(PkiError):
     """Unknown user, wrong password or disabled account (deliberately not told apart)."""
 

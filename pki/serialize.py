@@ -28,13 +28,15 @@ def audit_to_dict(rec: AuditRecord) -> dict[str, Any]:
     return data
 
 
-def user_to_dict(user: User) -> dict[str, Any]:
+def user_to_dict(user: User, point: str | None = None) -> dict[str, Any]:
+    """``point``: the name of the user's acceptance point (None: a center user)."""
     return {
         "username": user.username,
         "display_name": user.display_name,
         "roles": sorted(user.role_set()),
         "active": user.active,
         "created_at": _plain(user.created_at),
+        "point": point,
     }
 
 

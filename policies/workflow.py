@@ -27,6 +27,8 @@ OPERATIONS = (
     "read_evidence",
     "notify",
     "token_admin",
+    "token_stock",
+    "point_admin",
 )
 
 

@@ -137,7 +137,7 @@ class Module:
         if not hits:
             unread = "".join(f"; {f.message}" for f in scan.faults)
             raise TokenError(
-                f"no token with {wanted} is present{unread}",
+                f"no token with {wanted} is present (searched PKCS#11 module {self.path}){unread}",
                 message_zh="未找到指定的USB Key",
                 ckr="CKR_TOKEN_NOT_PRESENT",
             )

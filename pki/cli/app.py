@@ -133,6 +133,22 @@ def as_option(f: F) -> F:
     return click.option("--as", "as_user", required=True, metavar="USER", help="Operator user name.")(f)
 
 
+def reader_option(f: F) -> F:
+    """``--as USER`` on a read: see what USER sees (their acceptance points' records), as the API shows them
+    to a desk logged in as USER. Without it the center's host reads everything."""
+    return click.option(
+        "--as", "as_user", metavar="USER", help="Read as USER: only their acceptance points' records."
+    )(f)
+
+
+def point_option(f: F) -> F:
+    return click.option(
+        "--point",
+        metavar="POINT",
+        help="The acceptance point (受理点) it is for; default your own (a center user's: 默认受理点).",
+    )(f)
+
+
 def access_mode_option(f: F) -> F:
     from pki.enums import AccessMode
 
@@ -231,6 +247,7 @@ from pki.cli import (  # noqa: E402
     audit_commands,
     ca_commands,
     home_commands,
+    point_commands,
     request_commands,
     session_commands,
     user_commands,
@@ -238,6 +255,9 @@ from pki.cli import (  # noqa: E402
 
 # isort: split
 from pki.cli import token_commands  # noqa: E402
+
+# isort: split
+from pki.cli import stock_commands  # noqa: E402  (adds to the `token` group)
 
 __all__ = [
     "audit_commands",
@@ -247,8 +267,10 @@ __all__ = [
     "home_commands",
     "main",
     "notify_commands",
+    "point_commands",
     "request_commands",
     "session_commands",
+    "stock_commands",
     "token_admin_commands",
     "token_commands",
     "user_commands",

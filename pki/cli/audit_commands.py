@@ -11,6 +11,7 @@ from pki.cli.app import (
     json_option,
     local_time,
     print_json,
+    reader_option,
     service,
 )
 
@@ -89,12 +90,14 @@ def audit_checkpoint() -> None:
 @audit.command("show")
 @click.option("--limit", type=click.IntRange(1, 100_000), default=50, show_default=True)
 @click.option("--request", "request_id", type=int, help="Only this request's records.")
+@reader_option
 @json_option
-def audit_show(limit: int, request_id: int | None, as_json: bool) -> None:
-    """Show the newest audit records, oldest of them first."""
+def audit_show(limit: int, request_id: int | None, as_user: str | None, as_json: bool) -> None:
+    """Show the newest audit records, oldest of them first (an acceptance point's users: of one of their
+    requests)."""
     from pki.audit import canonical_json
 
-    recs = desk().call("audit.show", limit=limit, request_id=request_id)
+    recs = desk(as_user).call("audit.show", limit=limit, request_id=request_id)
     if as_json:
         print_json(recs)
         return

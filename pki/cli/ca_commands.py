@@ -9,7 +9,17 @@ from typing import Any
 
 import click
 
-from pki.cli.app import as_option, cli, desk, json_option, local_time, login, print_json, service
+from pki.cli.app import (
+    as_option,
+    cli,
+    desk,
+    json_option,
+    local_time,
+    login,
+    print_json,
+    reader_option,
+    service,
+)
 from pki.enums import AccessType, RevocationReason
 
 CSR_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
@@ -141,6 +151,7 @@ def cert() -> None:
 @click.option("--request", "request_id", type=int)
 @click.option("--after-id", type=int)
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@reader_option
 @json_option
 def cert_list(
     status: str | None,
@@ -149,10 +160,11 @@ def cert_list(
     request_id: int | None,
     after_id: int | None,
     limit: int,
+    as_user: str | None,
     as_json: bool,
 ) -> None:
     """List certificates."""
-    rows = desk().call(
+    rows = desk(as_user).call(
         "cert.list",
         status=status,
         expiring_within=days,
@@ -173,10 +185,11 @@ def cert_list(
 
 @cert.command("show")
 @click.argument("serial")
+@reader_option
 @json_option
-def cert_show(serial: str, as_json: bool) -> None:
+def cert_show(serial: str, as_user: str | None, as_json: bool) -> None:
     """Show one certificate (serial in hex, colons and case as you like)."""
-    data = desk().call("cert.show", serial=serial)
+    data = desk(as_user).call("cert.show", serial=serial)
     if as_json:
         print_json(data)
         return
@@ -202,11 +215,12 @@ def cert_show(serial: str, as_json: bool) -> None:
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="File to write (default stdout)."
 )
-def cert_export(serial: str, fmt: str, out: Path | None) -> None:
+@reader_option
+def cert_export(serial: str, fmt: str, out: Path | None, as_user: str | None) -> None:
     """Export a certificate as PEM, DER, or PEM with its issuing CA and root (chain)."""
     import base64
 
-    data = base64.b64decode(desk().call("cert.export", serial=serial, format=fmt)["data"])
+    data = base64.b64decode(desk(as_user).call("cert.export", serial=serial, format=fmt)["data"])
     if out is not None:
         from pki.files import write_atomic
 

@@ -17,7 +17,9 @@ from pki.cli.app import (
     json_option,
     local_time,
     login,
+    point_option,
     print_json,
+    reader_option,
     service,
 )
 from pki.enums import EvidenceType, PartyKind, Readiness
@@ -65,6 +67,7 @@ def party() -> None:
 @access_mode_option
 @click.option("--province", default=None, help="Province of every row (default: 省份 column, else the USCC).")
 @click.option("--skip-invalid", is_flag=True, help="Register the good rows and report the bad ones.")
+@point_option
 @as_option
 @json_option
 def party_import(
@@ -74,6 +77,7 @@ def party_import(
     access_mode: str,
     province: str | None,
     skip_invalid: bool,
+    point: str | None,
     as_user: str,
     as_json: bool,
 ) -> None:
@@ -88,6 +92,7 @@ def party_import(
             access_mode=access_mode,
             province=province,
             skip_invalid=skip_invalid,
+            point=point,
         )
     except ImportRowsError as e:
         if not as_json:
@@ -108,12 +113,13 @@ def party_import(
 @party.command("list")
 @click.option("--platform", default=None, help=PLATFORM_HELP + " Default: all.")
 @click.option("--province", default=None)
+@reader_option
 @json_option
-def party_list(platform: str | None, province: str | None, as_json: bool) -> None:
+def party_list(platform: str | None, province: str | None, as_user: str | None, as_json: bool) -> None:
     """List parties (streamed a page at a time)."""
     import json
 
-    d = desk()
+    d = desk(as_user)
     first = True
     if as_json:
         click.echo("[", nl=False)
@@ -296,10 +302,12 @@ def cutover_run(
 
 @cutover.command("status")
 @click.option("--refused", "show_refused", is_flag=True, help="Also list the refused parties (first 1000).")
+@reader_option
 @json_option
-def cutover_status(show_refused: bool, as_json: bool) -> None:
-    """Each platform's cutover instant, whether enforcement is switched, and the run's totals."""
-    status = desk().call("cutover.status", refused=show_refused)
+def cutover_status(show_refused: bool, as_user: str | None, as_json: bool) -> None:
+    """Each platform's cutover instant, whether enforcement is switched, and the run's totals (with
+    --refused, the refused parties of your acceptance points)."""
+    status = desk(as_user).call("cutover.status", refused=show_refused)
     if as_json:
         print_json([{k: v for k, v in p.items() if k != "refused" or show_refused} for p in status])
         return

@@ -14,8 +14,10 @@ from pki.cli.app import (
     desk,
     json_option,
     local_time,
+    point_option,
     print_json,
     read_json_file,
+    reader_option,
 )
 from pki.enums import AccessType, RequestState
 from pki.errors import ImportRowsError, PkiError
@@ -45,12 +47,13 @@ def _echo_request(req: dict[str, Any], as_json: bool, verb: str) -> None:
     required=True,
     help="Application as JSON (keys documented in docs/application-json.md).",
 )
+@point_option
 @as_option
 @json_option
-def request_new(path: Path, as_user: str, as_json: bool) -> None:
+def request_new(path: Path, point: str | None, as_user: str, as_json: bool) -> None:
     """Enter one application."""
     raw = read_json_file(path)
-    _echo_request(desk(as_user).call("request.new", application=raw), as_json, "entered")
+    _echo_request(desk(as_user).call("request.new", application=raw, point=point), as_json, "entered")
 
 
 @request.command("edit")
@@ -78,6 +81,7 @@ def request_edit(request_id: int, path: Path, as_user: str, as_json: bool) -> No
 @click.option("--label", required=True, help="Batch name, e.g. '西藏 第一批'.")
 @access_mode_option
 @click.option("--skip-invalid", is_flag=True, help="Import the good rows and report the bad ones.")
+@point_option
 @as_option
 @json_option
 def request_import(
@@ -86,6 +90,7 @@ def request_import(
     label: str,
     access_mode: str,
     skip_invalid: bool,
+    point: str | None,
     as_user: str,
     as_json: bool,
 ) -> None:
@@ -100,6 +105,7 @@ def request_import(
             label=label,
             access_mode=access_mode,
             skip_invalid=skip_invalid,
+            point=point,
         )
     except ImportRowsError as e:
         if not as_json:
@@ -124,6 +130,7 @@ def request_import(
 @click.option("--search", help="Unit name fragment or exact credit code.")
 @click.option("--after-id", type=int, help="Page on: only requests with a larger id.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@reader_option
 @json_option
 def request_list(
     status: str | None,
@@ -132,10 +139,11 @@ def request_list(
     search: str | None,
     after_id: int | None,
     limit: int,
+    as_user: str | None,
     as_json: bool,
 ) -> None:
     """List requests, oldest first."""
-    rows = desk().call(
+    rows = desk(as_user).call(
         "request.list",
         status=status,
         province=province,
@@ -156,12 +164,13 @@ def request_list(
 
 @request.command("show")
 @click.argument("request_id", type=int)
+@reader_option
 @json_option
-def request_show(request_id: int, as_json: bool) -> None:
+def request_show(request_id: int, as_user: str | None, as_json: bool) -> None:
     """Show one request and its history."""
     from pki.application import FIELD_LABELS
 
-    detail = desk().call("request.show", request_id=request_id)
+    detail = desk(as_user).call("request.show", request_id=request_id)
     if as_json:
         print_json(detail)
         return

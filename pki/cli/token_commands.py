@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pki.cli.app import as_option, cli, desk, json_option, local_time, login, print_json, service
+from pki.cli.app import (
+    as_option,
+    cli,
+    desk,
+    json_option,
+    local_time,
+    login,
+    print_json,
+    reader_option,
+    service,
+)
 
 if TYPE_CHECKING:
     from pki.services import Actor, Service
@@ -198,7 +208,7 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
     svc = service()
     actor = login(svc, as_user)
     policy = svc.ctx.policies.tokens
-    queue = svc.token_issuance.approved_queue()
+    queue = svc.token_issuance.approved_queue(actor=actor)
     if module_path is None and not queue:
         click.echo("no approved request waits for a USB key")
         return
@@ -214,7 +224,7 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
     serials = svc.token_issuance.fillable(list(present))
     pin = token_pin() if queue and serials else ""
     results: list[dict[str, Any]] = []
-    pairs = list(zip(queue, serials, strict=False))
+    pairs = svc.token_issuance.pairs(queue, list(present))  # a key only where its point may issue onto it
     with (
         _StopRequested() as stop,
         click.progressbar(pairs, label="issuing onto USB keys", file=sys.stderr, show_pos=True) as bar,
@@ -294,14 +304,16 @@ def token() -> None:
     metavar="PATH",
     help="PKCS#11 module to look through (repeatable; default: every module in tokens.toml found on disk).",
 )
+@reader_option
 @json_option
-def token_list(modules: tuple[str, ...], as_json: bool) -> None:
-    """List recorded tokens (state, holder, certificates) and the tokens present now."""
+def token_list(modules: tuple[str, ...], as_user: str | None, as_json: bool) -> None:
+    """List recorded tokens by acceptance point and state (holder, certificates), the tokens present now,
+    and the stock per point, model and state."""
     from pki.desk.local import LocalDesk
     from pki.errors import TokenError
     from policies import load_policies
 
-    d = desk()
+    d = desk(as_user)
     policy = d.service.ctx.policies if isinstance(d, LocalDesk) else load_policies()
     paths = modules or tuple(p for p in policy.tokens.modules() if Path(p).is_file())
     seen: list[dict[str, str]] = []
@@ -319,13 +331,19 @@ def token_list(modules: tuple[str, ...], as_json: bool) -> None:
         return
     if not rows:
         click.echo("no tokens recorded or present")
-    for r in rows:
+    for r in sorted(rows, key=lambda r: (r["point"] or "", r["state"], r["serial"])):
         where = "present" if r["present"] else "absent"
         holder = f"{r['holder_credential']} {r['holder_unit']}".strip() or "-"
+        point = (r["point"] or "-") + (f" -> {r['transfer_to']}" if r["transfer_to"] else "")
         click.echo(
-            f"{r['serial']:<20} {r['state']:<10} {where:<7} certs {r['certificates']:<3} {r['label'] or '-':<20} "
-            f"{r['model'] or '-':<20} {holder}"
+            f"{point:<16} {r['serial']:<20} {r['state']:<10} {where:<7} certs {r['certificates']:<3} "
+            f"{r['label'] or '-':<20} {r['model'] or '-':<20} {holder}"
         )
+    counts = d.call("token.stock")
+    if counts:
+        click.echo("stock by point (model: state count):")
+    for c in counts:
+        click.echo(f"  {c['point']:<16} {c['model']:<24} {c['state']:<10} {c['count']}")
 
 
 @token.command("mark")
@@ -404,7 +422,7 @@ def _find(module: Module, label: str | None, serial: str | None) -> TokenInfo:
 
 
 def _find_token(paths: tuple[str, ...], label: str | None, serial: str | None) -> tuple[Module, TokenInfo]:
-    """The first module in ``paths`` that sees the token."""
+    """The first module in ``paths`` that sees the token; the refusal names every module searched."""
     from pki.errors import TokenError
 
     last: TokenError | None = None
@@ -414,7 +432,16 @@ def _find_token(paths: tuple[str, ...], label: str | None, serial: str | None) -
             return module, _find(module, label, serial)
         except TokenError as e:
             last = e
-    raise last or TokenError("no PKCS#11 module found: give --module")
+    if last is None:
+        raise TokenError("no PKCS#11 module found: give --module")
+    if len(paths) > 1:
+        wanted = f"label {label!r}" if label is not None else f"serial {serial!r}"
+        raise TokenError(
+            f"no token with {wanted} is present (searched PKCS#11 modules {', '.join(paths)})",
+            message_zh=last.message_zh,
+            ckr=last.ckr,
+        )
+    raise last
 
 
 # -- hand-over -----------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class RemoteDesk:
     def close(self) -> None:
         self._client.close()
 
-    def call(self, name: str, sink: Sink | None = None, **fields: Any) -> Any:
+    def call(self, name: str, /, sink: Sink | None = None, **fields: Any) -> Any:
         """As LocalDesk.call: the server's answer, its ``rows`` handed to ``sink`` when one is given."""
         op = operations()[name]
         data = validate(op, fields)  # refused here exactly as the server would refuse it

@@ -24,7 +24,7 @@ OpenDevice = Callable[[], AbstractContextManager[TokenDevice]]
 
 
 class Caller(Protocol):
-    def call(self, name: str, **fields: Any) -> Any: ...
+    def call(self, name: str, /, **fields: Any) -> Any: ...
 
 
 def issue(desk: Caller, request_id: int, open_device: OpenDevice, token_serial: str, key_type: str) -> Any:

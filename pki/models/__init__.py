@@ -6,6 +6,7 @@ from pki.models.attachment import RequestAttachment
 from pki.models.audit import AuditHead, AuditRecord
 from pki.models.ca import Certificate, CertificateAuthority, CrlRecord
 from pki.models.cutover import CutoverDecision, CutoverRun, Evidence, Party
+from pki.models.point import Point
 from pki.models.reminder import Reminder
 from pki.models.setting import HomeSetting
 from pki.models.token import HandOver, TokenCertificate, UsbToken
@@ -29,6 +30,7 @@ __all__ = [
     "ImportBatch",
     "LoginFailure",
     "Party",
+    "Point",
     "Reminder",
     "RequestAttachment",
     "TokenCertificate",

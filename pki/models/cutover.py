@@ -22,6 +22,7 @@ class Party(SQLModel, table=True):
         UniqueConstraint("platform", "credential_number", name="uq_party_platform_uscc"),
         Index("ix_party_platform_id", "platform", "id"),
         Index("ix_party_credential", "credential_number"),
+        Index("ix_party_point_id", "point_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -37,6 +38,7 @@ class Party(SQLModel, table=True):
     source_name: str = Field(default="", max_length=255)
     imported_by: str = Field(max_length=64)
     imported_at: datetime = utc_field(nullable=False)
+    point_id: int | None = Field(default=None, foreign_key="point.id")  # the 受理点 that registered it
 
 
 class Evidence(SQLModel, table=True):

@@ -26,6 +26,8 @@ class UsbToken(SQLModel, table=True):
     first_seen_at: datetime = utc_field(nullable=False)
     updated_at: datetime = utc_field(nullable=False)
     updated_by: str = Field(max_length=64)
+    point_id: int | None = Field(default=None, foreign_key="point.id", index=True)  # the point holding it
+    transfer_to_id: int | None = Field(default=None, foreign_key="point.id")  # in transit to this point
 
 
 class TokenCertificate(SQLModel, table=True):

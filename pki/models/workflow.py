@@ -29,6 +29,7 @@ class User(SQLModel, table=True):
     roles: str = Field(max_length=255)  # comma-separated Role values, sorted
     active: bool = True
     created_at: datetime = _utc(nullable=False)
+    point_id: int | None = Field(default=None, foreign_key="point.id", index=True)  # None: the center
 
     def role_set(self) -> frozenset[str]:
         return parse_roles(self.roles)
@@ -63,6 +64,7 @@ class CertificateRequest(SQLModel, table=True):
         Index("ix_request_province_id", "province", "id"),
         Index("ix_request_access_type_id", "access_type", "id"),
         Index("ix_request_entered_at_id", "entered_at", "id"),
+        Index("ix_request_point_id", "point_id", "id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -125,3 +127,4 @@ class CertificateRequest(SQLModel, table=True):
     distributed_by: str | None = Field(default=None, max_length=64)
     distributed_at: datetime | None = _utc()
     updated_at: datetime = _utc(nullable=False)
+    point_id: int | None = Field(default=None, foreign_key="point.id")  # the 受理点 whose work it is

@@ -23,12 +23,14 @@ from pki.services.inventory import InventoryService
 from pki.services.issuance import IssuanceService
 from pki.services.ocsp_responder import OcspService
 from pki.services.parties import PartyService
+from pki.services.points import PointService
 from pki.services.reminders import ReminderService
 from pki.services.renewal import RenewalService
 from pki.services.requests import RequestFilter, RequestService
 from pki.services.revocation import RevocationService
 from pki.services.sessions import SessionService
 from pki.services.stats import StatsService
+from pki.services.stock import StockService
 from pki.services.token_cleanup import TokenCleanupService
 from pki.services.token_handshake import TokenHandshakeService
 from pki.services.token_issuance import TokenIssuanceService
@@ -57,6 +59,7 @@ class Service:
             audit_seal=audit_seal,
         )
         self.users = UserService(self.ctx)
+        self.points = PointService(self.ctx)
         self.sessions = SessionService(self.ctx, self.users)
         self.idempotency = IdempotencyService(self.ctx)
         self.settings = HomeSettingsService(self.ctx)
@@ -74,6 +77,7 @@ class Service:
         self.token_handshake = TokenHandshakeService(self.ctx, self.token_issuance)
         self.distribution = DistributionService(self.ctx, self.requests, self.revocation)
         self.inventory = InventoryService(self.ctx, self.revocation)
+        self.stock = StockService(self.ctx)
         self.token_cleanup = TokenCleanupService(self.ctx)
         self.parties = PartyService(self.ctx)
         self.cutover = CutoverService(self.ctx)

@@ -15,9 +15,10 @@ from sqlmodel import col, select
 from pki import audit
 from pki.errors import FieldError, NotFoundError, ValidationError
 from pki.ids import known_id
-from pki.models import CertificateRequest, RequestAttachment
+from pki.models import RequestAttachment
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
+from pki.services.requests import request_in_scope
 
 # Magic bytes -> media type. Only these are kept: PDF, JPEG, PNG.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -68,8 +69,7 @@ class AttachmentService:
             )
         with self._ctx.denials_recorded(actor, "attach", "request", request_id), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "attach")
-            if s.get(CertificateRequest, request_id) is None:
-                raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+            request_in_scope(s, request_id, actor)
             if errors:
                 raise ValidationError(errors)
             assert media is not None
@@ -105,12 +105,18 @@ class AttachmentService:
             return row
 
     def list_for(self, request_id: int, *, actor: Actor) -> list[RequestAttachment]:
-        """The request's attachments without their content (PermissionDeniedError for other roles)."""
+        """The request's attachments without their content (PermissionDeniedError for other roles;
+        NotFoundError for a request outside the actor's scope, recorded)."""
         known_id(request_id)
         with self._ctx.read() as s:
             require_operation(
                 self._ctx.policies.workflow, self._ctx.resolve(s, actor, quiet=True), "read_attachments"
             )
+        with (
+            self._ctx.denials_recorded(actor, "read_attachments", "request", request_id),
+            self._ctx.read() as s,
+        ):
+            request_in_scope(s, request_id, actor)
             stmt = (
                 select(RequestAttachment)
                 .options(defer(RequestAttachment.content))  # type: ignore[arg-type]
@@ -137,6 +143,7 @@ class AttachmentService:
             self._ctx.write() as s,
         ):
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "read_attachments")
+            request_in_scope(s, request_id, actor)
             row = s.get(RequestAttachment, attachment_id)
             if row is None or row.request_id != request_id:
                 raise NotFoundError(f"attachment {attachment_id} not found", message_zh="附件不存在")

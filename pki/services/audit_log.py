@@ -6,9 +6,11 @@ from sqlmodel import col, select
 
 from pki import audit
 from pki.audit_key import AuditKey
-from pki.errors import ConflictError
+from pki.errors import ConflictError, NotFoundError, PermissionDeniedError
 from pki.models import AuditHead, AuditRecord
-from pki.services.context import Context
+from pki.services.context import Actor, Context
+from pki.services.requests import request_in_scope
+from pki.services.scope import scope_for
 
 
 class AuditService:
@@ -69,11 +71,35 @@ class AuditService:
             audit.append(s, at=self._ctx.now(), actor=actor, action="audit.checkpoint")
             return audit.lock_chain(s).seq
 
-    def for_request(self, request_id: int, *, limit: int = 1000) -> list[AuditRecord]:
-        return self.recent(limit=limit, subject_type="request", subject_id=str(request_id))
+    def for_request(
+        self, request_id: int, *, limit: int = 1000, actor: Actor | None = None
+    ) -> list[AuditRecord]:
+        """The newest records of one request: none for a request that does not exist, and none (the attempt
+        recorded) for one outside ``actor``'s scope."""
+        try:
+            with (
+                self._ctx.denials_recorded(actor, "audit.show", "request", request_id),
+                self._ctx.read() as s,
+            ):
+                request_in_scope(s, request_id, actor)
+                return audit.recent(s, limit=limit, subject_type="request", subject_id=str(request_id))
+        except NotFoundError:
+            return []
 
     def recent(
-        self, *, limit: int = 50, subject_type: str | None = None, subject_id: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        subject_type: str | None = None,
+        subject_id: str | None = None,
+        actor: Actor | None = None,
     ) -> list[AuditRecord]:
-        with self._ctx.read() as s:
+        """The newest records of the trail (of one subject): for the center's users (it names every point's
+        work); a point's users read their requests' records (:meth:`for_request`)."""
+        with self._ctx.denials_recorded(actor, "audit.show", "audit"), self._ctx.read() as s:
+            if not scope_for(s, actor).everything:
+                raise PermissionDeniedError(
+                    "the whole audit trail is for the center's users: give a request",
+                    message_zh="只有中心用户可以查看全部审计记录",
+                )
             return audit.recent(s, limit=limit, subject_type=subject_type, subject_id=subject_id)

@@ -18,7 +18,9 @@ from pki.errors import FieldError, ImportRowsError, RowError, ValidationError
 from pki.models import ImportBatch
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
+from pki.services.points import point_for_new_work
 from pki.services.requests import RequestService
+from pki.services.scope import Scope, scope_for
 from policies import Policies
 
 # The unit-list columns of 附件4–6, then any 附件7 field by its form label or its JSON key.
@@ -190,8 +192,10 @@ class BulkService:
         access_mode: AccessMode = AccessMode.BATCH,
         source_name: str = "",
         skip_invalid: bool = False,
+        point: str | None = None,
     ) -> ImportResult:
-        """Validate every row, then insert the batch and one request per unit in one transaction.
+        """Validate every row, then insert the batch and one request per unit in one transaction, for the
+        actor's point (``point``: as for RequestService.create).
 
         Raises ImportRowsError when any row is bad and ``skip_invalid`` is false; then nothing is written.
         """
@@ -201,9 +205,11 @@ class BulkService:
         if not label:
             raise ValidationError([FieldError("label", "a batch label is required", "批次名称：必填")])
         parsed = parse_unit_list(data, defaults, policies=self._ctx.policies, today=self._ctx.today())
-        with self._ctx.write() as s:
+        with self._ctx.denials_recorded(actor, "batch.import", "batch"), self._ctx.write() as s:
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
-            good = self._drop_open_duplicates(s, parsed)
+            scope = scope_for(s, actor)
+            point_id = point_for_new_work(s, scope, point)
+            good = self._drop_open_duplicates(s, parsed, scope)
             if parsed.bad and not skip_invalid:
                 raise ImportRowsError(sorted(parsed.bad, key=lambda r: r.row), total=parsed.total)
             result = ImportResult(
@@ -223,7 +229,9 @@ class BulkService:
             s.add(batch)
             s.flush()
             assert batch.id is not None
-            result.request_ids = self._requests.insert_many(s, good, actor=actor, batch_id=batch.id)
+            result.request_ids = self._requests.insert_many(
+                s, good, actor=actor, batch_id=batch.id, point_id=point_id
+            )
             audit.append(
                 s,
                 at=now,
@@ -241,8 +249,9 @@ class BulkService:
             result.batch_id = batch.id
         return result
 
-    def _drop_open_duplicates(self, s: Session, parsed: ParsedList) -> list[dict[str, Any]]:
-        """Rows whose unit already has an open request of the same type for the same system become row errors."""
+    def _drop_open_duplicates(self, s: Session, parsed: ParsedList, scope: Scope) -> list[dict[str, Any]]:
+        """Rows whose unit already has an open request of the same type for the same system become row errors
+        (naming that request when it is in ``scope``)."""
         open_requests = self._requests.open_duplicates(s, parsed.good)
         good: list[dict[str, Any]] = []
         for values, line in zip(parsed.good, parsed.lines, strict=True):
@@ -251,12 +260,15 @@ class BulkService:
             if clash is None:
                 good.append(values)
             else:
+                number = clash[0] if scope.covers(clash[1]) else None
                 parsed.bad.append(
                     _row_error(
                         line,
                         "credential_number",
-                        f"unit already has open request {clash}",
-                        f"该单位已有同类在办申请（编号 {clash}）",
+                        f"unit already has open request {number}"
+                        if number
+                        else "unit already has an open request",
+                        f"该单位已有同类在办申请（编号 {number}）" if number else "该单位已有同类在办申请",
                     )
                 )
         return good

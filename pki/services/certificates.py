@@ -18,7 +18,8 @@ from pki.errors import FieldError, NotFoundError, ValidationError
 from pki.ids import id_bound
 from pki.models import Certificate, TokenCertificate, UsbToken
 from pki.services.authority import AuthorityService
-from pki.services.context import Context
+from pki.services.context import Actor, Context
+from pki.services.scope import by_request, require_certificates_in_scope, scope_for
 
 _HEX = re.compile(r"^[0-9A-F]{1,40}$")
 EXPORT_FORMATS = ("pem", "der", "chain")
@@ -36,6 +37,10 @@ def normalize_serial(text: str) -> str:
             [FieldError("serial", f"{text!r} is not a hexadecimal serial number", "证书序列号应为十六进制")]
         )
     return cleaned
+
+
+def missing_certificate(serial: str) -> NotFoundError:
+    return NotFoundError(f"no certificate with serial {serial}", message_zh="证书不存在")
 
 
 def effective_status(cert: Certificate, now_utc: object) -> str:
@@ -78,8 +83,9 @@ class CertificateService:
         self._ctx = ctx
         self._authority = authority
 
-    def find(self, flt: CertificateFilter | None = None) -> list[Certificate]:
-        """Oldest first; ``expiring_within_days`` lists valid certificates ending within that many days."""
+    def find(self, flt: CertificateFilter | None = None, *, actor: Actor | None = None) -> list[Certificate]:
+        """The certificates of ``actor``'s scope (services/scope.py), oldest first; ``expiring_within_days``
+        lists valid certificates ending within that many days."""
         flt = flt or CertificateFilter()
         now = self._ctx.now()
         stmt = select(Certificate)
@@ -106,19 +112,23 @@ class CertificateService:
             col(Certificate.not_valid_after) if flt.expiring_within_days is not None else col(Certificate.id)
         )
         with self._ctx.read() as s:
+            stmt = stmt.where(by_request(scope_for(s, actor), col(Certificate.request_id)))
             return list(s.exec(stmt.order_by(order).limit(max(1, min(flt.limit, 10_000)))).all())
 
-    def get(self, serial: str) -> Certificate:
-        with self._ctx.read() as s:
-            return self.get_in(s, serial)
+    def get(self, serial: str, *, actor: Actor | None = None) -> Certificate:
+        """One certificate, if its request is in ``actor``'s scope; NotFoundError otherwise."""
+        with self._ctx.denials_recorded(actor, "show", "certificate", serial[:64]), self._ctx.read() as s:
+            return self.get_in(s, serial, actor=actor)
 
     @staticmethod
-    def get_in(s: Session, serial: str, *, lock: bool = False) -> Certificate:
+    def get_in(s: Session, serial: str, *, lock: bool = False, actor: Actor | None = None) -> Certificate:
+        """:meth:`get` inside the caller's transaction (``lock``: FOR UPDATE)."""
         normalized = normalize_serial(serial)
         stmt = select(Certificate).where(Certificate.serial == normalized)
         found = s.exec(stmt.with_for_update() if lock else stmt).one_or_none()
         if found is None:
-            raise NotFoundError(f"no certificate with serial {normalized}", message_zh="证书不存在")
+            raise missing_certificate(normalized)
+        require_certificates_in_scope(s, scope_for(s, actor), [found], missing_certificate)
         return found
 
     def placements(self, certificate_ids: Iterable[int]) -> dict[int, TokenPlacement]:
@@ -173,13 +183,13 @@ class CertificateService:
     def status_of(self, cert: Certificate) -> str:
         return effective_status(cert, self._ctx.now())
 
-    def export(self, serial: str, fmt: str) -> bytes:
+    def export(self, serial: str, fmt: str, *, actor: Actor | None = None) -> bytes:
         """pem, der, or chain (the certificate, its issuing CA and the root, PEM)."""
         if fmt not in EXPORT_FORMATS:
             raise ValidationError(
                 [FieldError("format", f"must be one of {', '.join(EXPORT_FORMATS)}", "格式无效")]
             )
-        cert = self.get(serial)
+        cert = self.get(serial, actor=actor)
         parsed = x509.load_der_x509_certificate(cert.der)
         if fmt == "der":
             return cert.der

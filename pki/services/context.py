@@ -25,7 +25,7 @@ from pki.db import (
     read_session,
     transaction,
 )
-from pki.errors import KeyAccessError, PermissionDeniedError
+from pki.errors import KeyAccessError, PermissionDeniedError, ScopeRefusalError
 from pki.models import User
 from pki.models.workflow import parse_roles
 from pki.services import idempotency
@@ -187,13 +187,18 @@ class Context:
     def denials_recorded(
         self, actor: Actor | None, attempted: str, subject_type: str = "", subject_id: str | int = ""
     ) -> Iterator[None]:
-        """Record a refused attempt (role or separation of duties) as a security event, then re-raise.
+        """Record a refused attempt (role, separation of duties, or a record of another acceptance point) as a
+        security event, then re-raise.
 
-        The refused operation's own transaction has rolled back by then; the record gets its own.
+        The refused operation's own transaction has rolled back by then; the record gets its own. A record
+        outside the actor's points was refused as a missing one; only this record says why.
         """
         try:
             yield
-        except PermissionDeniedError as e:
+        except (PermissionDeniedError, ScopeRefusalError) as e:
+            code, reason = (
+                ("out_of_scope", e.reason) if isinstance(e, ScopeRefusalError) else (e.code, e.message)
+            )
             with idempotency.claiming(None), self.write() as s:  # a refusal is not the work a key stands for
                 audit.append(
                     s,
@@ -202,7 +207,7 @@ class Context:
                     action="security.denied",
                     subject_type=subject_type,
                     subject_id=subject_id,
-                    details={"attempted": attempted, "code": e.code, "reason": e.message},
+                    details={"attempted": attempted, "code": code, "reason": reason},
                 )
             raise
 

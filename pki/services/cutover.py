@@ -21,12 +21,13 @@ from sqlmodel import Session, select
 
 from pki import audit
 from pki.enums import AccessType, CutoverRunState, PartyKind, Readiness
-from pki.errors import ConflictError, CutoverNotDueError, NotFoundError
-from pki.ids import known_id
-from pki.models import Certificate, CertificateRequest, CutoverDecision, CutoverRun, Party
+from pki.errors import ConflictError, CutoverNotDueError, PermissionDeniedError
+from pki.models import Certificate, CutoverDecision, CutoverRun, Party
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
 from pki.services.prerequisites import PrerequisiteReport, evaluate
+from pki.services.requests import request_in_scope
+from pki.services.scope import EVERYTHING, Scope, scope_for
 from policies.cutover import Platform
 
 CHUNK = 5000  # rows fetched at a time by the plan
@@ -125,12 +126,13 @@ class CutoverService:
 
     # -- prerequisites (test → formal) ----------------------------------------------------------------
 
-    def prerequisites(self, request_id: int, *, at: datetime | None = None) -> PrerequisiteReport:
-        """Each test → formal rule for the request with passed/failed and why, at ``at`` (default now)."""
-        with self._ctx.read() as s:
-            req = s.get(CertificateRequest, known_id(request_id))
-            if req is None:
-                raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+    def prerequisites(
+        self, request_id: int, *, at: datetime | None = None, actor: Actor | None = None
+    ) -> PrerequisiteReport:
+        """Each test → formal rule for the request (in ``actor``'s scope) with passed/failed and why, at
+        ``at`` (default now)."""
+        with self._ctx.denials_recorded(actor, "show", "request", request_id), self._ctx.read() as s:
+            req = request_in_scope(s, request_id, actor)
             return evaluate(s, self._ctx.policies, req, at or self._ctx.now())
 
     # -- readiness ------------------------------------------------------------------------------------
@@ -143,12 +145,14 @@ class CutoverService:
         days: int = 30,
         sink: Callable[[PartyReadiness], None] | None = None,
         chunk: int = CHUNK,
+        actor: Actor | None = None,
     ) -> PlanSummary:
         """Readiness of every party of ``platform`` at ``at`` (default: the platform's cutover instant, or
         now once that has passed),
         handed to ``sink`` one at a time in party order, with totals per province.
 
         Expiring means valid at ``at`` but ending before ``at`` + ``days``. Reads one consistent snapshot.
+        Only the parties of ``actor``'s scope (services/scope.py) are planned and counted.
         """
         plat = self._ctx.policies.cutover.platform(platform)
         when = _aware(at or max(self._ctx.now(), plat.cutover))
@@ -156,7 +160,8 @@ class CutoverService:
             raise ValueError("days must not be negative")
         summary = PlanSummary(plat.name, when, when + timedelta(days=days), plat.cutover)
         with self._ctx.read(snapshot=True) as s:
-            for row in self._classified(s, plat, when, summary.horizon, after=0, chunk=chunk):
+            scope = scope_for(s, actor)
+            for row in self._classified(s, plat, when, summary.horizon, after=0, chunk=chunk, scope=scope):
                 summary.add(row)
                 if sink is not None:
                     sink(row)
@@ -165,11 +170,19 @@ class CutoverService:
         return summary
 
     def _classified(
-        self, s: Session, plat: Platform, at: datetime, horizon: datetime, *, after: int, chunk: int
+        self,
+        s: Session,
+        plat: Platform,
+        at: datetime,
+        horizon: datetime,
+        *,
+        after: int,
+        chunk: int,
+        scope: Scope = EVERYTHING,
     ) -> Iterator[PartyReadiness]:
         """Every party's readiness in one pass: one statement, streamed ``chunk`` rows at a time (a
         server-side cursor on PostgreSQL), so memory stays flat and certificates are joined once."""
-        stmt = classify(plat, at, horizon, after=after)
+        stmt = classify(plat, at, horizon, after=after, scope=scope)
         for row in s.execute(stmt, execution_options={"yield_per": chunk}):
             yield PartyReadiness(
                 party_id=row.party_id,
@@ -206,6 +219,11 @@ class CutoverService:
         when = _aware(at or self._ctx.now())
         with self._ctx.denials_recorded(actor, "cutover.run", "cutover", platform), self._ctx.read() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "cutover")
+            if not scope_for(s, actor).everything:  # it decides for every point's parties
+                raise PermissionDeniedError(
+                    "the cutover is run by the center's users (no acceptance point)",
+                    message_zh="切换只能由中心用户执行",
+                )
         if rehearse:
             return self._rehearse(plat, when, chunk)
         if when < plat.cutover:
@@ -400,8 +418,10 @@ class CutoverService:
         refused_only: bool = False,
         after_id: int = 0,
         limit: int = 1000,
+        actor: Actor | None = None,
     ) -> list[DecisionRecord]:
-        """One page (keyset on party id) of the decisions the platform's run recorded."""
+        """One page (keyset on party id) of the decisions the platform's run recorded for the parties of
+        ``actor``'s scope."""
         d = _D
         stmt = (
             sa_select(
@@ -422,6 +442,7 @@ class CutoverService:
         if refused_only:
             stmt = stmt.where(d.c.allowed.is_(False))
         with self._ctx.read() as s:
+            stmt = stmt.where(scope_for(s, actor).where(_P.c.point_id))
             return [DecisionRecord(*row) for row in s.execute(stmt).all()]
 
 
@@ -448,6 +469,7 @@ def classify(
     after: int,
     limit: int | None = None,
     upto: int | None = None,
+    scope: Scope = EVERYTHING,
 ) -> Select[Any]:
     """The readiness of the parties of ``plat`` with ids after ``after`` (the next ``limit`` of them, or up to
     ``upto``) at ``at``: one statement joining their certificates by USCC, grouped per party. The one
@@ -458,6 +480,8 @@ def classify(
     none (expired or never issued). Allowed from the cutover: ready or expiring.
     """
     where = [_P.c.platform == plat.name, _P.c.id > after]
+    if not scope.everything:
+        where.append(scope.where(_P.c.point_id))
     if upto is not None:
         where.append(_P.c.id <= upto)
     parties = sa_select(_P.c.id, _P.c.credential_number, _P.c.name, _P.c.province, _P.c.party_kind).where(

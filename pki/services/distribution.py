@@ -19,8 +19,9 @@ from pki.models import Certificate, CertificateRequest, HandOver
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
 from pki.services.requests import SUBJECT as REQUEST
-from pki.services.requests import RequestService
+from pki.services.requests import RequestService, missing_request
 from pki.services.revocation import RevocationService
+from pki.services.scope import require_in_scope, scope_for
 
 RECIPIENT_MAX = 64
 
@@ -100,6 +101,9 @@ class DistributionService:
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
         ).one()
+        require_in_scope(
+            scope_for(s, actor), req.point_id, missing_request(request_id), f"request {request_id}"
+        )
         self._requests.refuse_conflicting(s, request_id, actor, Action.DISTRIBUTE)
         return req
 

@@ -8,16 +8,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import func, or_
+from sqlalchemy.orm import aliased
 from sqlmodel import col, select
 
 from pki import audit
 from pki.enums import TOKEN_STATE_LABELS_ZH, CertificateStatus, TokenState
-from pki.errors import ConflictError, FieldError, InvalidTransitionError, NotFoundError, ValidationError
-from pki.models import Certificate, TokenCertificate, UsbToken
+from pki.errors import ConflictError, FieldError, InvalidTransitionError, ValidationError
+from pki.models import Certificate, Point, TokenCertificate, UsbToken
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
 from pki.services.revocation import COMMENT_MAX, RevocationService
+from pki.services.scope import require_in_scope, scope_for
+from pki.services.stock import missing_token
 from policies.tokens import MARKS
 
 
@@ -43,6 +46,8 @@ class TokenView:
     present: bool
     module: str
     updated_at: datetime | None
+    point: str | None = None  # the acceptance point holding it (None: seen, not recorded)
+    transfer_to: str | None = None  # in transit to this point
 
 
 @dataclass(frozen=True)
@@ -57,15 +62,31 @@ class InventoryService:
         self._ctx = ctx
         self._revocation = revocation
 
-    def tokens(self, seen: Sequence[SeenToken] = ()) -> list[TokenView]:
-        """Every recorded token (with its certificate count), then tokens seen but not recorded."""
+    def tokens(self, seen: Sequence[SeenToken] = (), *, actor: Actor | None = None) -> list[TokenView]:
+        """Every recorded token of ``actor``'s scope (held by, or on its way to, one of their points), by
+        serial, with its holding point and certificate count; then the tokens seen but recorded nowhere."""
+        holder, target = aliased(Point), aliased(Point)
         with self._ctx.read() as s:
+            scope = scope_for(s, actor)
             counts = dict(
                 s.exec(
                     select(TokenCertificate.token_id, func.count()).group_by(col(TokenCertificate.token_id))
                 ).all()
             )
-            rows = s.exec(select(UsbToken).order_by(col(UsbToken.serial))).all()
+            found = s.exec(
+                select(UsbToken, holder.name, target.name)
+                .outerjoin(holder, col(holder.id) == col(UsbToken.point_id))
+                .outerjoin(target, col(target.id) == col(UsbToken.transfer_to_id))
+                .where(or_(scope.where(col(UsbToken.point_id)), scope.where(col(UsbToken.transfer_to_id))))
+                .order_by(col(UsbToken.serial))
+            ).all()
+            everywhere = set(
+                s.exec(
+                    select(UsbToken.serial).where(col(UsbToken.serial).in_([t.serial for t in seen]))
+                ).all()
+            )
+        rows = [t for t, _, _ in found]
+        points = {t.serial: (p, q) for t, p, q in found}
         present = {t.serial: t for t in seen}
         out = [
             TokenView(
@@ -79,14 +100,14 @@ class InventoryService:
                 t.serial in present,
                 present[t.serial].module if t.serial in present else "",
                 t.updated_at,
+                *points[t.serial],
             )
             for t in rows
         ]
-        recorded = {t.serial for t in rows}
         out += [
             TokenView(t.serial, t.model, t.label, "unrecorded", "", "", 0, True, t.module, None)
             for t in seen
-            if t.serial not in recorded
+            if t.serial not in everywhere
         ]
         return out
 
@@ -104,7 +125,8 @@ class InventoryService:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_mark")
             token = s.exec(select(UsbToken).where(UsbToken.serial == serial).with_for_update()).first()
             if token is None:
-                raise NotFoundError(f"token {serial} is not recorded", message_zh="该USB Key未登记")
+                raise missing_token(serial)
+            require_in_scope(scope_for(s, actor), token.point_id, missing_token(serial), f"token {serial}")
             if token.state is rule.state:
                 raise ConflictError(f"token {serial} is already {rule.state.value}")
             if token.state not in rule.allowed_from:

@@ -189,7 +189,7 @@ class IssuanceService:
         wf = self._ctx.policies.workflow
         with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
             require_role(wf, self._ctx.resolve(s, actor), Action.ISSUE)
-            reqs = self._requests.lock_many(s, ids)
+            reqs = self._requests.lock_many(s, ids, actor=actor)
             self.refuse_pending(s, ids)
             earlier = self._requests.actions_by_many(s, ids, actor.username)
             fingerprints = {rid: spki_sha256(key) for rid, key in keys}

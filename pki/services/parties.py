@@ -32,6 +32,8 @@ from pki.models import CutoverDecision, CutoverRun, Evidence, Party
 from pki.services.authz import require_operation
 from pki.services.bulk import unit_rows
 from pki.services.context import Actor, Context
+from pki.services.points import point_for_new_work
+from pki.services.scope import scope_for
 from policies.form import Province, ProvinceTable
 
 _CHUNK = 500
@@ -104,8 +106,10 @@ class PartyService:
         province: str | None = None,
         source_name: str = "",
         skip_invalid: bool = False,
+        point: str | None = None,
     ) -> PartyImportResult:
-        """Register every unit of a 附件4–6 list as a party of ``platform``, in one transaction.
+        """Register every unit of a 附件4–6 list as a party of ``platform``, in one transaction, for the
+        actor's point (``point``: as for RequestService.create).
 
         The province is ``province`` when given, else the list's 省份 column, else the USCC's division code
         (positions 3–4). Units already registered for the platform are left as they are and reported.
@@ -147,6 +151,7 @@ class PartyService:
         result = PartyImportResult(total=total, rejected=sorted(bad, key=lambda r: r.row))
         with self._ctx.denials_recorded(actor, "party.import", "party"), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "party_import")
+            point_id = point_for_new_work(s, scope_for(s, actor), point)
             existing: set[str] = set()
             numbers = [str(g["credential_number"]) for g in good]
             for i in range(0, len(numbers), _CHUNK):
@@ -166,6 +171,7 @@ class PartyService:
                 "source_name": source_name[:255],
                 "imported_by": actor.username,
                 "imported_at": now,
+                "point_id": point_id,
             }
             rows = [{**g, **common} for g in good if g["credential_number"] not in existing]
             result.already_registered = sorted(existing)
@@ -198,9 +204,11 @@ class PartyService:
         province: str | None = None,
         after_id: int | None = None,
         limit: int = 1000,
+        actor: Actor | None = None,
     ) -> list[PartyRecord]:
-        """One page of parties in id order (keyset: pass the last id seen as ``after_id``), each with its
-        state from its cutover decision (a platform has one run, so a party at most one decision)."""
+        """One page of the parties of ``actor``'s scope in id order (keyset: pass the last id seen as
+        ``after_id``), each with its state from its cutover decision (a platform has one run, so a party at
+        most one decision)."""
         p, d, r = _PARTY, _DECISION, _RUN
         joined = p.outerjoin(r, r.c.platform == p.c.platform).outerjoin(
             d,
@@ -217,7 +225,7 @@ class PartyService:
             stmt = stmt.where(p.c.id > after_id)
         stmt = stmt.order_by(p.c.id).limit(max(1, min(limit, 10_000)))
         with self._ctx.read() as s:
-            rows = s.execute(stmt).all()
+            rows = s.execute(stmt.where(scope_for(s, actor).where(p.c.point_id))).all()
         return [
             PartyRecord(
                 id=r.id,
@@ -240,25 +248,40 @@ class PartyService:
         ]
 
     def iter_parties(
-        self, *, platform: str | None = None, province: str | None = None, page: int = 1000
+        self,
+        *,
+        platform: str | None = None,
+        province: str | None = None,
+        page: int = 1000,
+        actor: Actor | None = None,
     ) -> Iterator[PartyRecord]:
-        """Every matching party, a page at a time (memory does not grow with the registry)."""
+        """Every matching party of ``actor``'s scope, a page at a time (memory does not grow with the
+        registry)."""
         after: int | None = None
         while True:
-            rows = self.list_parties(platform=platform, province=province, after_id=after, limit=page)
+            rows = self.list_parties(
+                platform=platform, province=province, after_id=after, limit=page, actor=actor
+            )
             yield from rows
             if len(rows) < page:
                 return
             after = rows[-1].id
 
-    def get(self, credential_number: str, *, platform: str = "production") -> PartyRecord:
+    def get(
+        self, credential_number: str, *, platform: str = "production", actor: Actor | None = None
+    ) -> PartyRecord:
+        """The party of ``platform`` with this USCC, if in ``actor``'s scope (NotFoundError otherwise)."""
         with self._ctx.read() as s:
             party_id = s.exec(
                 select(Party.id).where(
                     Party.platform == platform, Party.credential_number == credential_number.strip().upper()
                 )
             ).one_or_none()
-        found = self.list_parties(after_id=party_id - 1, limit=1) if party_id is not None else []
+        found = (
+            [p for p in self.list_parties(after_id=party_id - 1, limit=1, actor=actor) if p.id == party_id]
+            if party_id is not None
+            else []
+        )
         if not found:
             raise NotFoundError(
                 f"no party {credential_number} on platform {platform}", message_zh="未找到该接入单位"

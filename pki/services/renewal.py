@@ -38,7 +38,7 @@ class RenewalService:
         new_key = self._issuance.checked_key(csr_public_key(csr)) if csr is not None else None
         with self._ctx.denials_recorded(actor, "renew", "certificate", serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "renew")
-            old = CertificateService.get_in(s, serial, lock=True)
+            old = CertificateService.get_in(s, serial, lock=True, actor=actor)
             self._check_renewable(old)
             req = s.exec(
                 select(CertificateRequest).where(CertificateRequest.id == old.request_id).with_for_update()

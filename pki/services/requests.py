@@ -31,7 +31,10 @@ from pki.models import AuditRecord, Certificate, CertificateRequest
 from pki.services import acceptance
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
+from pki.services.points import point_for_new_work
 from pki.services.prerequisites import require_prerequisites
+from pki.services.scope import require_in_scope, scope_for
+from pki.services.stock import require_stocked_model
 
 SUBJECT = "request"
 
@@ -71,9 +74,15 @@ _MARK_ISSUED = (
 
 @functools.cache
 def _lock_row_statement(columns: tuple[str, ...]) -> Any:
-    """SELECT id, state, version, <columns> … FOR UPDATE, built once per column list."""
+    """SELECT id, state, version, point_id, <columns> … FOR UPDATE, built once per column list."""
     return (
-        sa_select(_REQUESTS.c.id, _REQUESTS.c.state, _REQUESTS.c.version, *(_REQUESTS.c[c] for c in columns))
+        sa_select(
+            _REQUESTS.c.id,
+            _REQUESTS.c.state,
+            _REQUESTS.c.version,
+            _REQUESTS.c.point_id,
+            *(_REQUESTS.c[c] for c in columns),
+        )
         .where(_REQUESTS.c.id == bindparam("rid"))
         .with_for_update()
     )
@@ -119,25 +128,38 @@ class RequestService:
 
     # -- entry ---------------------------------------------------------------------------------------
 
-    def create(self, raw: Mapping[str, Any], *, actor: Actor) -> CertificateRequest:
-        """Enter one 附件7 application. Raises PermissionDeniedError, ValidationError or ConflictError."""
+    def create(self, raw: Mapping[str, Any], *, actor: Actor, point: str | None = None) -> CertificateRequest:
+        """Enter one 附件7 application for the actor's point (``point``: one in their scope; a center user's
+        entry goes to the default point unless they name one). Raises PermissionDeniedError, ValidationError
+        or ConflictError."""
         with self._ctx.denials_recorded(actor, Action.ENTER.value, SUBJECT), self._ctx.write() as s:
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
+            scope = scope_for(s, actor)
+            point_id = point_for_new_work(s, scope, point)
             values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
             clash = self.open_duplicates(s, [values]).get(_duplicate_key(values))
             if clash is not None:
+                # The rule is the whole center's; the number only for a request the actor may look up.
+                number = f" (request {clash[0]})" if scope.covers(clash[1]) else ""
                 raise ConflictError(
                     f"unit {values['credential_number']} already has an open {values['access_type'].value} "
-                    f"request for this system (request {clash})",
-                    message_zh=f"该单位已有同类在办申请（编号 {clash}）",
+                    f"request for this system{number}",
+                    message_zh=f"该单位已有同类在办申请{f'（编号 {clash[0]}）' if number else ''}",
                 )
-            return self.insert_validated(s, values, actor=actor)
+            return self.insert_validated(s, values, actor=actor, point_id=point_id)
 
-    def insert_validated(self, s: Session, values: Mapping[str, Any], *, actor: Actor) -> CertificateRequest:
-        """Insert an already validated record inside the caller's transaction."""
+    def insert_validated(
+        self, s: Session, values: Mapping[str, Any], *, actor: Actor, point_id: int
+    ) -> CertificateRequest:
+        """Insert an already validated record for ``point_id`` inside the caller's transaction."""
         now = self._ctx.now()
         req = CertificateRequest(
-            **values, state=RequestState.ENTERED, entered_by=actor.username, entered_at=now, updated_at=now
+            **values,
+            state=RequestState.ENTERED,
+            entered_by=actor.username,
+            entered_at=now,
+            updated_at=now,
+            point_id=point_id,
         )
         s.add(req)
         s.flush()
@@ -145,9 +167,10 @@ class RequestService:
         return req
 
     def insert_many(
-        self, s: Session, rows: Sequence[Mapping[str, Any]], *, actor: Actor, batch_id: int
+        self, s: Session, rows: Sequence[Mapping[str, Any]], *, actor: Actor, batch_id: int, point_id: int
     ) -> list[int]:
-        """Insert validated records in one statement and audit each, inside the caller's transaction."""
+        """Insert validated records for ``point_id`` in one statement and audit each, inside the caller's
+        transaction."""
         now = self._ctx.now()
         common = {
             "state": RequestState.ENTERED,
@@ -155,6 +178,7 @@ class RequestService:
             "entered_at": now,
             "updated_at": now,
             "batch_id": batch_id,
+            "point_id": point_id,
         }
         stmt = insert(CertificateRequest).returning(col(CertificateRequest.id), sort_by_parameter_order=True)
         ids = list(s.execute(stmt, [{**row, **common} for row in rows]).scalars())
@@ -169,25 +193,29 @@ class RequestService:
         return ids
 
     @staticmethod
-    def open_duplicates(s: Session, rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str, str], int]:
-        """Open (not finished) requests for the same unit, access type and system as any of ``rows``."""
+    def open_duplicates(
+        s: Session, rows: Sequence[Mapping[str, Any]]
+    ) -> dict[tuple[str, str, str], tuple[int, int | None]]:
+        """Open (not finished) requests, anywhere in the center, for the same unit, access type and system
+        as any of ``rows``: their id and point."""
         numbers = sorted({r["credential_number"] for r in rows})
-        found: dict[tuple[str, str, str], int] = {}
+        found: dict[tuple[str, str, str], tuple[int, int | None]] = {}
         for i in range(0, len(numbers), 500):
-            hits = s.exec(
-                select(
-                    CertificateRequest.id,
-                    CertificateRequest.credential_number,
-                    CertificateRequest.access_type,
-                    CertificateRequest.target_system,
+            hits = s.execute(
+                sa_select(
+                    col(CertificateRequest.id),
+                    col(CertificateRequest.credential_number),
+                    col(CertificateRequest.access_type),
+                    col(CertificateRequest.target_system),
+                    col(CertificateRequest.point_id),
                 ).where(
                     col(CertificateRequest.credential_number).in_(numbers[i : i + 500]),
                     col(CertificateRequest.state).not_in(TERMINAL),
                 )
             ).all()
-            for rid, number, access, system in hits:
+            for rid, number, access, system, point_id in hits:
                 assert rid is not None
-                found.setdefault((number, str(access), system), rid)
+                found.setdefault((number, str(access), system), (rid, point_id))
         return found
 
     def edit(
@@ -222,9 +250,9 @@ class RequestService:
         expected_version: int | None = None,
         confirm_uscc: bool = False,
     ) -> CertificateRequest:
-        """Record 受理意见: 同意 needs the USBKEY 品牌及型号, the scans workflow.toml [acceptance] requires,
-        and ``confirm_uscc`` when the credit code is on record under another unit name; 不同意 needs a reason
-        and rejects the request."""
+        """Record 受理意见: 同意 needs the USBKEY 品牌及型号 (a model of tokens.toml the request's point has in
+        stock: services/stock.py), the scans workflow.toml [acceptance] requires, and ``confirm_uscc`` when
+        the credit code is on record under another unit name; 不同意 needs a reason and rejects the request."""
         action = Action.ACCEPT if agree else Action.DISAGREE
         with self._change(request_id, actor, action, expected_version) as (s, req):
             usbkey_model, comment = usbkey_model.strip(), comment.strip()
@@ -242,11 +270,10 @@ class RequestService:
                 )
             _check_text("usbkey", usbkey_model, 128, "USBKEY 品牌及型号", lines=False)
             _check_text("comment", comment, REASON_MAX, "受理意见")
-            confirmed = (
-                acceptance.require_ready(s, self._ctx.policies, req, confirm_uscc=confirm_uscc)
-                if agree
-                else ()
-            )
+            confirmed: tuple[acceptance.NameConflict, ...] = ()
+            if agree:  # a model of tokens.toml that the request's point has in stock
+                usbkey_model = require_stocked_model(s, self._ctx.policies.tokens, req.point_id, usbkey_model)
+                confirmed = acceptance.require_ready(s, self._ctx.policies, req, confirm_uscc=confirm_uscc)
             req.acceptance_opinion = "agree" if agree else "disagree"
             req.acceptance_comment = comment
             req.usbkey_model = usbkey_model
@@ -257,10 +284,10 @@ class RequestService:
             self.advance(s, req, actor, action, details)
             return req
 
-    def acceptance_check(self, request_id: int) -> acceptance.AcceptanceCheck:
+    def acceptance_check(self, request_id: int, *, actor: Actor | None = None) -> acceptance.AcceptanceCheck:
         """What agreeing to accept the request needs now (for the acceptor's page, before acting)."""
-        with self._ctx.read() as s:
-            return acceptance.check(s, self._ctx.policies, self._get(s, request_id))
+        with self._ctx.denials_recorded(actor, "show", SUBJECT, request_id), self._ctx.read() as s:
+            return acceptance.check(s, self._ctx.policies, request_in_scope(s, request_id, actor))
 
     def countersign(
         self, request_id: int, *, actor: Actor, expected_version: int | None = None
@@ -341,12 +368,21 @@ class RequestService:
 
     # -- reads ------------------------------------------------------------------------------------------
 
-    def get(self, request_id: int) -> CertificateRequest:
-        with self._ctx.read() as s:
-            return self._get(s, request_id)
+    def get(self, request_id: int, *, actor: Actor | None = None) -> CertificateRequest:
+        """One request, if it is in ``actor``'s scope (services/scope.py); NotFoundError otherwise."""
+        with self._ctx.denials_recorded(actor, "show", SUBJECT, request_id), self._ctx.read() as s:
+            return self.get_in_scope(s, request_id, actor)
 
-    def find(self, flt: RequestFilter | None = None) -> list[CertificateRequest]:
-        """One page of requests, by id (``newest_first`` for the lists), keyset-paginated.
+    @staticmethod
+    def get_in_scope(s: Session, request_id: int, actor: Actor | None) -> CertificateRequest:
+        """:meth:`get` inside the caller's session (the caller records refusals: Context.denials_recorded)."""
+        return request_in_scope(s, request_id, actor)
+
+    def find(
+        self, flt: RequestFilter | None = None, *, actor: Actor | None = None
+    ) -> list[CertificateRequest]:
+        """One page of the requests in ``actor``'s scope, by id (``newest_first`` for the lists),
+        keyset-paginated.
 
         Two statements: the page's ids first, which the indexes answer without reading rows (a date range
         sorted by id would otherwise read and sort every row in the range), then those rows.
@@ -400,7 +436,7 @@ class RequestService:
             stmt = stmt.order_by(order)
         stmt = stmt.limit(max(1, min(flt.limit, 10_000)))
         with self._ctx.read() as s:
-            ids = list(s.exec(stmt).all())
+            ids = list(s.exec(stmt.where(scope_for(s, actor).where(col(CertificateRequest.point_id)))).all())
             rows: list[CertificateRequest] = []
             for i in range(0, len(ids), 500):
                 rows += s.exec(
@@ -419,15 +455,15 @@ class RequestService:
             sorted({state for step, state in WORK_STEPS.items() if wf.role_allows(actor.roles, step)})
         )
 
-    def history(self, request_id: int) -> list[AuditRecord]:
-        with self._ctx.read() as s:
-            self._get(s, request_id)
+    def history(self, request_id: int, *, actor: Actor | None = None) -> list[AuditRecord]:
+        with self._ctx.denials_recorded(actor, "show", SUBJECT, request_id), self._ctx.read() as s:
+            self.get_in_scope(s, request_id, actor)
             return audit.records_for(s, SUBJECT, request_id)
 
     def allowed_actions(self, request_id: int, actor: Actor) -> frozenset[Action]:
         """What ``actor`` may do to this request now: state machine ∩ roles ∩ separation of duties."""
-        with self._ctx.read() as s:
-            req = self._get(s, request_id)
+        with self._ctx.denials_recorded(actor, "show", SUBJECT, request_id), self._ctx.read() as s:
+            req = self.get_in_scope(s, request_id, actor)
             earlier = self._actions_by(s, request_id, actor.username)
             actor = self._ctx.resolve(s, actor, quiet=True)
         wf = self._ctx.policies.workflow
@@ -460,7 +496,7 @@ class RequestService:
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
         ).one_or_none()
-        self._admit(s, request_id, req, actor, action, expected_version)
+        self._admit(s, request_id, req, actor, action, expected_version, req.point_id if req else None)
         assert req is not None
         return req
 
@@ -470,7 +506,7 @@ class RequestService:
         known_id(request_id)
         require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), action)
         row = s.execute(_lock_row_statement(tuple(c.name for c in columns)), {"rid": request_id}).first()
-        self._admit(s, request_id, row, actor, action, None)
+        self._admit(s, request_id, row, actor, action, None, row.point_id if row else None)
         return row
 
     def _admit(
@@ -481,10 +517,13 @@ class RequestService:
         actor: Actor,
         action: Action,
         expected_version: int | None,
+        point_id: int | None,
     ) -> None:
-        """The checks after the lock: the request exists, separation of duties, state, version."""
+        """The checks after the lock: the request exists in the actor's scope, separation of duties, state,
+        version."""
         if found is None:
-            raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+            raise missing_request(request_id)
+        require_in_scope(scope_for(s, actor), point_id, missing_request(request_id), f"request {request_id}")
         self.refuse_conflicting(s, request_id, actor, action)
         transition(found.state, action)  # raises InvalidTransitionError
         if expected_version is not None and expected_version != found.version:
@@ -501,8 +540,10 @@ class RequestService:
             raise SeparationOfDutiesError(f"{rule.reason} (request {request_id})", message_zh=rule.reason_zh)
 
     @staticmethod
-    def lock_many(s: Session, ids: Sequence[int]) -> dict[int, CertificateRequest]:
-        """Lock many requests, always in id order (two batches cannot deadlock on each other)."""
+    def lock_many(s: Session, ids: Sequence[int], *, actor: Actor) -> dict[int, CertificateRequest]:
+        """Lock many requests, always in id order (two batches cannot deadlock on each other); one outside
+        ``actor``'s scope is refused as a missing one."""
+        scope = scope_for(s, actor)
         out: dict[int, CertificateRequest] = {}
         ordered = sorted({known_id(i) for i in ids})
         for i in range(0, len(ordered), 500):
@@ -513,6 +554,7 @@ class RequestService:
                 .with_for_update()
             ).all():
                 assert req.id is not None
+                require_in_scope(scope, req.point_id, missing_request(req.id), f"request {req.id}")
                 out[req.id] = req
         return out
 
@@ -608,13 +650,6 @@ class RequestService:
         return {a for a in map(_workflow_action, names) if a is not None}
 
     @staticmethod
-    def _get(s: Session, request_id: int) -> CertificateRequest:
-        req = s.get(CertificateRequest, known_id(request_id))
-        if req is None:
-            raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
-        return req
-
-    @staticmethod
     def _clear_acceptance(req: CertificateRequest) -> None:
         req.acceptance_opinion = None
         req.acceptance_comment = ""
@@ -636,6 +671,20 @@ def _check_text(field: str, value: str, limit: int, label: str, *, lines: bool =
         raise ValidationError(
             [FieldError(field, "must be a single line", f"{label}：不能包含换行或控制字符")]
         )
+
+
+def request_in_scope(s: Session, request_id: int, actor: Actor | None) -> CertificateRequest:
+    """The request, if it is in ``actor``'s scope (services/scope.py); refused as missing otherwise (the
+    caller records refusals: Context.denials_recorded)."""
+    req = s.get(CertificateRequest, known_id(request_id))
+    if req is None:
+        raise missing_request(request_id)
+    require_in_scope(scope_for(s, actor), req.point_id, missing_request(request_id), f"request {request_id}")
+    return req
+
+
+def missing_request(request_id: int) -> NotFoundError:
+    return NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
 
 
 def china_midnight(day: date) -> datetime:

@@ -13,8 +13,9 @@ from pki.enums import CertificateStatus, RevocationReason
 from pki.errors import ConflictError, FieldError, IssuanceError, NotFoundError, ValidationError
 from pki.models import Certificate
 from pki.services.authz import require_operation
-from pki.services.certificates import normalize_serial
+from pki.services.certificates import missing_certificate, normalize_serial
 from pki.services.context import Actor, Context
+from pki.services.scope import Scope, require_certificates_in_scope, scope_for
 
 COMMENT_MAX = 500
 
@@ -52,7 +53,7 @@ class RevocationService:
         wanted = self._normalized(serials)
         with self._ctx.denials_recorded(actor, "revoke", "certificate"), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "revoke")
-            certs = self._lock_all(s, wanted)
+            certs = self._lock_all(s, wanted, scope_for(s, actor))
             if why is RevocationReason.KEY_COMPROMISE:
                 certs += self._sharing_a_key(s, certs)
             self.revoke_locked(s, certs, why, actor=actor, comment=comment)
@@ -120,8 +121,9 @@ class RevocationService:
             raise ValidationError(errors)
         return out
 
-    def _lock_all(self, s: Session, serials: list[str]) -> list[Certificate]:
-        """Lock every listed certificate (one query); refuse unknown, revoked and expired ones, naming them."""
+    def _lock_all(self, s: Session, serials: list[str], scope: Scope) -> list[Certificate]:
+        """Lock every listed certificate (one query); refuse unknown ones (and those of requests outside
+        ``scope``, alike), revoked and expired ones, naming them."""
         found: dict[str, Certificate] = {}
         for chunk in range(0, len(serials), 500):
             rows = s.exec(
@@ -137,6 +139,7 @@ class RevocationService:
                 + (f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""),
                 message_zh="证书不存在",
             )
+        require_certificates_in_scope(s, scope, [found[x] for x in serials], missing_certificate)
         now = self._ctx.now()
         for serial in serials:
             cert = found[serial]

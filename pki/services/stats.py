@@ -16,7 +16,8 @@ from sqlmodel import col, select
 from pki.clock import CHINA_TZ
 from pki.enums import AccessType, CertificateStatus, RequestState
 from pki.models import Certificate, CertificateRequest
-from pki.services.context import Context
+from pki.services.context import Actor, Context
+from pki.services.scope import by_request, scope_for
 
 EXPIRY_HORIZONS = (30, 60, 90)
 
@@ -60,18 +61,22 @@ class StatsService:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def work_queues(self, states: Sequence[RequestState], *, longest: int = 5) -> list[QueueFigure]:
-        """For each of ``states`` (a role's queue: RequestService.queue_states), the requests waiting in it:
-        one GROUP BY for the counts and oldest instants, one query per state for its longest waiting."""
+    def work_queues(
+        self, states: Sequence[RequestState], *, longest: int = 5, actor: Actor | None = None
+    ) -> list[QueueFigure]:
+        """For each of ``states`` (a role's queue: RequestService.queue_states), the requests of ``actor``'s
+        scope waiting in it: one GROUP BY for the counts and oldest instants, one query per state for its
+        longest waiting."""
         if not states:
             return []
         req = CertificateRequest
         with self._ctx.read(snapshot=True) as s:
+            mine = scope_for(s, actor).where(col(req.point_id))
             counts = {
                 state: (int(n), oldest)
                 for state, n, oldest in s.exec(
                     select(req.state, func.count(), func.min(req.updated_at))
-                    .where(col(req.state).in_(states))
+                    .where(col(req.state).in_(states), mine)
                     .group_by(col(req.state))
                 ).all()
             }
@@ -81,7 +86,7 @@ class StatsService:
                 rows = (
                     s.exec(
                         select(req.id, req.unit_name, req.updated_at)
-                        .where(req.state == state)
+                        .where(req.state == state, mine)
                         .order_by(col(req.updated_at), col(req.id))
                         .limit(longest)
                     ).all()
@@ -98,19 +103,27 @@ class StatsService:
                 )
         return out
 
-    def dashboard(self, *, months_back: int = 11, months_ahead: int = 12) -> Dashboard:
+    def dashboard(
+        self, *, months_back: int = 11, months_ahead: int = 12, actor: Actor | None = None
+    ) -> Dashboard:
+        """The figures of ``actor``'s scope (services/scope.py): their points' requests and certificates."""
         now = self._ctx.now()
         with self._ctx.read(snapshot=True) as s:
+            scope = scope_for(s, actor)
+            mine = scope.where(col(CertificateRequest.point_id))
+            ours = by_request(scope, col(Certificate.request_id))
             by_state = dict(
                 s.exec(
-                    select(CertificateRequest.state, func.count()).group_by(col(CertificateRequest.state))
+                    select(CertificateRequest.state, func.count())
+                    .where(mine)
+                    .group_by(col(CertificateRequest.state))
                 ).all()
             )
             by_kind = dict(
                 s.exec(
-                    select(CertificateRequest.access_type, func.count()).group_by(
-                        col(CertificateRequest.access_type)
-                    )
+                    select(CertificateRequest.access_type, func.count())
+                    .where(mine)
+                    .group_by(col(CertificateRequest.access_type))
                 ).all()
             )
             status = case(
@@ -121,7 +134,9 @@ class StatsService:
             certs = {
                 (str(kind), str(st)): int(n)
                 for kind, st, n in s.exec(
-                    select(Certificate.kind, status, func.count()).group_by(col(Certificate.kind), status)
+                    select(Certificate.kind, status, func.count())
+                    .where(ours)
+                    .group_by(col(Certificate.kind), status)
                 ).all()
             }
             horizon = case(
@@ -135,6 +150,7 @@ class StatsService:
                 s.exec(
                     select(horizon, func.count())
                     .where(
+                        ours,
                         col(Certificate.status) == CertificateStatus.VALID,
                         col(Certificate.not_valid_after) > now,
                         col(Certificate.not_valid_after) <= now + timedelta(days=max(EXPIRY_HORIZONS)),
@@ -144,8 +160,10 @@ class StatsService:
             )
             first = _month_start(now, -months_back)
             last = _month_start(now, months_ahead + 1)
-            issued = self._per_month(s, col(Certificate.issued_at), first, last)
-            expiring = self._per_month(s, col(Certificate.not_valid_after), first, last, valid_only=True)
+            issued = self._per_month(s, col(Certificate.issued_at), first, last, ours)
+            expiring = self._per_month(
+                s, col(Certificate.not_valid_after), first, last, ours, valid_only=True
+            )
         cumulative: dict[int, int] = {}
         running = 0
         for d in EXPIRY_HORIZONS:
@@ -161,13 +179,13 @@ class StatsService:
         )
 
     def _per_month(
-        self, s: Any, column: Any, first: datetime, last: datetime, *, valid_only: bool = False
+        self, s: Any, column: Any, first: datetime, last: datetime, ours: Any, *, valid_only: bool = False
     ) -> dict[str, int]:
         if self._ctx.engine.dialect.name == "postgresql":
             month = func.to_char(func.timezone("Asia/Shanghai", column), "YYYY-MM")
         else:  # SQLite keeps UTC text; shift to Beijing time before taking the month
             month = func.strftime("%Y-%m", column, "+8 hours")
-        stmt = select(month, func.count()).where(column >= first, column < last)
+        stmt = select(month, func.count()).where(column >= first, column < last, ours)
         if valid_only:
             stmt = stmt.where(col(Certificate.status) == CertificateStatus.VALID)
         return {str(m): int(n) for m, n in s.exec(stmt.group_by(month)).all()}

@@ -25,10 +25,15 @@ from pki.errors import TokenError
 from pki.models import TokenCertificate, UsbToken
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
+from pki.services.scope import require_in_scope, scope_for
+from pki.services.stock import missing_token
 from pki.services.token_issuance import OBJECT_PREFIX, request_of_label
 
 _PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
 _TOKENS = UsbToken.__table__  # type: ignore[attr-defined]
+_HELD_BY = sa_select(UsbToken.__table__.c.point_id).where(  # type: ignore[attr-defined]
+    UsbToken.__table__.c.serial == bindparam("token")  # type: ignore[attr-defined]
+)
 _PLACED_IDS = (
     sa_select(_PLACEMENTS.c.key_id)
     .join(_TOKENS, _TOKENS.c.id == _PLACEMENTS.c.token_id)
@@ -84,9 +89,13 @@ class TokenCleanupService:
     ) -> list[Leftover]:
         """The leftovers among ``objects`` that may be removed now. The role is checked and what is about to
         be removed audited (``token.clean``) in one transaction, committed before the key is touched; the
-        placements are read inside it, so a certificate recorded meanwhile keeps its key."""
+        placements are read inside it, so a certificate recorded meanwhile keeps its key. A key recorded at
+        an acceptance point outside the actor's is refused as one not recorded (services/scope.py)."""
         with self._ctx.denials_recorded(actor, "token_clean", "token", serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_clean")
+            held = s.execute(_HELD_BY, {"token": serial}).first()
+            if held is not None:
+                require_in_scope(scope_for(s, actor), held[0], missing_token(serial), f"token {serial}")
             found = _unplaced(s.execute(_PLACED_IDS, {"token": serial}).scalars().all(), objects)
             if found:
                 self._audit(s, actor, serial, "token.clean", {"removing": [_named(x) for x in found]})

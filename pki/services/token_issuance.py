@@ -41,12 +41,14 @@ from pki.enums import Action, CertificateStatus, RequestState, TokenState
 from pki.errors import ConflictError, NotFoundError, TokenError
 from pki.ids import known_id
 from pki.lifecycle import transition
-from pki.models import Certificate, CertificateRequest, TokenCertificate, UsbToken
+from pki.models import Certificate, CertificateRequest, Point, TokenCertificate, UsbToken
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context, Transaction
 from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService
 from pki.services.requests import SUBJECT as REQUEST
-from pki.services.requests import RequestService
+from pki.services.requests import RequestService, missing_request
+from pki.services.scope import require_in_scope, scope_for
+from pki.services.stock import blank_key
 from pki.services.token_device import (
     TOKEN_WORKER,
     KeyPairOnToken,
@@ -62,6 +64,7 @@ _CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
 _PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
 _REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
 _TOKENS = UsbToken.__table__  # type: ignore[attr-defined]
+_POINTS = Point.__table__  # type: ignore[attr-defined]
 # What phase 2 reads from the locked request: what issuing needs, and the model for the placement record.
 _LOCKED_COLUMNS = tuple(_REQUESTS.c[name] for name in (*APPLICANT_COLUMNS, "usbkey_model"))
 
@@ -80,16 +83,29 @@ _PRECHECK = (
         .scalar_subquery(),
         _TOKENS.c.state,
         _TOKENS.c.holder_credential,
+        _REQUESTS.c.point_id,
+        _TOKENS.c.id.label("token_id"),
+        _TOKENS.c.point_id.label("token_point"),
+        _TOKENS.c.transfer_to_id,
+        _POINTS.c.stock_kept,
     )
     .select_from(_REQUESTS)
     .outerjoin(_TOKENS, _TOKENS.c.serial == bindparam("token"))
+    .outerjoin(_POINTS, _POINTS.c.id == _REQUESTS.c.point_id)
     .where(_REQUESTS.c.id == bindparam("rid"))
 )
 _LOCK_TOKEN = (
-    sa_select(_TOKENS.c.id, _TOKENS.c.state, _TOKENS.c.holder_credential)
+    sa_select(
+        _TOKENS.c.id,
+        _TOKENS.c.state,
+        _TOKENS.c.holder_credential,
+        _TOKENS.c.point_id,
+        _TOKENS.c.transfer_to_id,
+    )
     .where(_TOKENS.c.serial == bindparam("token"))
     .with_for_update()
 )
+_STOCK_KEPT = sa_select(_POINTS.c.stock_kept).where(_POINTS.c.id == bindparam("point"))
 _INSERT_PLACEMENT = insert(_PLACEMENTS)
 _LOCK_FOR_DELIVERY = (
     sa_select(
@@ -98,7 +114,10 @@ _LOCK_FOR_DELIVERY = (
         _REQUESTS.c.state,
         _REQUESTS.c.unit_name,
         _REQUESTS.c.credential_number,
+        _REQUESTS.c.point_id,
         _TOKENS.c.state.label("token_state"),
+        _TOKENS.c.point_id.label("token_point"),
+        _TOKENS.c.transfer_to_id,
     )
     .select_from(_REQUESTS)
     .join(_TOKENS, _TOKENS.c.serial == bindparam("token"))
@@ -127,7 +146,7 @@ _TOKEN_ISSUED = (
 )
 
 # Tokens in these states take no new certificate.
-_UNUSABLE = frozenset({TokenState.LOST, TokenState.DESTROYED, TokenState.SUSPENDED})
+_UNUSABLE = frozenset({TokenState.LOST, TokenState.DESTROYED, TokenState.SUSPENDED, TokenState.DEFECTIVE})
 # Tokens that --all-approved may fill: new to us, blank, or back at the acceptance point.
 _FILLABLE = frozenset({TokenState.BLANK, TokenState.RETURNED})
 
@@ -160,6 +179,7 @@ class QueuedRequest:
     unit_name: str
     credential_number: str
     usbkey_model: str
+    point_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -191,30 +211,31 @@ class TokenIssuanceService:
 
     # -- reads for the distributor ----------------------------------------------------------------------
 
-    def approved_queue(self, limit: int = 10_000) -> list[QueuedRequest]:
-        """Approved requests without an undelivered certificate, oldest first."""
+    def approved_queue(self, limit: int = 10_000, *, actor: Actor | None = None) -> list[QueuedRequest]:
+        """Approved requests of ``actor``'s scope without an undelivered certificate, oldest first."""
         pending = select(Certificate.request_id).where(
             col(Certificate.delivered).is_(False),
             col(Certificate.request_id).is_not(None),
             Certificate.status == CertificateStatus.VALID,
         )
         stmt = (
-            select(
-                CertificateRequest.id,
-                CertificateRequest.unit_name,
-                CertificateRequest.credential_number,
-                CertificateRequest.usbkey_model,
+            sa_select(
+                col(CertificateRequest.id),
+                col(CertificateRequest.unit_name),
+                col(CertificateRequest.credential_number),
+                col(CertificateRequest.usbkey_model),
+                col(CertificateRequest.point_id),
             )
             .where(
-                CertificateRequest.state == RequestState.APPROVED, col(CertificateRequest.id).not_in(pending)
+                col(CertificateRequest.state) == RequestState.APPROVED,
+                col(CertificateRequest.id).not_in(pending),
             )
             .order_by(col(CertificateRequest.id))
             .limit(limit)
         )
         with self._ctx.read() as s:
-            return [
-                QueuedRequest(rid or 0, unit, code, model) for rid, unit, code, model in s.exec(stmt).all()
-            ]
+            rows = s.execute(stmt.where(scope_for(s, actor).where(col(CertificateRequest.point_id)))).all()
+        return [QueuedRequest(rid or 0, unit, code, model, point) for rid, unit, code, model, point in rows]
 
     def usbkey_model(self, request_id: int) -> str:
         """The USBKEY 品牌及型号 the acceptor recorded for the request."""
@@ -222,12 +243,47 @@ class TokenIssuanceService:
 
     def fillable(self, serials: Sequence[str]) -> list[str]:
         """Of the token serials present, those that may take a new certificate in a batch: unknown to the
-        inventory, blank, or returned (in the order given)."""
+        inventory, blank, or returned, and not in transit (in the order given)."""
+        return list(self._fillable(serials))
+
+    def pairs(
+        self, queue: Sequence[QueuedRequest], serials: Sequence[str]
+    ) -> list[tuple[QueuedRequest, str]]:
+        """Each queued request with the first fillable key present that its point may issue onto (one it
+        holds; a key new to us where the point keeps no stock), in queue and slot order."""
+        keys = self._fillable(serials)
         with self._ctx.read() as s:
-            known = dict(
-                s.exec(select(UsbToken.serial, UsbToken.state).where(col(UsbToken.serial).in_(serials))).all()
+            kept = set(s.exec(select(Point.id).where(col(Point.stock_kept).is_(True))).all())
+        out: list[tuple[QueuedRequest, str]] = []
+        free = list(keys)
+        for q in queue:
+            hit = next(
+                (x for x in free if keys[x] == q.point_id or (keys[x] is None and q.point_id not in kept)),
+                None,
             )
-        return [x for x in serials if x not in known or known[x] in _FILLABLE]
+            if hit is not None:
+                free.remove(hit)
+                out.append((q, hit))
+        return out
+
+    def _fillable(self, serials: Sequence[str]) -> dict[str, int | None]:
+        """Fillable serials (see :meth:`fillable`) -> the point holding each (None: new to us)."""
+        with self._ctx.read() as s:
+            known = {
+                serial: (state, point, moving)
+                for serial, state, point, moving in s.exec(
+                    select(UsbToken.serial, UsbToken.state, UsbToken.point_id, UsbToken.transfer_to_id).where(
+                        col(UsbToken.serial).in_(serials)
+                    )
+                ).all()
+            }
+        out: dict[str, int | None] = {}
+        for x in serials:
+            if x not in known:
+                out[x] = None
+            elif known[x][0] in _FILLABLE and known[x][2] is None:
+                out[x] = known[x][1]
+        return out
 
     # -- issuing ----------------------------------------------------------------------------------------
 
@@ -326,8 +382,11 @@ class TokenIssuanceService:
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
             row = s.execute(_PRECHECK, {"rid": known_id(request_id), "token": token_serial}).first()
             if row is None:
-                raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
-            state, credential, pending_serial, token_state_value, holder = row
+                raise missing_request(request_id)
+            state, credential, pending_serial, token_state_value, holder = row[:5]
+            require_in_scope(
+                scope_for(s, actor), row.point_id, missing_request(request_id), f"request {request_id}"
+            )
             self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
         transition(RequestState(state), Action.ISSUE)
         if pending_serial is not None:
@@ -338,13 +397,21 @@ class TokenIssuanceService:
             )
         if token_state_value is not None:
             _refuse_token(token_serial, TokenState(token_state_value), holder, str(credential))
+        if token_serial:
+            _refuse_elsewhere(
+                token_serial,
+                request_id,
+                row.point_id,
+                row.token_id is not None,
+                row.token_point,
+                row.transfer_to_id,
+                row.stock_kept,
+            )
         return str(credential)
 
     def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
         require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
-        req = s.get(CertificateRequest, known_id(request_id))
-        if req is None:
-            raise NotFoundError(f"request {request_id} not found", message_zh=f"申请 {request_id} 不存在")
+        req = self._requests.get_in_scope(s, request_id, actor)
         self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
         return req
 
@@ -386,12 +453,12 @@ class TokenIssuanceService:
             transaction() as s,
         ):
             req = self._requests.lock_row(s, request_id, actor, Action.ISSUE, *_LOCKED_COLUMNS)
-            token_id = self._token_row(s, device, req.credential_number)
+            token_id = self._token_row(s, device, req.credential_number, request_id, req.point_id)
             self._issuance.refuse_pending(s, [request_id])
             audit.lock_chain(s)  # read now, from the snapshot, when optimistic (taken first otherwise)
             public_key = new_key.public_key()  # waits for the token
             if token_id is None:
-                token_id = self._new_token_row(s, device, actor)
+                token_id = self._new_token_row(s, device, actor, req.point_id)
             cert = self._issuance.issue_locked(
                 s, req, public_key, actor=actor, delivered=False, pending_refused=True
             )
@@ -409,27 +476,26 @@ class TokenIssuanceService:
             return cert
 
     @staticmethod
-    def _token_row(s: Session, device: TokenIdentity, credential: str) -> int | None:
+    def _token_row(
+        s: Session, device: TokenIdentity, credential: str, request_id: int, point_id: int | None
+    ) -> int | None:
         """The token's inventory id (its row locked), None when it is new to us; refused when it may take no
-        new certificate."""
+        new certificate, or not at the request's point (point_id)."""
         found = s.execute(_LOCK_TOKEN, {"token": device.serial}).first()
         if found is None:
+            kept = s.execute(_STOCK_KEPT, {"point": point_id}).scalar() if point_id is not None else None
+            _refuse_elsewhere(device.serial, request_id, point_id, False, None, None, kept)
             return None
-        token_id, state, holder = found
-        _refuse_token(device.serial, TokenState(state), holder, credential)
-        return int(token_id)
+        _refuse_token(device.serial, TokenState(found.state), found.holder_credential, credential)
+        _refuse_elsewhere(
+            device.serial, request_id, point_id, True, found.point_id, found.transfer_to_id, None
+        )
+        return int(found.id)
 
-    def _new_token_row(self, s: Session, device: TokenIdentity, actor: Actor) -> int:
-        """Record a token seen for the first time, blank."""
-        now = self._ctx.now()
-        token = UsbToken(
-            serial=device.serial,
-            model=device.model,
-            label=device.label,
-            state=TokenState.BLANK,
-            first_seen_at=now,
-            updated_at=now,
-            updated_by=actor.username,
+    def _new_token_row(self, s: Session, device: TokenIdentity, actor: Actor, point_id: int | None) -> int:
+        """Record a token seen for the first time, blank, at the request's point."""
+        token = blank_key(
+            device.serial, device.model, point_id, by=actor.username, at=self._ctx.now(), label=device.label
         )
         s.add(token)
         s.flush()
@@ -507,6 +573,9 @@ class TokenIssuanceService:
                     message_zh="该证书已交付或已被吊销",
                 )
             _refuse_token(token_serial, req.token_state, None, req.credential_number)
+            _refuse_elsewhere(
+                token_serial, cert.request_id, req.point_id, True, req.token_point, req.transfer_to_id, None
+            )
             now = self._ctx.now()
             s.execute(
                 _TOKEN_ISSUED,
@@ -540,12 +609,45 @@ class TokenIssuanceService:
         )
 
 
+def _refuse_elsewhere(
+    serial: str,
+    request_id: int,
+    point_id: int | None,
+    known: bool,
+    token_point: int | None,
+    transfer_to: int | None,
+    stock_kept: bool | None,
+) -> None:
+    """A key is issued onto only at the point that holds it (the request's point, ``point_id``), not while in
+    transit; a key new to us only where the point keeps no stock (else it is taken in first)."""
+    if not known:
+        if stock_kept:
+            raise ConflictError(
+                f"token {serial} is not in the stock of request {request_id}'s acceptance point: "
+                "take it in first ('pkictl token intake')",
+                message_zh="该USB Key不在本受理点库存中，请先入库",
+            )
+        return
+    if transfer_to is not None:
+        raise ConflictError(
+            f"token {serial} is in transit to another acceptance point: it is issued onto once received there",
+            message_zh="该USB Key正在调拨中，不能签发",
+        )
+    if token_point is not None and token_point != point_id:
+        raise ConflictError(
+            f"token {serial} is held by another acceptance point than request {request_id}'s: a key is issued "
+            "onto only at the point holding it (transfer it first)",
+            message_zh="该USB Key属于其他受理点，只能由持有它的受理点签发",
+        )
+
+
 def _refuse_token(serial: str, state: TokenState, holder: str | None, credential: str) -> None:
-    """A token takes a new certificate unless it is lost, destroyed or suspended, or holds another unit's."""
+    """A token takes a new certificate unless it is lost, destroyed, suspended or defective, or holds another
+    unit's."""
     if state in _UNUSABLE:
         raise ConflictError(
             f"token {serial} is recorded as {state.value}: it takes no new certificate",
-            message_zh="该USB Key已挂失、销毁或暂停，不能签发",
+            message_zh="该USB Key已挂失、销毁、暂停或故障退回，不能签发",
         )
     if state == TokenState.ISSUED and holder is not None and holder != credential:
         raise ConflictError(

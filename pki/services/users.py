@@ -23,6 +23,7 @@ from pki.models import User
 from pki.passwords import hash_password, needs_rehash, verify_password
 from pki.services import login_throttle
 from pki.services.context import Actor, Context
+from pki.services.points import point_named
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,63}$")
 MIN_PASSWORD_LENGTH = 10
@@ -40,10 +41,13 @@ class UserService:
         *,
         actor: Actor | None,
         display_name: str = "",
+        point: str | None = None,
     ) -> User:
-        """Create a user. Needs an admin ``actor``, except for the very first user, who must be an admin.
+        """Create a user, at the acceptance point ``point`` (None: a center user, who sees every point's
+        work). Needs an admin ``actor``, except for the very first user, who must be an admin.
 
-        Raises ValidationError (bad name, weak password, unknown role), PermissionDeniedError, ConflictError.
+        Raises ValidationError (bad name, weak password, unknown role or point, bad display name),
+        PermissionDeniedError, ConflictError.
         """
         role_set = self._check_new_user(username, password, roles, display_name)
         with self._ctx.denials_recorded(actor, "user.add", "user", username), self._ctx.write() as s:
@@ -63,12 +67,14 @@ class UserService:
             if s.exec(select(User).where(User.username == username)).first() is not None:
                 raise ConflictError(f"user {username!r} already exists", message_zh=f"用户“{username}”已存在")
             now = self._ctx.now()
+            place = point_named(s, point) if point is not None else None
             user = User(
                 username=username,
                 display_name=display_name.strip(),
                 password_hash=hash_password(password),
                 roles=",".join(sorted(role_set)),
                 created_at=now,
+                point_id=place.id if place else None,
             )
             s.add(user)
             s.flush()
@@ -79,7 +85,7 @@ class UserService:
                 action="user.add",
                 subject_type="user",
                 subject_id=username,
-                details={"roles": sorted(role_set)}
+                details={"roles": sorted(role_set), "point": place.name if place else None}
                 | ({"display_name": user.display_name} if display_name else {}),
             )
             return user
@@ -124,10 +130,12 @@ class UserService:
         roles: Iterable[str] | None = None,
         active: bool | None = None,
         password: str | None = None,
+        point: str | None = None,
+        center: bool = False,
         display_name: str | None = None,
     ) -> User:
-        """Change a user's roles, activation, password or display name (admins only), audited without the
-        password.
+        """Change a user's roles, activation, password, point (``center``: no point, sees every point's
+        work) or display name (admins only), audited without the password.
 
         Refuses to leave no active admin, so the system cannot lock itself out.
         """
@@ -135,6 +143,10 @@ class UserService:
         if display_name is not None:
             display_name = display_name.strip()
             errors += _display_name_errors(display_name)
+        if point is not None and center:
+            errors.append(
+                FieldError("point", "give a point or make a center user, not both", "受理点设置冲突")
+            )
         role_set = None
         if roles is not None:
             role_list = list(roles)
@@ -167,6 +179,10 @@ class UserService:
                 user.active, changed["active"] = active, active
             if new_hash is not None:
                 user.password_hash, changed["password"] = new_hash, "reset"
+            if point is not None or center:
+                place = point_named(s, point) if point is not None else None
+                if (place.id if place else None) != user.point_id:
+                    user.point_id, changed["point"] = (place.id, place.name) if place else (None, None)
             if display_name is not None and display_name != user.display_name:
                 user.display_name, changed["display_name"] = display_name, display_name
             if not changed:

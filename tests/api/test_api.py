@@ -17,6 +17,7 @@ from pki.enums import Role
 from pki.models import ApiSession, Certificate, IdempotencyRecord
 from pki.services import Actor, Service
 from pki.services.sessions import token_hash
+from tests.api.conftest import bearer
 from tests.conftest import T0
 from tests.support.data import application, make_uscc
 from tests.support.pki import approved, csr_for, key
@@ -28,24 +29,6 @@ PASSWORD = "api-test-password"
 @pytest.fixture
 def client(ca_service: Service) -> FlaskClient:
     return create_app(ca_service, {"TESTING": True}).test_client()
-
-
-def bearer(service: Service, username: str) -> dict[str, str]:
-    """A session for ``username`` as login makes it (without paying for Argon2 in every test)."""
-    token = f"pkis_test_{username}"
-    now = service.ctx.now()
-    with Session(service.ctx.engine) as s:
-        s.add(
-            ApiSession(
-                token_hash=token_hash(token),
-                username=username,
-                created_at=now,
-                last_used_at=now,
-                expires_at=now + service.ctx.policies.access.desk_absolute,
-            )
-        )
-        s.commit()
-    return {"Authorization": f"Bearer {token}"}
 
 
 def test_login_gives_a_token_the_server_keeps_only_as_a_hash(client: FlaskClient, service: Service) -> None:
@@ -266,7 +249,7 @@ def test_separation_of_duties_through_the_api(
     assert made.status_code == 201
     own = client.post(
         f"/api/v1/requests/{made.json['id']}/accept",
-        json={"opinion": "agree", "usbkey": "x"},
+        json={"opinion": "agree", "usbkey": "ePass3003"},
         headers=headers,
     )
     assert own.status_code == 403 and own.json["code"] == "separation_of_duties"

@@ -61,7 +61,7 @@ def test_request_ids_out_of_range_are_not_found(desk: Cli, tmp_path: Path, rid: 
     commands = [
         ("request", "show", "--", rid),
         ("request", "edit", "--file", str(application), "--as", "clerk", "--", rid),
-        ("request", "accept", "--opinion", "agree", "--usbkey", "k", "--as", "acceptor", "--", rid),
+        ("request", "accept", "--opinion", "agree", "--usbkey", "ePass3003", "--as", "acceptor", "--", rid),
         ("request", "countersign", "--as", "head", "--", rid),
         ("request", "review", "--approve", "--as", "reviewer", "--", rid),
         ("request", "cancel", "--reason", "r", "--as", "clerk", "--", rid),

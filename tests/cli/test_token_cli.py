@@ -247,6 +247,7 @@ def test_unsupported_mechanism_wrong_pin_absent_token(desk: Cli, tmp_path: Path)
     assert "999999" not in wrong.err + wrong.out
     absent = pkictl(desk, tokens, "issue", str(rid), "--as", "dist", "--token-label", "NOT-HERE")
     assert absent.code == 1 and "no token with label 'NOT-HERE' is present" in absent.err, absent
+    assert "(searched PKCS#11 module /usr/lib/softhsm/libsofthsm2.so)" in absent.err, absent  # whose keys
     assert "Private Key Object" not in listing(tokens, "USBKEY-0")
     assert state(desk, rid) == "approved" and desk.json("cert", "list") == []
     # The model's key types come from tokens.toml: ePass3003 makes RSA only.
@@ -256,6 +257,11 @@ def test_unsupported_mechanism_wrong_pin_absent_token(desk: Cli, tmp_path: Path)
         "--key-type", "ec-p256",
     )  # fmt: skip
     assert refused.code == 1 and "supports rsa-2048" in refused.err, refused
+    # A model driven by another module (ePass2003: OpenSC) does not see the SoftHSM2 key: the error names
+    # the module it searched (or that it is not installed).
+    rid3 = approved(desk, tmp_path, usbkey="飞天诚信 ePass2003")
+    elsewhere = pkictl(desk, tokens, "issue", str(rid3), "--as", "dist", "--token-label", "USBKEY-0")
+    assert elsewhere.code == 1 and "/usr/lib/x86_64-linux-gnu/opensc-pkcs11.so" in elsewhere.err, elsewhere
 
 
 def test_all_approved_over_two_tokens_then_list_mark_distribute(desk: Cli, tmp_path: Path) -> None:

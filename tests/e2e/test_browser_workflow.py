@@ -115,7 +115,7 @@ def test_entry_to_approval_in_chromium(server: str, db_url: str) -> None:
             context, page = as_user("acceptor")
             page.get_by_role("link", name="北京市某能源监测中心").first.click()
             page.get_by_label("同意", exact=True).check()
-            page.get_by_label("USBKEY 品牌及型号").fill("飞天诚信 ePass3003")
+            page.get_by_label("USBKEY 品牌及型号").select_option("飞天诚信 ePass3003")
             page.get_by_role("button", name="提交受理意见").click()
             expect(page.locator("#state")).to_have_text("已受理")
             _shot(page, "3-accepted", db)

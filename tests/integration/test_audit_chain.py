@@ -22,7 +22,7 @@ def _populate(service: Service, people: dict[str, Actor], n: int = 3) -> None:
             application(credential_number=make_uscc("110101", f"2000000{i}")), actor=people["clerk"]
         )
         assert req.id is not None
-        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
 
 
 def _exec(engine: Engine, sql: str, **params: object) -> None:
@@ -103,7 +103,7 @@ def test_change_fails_when_the_audit_write_fails(service: Service, people: dict[
             "CREATE TRIGGER no_audit BEFORE INSERT ON audit_record FOR EACH ROW EXECUTE FUNCTION no_audit()",
         )
     with pytest.raises(Exception, match="audit store full"):
-        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     with pytest.raises(Exception, match="audit store full"):
         service.requests.create(
             application(credential_number=make_uscc("110101", "99999999")), actor=people["clerk"]
@@ -142,7 +142,9 @@ def test_concurrent_writers_keep_one_unbroken_chain(service: Service, people: di
                 code = make_uscc("110101", f"3{k:03d}{i:04d}")
                 req = service.requests.create(application(credential_number=code), actor=people["clerk"])
                 assert req.id is not None
-                service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+                service.requests.accept(
+                    req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003"
+                )
         except BaseException as e:  # pragma: no cover - reported below
             errors.append(e)
 
@@ -160,7 +162,7 @@ def test_concurrent_writers_keep_one_unbroken_chain(service: Service, people: di
 def test_reviewer_decisions_are_in_the_trail(service: Service, people: dict[str, Actor]) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
-    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     service.requests.countersign(req.id, actor=people["head"])
     service.requests.review(req.id, actor=people["reviewer"], decision=Action.REJECT, reason="证件过期")
     last = service.requests.history(req.id)[-1]

@@ -117,7 +117,7 @@ def _populate(service: Service, people: dict[str, Actor], n: int = 3) -> int:
             application(credential_number=make_uscc("110101", str(next(_units)))), actor=people["clerk"]
         )
         assert req.id is not None
-        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     return 2 * n
 
 

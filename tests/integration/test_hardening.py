@@ -38,7 +38,7 @@ def test_deactivated_user_loses_rights_at_once(service: Service, people: dict[st
     with service.ctx.engine.begin() as conn:
         conn.execute(text("UPDATE pki_user SET active = false WHERE username = 'acceptor'"))
     with pytest.raises(PermissionDeniedError, match="deactivated"):
-        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+        service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     assert service.audit.recent(limit=1)[0].action == "security.denied"
     assert service.requests.allowed_actions(req.id, people["acceptor"]) == frozenset()
 
@@ -49,7 +49,7 @@ def test_roles_are_read_from_the_user_record(service: Service, people: dict[str,
     req = service.requests.create(application(), actor=people["clerk2"])
     assert req.id is not None
     with pytest.raises(PermissionDeniedError):
-        service.requests.accept(req.id, actor=forged, agree=True, usbkey_model="k")
+        service.requests.accept(req.id, actor=forged, agree=True, usbkey_model="ePass3003")
     with pytest.raises(PermissionDeniedError, match="unknown"):
         service.requests.create(
             application(credential_number=make_uscc("110101", "55555555")),
@@ -60,7 +60,7 @@ def test_roles_are_read_from_the_user_record(service: Service, people: dict[str,
 def test_an_edit_that_changes_nothing_is_refused(service: Service, people: dict[str, Actor]) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
-    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     with pytest.raises(ValidationError, match="nothing changed"):
         service.requests.edit(req.id, application(), actor=people["clerk"])
     assert service.requests.get(req.id).accepted_by == "acceptor"

@@ -129,7 +129,7 @@ def test_reviewer_may_not_issue(ca_service: Service, people: dict[str, Actor]) -
         application(credential_number=make_uscc("110101", "82222222")), actor=people["clerk"]
     )
     assert req.id is not None
-    ca_service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+    ca_service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     ca_service.requests.countersign(req.id, actor=people["head"])
     ca_service.requests.review(req.id, actor=people["omni"], decision=Action.APPROVE)
     with pytest.raises(SeparationOfDutiesError, match="reviewer"):
@@ -229,7 +229,7 @@ def test_batch_applies_every_rule_of_the_single_path(ca_service: Service, people
         application(credential_number=make_uscc("110101", "83333333")), actor=people["clerk"]
     )
     assert req.id is not None
-    ca_service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="k")
+    ca_service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     ca_service.requests.countersign(req.id, actor=people["head"])
     ca_service.requests.review(req.id, actor=people["omni"], decision=Action.APPROVE)
     with pytest.raises(SeparationOfDutiesError, match=f"request {req.id}"):  # the reviewer, inside a batch

@@ -91,7 +91,7 @@ def test_return_and_reject_need_a_reason(
 ) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
-    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     service.requests.countersign(req.id, actor=people["head"])
     with pytest.raises(ValidationError):
         service.requests.review(req.id, actor=people["reviewer"], decision=decision, reason=" ")
@@ -105,14 +105,14 @@ def test_returned_request_is_corrected_and_goes_round_again(
 ) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
-    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     service.requests.countersign(req.id, actor=people["head"])
     service.requests.review(req.id, actor=people["reviewer"], decision=Action.RETURN, reason="传真号错误")
     fixed = service.requests.edit(req.id, application(unit_fax="010-87654321"), actor=people["clerk"])
     assert fixed.state is RequestState.ENTERED and fixed.unit_fax == "010-87654321"
     assert fixed.accepted_by is None and fixed.review_decision is None
     # The same acceptor and reviewer may take the same steps again on the corrected request.
-    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     service.requests.countersign(req.id, actor=people["head"])
     assert (
         service.requests.review(req.id, actor=people["reviewer"], decision=Action.APPROVE).state
@@ -124,7 +124,7 @@ def test_returned_request_is_corrected_and_goes_round_again(
 def test_edit_after_acceptance_voids_it(service: Service, people: dict[str, Actor], stage: str) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     assert req.id is not None
-    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+    service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     if stage == "countersigned":
         service.requests.countersign(req.id, actor=people["head"])
     out = service.requests.edit(req.id, application(handler_name="王五"), actor=people["clerk2"])
@@ -155,7 +155,7 @@ def test_cancel_where_it_makes_sense(service: Service, people: dict[str, Actor],
     rid = req.id
     assert rid is not None
     if stage != "entered":
-        service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="ePass")
+        service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     if stage in ("countersigned", "returned", "approved"):
         service.requests.countersign(rid, actor=people["head"])
     if stage == "returned":
@@ -174,12 +174,18 @@ def test_cancel_where_it_makes_sense(service: Service, people: dict[str, Actor],
     ("who", "call"),
     [
         ("acceptor", lambda svc, rid, a: svc.requests.create(application(), actor=a)),
-        ("clerk", lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="k")),
+        (
+            "clerk",
+            lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="ePass3003"),
+        ),
         ("acceptor", lambda svc, rid, a: svc.requests.countersign(rid, actor=a)),
         ("head", lambda svc, rid, a: svc.requests.review(rid, actor=a, decision=Action.APPROVE)),
         ("distributor", lambda svc, rid, a: svc.requests.edit(rid, application(), actor=a)),
         ("reviewer", lambda svc, rid, a: svc.requests.cancel(rid, actor=a, reason="x")),
-        ("admin", lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="k")),
+        (
+            "admin",
+            lambda svc, rid, a: svc.requests.accept(rid, actor=a, agree=True, usbkey_model="ePass3003"),
+        ),
     ],
     ids=[
         "acceptor-enters",
@@ -221,11 +227,11 @@ def test_stale_version_is_refused(service: Service, people: dict[str, Actor]) ->
     service.requests.edit(req.id, application(county="东城区"), actor=people["clerk"], expected_version=1)
     with pytest.raises(ConflictError):
         service.requests.accept(
-            req.id, actor=people["acceptor"], agree=True, usbkey_model="k", expected_version=1
+            req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003", expected_version=1
         )
     assert (
         service.requests.accept(
-            req.id, actor=people["acceptor"], agree=True, usbkey_model="k", expected_version=2
+            req.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003", expected_version=2
         ).state
         is RequestState.ACCEPTED
     )
@@ -258,7 +264,7 @@ def test_list_filters_and_keyset_pages(service: Service, people: dict[str, Actor
     page1 = service.requests.find(RequestFilter(limit=2))
     page2 = service.requests.find(RequestFilter(limit=2, after_id=page1[-1].id))
     assert [r.id for r in page1 + page2] == ids[:4]
-    service.requests.accept(beijing.id, actor=people["acceptor"], agree=True, usbkey_model="k")  # type: ignore[arg-type]
+    service.requests.accept(beijing.id, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")  # type: ignore[arg-type]
     assert [r.id for r in service.requests.find(RequestFilter(state=RequestState.ACCEPTED))] == [beijing.id]
 
 

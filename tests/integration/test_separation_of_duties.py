@@ -47,7 +47,7 @@ def _countersigned(service: Service, p: dict[str, Actor], **who: Actor) -> int:
 def test_enterer_may_not_accept(service: Service, people: dict[str, Actor], agree: bool) -> None:
     rid = _entered(service, people["omni"])
     with pytest.raises(SeparationOfDutiesError) as info:
-        service.requests.accept(rid, actor=people["omni"], agree=agree, usbkey_model="k", comment="c")
+        service.requests.accept(rid, actor=people["omni"], agree=agree, usbkey_model="ePass3003", comment="c")
     assert "entered" in info.value.message and "录入人" in info.value.message_zh
     assert service.requests.get(rid).state is RequestState.ENTERED
     denied = service.audit.recent(limit=1)[0]
@@ -59,7 +59,7 @@ def test_editor_counts_as_enterer(service: Service, people: dict[str, Actor]) ->
     rid = _entered(service, people["clerk"])
     service.requests.edit(rid, application(county="东城区"), actor=people["omni"])
     with pytest.raises(SeparationOfDutiesError):
-        service.requests.accept(rid, actor=people["omni"], agree=True, usbkey_model="k")
+        service.requests.accept(rid, actor=people["omni"], agree=True, usbkey_model="ePass3003")
 
 
 @pytest.mark.parametrize("decision", [Action.APPROVE, Action.RETURN, Action.REJECT])
@@ -90,7 +90,7 @@ def test_voided_acceptance_still_bars_the_acceptor_from_review(
 ) -> None:
     rid = _accepted(service, people, entered_by=people["clerk"], accepted_by=people["omni"])
     service.requests.edit(rid, application(county="东城区"), actor=people["clerk"])
-    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="k")
+    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     service.requests.countersign(rid, actor=people["head"])
     with pytest.raises(SeparationOfDutiesError):
         service.requests.review(rid, actor=people["omni"], decision=Action.APPROVE)
@@ -104,7 +104,7 @@ def test_reviewer_may_not_issue_or_distribute(
     service.requests.review(rid, actor=people["omni"], decision=decision, reason="r")
     if decision is Action.RETURN:  # round again with another reviewer approving
         service.requests.edit(rid, application(county="东城区"), actor=people["clerk"])
-        service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="k")
+        service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
         service.requests.countersign(rid, actor=people["head"])
         service.requests.review(rid, actor=people["reviewer"], decision=Action.APPROVE)
     assert Action.ISSUE not in service.requests.allowed_actions(rid, people["omni"])
@@ -131,8 +131,8 @@ def test_separation_is_per_request(service: Service, people: dict[str, Actor]) -
     mine = _entered(service, people["omni"])
     other = _entered(service, people["clerk"])
     assert (
-        service.requests.accept(other, actor=people["omni"], agree=True, usbkey_model="k").state
+        service.requests.accept(other, actor=people["omni"], agree=True, usbkey_model="ePass3003").state
         is RequestState.ACCEPTED
     )
     with pytest.raises(SeparationOfDutiesError):
-        service.requests.accept(mine, actor=people["omni"], agree=True, usbkey_model="k")
+        service.requests.accept(mine, actor=people["omni"], agree=True, usbkey_model="ePass3003")

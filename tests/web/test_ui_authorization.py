@@ -168,7 +168,7 @@ def test_separation_of_duties_is_refused_when_forced(
     assert 'id="form-accept"' not in detail  # not offered
     form = {
         "opinion": "agree",
-        "usbkey": "x",
+        "usbkey": "ePass3003",
         "decision": "approve",
         "cancel_reason": "撤回",
         "version": req.version,

@@ -50,7 +50,7 @@ def test_edit_a_returned_request(
 ) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     rid = req.id or 0
-    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="k")
+    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     service.requests.countersign(rid, actor=people["head"])
     service.requests.review(rid, actor=people["reviewer"], decision=Action.RETURN, reason="传真号码有误")
     client = client_as("clerk2")
@@ -72,7 +72,7 @@ def test_review_without_a_reason_shows_the_error_beside_it(
 ) -> None:
     req = service.requests.create(application(), actor=people["clerk"])
     rid = req.id or 0
-    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="k")
+    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="ePass3003")
     service.requests.countersign(rid, actor=people["head"])
     got = post(client_as("reviewer"), f"/requests/{rid}/review", {"decision": "reject", "reason": " "})
     html = got.get_data(as_text=True)

@@ -10,7 +10,7 @@ from werkzeug.wrappers import Response
 from pki.ca.names import certificate_names
 from pki.enums import AccessType
 from pki.services import CertificateFilter
-from web.ui import service
+from web.ui import actor, service
 from web.ui.people import want
 
 bp = Blueprint("certificates", __name__, url_prefix="/certificates")
@@ -30,7 +30,7 @@ def index() -> str:
         after_id=int(after) if after.isdigit() else None,
         limit=PAGE_SIZE + 1,
     )
-    rows = svc.certificates.find(flt)
+    rows = svc.certificates.find(flt, actor=actor())
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     next_url = None
@@ -49,7 +49,7 @@ def index() -> str:
 @bp.get("/<serial>")
 def detail(serial: str) -> str:
     svc = service()
-    cert = svc.certificates.get(serial)
+    cert = svc.certificates.get(serial, actor=actor())
     subject, issuer = certificate_names(cert.der)
     want(cert.issued_by, cert.revoked_by)
     return render_template(
@@ -67,8 +67,8 @@ def download(serial: str, fmt: str) -> Response:
     if fmt not in _DOWNLOADS:
         abort(404)
     mimetype, suffix = _DOWNLOADS[fmt]
-    cert = service().certificates.get(serial)
-    body = service().certificates.export(cert.serial, fmt)
+    cert = service().certificates.get(serial, actor=actor())
+    body = service().certificates.export(cert.serial, fmt, actor=actor())
     response = Response(body, mimetype=mimetype)
     response.headers["Content-Disposition"] = f"attachment; filename={cert.serial}.{suffix}"
     return response

@@ -23,16 +23,18 @@ def index() -> str:
     workflow = svc.ctx.policies.workflow
     queue_states = svc.requests.queue_states(me)
     renews = workflow.operation_allows(me.roles, "renew")
-    figures = svc.stats.dashboard()
+    figures = svc.stats.dashboard(actor=me)
     return render_template(
         "dashboard.html",
         figures=figures,
         chart=Markup(monthly_bars(figures.by_month)),  # noqa: S704 (built from numbers, text escaped)
         queue_states=queue_states,
-        queues=svc.stats.work_queues(queue_states),
+        queues=svc.stats.work_queues(queue_states, actor=me),
         queue_labels=QUEUE_LABELS_ZH,
         expiring=(
-            svc.certificates.find(CertificateFilter(expiring_within_days=EXPIRING_DAYS, limit=EXPIRING_SHOWN))
+            svc.certificates.find(
+                CertificateFilter(expiring_within_days=EXPIRING_DAYS, limit=EXPIRING_SHOWN), actor=me
+            )
             if renews
             else None
         ),

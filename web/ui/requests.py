@@ -82,7 +82,7 @@ def _list_page(*, queue: bool) -> Page:
         pass
     if queue:
         flt_args["states"] = service().requests.queue_states(actor())
-    rows = [] if errors else service().requests.find(RequestFilter(**flt_args))
+    rows = [] if errors else service().requests.find(RequestFilter(**flt_args), actor=actor())
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
     next_args: dict[str, Any] = {k: v for k, v in args.items() if k not in ("before", "before_at") and v}
@@ -190,7 +190,7 @@ def new() -> Page:
 @bp.route("/<int:request_id>/edit", methods=["GET", "POST"])
 def edit(request_id: int) -> Page:
     svc = service()
-    req = svc.requests.get(request_id)
+    req = svc.requests.get(request_id, actor=actor())
     if request.method == "GET":
         if Action.EDIT not in svc.requests.allowed_actions(request_id, actor()):
             abort(403)  # not offered; a forced POST is refused by the service
@@ -210,14 +210,14 @@ def edit(request_id: int) -> Page:
 def _detail_page(request_id: int, errors: dict[str, list[str]] | None = None, status: int = 200) -> Page:
     svc = service()
     me = actor()
-    req = svc.requests.get(request_id)
+    req = svc.requests.get(request_id, actor=me)
     allowed = svc.requests.allowed_actions(request_id, me)
     attachments = svc.attachments.list_for(request_id, actor=me) if svc.attachments.may_read(me) else None
-    prerequisites = svc.cutover.prerequisites(request_id)
+    prerequisites = svc.cutover.prerequisites(request_id, actor=me)
     evidence = (
         svc.parties.list_evidence(credential_number=req.credential_number) if prerequisites.applies else []
     )
-    history = svc.requests.history(request_id)
+    history = svc.requests.history(request_id, actor=me)
     want_all(people_of(req))
     want_all(h.actor for h in history)
     want_all(a.uploaded_by for a in attachments or ())
@@ -228,7 +228,8 @@ def _detail_page(request_id: int, errors: dict[str, list[str]] | None = None, st
         allowed=allowed,
         Action=Action,
         history=history,
-        acceptance=svc.requests.acceptance_check(request_id) if Action.ACCEPT in allowed else None,
+        acceptance=svc.requests.acceptance_check(request_id, actor=me) if Action.ACCEPT in allowed else None,
+        usbkey_models=svc.stock.acceptable_models(req.point_id) if Action.ACCEPT in allowed else [],
         attachments=attachments,
         may_attach=svc.attachments.may_attach(me),
         attachment_kinds=svc.ctx.policies.access.attachment_kinds,
@@ -358,7 +359,7 @@ def cancel(request_id: int) -> Page:
 
 @bp.get("/<int:request_id>/print")
 def printable(request_id: int) -> Page:
-    req = service().requests.get(request_id)
+    req = service().requests.get(request_id, actor=actor())
     want_all(people_of(req))
     return render_template("requests/print.html", req=req)
 
@@ -396,7 +397,7 @@ def attachment(request_id: int, attachment_id: int) -> Response:
 def add_evidence(request_id: int) -> Page:
     file = request.files.get("evidence_file")
     content = file.read() if file else b""
-    credential_number = service().requests.get(request_id).credential_number
+    credential_number = service().requests.get(request_id, actor=actor()).credential_number
     return _act(
         request_id,
         "材料已备案",

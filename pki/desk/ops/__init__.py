@@ -1,3 +1,12 @@
 """The operations, one module per concept; importing this package registers them all."""
 
-from pki.desk.ops import certificates, cutover, requests, sessions, token_admin, tokens  # noqa: F401
+from pki.desk.ops import (  # noqa: F401
+    certificates,
+    cutover,
+    points,
+    requests,
+    sessions,
+    stock,
+    token_admin,
+    tokens,
+)

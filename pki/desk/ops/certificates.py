@@ -143,7 +143,8 @@ def find(svc: Service, actor: Actor | None, data: ListCertificates) -> Any:
             request_id=data.request_id,
             after_id=data.after_id,
             limit=data.limit,
-        )
+        ),
+        actor=actor,
     )
     return [_doc(svc, c) for c in rows]
 
@@ -159,7 +160,7 @@ def find(svc: Service, actor: Actor | None, data: ListCertificates) -> Any:
     needs_actor=False,
 )
 def show(svc: Service, actor: Actor | None, data: CertificateRef) -> Any:
-    cert = svc.certificates.get(data.serial)
+    cert = svc.certificates.get(data.serial, actor=actor)
     placement = svc.certificates.placement(cert.id) if cert.id is not None else None
     return _doc(svc, cert) | {"token": asdict(placement) if placement else None}
 
@@ -175,7 +176,7 @@ def show(svc: Service, actor: Actor | None, data: CertificateRef) -> Any:
     needs_actor=False,
 )
 def export(svc: Service, actor: Actor | None, data: Export) -> Any:
-    return {"format": data.format, "data": svc.certificates.export(data.serial, data.format)}
+    return {"format": data.format, "data": svc.certificates.export(data.serial, data.format, actor=actor)}
 
 
 @operation(

@@ -34,6 +34,7 @@ class ImportParties(Input):
     access_mode: AccessMode = AccessMode.BATCH
     province: Name | None = None
     skip_invalid: bool = False
+    point: Name | None = None  # the acceptance point registering them: default the operator's own
 
 
 class PartiesImported(BaseModel):
@@ -247,6 +248,7 @@ def import_parties(svc: Service, actor: Actor | None, data: ImportParties) -> An
         province=data.province,
         source_name=data.source_name,
         skip_invalid=data.skip_invalid,
+        point=data.point,
     )
     return {
         "total": result.total,
@@ -268,7 +270,7 @@ def import_parties(svc: Service, actor: Actor | None, data: ImportParties) -> An
 )
 def list_parties(svc: Service, actor: Actor | None, data: ListParties) -> Any:
     rows = svc.parties.list_parties(
-        platform=data.platform, province=data.province, after_id=data.after_id, limit=data.limit
+        platform=data.platform, province=data.province, after_id=data.after_id, limit=data.limit, actor=actor
     )
     return [
         {
@@ -337,6 +339,7 @@ def plan(svc: Service, actor: Actor | None, data: Plan, sink: Sink) -> Any:
     from pki.enums import Readiness
 
     summary = svc.cutover.plan(
+        actor=actor,
         platform=data.platform,
         at=_instant(data.at),
         days=data.days,
@@ -378,7 +381,9 @@ def plan(svc: Service, actor: Actor | None, data: Plan, sink: Sink) -> Any:
 def status(svc: Service, actor: Actor | None, data: Status) -> Any:
     out = []
     for p in svc.cutover.status():
-        refused = svc.cutover.decisions(platform=p.platform, refused_only=True) if data.refused else []
+        refused = (
+            svc.cutover.decisions(platform=p.platform, refused_only=True, actor=actor) if data.refused else []
+        )
         out.append(
             {
                 "platform": p.platform,
@@ -429,9 +434,9 @@ def audit_show(svc: Service, actor: Actor | None, data: AuditQuery) -> Any:
     from pki.serialize import audit_to_dict
 
     records = (
-        svc.audit.for_request(data.request_id, limit=data.limit)
+        svc.audit.for_request(data.request_id, limit=data.limit, actor=actor)
         if data.request_id is not None
-        else svc.audit.recent(limit=data.limit)
+        else svc.audit.recent(limit=data.limit, actor=actor)
     )
     return [audit_to_dict(r) for r in records]
 

@@ -21,6 +21,7 @@ Application = dict[str, str | int | bool | None]
 
 class NewRequest(Input):
     application: Application = Field(max_length=100)
+    point: Name | None = None  # the acceptance point (受理点) it is for: default the operator's own
 
 
 class RequestRef(Input):
@@ -64,6 +65,7 @@ class ImportUnits(Input):
     label: Name
     access_mode: AccessMode = AccessMode.BATCH
     skip_invalid: bool = False
+    point: Name | None = None
 
 
 class Rule(Document):
@@ -139,7 +141,7 @@ REQUESTS = later(lambda: list[_request_doc()])  # type: ignore[misc]
     status=201,
 )
 def new(svc: Service, actor: Actor | None, data: NewRequest) -> Any:
-    return svc.requests.create(data.application, actor=acting(actor))
+    return svc.requests.create(data.application, actor=acting(actor), point=data.point)
 
 
 @operation(
@@ -174,6 +176,7 @@ def import_units(svc: Service, actor: Actor | None, data: ImportUnits) -> Any:
         access_mode=data.access_mode,
         source_name=data.source_name,
         skip_invalid=data.skip_invalid,
+        point=data.point,
     )
     return {
         "batch_id": result.batch_id,
@@ -189,7 +192,7 @@ def import_units(svc: Service, actor: Actor | None, data: ImportUnits) -> Any:
     "/requests",
     ListRequests,
     REQUESTS,
-    summary="List requests, oldest first",
+    summary="List the requests of the operator's acceptance points, oldest first",
     tag=TAG,
     needs_actor=False,
 )
@@ -204,7 +207,8 @@ def find(svc: Service, actor: Actor | None, data: ListRequests) -> Any:
             search=data.search,
             after_id=data.after_id,
             limit=data.limit,
-        )
+        ),
+        actor=actor,
     )
 
 
@@ -219,13 +223,13 @@ def find(svc: Service, actor: Actor | None, data: ListRequests) -> Any:
     needs_actor=False,
 )
 def show(svc: Service, actor: Actor | None, data: RequestRef) -> Any:
-    req = svc.requests.get(data.request_id)
-    report = svc.cutover.prerequisites(data.request_id)
+    req = svc.requests.get(data.request_id, actor=actor)
+    report = svc.cutover.prerequisites(data.request_id, actor=actor)
     from pki.serialize import audit_to_dict
 
     doc = _request_doc().model_validate(req).model_dump()
     return doc | {
-        "history": [audit_to_dict(a) for a in svc.requests.history(data.request_id)],
+        "history": [audit_to_dict(a) for a in svc.requests.history(data.request_id, actor=actor)],
         "prerequisites": {
             "applies": report.applies,
             "passed": report.passed,

@@ -86,6 +86,8 @@ class TokenRow(BaseModel):
     present: bool
     module: str
     updated_at: Instant | None
+    point: str | None  # the acceptance point holding it
+    transfer_to: str | None  # in transit to this point
 
 
 class Mark(Input):
@@ -194,7 +196,7 @@ def deliver(svc: Service, actor: Actor | None, data: Deliver) -> Any:
     "/tokens/inventory",
     ListTokens,
     list[TokenRow],
-    summary="The USB key inventory next to the keys the desk sees",
+    summary="The USB keys of the operator's acceptance points next to the keys the desk sees",
     tag=TAG,
     needs_actor=False,
     reads_only=True,
@@ -202,7 +204,9 @@ def deliver(svc: Service, actor: Actor | None, data: Deliver) -> Any:
 def inventory(svc: Service, actor: Actor | None, data: ListTokens) -> Any:
     from pki.services.inventory import SeenToken as Present
 
-    return svc.inventory.tokens([Present(t.serial, t.label, t.model, t.module) for t in data.seen])
+    return svc.inventory.tokens(
+        [Present(t.serial, t.label, t.model, t.module) for t in data.seen], actor=actor
+    )
 
 
 @operation(
