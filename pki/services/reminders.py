@@ -28,7 +28,7 @@ from pki import audit
 from pki.clock import CHINA_TZ
 from pki.enums import CertificateStatus
 from pki.mail import Mailer
-from pki.models import Certificate, CertificateRequest, Reminder
+from pki.models import Certificate, CertificateRequest, Point, Reminder
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
 
@@ -45,7 +45,7 @@ class Due:
     unit_name: str
     credential_number: str
     kind: str
-    province: str
+    point: str  # the acceptance point of its request (services/scope.py)
     not_valid_after: datetime
     window_days: int
     days_left: int
@@ -102,7 +102,7 @@ class ReminderService:
             rows = [self._unit_row(d, now) for d in due]
             by_point: dict[str, list[Due]] = defaultdict(list)
             for d in due:
-                by_point[d.province].append(d)
+                by_point[d.point].append(d)
             if policy.summary_to:
                 rows += [self._summary_row(point, items, now) for point, items in sorted(by_point.items())]
             s.add_all(rows)
@@ -151,13 +151,14 @@ class ReminderService:
                 col(Certificate.unit_name),
                 col(Certificate.credential_number),
                 col(Certificate.kind),
-                col(Certificate.province),
                 col(Certificate.not_valid_after),
                 col(CertificateRequest.email),
                 col(CertificateRequest.handler_name),
+                col(Point.name).label("point"),
                 nearest.c.window,
             )
             .join(CertificateRequest, col(CertificateRequest.id) == col(Certificate.request_id))
+            .outerjoin(Point, col(Point.id) == col(CertificateRequest.point_id))
             .outerjoin(nearest, nearest.c.certificate_id == Certificate.id)
             .where(
                 col(Certificate.status) == CertificateStatus.VALID,
@@ -181,7 +182,7 @@ class ReminderService:
                     unit_name=row.unit_name,
                     credential_number=row.credential_number,
                     kind=row.kind.value,
-                    province=row.province,
+                    point=row.point or "",
                     not_valid_after=row.not_valid_after,
                     window_days=window,
                     days_left=max(1, -(-left // timedelta(days=1))),  # started days count as days
@@ -222,7 +223,7 @@ class ReminderService:
             kind=UNIT,
             certificate_id=d.certificate_id,
             window_days=d.window_days,
-            point=d.province,
+            point=d.point,
             recipient=d.email,
             message_id=str(m["Message-ID"]),
             message=m.as_bytes(policy=SMTP),
@@ -237,7 +238,7 @@ class ReminderService:
             for d in items
         ]
         body = (
-            f"{point or '（未填省份）'}：本次向 {len(items)} 家单位发送了证书到期提醒。\n\n"
+            f"{point}：本次向 {len(items)} 家单位发送了证书到期提醒。\n\n"
             "单位名称\t统一社会信用代码\t证书序列号\t到期日期\t提醒窗口\n" + "\n".join(lines) + "\n"
         )
         subject = f"【证书到期提醒汇总】{point}：{len(items)} 张证书"

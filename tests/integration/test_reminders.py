@@ -14,9 +14,11 @@ from sqlmodel import Session, select
 from pki.clock import FixedClock
 from pki.mail import Mailer, MailError, smtp_server
 from pki.models import Certificate, Reminder
+from pki.models.point import DEFAULT_POINT
 from pki.services import Actor, Service
 from tests.support.data import make_uscc
 from tests.support.pki import approved, csr_for, key
+from tests.support.points import CHANGSHA, WUHAN, add_points
 from tests.support.smtp import SmtpProcess
 from tests.support.smtp import smtp_server as smtp_process
 from tests.support.tls import server_certificate
@@ -26,11 +28,18 @@ _units = iter(range(93000000, 94000000))
 
 
 def issue(
-    service: Service, people: dict[str, Actor], unit: str, email: str, province: str = "北京"
+    service: Service,
+    people: dict[str, Actor],
+    unit: str,
+    email: str,
+    province: str = "北京",
+    point: str | None = None,
 ) -> Certificate:
     division = "110101" if province == "北京" else "130100"
     number = make_uscc(division, str(next(_units)))
-    rid = approved(service, people, unit_name=unit, email=email, province=province, credential_number=number)
+    rid = approved(
+        service, people, unit_name=unit, email=email, province=province, credential_number=number, point=point
+    )
     return service.issuance.issue_from_csr(
         rid, csr_for(key("ec-p256", next(_keys))), actor=people["distributor"]
     )
@@ -56,9 +65,10 @@ def smtp(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_each_unit_is_reminded_once_per_window(
     ca_service: Service, people: dict[str, Actor], clock: FixedClock, smtp: SmtpProcess
 ) -> None:
-    a = issue(ca_service, people, "甲单位", "a@example.gov.cn")
+    add_points(ca_service, people["admin"])
+    a = issue(ca_service, people, "甲单位", "a@example.gov.cn", point=WUHAN)
     clock.advance(timedelta(days=31))
-    b = issue(ca_service, people, "乙单位", "b@example.gov.cn", province="河北")
+    b = issue(ca_service, people, "乙单位", "b@example.gov.cn", province="河北", point=CHANGSHA)
     clock.advance(timedelta(days=23))
     c = issue(ca_service, people, "丙单位", "c@example.gov.cn")
     revoked = issue(ca_service, people, "丁单位", "d@example.gov.cn")
@@ -76,7 +86,7 @@ def test_each_unit_is_reminded_once_per_window(
 
     first = ca_service.reminders.run(lambda: mailer(smtp))
     assert [d.serial for d in first.due] == [a.serial, b.serial, c.serial]
-    assert (first.sent, first.summaries, first.resent) == (5, 2, 0)  # 3 units, a summary for 北京 and 河北
+    assert (first.sent, first.summaries, first.resent) == (6, 3, 0)  # 3 units, a summary for each point
     mails = smtp.messages()
     units = {str(m["To"]): m for m in mails if "汇总" not in str(m["Subject"])}
     assert sorted(units) == ["a@example.gov.cn", "b@example.gov.cn", "c@example.gov.cn"]
@@ -84,19 +94,22 @@ def test_each_unit_is_reminded_once_per_window(
     assert a.serial in body and "甲单位" in body and "李四" in body and "约 5 天" in body
     assert "甲单位" in str(units["a@example.gov.cn"]["Subject"])
     summaries = {str(m["Subject"]): m for m in mails if "汇总" in str(m["Subject"])}
-    assert sorted(summaries) == ["【证书到期提醒汇总】北京：2 张证书", "【证书到期提醒汇总】河北：1 张证书"]
+    assert sorted(summaries) == sorted(
+        f"【证书到期提醒汇总】{point}：1 张证书" for point in (WUHAN, CHANGSHA, DEFAULT_POINT)
+    )
+    assert c.serial in summaries[f"【证书到期提醒汇总】{DEFAULT_POINT}：1 张证书"].get_body().get_content()  # type: ignore[union-attr]
     assert all(str(m["To"]) == "ops@ca.example.gov.cn" for m in summaries.values())
     assert len({str(m["Message-ID"]) for m in mails}) == len(mails)
 
     # The same day again: nothing new.
     again = ca_service.reminders.run(lambda: mailer(smtp))
-    assert (again.due, again.sent) == ([], 0) and len(smtp.messages()) == 5
+    assert (again.due, again.sent) == ([], 0) and len(smtp.messages()) == 6
     # Ten days on: a has expired (no mail), b enters 30 days (26 left), c stays in 60 (49 left).
     clock.advance(timedelta(days=10))
     later = ca_service.reminders.run(lambda: mailer(smtp))
     assert [(d.serial, d.window_days) for d in later.due] == [(b.serial, 30)]
     assert by_recipient(smtp)["b@example.gov.cn"][-1].startswith("【证书到期提醒】乙单位")
-    assert len(smtp.messages()) == 7  # b's mail and 河北's summary
+    assert len(smtp.messages()) == 8  # b's mail and its point's summary
 
 
 def test_a_renewed_certificate_is_not_reminded_of(

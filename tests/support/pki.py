@@ -39,11 +39,13 @@ def approved(
     people: dict[str, Actor],
     *,
     usbkey_model: str = "飞天诚信 ePass3003",
+    point: str | None = None,
     **overrides: object,
 ) -> int:
-    """A request walked to 'approved' by clerk, acceptor, head and reviewer; each for its own unit."""
+    """A request walked to 'approved' by clerk, acceptor, head and reviewer; each for its own unit (at
+    ``point``, or the default point: the people are center users)."""
     overrides.setdefault("credential_number", make_uscc("110101", str(next(_unit_numbers))))
-    req = service.requests.create(application(**overrides), actor=people["clerk"])
+    req = service.requests.create(application(**overrides), actor=people["clerk"], point=point)
     assert req.id is not None
     attach_required_scans(service, req.id, people["clerk"])
     service.requests.accept(req.id, actor=people["acceptor"], agree=True, usbkey_model=usbkey_model)
