@@ -119,8 +119,8 @@ class CertificateStatus(StrEnum):
 class RevocationReason(StrEnum):
     """RFC 5280 §5.3.1 CRLReason names accepted for end-entity certificates.
 
-    certificateHold (reversible), removeFromCRL (delta CRLs only) and the CA/AA compromise codes are not
-    offered for end-entity revocation.
+    certificateHold is the reversible hold (冻结), set and lifted through its own operations, never offered
+    as a reason to revoke; removeFromCRL (delta CRLs only) and the CA/AA compromise codes are not used.
     """
 
     UNSPECIFIED = "unspecified"
@@ -129,7 +129,12 @@ class RevocationReason(StrEnum):
     SUPERSEDED = "superseded"
     CESSATION_OF_OPERATION = "cessationOfOperation"
     PRIVILEGE_WITHDRAWN = "privilegeWithdrawn"
+    # 冻结: reversible (GM/T 0034 §12.6); set and lifted only by `pkictl hold` / `pkictl release`.
+    CERTIFICATE_HOLD = "certificateHold"
 
+
+# The reasons a revocation may give (a hold has its own operation).
+REVOKE_REASONS = tuple(r for r in RevocationReason if r is not RevocationReason.CERTIFICATE_HOLD)
 
 REVOCATION_REASON_LABELS_ZH: dict[RevocationReason, str] = {
     RevocationReason.UNSPECIFIED: "未说明原因",
@@ -138,10 +143,16 @@ REVOCATION_REASON_LABELS_ZH: dict[RevocationReason, str] = {
     RevocationReason.SUPERSEDED: "已被新证书替代",
     RevocationReason.CESSATION_OF_OPERATION: "停止使用",
     RevocationReason.PRIVILEGE_WITHDRAWN: "权限撤销",
+    RevocationReason.CERTIFICATE_HOLD: "冻结",
 }
 
 # A certificate's effective status (pki.services.certificates.effective_status): stored or derived.
-CERTIFICATE_STATUS_LABELS_ZH: dict[str, str] = {"valid": "有效", "revoked": "已吊销", "expired": "已过期"}
+CERTIFICATE_STATUS_LABELS_ZH: dict[str, str] = {
+    "valid": "有效",
+    "revoked": "已吊销",
+    "held": "已冻结",
+    "expired": "已过期",
+}
 
 
 class TokenState(StrEnum):

@@ -41,6 +41,8 @@ class CaPolicy:
     renewal_window_days: int
     revoke_superseded: str  # "issue" | "distribute" | "never"
     key_store: str = "file"  # "file" | "pkcs11"
+    hold_max_days: int = 90  # a hold (冻结) left longer becomes a revocation at the next CRL publication
+    hold_expiry_reason: str = "cessationOfOperation"
     pkcs11_module: str = ""
     pkcs11_token_label: str = ""
 
@@ -111,6 +113,10 @@ def _url(data: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+# What a hold becomes once it has lasted longer than [hold] max_days (RFC 5280 reason names).
+HOLD_EXPIRY_REASONS = ("cessationOfOperation", "keyCompromise", "privilegeWithdrawn", "unspecified")
+
+
 def load_ca(directory: Path) -> CaPolicy:
     data = read_toml(directory, "ca.toml")
     h = _table(data, "hierarchy", "ca.toml")
@@ -124,6 +130,12 @@ def load_ca(directory: Path) -> CaPolicy:
     if revoke not in ("issue", "distribute", "never"):
         raise ConfigurationError(
             "ca.toml [renewal]: revoke_superseded must be 'issue', 'distribute' or 'never'"
+        )
+    hold = data.get("hold", {})
+    hold_reason = hold.get("expiry_reason", "cessationOfOperation")
+    if hold_reason not in HOLD_EXPIRY_REASONS:
+        raise ConfigurationError(
+            f"ca.toml [hold]: expiry_reason must be one of {', '.join(HOLD_EXPIRY_REASONS)}"
         )
     keys = _table(data, "keys", "ca.toml")
     store = need(keys, "store", str, "ca.toml [keys]")
@@ -163,6 +175,8 @@ def load_ca(directory: Path) -> CaPolicy:
         renewal_window_days=_positive(renewal, "window_days", "ca.toml [renewal]", 3650),
         revoke_superseded=revoke,
         key_store=store,
+        hold_max_days=_positive(hold, "max_days", "ca.toml [hold]", 3650) if "max_days" in hold else 90,
+        hold_expiry_reason=hold_reason,
         pkcs11_module=need(keys, "pkcs11_module", str, "ca.toml [keys]"),
         pkcs11_token_label=need(keys, "pkcs11_token_label", str, "ca.toml [keys]"),
     )

@@ -27,6 +27,7 @@ OPERATIONS = (
     "read_evidence",
     "notify",
     "token_admin",
+    "hold",
     "token_stock",
     "point_admin",
 )

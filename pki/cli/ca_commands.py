@@ -20,7 +20,7 @@ from pki.cli.app import (
     reader_option,
     service,
 )
-from pki.enums import AccessType, RevocationReason
+from pki.enums import REVOKE_REASONS, AccessType
 
 CSR_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
@@ -242,7 +242,7 @@ def cert_export(serial: str, fmt: str, out: Path | None, as_user: str | None) ->
     "--reason",
     required=True,
     metavar="REASON",
-    help=f"RFC 5280: {', '.join(r.value for r in RevocationReason)} (key-compromise etc. also accepted).",
+    help=f"RFC 5280: {', '.join(r.value for r in REVOKE_REASONS)} (key-compromise etc. also accepted).",
 )
 @click.option("--comment", default="")
 @as_option
@@ -268,6 +268,35 @@ def revoke(
         return
     for c in done:
         click.echo(f"certificate {c['serial']} revoked ({c['revocation_reason'] or '-'})")
+
+
+@cli.command()
+@click.argument("serial")
+@click.option("--comment", default="")
+@as_option
+@json_option
+def hold(serial: str, comment: str, as_user: str, as_json: bool) -> None:
+    """Hold a certificate (冻结): certificateHold in the next CRL and the very next OCSP answer, until
+    `pkictl release`, a revocation, or ca.toml [hold] max_days."""
+    done = desk(as_user).call("hold", serial=serial, comment=comment)
+    if as_json:
+        print_json(done)
+        return
+    click.echo(f"certificate {done['serial']} held")
+
+
+@cli.command()
+@click.argument("serial")
+@click.option("--comment", default="")
+@as_option
+@json_option
+def release(serial: str, comment: str, as_user: str, as_json: bool) -> None:
+    """Release a held certificate (解冻): valid again, and gone from the next CRL."""
+    done = desk(as_user).call("release", serial=serial, comment=comment)
+    if as_json:
+        print_json(done)
+        return
+    click.echo(f"certificate {done['serial']} released")
 
 
 @cli.group()

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from pki.enums import AccessType, CertificateStatus
+from pki.enums import AccessType, CertificateStatus, RevocationReason
 from pki.errors import FieldError, NotFoundError, ValidationError
 from pki.ids import id_bound
 from pki.models import Certificate, TokenCertificate, UsbToken
@@ -44,8 +44,11 @@ def missing_certificate(serial: str) -> NotFoundError:
 
 
 def effective_status(cert: Certificate, now_utc: object) -> str:
-    """valid / revoked / expired (revocation wins: a revoked certificate stays revoked after expiry)."""
+    """valid / held / revoked / expired (revocation wins: a revoked certificate stays revoked after expiry;
+    a held one is held until released, revoked or past its validity)."""
     if cert.status is CertificateStatus.REVOKED:
+        if cert.revocation_reason is RevocationReason.CERTIFICATE_HOLD and cert.not_valid_after > now_utc:  # type: ignore[operator]
+            return "held"
         return "revoked"
     return "expired" if cert.not_valid_after <= now_utc else "valid"  # type: ignore[operator]
 

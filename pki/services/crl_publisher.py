@@ -27,6 +27,7 @@ from pki.models import Certificate, CrlRecord
 from pki.services.authority import AuthorityService, LoadedCa
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
+from pki.services.revocation import RevocationService
 
 KEEP_PER_CA = 10
 _CERT = Certificate.__table__  # type: ignore[attr-defined]  # older CRLs are pruned; the audit trail keeps every publication
@@ -39,9 +40,10 @@ class Published:
 
 
 class CrlService:
-    def __init__(self, ctx: Context, authority: AuthorityService) -> None:
+    def __init__(self, ctx: Context, authority: AuthorityService, revocation: RevocationService) -> None:
         self._ctx = ctx
         self._authority = authority
+        self._revocation = revocation
 
     def publish(self, *, actor: Actor | None = None) -> list[Published]:
         """A fresh CRL for every CA (root and issuing CAs; not the OCSP signers, which issue nothing), in one
@@ -61,6 +63,7 @@ class CrlService:
         ]
         out: list[Published] = []
         with self._ctx.write(checkpoint="crl") as s:  # the audit head is checkpointed with every CRL
+            self._revocation.expire_holds(s, by=by)  # holds past ca.toml [hold] max_days: revoked first
             for ca in signing:
                 now = whole_seconds(self._ctx.now())
                 # Core select, no ORM objects or per-row type conversion: revoked_at comes back as stored

@@ -52,6 +52,7 @@ _REASONS = {
     "superseded": x509.ReasonFlags.superseded,
     "cessationOfOperation": x509.ReasonFlags.cessation_of_operation,
     "privilegeWithdrawn": x509.ReasonFlags.privilege_withdrawn,
+    "certificateHold": x509.ReasonFlags.certificate_hold,
 }
 # Built once, with bound parameters: each request only binds and runs it.
 _STATUS = select(

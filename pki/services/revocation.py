@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca.validity import whole_seconds
-from pki.enums import CertificateStatus, RevocationReason
+from pki.enums import REVOKE_REASONS, CertificateStatus, RevocationReason
 from pki.errors import ConflictError, FieldError, IssuanceError, NotFoundError, ValidationError
 from pki.models import Certificate
 from pki.services.authz import require_operation
@@ -21,12 +22,17 @@ COMMENT_MAX = 500
 
 
 def parse_reason(text: str) -> RevocationReason:
-    """keyCompromise, key-compromise, key_compromise, KEYCOMPROMISE … -> RevocationReason."""
+    """keyCompromise, key-compromise, key_compromise, KEYCOMPROMISE … -> RevocationReason (a hold is not a
+    reason to revoke: it has its own operation, :meth:`RevocationService.hold`)."""
     key = re.sub(r"[-_\s]", "", text).lower()
-    for reason in RevocationReason:
+    for reason in REVOKE_REASONS:
         if reason.value.lower() == key:
             return reason
-    allowed = ", ".join(r.value for r in RevocationReason)
+    allowed = ", ".join(r.value for r in REVOKE_REASONS)
+    if key == RevocationReason.CERTIFICATE_HOLD.value.lower():
+        raise ValidationError(
+            [FieldError("reason", "a hold is not a revocation: use 'pkictl hold'", "冻结请使用冻结操作")]
+        )
     raise ValidationError(
         [FieldError("reason", f"unknown reason {text!r}; use one of {allowed}", "吊销原因无效")]
     )
@@ -46,7 +52,7 @@ class RevocationService:
         self, serials: Sequence[str], reason: RevocationReason | str, *, actor: Actor, comment: str = ""
     ) -> list[Certificate]:
         """Revoke every listed certificate in one transaction, or none when any of them is refused."""
-        why = parse_reason(reason) if isinstance(reason, str) else reason
+        why = parse_reason(reason if isinstance(reason, str) else reason.value)
         comment = comment.strip()
         if len(comment) > COMMENT_MAX:
             raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
@@ -83,6 +89,85 @@ class RevocationService:
                 for c in certs
             ],
         )
+
+    # -- hold and release (冻结/解冻) ------------------------------------------------------------------------
+
+    def hold(self, serial: str, *, actor: Actor, comment: str = "") -> Certificate:
+        """Suspend a valid certificate: certificateHold in the next CRL and the very next OCSP answer, until
+        :meth:`release`, a revocation, or ca.toml [hold] max_days (then the next CRL publication revokes it)."""
+        return self._hold_or_release(serial, actor=actor, comment=comment, hold=True)
+
+    def release(self, serial: str, *, actor: Actor, comment: str = "") -> Certificate:
+        """Lift a hold: the certificate is valid again, good in the very next OCSP answer and simply absent
+        from the next CRL (RFC 5280 §5.3.1 keeps removeFromCRL for delta CRLs, which pkictl does not publish)."""
+        return self._hold_or_release(serial, actor=actor, comment=comment, hold=False)
+
+    def _hold_or_release(self, serial: str, *, actor: Actor, comment: str, hold: bool) -> Certificate:
+        comment = comment.strip()
+        if len(comment) > COMMENT_MAX:
+            raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
+        wanted = self._normalized([serial])
+        action = "hold" if hold else "release"
+        with self._ctx.denials_recorded(actor, action, "certificate", wanted[0]), self._ctx.write() as s:
+            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "hold")
+            if hold:
+                (cert,) = self._lock_all(s, wanted, scope_for(s, actor))
+                if cert.status is CertificateStatus.REVOKED:
+                    raise ConflictError(f"certificate {cert.serial} is already held", message_zh="证书已冻结")
+                cert.status, cert.revoked_at = CertificateStatus.REVOKED, whole_seconds(self._ctx.now())
+                cert.revocation_reason, cert.revocation_comment = RevocationReason.CERTIFICATE_HOLD, comment
+                cert.revoked_by = actor.username
+            else:
+                cert = self._locked_hold(s, wanted[0], scope_for(s, actor))
+                cert.status, cert.revoked_at, cert.revocation_reason = CertificateStatus.VALID, None, None
+                cert.revocation_comment, cert.revoked_by = "", None
+            s.add(cert)
+            s.flush()
+            audit.append(
+                s,
+                at=self._ctx.now(),
+                actor=actor.username,
+                action=f"certificate.{action}",
+                subject_type="certificate",
+                subject_id=cert.serial,
+                details={"comment": comment, "request": cert.request_id},
+            )
+            return cert
+
+    def _locked_hold(self, s: Session, serial: str, scope: Scope) -> Certificate:
+        cert = s.exec(select(Certificate).where(Certificate.serial == serial).with_for_update()).one_or_none()
+        if cert is None:
+            raise NotFoundError(f"no certificate with serial {serial}", message_zh="证书不存在")
+        require_certificates_in_scope(s, scope, [cert], missing_certificate)
+        if cert.revocation_reason is not RevocationReason.CERTIFICATE_HOLD:
+            raise ConflictError(f"certificate {serial} is not held", message_zh="证书未冻结")
+        return cert
+
+    def expire_holds(self, s: Session, *, by: str) -> list[str]:
+        """Inside the CRL publication's transaction: holds older than ca.toml [hold] max_days become
+        revocations with its expiry_reason. The serials revoked."""
+        policy = self._ctx.policies.ca
+        since = self._ctx.now() - timedelta(days=policy.hold_max_days)
+        stale = list(
+            s.exec(
+                select(Certificate)
+                .where(
+                    Certificate.revocation_reason == RevocationReason.CERTIFICATE_HOLD,
+                    col(Certificate.revoked_at) <= since,
+                )
+                .with_for_update()
+            ).all()
+        )
+        if stale:
+            comment = f"held longer than {policy.hold_max_days} days"
+            self.revoke_locked(
+                s,
+                stale,
+                RevocationReason(policy.hold_expiry_reason),
+                actor=Actor(by, frozenset()),
+                comment=comment,
+            )
+        return [c.serial for c in stale]
 
     def _sharing_a_key(self, s: Session, certs: Sequence[Certificate]) -> list[Certificate]:
         """Other valid, unexpired certificates on the same keys (renewals without a new key): a compromised key
@@ -143,7 +228,10 @@ class RevocationService:
         now = self._ctx.now()
         for serial in serials:
             cert = found[serial]
-            if cert.status is CertificateStatus.REVOKED:
+            if (
+                cert.status is CertificateStatus.REVOKED
+                and cert.revocation_reason is not RevocationReason.CERTIFICATE_HOLD
+            ):
                 assert cert.revoked_at is not None and cert.revocation_reason is not None
                 raise ConflictError(
                     f"certificate {serial} was already revoked on {cert.revoked_at.isoformat()} "

@@ -70,7 +70,7 @@ class UserService:
             place = point_named(s, point) if point is not None else None
             user = User(
                 username=username,
-                display_name=display_name.strip(),
+                display_name=_shown(display_name),
                 password_hash=hash_password(password),
                 roles=",".join(sorted(role_set)),
                 created_at=now,
@@ -141,8 +141,8 @@ class UserService:
         """
         errors: list[FieldError] = []
         if display_name is not None:
-            display_name = display_name.strip()
-            errors += _display_name_errors(display_name)
+            errors += _display_name_errors(display_name.strip())
+            display_name = _shown(display_name)
         if point is not None and center:
             errors.append(
                 FieldError("point", "give a point or make a center user, not both", "受理点设置冲突")
@@ -272,6 +272,11 @@ class UserService:
 
 
 DISPLAY_NAME_MAX = 64
+
+
+def _shown(name: str) -> str:
+    """A display name as kept: blanks around dropped, runs of blanks inside made one (张  三 -> 张 三)."""
+    return " ".join(name.split())
 
 
 def _display_name_errors(name: str) -> list[FieldError]:

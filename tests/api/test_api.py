@@ -315,6 +315,8 @@ OTHER_OPERATIONS = {
         lambda rid: {"serials": ["0A0B"], "reason": "keyCompromise"},
     ),
     "renew": ("operation", "renew", "POST", "/api/v1/certificates/0A0B/renewal", lambda rid: {}),
+    "hold": ("operation", "hold", "POST", "/api/v1/certificates/0A0B/hold", lambda rid: {}),
+    "release": ("operation", "hold", "POST", "/api/v1/certificates/0A0B/release", lambda rid: {}),
     "token.mark": (
         "operation",
         "token_mark",

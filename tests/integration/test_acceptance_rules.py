@@ -84,7 +84,7 @@ def test_switches_are_policy_per_access_type(
     svc = Service(engine, clock=clock, policies=load_policies(tmp_path), audit_seal=fixed_seal(tmp_path))  # type: ignore[arg-type]
     _entered(svc, people, credential_number=CODE, unit_name="北京甲公司")
     rid = _entered(svc, people, credential_number=CODE, unit_name="北京乙公司", target_system="另一个系统")
-    agree = {"actor": people["acceptor"], "agree": True, "usbkey_model": "k"}
+    agree = {"actor": people["acceptor"], "agree": True, "usbkey_model": "飞天诚信 ePass3003"}
     refused = _refused_fields(lambda: svc.requests.accept(rid, **agree))
     assert refused == {"attachments": "受理前须上传：签字盖章的申请表扫描件、单位有效证件扫描件"}
     _scan(svc, rid, people)
@@ -171,7 +171,9 @@ def test_a_refused_acceptance_writes_nothing(service: Service, people: dict[str,
     with Session(service.ctx.engine) as s:
         before = len(s.exec(select(AuditRecord)).all())
     _refused_fields(
-        lambda: service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="k")
+        lambda: service.requests.accept(
+            rid, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003"
+        )
     )
     with Session(service.ctx.engine) as s:
         assert len(s.exec(select(AuditRecord)).all()) == before

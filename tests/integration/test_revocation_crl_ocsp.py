@@ -77,7 +77,8 @@ def test_revocation_errors(ca_service: Service, people: dict[str, Actor], clock:
 @pytest.mark.parametrize("reason", ["cACompromise", "certificateHold", "removeFromCRL", "aACompromise"])
 def test_reasons_not_for_end_entities(ca_service: Service, people: dict[str, Actor], reason: str) -> None:
     cert = issued(ca_service, people)
-    with pytest.raises(ValidationError, match="unknown reason"):
+    refusal = "a hold is not a revocation" if reason == "certificateHold" else "unknown reason"
+    with pytest.raises(ValidationError, match=refusal):
         ca_service.revocation.revoke(cert.serial, reason, actor=people["ops"])
 
 

@@ -42,7 +42,9 @@ def test_each_role_lands_on_its_own_queues_with_waiting_times(
     clock.advance(timedelta(days=2, hours=3))
     _entered(ca_service, people, "后录入的单位")
     accepted = _entered(ca_service, people, "已受理的单位")
-    ca_service.requests.accept(accepted, actor=people["acceptor"], agree=True, usbkey_model="k")
+    ca_service.requests.accept(
+        accepted, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003"
+    )
     clock.advance(timedelta(hours=5))
     approved(ca_service, people)
     expected = {
@@ -116,7 +118,7 @@ def test_returned_requests_wait_for_the_entry_clerk(
     service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
 ) -> None:
     rid = _entered(service, people, "被退回的单位")
-    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="k")
+    service.requests.accept(rid, actor=people["acceptor"], agree=True, usbkey_model="飞天诚信 ePass3003")
     service.requests.countersign(rid, actor=people["head"])
     service.requests.review(rid, actor=people["reviewer"], decision=Action.RETURN, reason="传真有误")
     work = _work(client_as("clerk2").get("/").get_data(as_text=True))

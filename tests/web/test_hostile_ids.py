@@ -38,7 +38,7 @@ def test_request_pages_and_forms_with_ids_out_of_range_are_404(
         assert got.status_code == 404, (path, got.status_code)
         assert "页面不存在" in got.get_data(as_text=True) or "不存在" in got.get_data(as_text=True), path
     forms = {
-        "accept": {"opinion": "agree", "usbkey_model": "k"},
+        "accept": {"opinion": "agree", "usbkey_model": "飞天诚信 ePass3003"},
         "countersign": {},
         "review": {"decision": "approve"},
         "cancel": {"reason": "r"},

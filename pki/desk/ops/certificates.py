@@ -56,6 +56,10 @@ class Renew(CertificateRef):
     csr: FileData | None = None
 
 
+class Hold(CertificateRef):
+    comment: Text = ""
+
+
 class Distribute(Input):
     request_id: RecordId
     recipient: str = Field(max_length=128)
@@ -206,6 +210,32 @@ def revoke(svc: Service, actor: Actor | None, data: Revoke) -> Any:
 def renew(svc: Service, actor: Actor | None, data: Renew) -> Any:
     new = svc.renewal.renew(data.serial, actor=acting(actor), months=data.months, csr=data.csr)
     return _doc(svc, new, "valid")
+
+
+@operation(
+    "hold",
+    "POST",
+    "/certificates/{serial}/hold",
+    Hold,
+    CERTIFICATE,
+    summary="Hold a certificate (冻结, certificateHold) until it is released, revoked or held too long",
+    tag=TAG,
+)
+def hold(svc: Service, actor: Actor | None, data: Hold) -> Any:
+    return _doc(svc, svc.revocation.hold(data.serial, actor=acting(actor), comment=data.comment), "held")
+
+
+@operation(
+    "release",
+    "POST",
+    "/certificates/{serial}/release",
+    Hold,
+    CERTIFICATE,
+    summary="Release a held certificate (解冻): valid again, gone from the next CRL",
+    tag=TAG,
+)
+def release(svc: Service, actor: Actor | None, data: Hold) -> Any:
+    return _doc(svc, svc.revocation.release(data.serial, actor=acting(actor), comment=data.comment), "valid")
 
 
 @operation(
