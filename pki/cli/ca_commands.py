@@ -278,11 +278,7 @@ def revoke(
 def hold(serial: str, comment: str, as_user: str, as_json: bool) -> None:
     """Hold a certificate (冻结): certificateHold in the next CRL and the very next OCSP answer, until
     `pkictl release`, a revocation, or ca.toml [hold] max_days."""
-    done = desk(as_user).call("hold", serial=serial, comment=comment)
-    if as_json:
-        print_json(done)
-        return
-    click.echo(f"certificate {done['serial']} held")
+    _suspension("hold", "held", serial, comment, as_user, as_json)
 
 
 @cli.command()
@@ -292,11 +288,15 @@ def hold(serial: str, comment: str, as_user: str, as_json: bool) -> None:
 @json_option
 def release(serial: str, comment: str, as_user: str, as_json: bool) -> None:
     """Release a held certificate (解冻): valid again, and gone from the next CRL."""
-    done = desk(as_user).call("release", serial=serial, comment=comment)
+    _suspension("release", "released", serial, comment, as_user, as_json)
+
+
+def _suspension(op: str, done_word: str, serial: str, comment: str, as_user: str, as_json: bool) -> None:
+    done = desk(as_user).call(op, serial=serial, comment=comment)
     if as_json:
         print_json(done)
         return
-    click.echo(f"certificate {done['serial']} released")
+    click.echo(f"certificate {done['serial']} {done_word}")
 
 
 @cli.group()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -90,16 +91,7 @@ class TokenSecretService:
                 )
             row.sealed, row.next_sealed, row.updated_at = self._seal(serial, so_pin), None, now
             row.registered_by, row.registered_at = actor.username, now
-            s.add(row)
-            audit.append(
-                s,
-                at=now,
-                actor=actor.username,
-                action="token.so_pin_registered",
-                subject_type=SUBJECT,
-                subject_id=serial,
-                details={"replaced": replace},
-            )
+            self._kept(s, row, actor, "token.so_pin_registered", replaced=replace)
 
     def for_unblock(self, s: Session, serial: str, *, actor: Actor) -> SoPins:
         """Inside the caller's transaction (the unlock deal's step, which checks the deal): the SO PINs to
@@ -115,16 +107,7 @@ class TokenSecretService:
             current.insert(0, self._open(serial, row.next_sealed))  # the key may already have taken it
         new = new_so_pin()
         row.next_sealed, row.updated_at = self._seal(serial, new), self._ctx.now()
-        s.add(row)
-        audit.append(
-            s,
-            at=self._ctx.now(),
-            actor=actor.username,
-            action="token.so_pin_released",
-            subject_type=SUBJECT,
-            subject_id=serial,
-            details={},
-        )
+        self._kept(s, row, actor, "token.so_pin_released")
         return SoPins(serial, tuple(current), new)
 
     def changed(self, serial: str, *, actor: Actor) -> None:
@@ -140,13 +123,17 @@ class TokenSecretService:
                     message_zh="该USB Key没有待确认的管理员PIN变更",
                 )
             row.sealed, row.next_sealed, row.updated_at = row.next_sealed, None, self._ctx.now()
-            s.add(row)
-            audit.append(
-                s,
-                at=self._ctx.now(),
-                actor=actor.username,
-                action="token.so_pin_changed",
-                subject_type=SUBJECT,
-                subject_id=serial,
-                details={},
-            )
+            self._kept(s, row, actor, "token.so_pin_changed")
+
+    def _kept(self, s: Session, row: TokenSoPin, actor: Actor, action: str, **details: Any) -> None:
+        """Store ``row`` and audit ``action`` on its key (never with a PIN in the details)."""
+        s.add(row)
+        audit.append(
+            s,
+            at=self._ctx.now(),
+            actor=actor.username,
+            action=action,
+            subject_type=SUBJECT,
+            subject_id=row.serial,
+            details=details,
+        )
