@@ -77,9 +77,8 @@ class ReminderService:
         connection (only when there is something to send). MailError leaves the unsent mails for next time."""
         now = at or self._ctx.now()
         by = actor.username if actor else "system"
-        if (
-            actor is not None
-        ):  # a scheduled run (cron) names nobody: whoever can unlock the audit key may run it
+        # A scheduled run (cron) names nobody: whoever can unlock the audit key may run it.
+        if actor is not None:
             with self._ctx.denials_recorded(actor, "notify", "reminder"), self._ctx.read() as s:
                 require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "notify")
         with self._ctx.read() as s:

@@ -36,12 +36,19 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from pki import audit
-from pki.ca.keys import spki_sha256
-from pki.enums import Action, CertificateStatus, RequestState, TokenState
-from pki.errors import ConflictError, NotFoundError, TokenError
+from pki.ca.keys import is_sm2, spki_sha256
+from pki.enums import Action, CaRole, CertificateStatus, RequestState, TokenState
+from pki.errors import ConflictError, IssuanceError, NotFoundError, TokenError
 from pki.ids import known_id
 from pki.lifecycle import transition
-from pki.models import Certificate, CertificateRequest, Point, TokenCertificate, UsbToken
+from pki.models import (
+    Certificate,
+    CertificateAuthority,
+    CertificateRequest,
+    Point,
+    TokenCertificate,
+    UsbToken,
+)
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context, Transaction
 from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService
@@ -65,6 +72,7 @@ _PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
 _REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
 _TOKENS = UsbToken.__table__  # type: ignore[attr-defined]
 _POINTS = Point.__table__  # type: ignore[attr-defined]
+_CAS = CertificateAuthority.__table__  # type: ignore[attr-defined]
 # What phase 2 reads from the locked request: what issuing needs, and the model for the placement record.
 _LOCKED_COLUMNS = tuple(_REQUESTS.c[name] for name in (*APPLICANT_COLUMNS, "usbkey_model"))
 
@@ -88,6 +96,12 @@ _PRECHECK = (
         _TOKENS.c.point_id.label("token_point"),
         _TOKENS.c.transfer_to_id,
         _POINTS.c.stock_kept,
+        # the key type of the CA issuing for the request's kind (a USB key makes EC or RSA key pairs)
+        sa_select(_CAS.c.key_algorithm)
+        .where(_CAS.c.kind == _REQUESTS.c.access_type, _CAS.c.role == CaRole.ISSUING.value)
+        .limit(1)
+        .scalar_subquery()
+        .label("ca_algorithm"),
     )
     .select_from(_REQUESTS)
     .outerjoin(_TOKENS, _TOKENS.c.serial == bindparam("token"))
@@ -389,6 +403,12 @@ class TokenIssuanceService:
             )
             self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
         transition(RequestState(state), Action.ISSUE)
+        if row.ca_algorithm is not None and is_sm2(row.ca_algorithm):
+            raise IssuanceError(
+                f"request {request_id}'s kind is issued by an SM2 CA, and USB keys here make EC or RSA key pairs:"
+                " issue it from an SM2 CSR ('pkictl issue ID --csr FILE')",
+                message_zh="该类证书由SM2 CA签发，USB Key暂不支持生成SM2密钥，请使用SM2证书请求签发",
+            )
         if pending_serial is not None:
             raise ConflictError(
                 f"request {request_id} has certificate {pending_serial} issued but not yet written to its token: "

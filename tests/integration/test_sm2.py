@@ -25,7 +25,7 @@ from pki.ca.keystore import FileKeyStore
 from pki.ca.sm2 import CURVE_OID, SIGNER_ID, SM3_WITH_SM2_OID, Sm2PublicKey
 from pki.clock import FixedClock
 from pki.enums import RequestState
-from pki.errors import KeyAccessError, ValidationError
+from pki.errors import IssuanceError, KeyAccessError, ValidationError
 from pki.services import Actor, Service
 from tests.conftest import CA_PASSPHRASE, fixed_seal
 from tests.support import sm2 as gm
@@ -328,3 +328,13 @@ def test_issuing_cas_are_recertified_and_ocsp_signers_rotated_in_sm2(
         certs.subject_public_key_info(changed.authority.get("formal").certificate)
     )
     assert formal_key.verifies(signer.certificate.signature, signer.certificate.tbs_certificate_bytes)
+
+
+def test_a_usb_key_issuance_for_an_sm2_kind_is_refused_before_the_key_is_touched(
+    sm2: Service, people: dict[str, Actor]
+) -> None:
+    rid = approved(sm2, people, access_type="formal", usbkey_model="SoftHSM2")
+    with pytest.raises(IssuanceError, match="issued by an SM2 CA") as refused:
+        sm2.token_handshake.begin(rid, actor=people["distributor"])
+    assert "--csr" in refused.value.message and "SM2" in refused.value.message_zh
+    assert sm2.requests.get(rid).state is RequestState.APPROVED
