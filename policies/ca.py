@@ -38,8 +38,10 @@ class CaPolicy:
     ocsp_base: str
     ca_issuers_base: str
     crl_next_update_hours: int
-    renewal_window_days: int
+    renewal_window_days: int  # renewable from this many days before the end …
     revoke_superseded: str  # "issue" | "distribute" | "never"
+    renewal_after_expiry_days: int = 0  # … to this many days after it
+    renewal_carry_over: bool = False  # renewed before the end: the months count from the old not-after
     key_store: str = "file"  # "file" | "pkcs11"
     hold_max_days: int = 90  # a hold (冻结) left longer becomes a revocation at the next CRL publication
     hold_expiry_reason: str = "cessationOfOperation"
@@ -113,6 +115,21 @@ def _url(data: dict[str, Any], key: str, where: str) -> str:
     return value
 
 
+def _days(table: dict[str, Any], key: str, where: str) -> int:
+    """An optional whole number of days, 0 to 3650 (absent: 0)."""
+    value = table.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3650:
+        raise ConfigurationError(f"{where}: {key!r} must be a whole number of days from 0 to 3650")
+    return value
+
+
+def _flag(table: dict[str, Any], key: str, where: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{where}: {key!r} must be true or false")
+    return value
+
+
 # What a hold becomes once it has lasted longer than [hold] max_days (RFC 5280 reason names).
 HOLD_EXPIRY_REASONS = ("cessationOfOperation", "keyCompromise", "privilegeWithdrawn", "unspecified")
 
@@ -173,6 +190,8 @@ def load_ca(directory: Path) -> CaPolicy:
             _table(data, "crl", "ca.toml"), "next_update_hours", "ca.toml [crl]", 24 * 31
         ),
         renewal_window_days=_positive(renewal, "window_days", "ca.toml [renewal]", 3650),
+        renewal_after_expiry_days=_days(renewal, "after_expiry_days", "ca.toml [renewal]"),
+        renewal_carry_over=_flag(renewal, "carry_over", "ca.toml [renewal]"),
         revoke_superseded=revoke,
         key_store=store,
         hold_max_days=_positive(hold, "max_days", "ca.toml [hold]", 3650) if "max_days" in hold else 90,

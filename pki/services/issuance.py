@@ -256,14 +256,16 @@ class IssuanceService:
         *,
         months: int | None,
         public_url: str | None,
+        months_from: datetime | None = None,
     ) -> dict[str, Any]:
         """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``).
 
         ``public_url``: the home's public URL as the caller's transaction reads it (None: ca.toml's URLs).
+        ``months_from``: where the months count from (a renewal's carry-over: the old not-after), else now.
         """
         ca = self._authority.issuing_for(req.access_type)
         _refuse_other_family(ca, req.access_type, public_key)
-        not_after = add_months(now, months or req.validity_months)
+        not_after = add_months(months_from or now, months or req.validity_months)
         self._refuse_past_ca(ca, not_after)
         profiles = self._ctx.policies.profiles
         subject = certs.end_entity_name(
@@ -310,6 +312,7 @@ class IssuanceService:
         *,
         actor: Actor,
         months: int | None = None,
+        months_from: datetime | None = None,
         renewed_from: Certificate | None = None,
         delivered: bool = True,
         pending_refused: bool = False,
@@ -329,7 +332,9 @@ class IssuanceService:
         self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = _row(
-            self._certify(req, public_key, now, months=months, public_url=read_public_url(s)),
+            self._certify(
+                req, public_key, now, months=months, public_url=read_public_url(s), months_from=months_from
+            ),
             actor,
             now,
             renewed_from_id=renewed_from.id if renewed_from else None,

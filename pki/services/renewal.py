@@ -27,10 +27,13 @@ class RenewalService:
     def renew(
         self, serial: str, *, actor: Actor, months: int | None = None, csr: bytes | None = None
     ) -> Certificate:
-        """Issue the successor of a valid certificate inside its renewal window.
+        """Issue the successor of a certificate inside its renewal window (ca.toml [renewal]: from
+        ``window_days`` before it ends to ``after_expiry_days`` after).
 
-        Without ``csr`` the old public key is certified again; with it (rekey) the new key is. Policy
-        (ca.toml [renewal]) sets the window and whether the old certificate is revoked as superseded.
+        Without ``csr`` the old public key is certified again; with it (rekey) the new key is. Renewed before
+        it ends, the months count from the old not-after when ``carry_over`` is on (the unit keeps what it
+        paid for); after it ended, from now. Policy also says whether the old certificate is revoked as
+        superseded.
         """
         if months is not None and months not in self._ctx.policies.form.validity_months:
             allowed = ", ".join(map(str, self._ctx.policies.form.validity_months))
@@ -54,8 +57,17 @@ class RenewalService:
                     f"certificate {old.serial} was already renewed as {successor}",
                     message_zh="该证书已更新过",
                 )
-            issued = self._issuance.issue_locked(s, req, key, actor=actor, months=months, renewed_from=old)
-            if self._ctx.policies.ca.revoke_superseded == "issue":
+            carry = self._ctx.policies.ca.renewal_carry_over and old.not_valid_after > self._ctx.now()
+            issued = self._issuance.issue_locked(
+                s,
+                req,
+                key,
+                actor=actor,
+                months=months,
+                months_from=old.not_valid_after if carry else None,
+                renewed_from=old,
+            )
+            if self._ctx.policies.ca.revoke_superseded == "issue" and old.not_valid_after > self._ctx.now():
                 self._revocation.revoke_locked(
                     s,
                     [old],
@@ -72,10 +84,12 @@ class RenewalService:
                 f"certificate {old.serial} is revoked: a revoked certificate is not renewed",
                 message_zh="证书已吊销，不能更新",
             )
-        if old.not_valid_after <= now:
+        after = self._ctx.policies.ca.renewal_after_expiry_days
+        if old.not_valid_after + timedelta(days=after) <= now:
             raise IssuanceError(
-                f"certificate {old.serial} expired on {old.not_valid_after.date().isoformat()}: apply anew",
-                message_zh="证书已过期，请重新申请",
+                f"certificate {old.serial} expired on {old.not_valid_after.date().isoformat()}, more than "
+                f"{after} days ago (ca.toml [renewal] after_expiry_days): apply anew",
+                message_zh="证书过期已超过可更新期限，请重新申请",
             )
         if old.request_id is None:
             raise IssuanceError(f"certificate {old.serial} has no request to renew from")

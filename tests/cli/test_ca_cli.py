@@ -828,7 +828,7 @@ def test_renew_before_the_window_is_refused(ca_home: Cli, tmp_path: Path) -> Non
         "renew", serial, "--rekey", "--csr", str(write_csr(tmp_path, key("ec-p256", 1))), "--as", OPERATOR
     )
 
-    assert_refused(refused, "can be renewed from", "60 days")
+    assert_refused(refused, "can be renewed from", "90 days")
     assert_refused(rekey, "can be renewed from")
     assert serials(ca_home) == [serial]
     assert ca_home.json("cert", "show", serial)["status"] == "valid"

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from sqlmodel import Session, select
 
+from pki.ca.validity import add_months, whole_seconds
 from pki.clock import FixedClock
 from pki.enums import CertificateStatus, RevocationReason
 from pki.errors import ConflictError, IssuanceError, NotFoundError, PermissionDeniedError, ValidationError
@@ -239,6 +240,9 @@ def test_renewal_window_link_and_supersession(
     with pytest.raises(PermissionDeniedError):
         ca_service.renewal.renew(old.serial, actor=people["clerk"])
     new = ca_service.renewal.renew(old.serial, actor=people["ops"], months=24)
+    # Renewed 30 days early, the 24 months count from the old not-after (ca.toml [renewal] carry_over).
+    assert new.not_valid_after == add_months(old.not_valid_after, 24)
+    assert new.not_valid_before == ca_service.ctx.now().replace(microsecond=0)
     assert new.renewed_from_id == old.id and new.request_id == old.request_id and new.kind == old.kind
     assert new.spki_sha256 == old.spki_sha256  # same key without --rekey
     assert new.not_valid_after - new.not_valid_before > timedelta(days=700)
@@ -286,9 +290,14 @@ def test_ocsp_signers_are_rotated_before_they_end(
 
 def test_renewal_refusals(ca_service: Service, people: dict[str, Actor], clock: FixedClock) -> None:
     old = issued(ca_service, people)
-    clock.set(old.not_valid_after + timedelta(days=1))
-    with pytest.raises(IssuanceError, match="expired"):
+    clock.set(old.not_valid_after + timedelta(days=365))  # at the window's far edge: apply anew
+    with pytest.raises(IssuanceError, match="more than 365 days ago"):
         ca_service.renewal.renew(old.serial, actor=people["ops"])
+    late = issued(ca_service, people)
+    clock.set(late.not_valid_after + timedelta(days=364))  # just inside: months from now, nothing carried
+    renewed = ca_service.renewal.renew(late.serial, actor=people["ops"])
+    assert renewed.not_valid_after == add_months(whole_seconds(ca_service.ctx.now()), 12)
+    assert ca_service.certificates.get(late.serial).status is CertificateStatus.VALID  # expired, not revoked
     keep = issued(ca_service, people)
     ca_service.ctx.policies = __import__("dataclasses").replace(
         ca_service.ctx.policies,

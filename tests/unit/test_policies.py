@@ -505,3 +505,20 @@ def test_provinces_keep_the_standard_order() -> None:
         ["上海", "云南", "内蒙古", "北京市", "不存在的地方", "新疆生产建设兵团"], key=POLICIES.provinces.order
     )
     assert ranked == ["北京市", "内蒙古", "上海", "云南", "新疆生产建设兵团", "不存在的地方"]
+
+
+def test_renewal_window_carry_over_and_hold_are_policy(tmp_path: Path) -> None:
+    from policies.ca import load_ca
+
+    ca = POLICIES.ca
+    assert (ca.renewal_window_days, ca.renewal_after_expiry_days, ca.renewal_carry_over) == (90, 365, True)
+    assert (ca.hold_max_days, ca.hold_expiry_reason) == (90, "cessationOfOperation")
+    for old, new, complaint in (
+        ("after_expiry_days = 365", "after_expiry_days = -1", "after_expiry_days"),
+        ("carry_over = true", 'carry_over = "yes"', "carry_over"),
+        ('expiry_reason = "cessationOfOperation"', 'expiry_reason = "certificateHold"', "expiry_reason"),
+        ("max_days = 90", "max_days = 0", "max_days"),
+    ):
+        _write(tmp_path, "ca.toml", _edited("ca.toml", old, new))
+        with pytest.raises(ConfigurationError, match=complaint):
+            load_ca(tmp_path)
