@@ -16,7 +16,7 @@ from pki.models import Point, User
 from pki.models.point import DEFAULT_POINT
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
-from pki.services.scope import Scope
+from pki.services.scope import Scope, scope_for
 
 NAME_MAX = 64
 
@@ -133,6 +133,20 @@ class PointService:
             return PointView(
                 point.id, name, known.name, parent.strip() if parent else None, 0, now, actor.username
             )
+
+    def directory(self, *, actor: Actor) -> list[PointView]:
+        """:meth:`list` for the administration page: the roles of point_admin only (a refusal is recorded)."""
+        with self._ctx.denials_recorded(actor, "point.list", "point"), self._ctx.read() as s:
+            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "point_admin")
+        return self.list()
+
+    def for_new_work(self, *, actor: Actor) -> list[PointView]:
+        """The points :func:`point_for_new_work` lets ``actor`` name (services/scope.py), in :meth:`list`'s
+        order: every point for a center user (the default point first), a point user's own point and those
+        under it (their own first)."""
+        with self._ctx.read() as s:
+            scope = scope_for(s, actor)
+        return [v for v in self.list() if scope.covers(v.id)]
 
     def list(self) -> list[PointView]:
         """Every point, provincial points each followed by the points under them. Point names are no secret:

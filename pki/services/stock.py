@@ -56,6 +56,21 @@ class StockCount:
     count: int
 
 
+@dataclass(frozen=True)
+class StockLine:
+    """One point's keys of one model, by state: TokenState values for the keys it holds, "outgoing" for keys
+    it sent that are not received yet, "incoming" for keys sent to it that it has not received yet."""
+
+    point: str
+    model: str
+    counts: dict[str, int]
+
+    @property
+    def available(self) -> int:
+        """Keys the point may issue onto now: in stock (blank or returned), not in transit."""
+        return sum(self.counts.get(state.value, 0) for state in IN_STOCK)
+
+
 def checked_serials(serials: Iterable[str]) -> list[str]:
     """USB key serials as the tokens report them (surrounding blanks dropped): at least one, each on one line
     and at most 64 characters, none twice. ValidationError naming ``serial`` otherwise."""
@@ -262,6 +277,36 @@ class StockService:
             StockCount(point, model, "in_transit" if moving else str(st), int(n))
             for point, model, st, moving, n in rows
         ]
+
+    def summary(self, *, actor: Actor) -> list[StockLine]:
+        """The keys of ``actor``'s points (services/scope.py) per point and model, by state, for the
+        dashboard: a key in transit is outgoing at the point that sent it and incoming at the point it goes
+        to, each where that point is in scope. Points in the order they were added, models by name."""
+        moving = col(UsbToken.transfer_to_id).is_not(None)
+        held = (
+            sa_select(
+                col(Point.id), col(Point.name), col(UsbToken.model), col(UsbToken.state), moving, func.count()
+            )
+            .join(Point, col(Point.id) == col(UsbToken.point_id))
+            .group_by(col(Point.id), col(Point.name), col(UsbToken.model), col(UsbToken.state), moving)
+        )
+        incoming = (
+            sa_select(col(Point.id), col(Point.name), col(UsbToken.model), func.count())
+            .join(Point, col(Point.id) == col(UsbToken.transfer_to_id))
+            .group_by(col(Point.id), col(Point.name), col(UsbToken.model))
+        )
+        lines: dict[tuple[int, str, str], dict[str, int]] = {}
+        with self._ctx.read(snapshot=True) as s:
+            scope = scope_for(s, actor)
+            for pid, point, model, state, out, n in s.execute(
+                held.where(scope.where(col(UsbToken.point_id)))
+            ):
+                counts = lines.setdefault((pid, point, model), {})
+                key = "outgoing" if out else str(state)
+                counts[key] = counts.get(key, 0) + int(n)
+            for pid, point, model, n in s.execute(incoming.where(scope.where(col(UsbToken.transfer_to_id)))):
+                lines.setdefault((pid, point, model), {})["incoming"] = int(n)
+        return [StockLine(point, model, counts) for (_, point, model), counts in sorted(lines.items())]
 
     # -- helpers -----------------------------------------------------------------------------------------
 

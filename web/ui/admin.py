@@ -1,6 +1,7 @@
-"""User administration for admins: the list (name, roles, active), adding a user, changing a user's display
-name, roles or activation, and setting a new password. Every rule (admins only, password length, the last
-admin) is UserService's; a refusal comes back beside the field it names."""
+"""Administration for admins. Users: the list (name, roles, point, active), adding a user, changing a user's
+display name, roles, point or activation, and setting a new password. Acceptance points: the list and adding
+one. Every rule (admins only, password length, the last admin, point names and nesting) is UserService's or
+PointService's; a refusal comes back beside the field it names."""
 
 from __future__ import annotations
 
@@ -18,10 +19,13 @@ Page = str | tuple[str, int] | Response
 
 
 def _users_page(form: dict[str, str] | None = None, errors: dict[str, list[str]] | None = None) -> str:
+    points = service().points.list()
     return render_template(
         "admin/users.html",
         users=service().users.directory(actor=actor()),
         roles=[r.value for r in Role],
+        points=points,
+        point_names={p.id: p.name for p in points},
         form=form or {},
         chosen=request.form.getlist("roles") if form else [],
         errors=errors or {},
@@ -35,7 +39,7 @@ def users() -> Page:
 
 @bp.post("/users")
 def add_user() -> Page:
-    form = {k: request.form.get(k, "") for k in ("username", "display_name")}
+    form = {k: request.form.get(k, "") for k in ("username", "display_name", "point")}
     try:
         password = _new_password()
         service().users.add(
@@ -44,6 +48,7 @@ def add_user() -> Page:
             request.form.getlist("roles"),
             actor=actor(),
             display_name=form["display_name"],
+            point=form["point"] or None,  # "": a center user
         )
     except ValidationError as e:
         return _users_page(form, field_errors(e)), 400
@@ -61,10 +66,13 @@ def _user(username: str) -> User:
 
 
 def _user_page(username: str, errors: dict[str, list[str]] | None = None, status: int = 200) -> Page:
+    found = _user(username)
     page = render_template(
         "admin/user.html",
-        user=_user(username),
+        user=found,
         roles=[r.value for r in Role],
+        points=service().points.list(),
+        point=service().points.name_of(found.point_id) or "",
         errors=errors or {},
         form=request.form if request.method == "POST" else {},
     )
@@ -79,6 +87,7 @@ def user(username: str) -> Page:
 @bp.post("/users/<username>")
 def update_user(username: str) -> Page:
     active = request.form.get("active", "")
+    point = request.form.get("point")  # "": a center user; absent: unchanged
     try:
         service().users.update(
             username,
@@ -86,6 +95,8 @@ def update_user(username: str) -> Page:
             display_name=request.form.get("display_name", ""),
             roles=request.form.getlist("roles"),
             active={"yes": True, "no": False}.get(active),
+            point=point or None,
+            center=point == "",
         )
     except ValidationError as e:
         return _user_page(username, field_errors(e), 400)
@@ -111,3 +122,36 @@ def _new_password() -> str:
     if password != request.form.get("password_again", ""):
         raise ValidationError([FieldError("password_again", "passwords differ", "两次输入的密码不一致")])
     return password
+
+
+# -- acceptance points ---------------------------------------------------------------------------------------
+
+
+def _points_page(form: dict[str, str] | None = None, errors: dict[str, list[str]] | None = None) -> str:
+    return render_template(
+        "admin/points.html",
+        points=service().points.directory(actor=actor()),
+        provinces=service().ctx.policies.provinces.names,
+        form=form or {},
+        errors=errors or {},
+    )
+
+
+@bp.get("/points")
+def points() -> Page:
+    return _points_page()
+
+
+@bp.post("/points")
+def add_point() -> Page:
+    form = {k: request.form.get(k, "") for k in ("name", "province", "parent")}
+    try:
+        added = service().points.add(
+            form["name"], province=form["province"], parent=form["parent"] or None, actor=actor()
+        )
+    except ValidationError as e:
+        return _points_page(form, field_errors(e)), 400
+    except ConflictError as e:  # the name is taken
+        return _points_page(form, {"name": [e.message_zh]}), 409
+    flash(f"受理点 {added.name} 已添加", "ok")
+    return redirect(url_for("admin.points"))

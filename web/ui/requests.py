@@ -117,7 +117,9 @@ def export() -> Page:
     flt_args, errors = _filter_args(request.args)
     if errors:
         abort(400)
-    rows = service().requests.find(RequestFilter(**flt_args, limit=EXPORT_LIMIT, newest_first=True))
+    rows = service().requests.find(
+        RequestFilter(**flt_args, limit=EXPORT_LIMIT, newest_first=True), actor=actor()
+    )
     body = requests_csv(rows, service().users.display_names(n for r in rows for n in people_of(r)))
     response = Response(body, mimetype="text/csv")
     response.headers["Content-Disposition"] = "attachment; filename=requests.csv"
@@ -158,9 +160,11 @@ def _as_form(req: CertificateRequest) -> dict[str, str]:
 
 
 def _form_page(
-    values: dict[str, str], errors: dict[str, list[str]], *, req: CertificateRequest | None
+    values: dict[str, str], errors: dict[str, list[str]], *, req: CertificateRequest | None, point: str = ""
 ) -> str:
     policies = service().ctx.policies
+    # A new request goes to a point of the clerk's scope: a choice when there is more than their own.
+    points = [] if req else service().points.for_new_work(actor=actor())
     return render_template(
         "requests/form.html",
         values=values,
@@ -168,6 +172,8 @@ def _form_page(
         req=req,
         provinces=policies.provinces.names,
         validity_months=policies.form.validity_months,
+        points=points if len(points) > 1 else [],
+        point=point,
     )
 
 
@@ -179,10 +185,11 @@ def new() -> Page:
             abort(403)  # not offered; a forced POST is refused by the service
         return _form_page({"application_date": svc.ctx.today().isoformat()}, {}, req=None)
     typed = _typed()
+    point = request.form.get("point", "").strip()
     try:
-        created = svc.requests.create(typed, actor=actor())
+        created = svc.requests.create(typed, actor=actor(), point=point or None)
     except ValidationError as e:
-        return _form_page(typed, field_errors(e), req=None), 400
+        return _form_page(typed, field_errors(e), req=None, point=point), 400
     flash(f"申请 {created.id} 已录入", "ok")
     return redirect(url_for("requests.detail", request_id=created.id))
 
