@@ -359,6 +359,32 @@ def test_points_are_added_by_admins_and_nest_one_level(service: Service, people:
         service.points.add(WUHAN, province="湖北", actor=people["admin"])
 
 
+def test_the_points_a_user_may_enter_for_and_the_admins_list(
+    service: Service, people: dict[str, Actor]
+) -> None:
+    add_points(service, people["admin"])
+    staff = {p: staff_at(service, p) for p in (PROVINCIAL, WUHAN, CHANGSHA)}
+
+    def names(actor: Actor) -> list[str]:
+        return [p.name for p in service.points.for_new_work(actor=actor)]
+
+    assert names(people["clerk"]) == [DEFAULT_POINT, PROVINCIAL, WUHAN, CHANGSHA]
+    assert names(staff[PROVINCIAL][Role.ENTRY]) == [PROVINCIAL, WUHAN]
+    assert names(staff[WUHAN][Role.ENTRY]) == [WUHAN]
+    assert names(Actor("nobody", frozenset({"entry"}))) == []  # an unknown user: nothing
+    listed = service.points.directory(actor=people["admin"])
+    assert [(p.name, p.users) for p in listed] == [
+        (DEFAULT_POINT, 0),
+        (PROVINCIAL, len(Role)),
+        (WUHAN, len(Role)),
+        (CHANGSHA, len(Role)),
+    ]
+    assert service.points.directory(actor=staff[PROVINCIAL][Role.ADMIN]) == listed  # an admin at a point too
+    with pytest.raises(PermissionDeniedError):
+        service.points.directory(actor=staff[WUHAN][Role.OPS])
+    assert _denials(service, "wh-ops")[-1]["attempted"] == "point.list"
+
+
 def test_users_are_placed_at_points_and_named(service: Service, people: dict[str, Actor]) -> None:
     add_points(service, people["admin"])
     user = service.users.add(

@@ -162,6 +162,42 @@ def test_defective_keys_go_back_and_leave_the_stock(
     assert reason.action == "token.return" and json.loads(reason.details) == {"reason": "无法识别"}
 
 
+def test_the_stock_summary_per_point_and_model_in_scope(
+    service: Service, people: dict[str, Actor], staff: dict[str, dict[Role, Actor]]
+) -> None:
+    wuhan, changsha = staff[WUHAN][Role.DISTRIBUTOR], staff[CHANGSHA][Role.DISTRIBUTOR]
+    service.stock.intake(["S1", "S2", "S3", "S4"], model="ePass3003", actor=wuhan)
+    service.stock.intake(["S5"], model="ePass2003", actor=wuhan)
+    service.stock.intake(["S6"], model="SoftHSM2", actor=changsha)
+    service.stock.transfer(["S2"], to=CHANGSHA, actor=wuhan)
+    service.stock.transfer(["S3"], to=PROVINCIAL, actor=wuhan)
+    service.stock.return_defective(["S4"], reason="无法识别", actor=wuhan)
+
+    def summary(actor: Actor) -> dict[tuple[str, str], tuple[int, dict[str, int]]]:
+        return {(x.point, x.model): (x.available, x.counts) for x in service.stock.summary(actor=actor)}
+
+    e3003, e2003 = "飞天诚信 ePass3003", "飞天诚信 ePass2003"
+    assert summary(wuhan) == {
+        (WUHAN, e3003): (1, {"blank": 1, "outgoing": 2, "defective": 1}),
+        (WUHAN, e2003): (1, {"blank": 1}),
+    }
+    assert summary(changsha) == {
+        (CHANGSHA, e3003): (0, {"incoming": 1}),
+        (CHANGSHA, "SoftHSM2"): (1, {"blank": 1}),
+    }
+    # The provincial point: its own incoming key and Wuhan's stock; listed in the order points were added.
+    provincial = service.stock.summary(actor=staff[PROVINCIAL][Role.OPS])
+    assert [(x.point, x.model, x.counts) for x in provincial] == [
+        (PROVINCIAL, e3003, {"incoming": 1}),
+        (WUHAN, e2003, {"blank": 1}),
+        (WUHAN, e3003, {"blank": 1, "outgoing": 2, "defective": 1}),
+    ]
+    assert len(service.stock.summary(actor=people["ops"])) == 5  # the center: every point
+    service.stock.receive(["S2"], actor=changsha)
+    assert summary(changsha)[(CHANGSHA, e3003)] == (1, {"blank": 1})
+    assert summary(wuhan)[(WUHAN, e3003)] == (1, {"blank": 1, "outgoing": 1, "defective": 1})
+
+
 def test_acceptance_names_a_model_the_requests_point_has_in_stock(
     service: Service, people: dict[str, Actor], staff: dict[str, dict[Role, Actor]]
 ) -> None:

@@ -17,6 +17,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from pki.enums import Action, Role
 from pki.models import User
+from pki.models.point import DEFAULT_POINT
 from pki.services import Actor, Service
 from tests.support.data import SCAN_PDF, application, attach_required_scans
 from tests.support.pki import approved, csr_for, key
@@ -170,6 +171,9 @@ def _pages_for_every_role(
     )
     ca_service.requests.countersign(entered, actor=people["head"])
     ca_service.requests.review(entered, actor=people["reviewer2"], decision=Action.RETURN, reason="传真有误")
+    ca_service.points.add("西城受理点", province="北京", actor=people["admin"])
+    ca_service.stock.intake(["K1", "K2"], model="ePass3003", point="西城受理点", actor=people["ops"])
+    ca_service.stock.transfer(["K2"], to=DEFAULT_POINT, actor=people["ops"])  # the dashboard's stock table
     pages = [
         "/",
         "/requests/",
@@ -183,6 +187,7 @@ def _pages_for_every_role(
         f"/certificates/{cert.serial}",
         "/admin/users",
         "/admin/users/clerk",
+        "/admin/points",
     ]
     return pages, cert.serial, valid.serial
 

@@ -1,6 +1,6 @@
-"""The dashboard per role: each person's own work first (their queues with counts and waiting times, the
-certificates about to expire for whoever renews them, users for admins); the chart's count axis has round
-ticks and the plot keeps clear of the frame."""
+"""The dashboard per role: each person's own work first (their queues with counts and waiting times, their
+points' USB key stock for whoever keeps it, the certificates about to expire for whoever renews them, users
+for admins); the chart's count axis has round ticks and the plot keeps clear of the frame."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ import pytest
 from flask.testing import FlaskClient
 
 from pki.clock import FixedClock
-from pki.enums import Action, RequestState
+from pki.enums import Action, RequestState, Role
 from pki.services import Actor, Service
 from pki.services.stats import MonthCount
 from tests.support.data import application, make_uscc
 from tests.support.pki import approved, csr_for, key
+from tests.support.points import CHANGSHA, PROVINCIAL, WUHAN, add_points, staff_at
 from web.ui.chart import LEFT, RIGHT, TOP, WIDTH, count_ticks, monthly_bars
 
 _numbers = iter(range(81000000, 81999999))
@@ -112,6 +113,46 @@ def test_admins_land_on_their_users(
     total = len(service.users.list())
     assert f"共 {total} 个用户，其中 {total - 1} 个启用" in work and 'href="/admin/users"' in work
     assert "data-queue" not in work
+
+
+def _stock(client: FlaskClient) -> dict[tuple[str, str], dict[str, str]]:
+    """The dashboard's stock table: {(point, model): {column: count}}, 可用库存 as "available"."""
+    work = _work(client.get("/").get_data(as_text=True))
+    table = work[work.index('id="stock"') : work.index("</table>", work.index('id="stock"'))]
+    rows = re.findall(r'<tr data-point="([^"]+)" data-model="([^"]+)">(.*?)</tr>', table, re.DOTALL)
+    return {(p, m): dict(re.findall(r'data-state="(\w+)">(\d+)<', cells)) for p, m, cells in rows}
+
+
+def test_whoever_keeps_keys_sees_their_points_stock(
+    service: Service, people: dict[str, Actor], client_as: Callable[[str], FlaskClient]
+) -> None:
+    add_points(service, people["admin"])
+    staff = {p: staff_at(service, p) for p in (PROVINCIAL, WUHAN, CHANGSHA)}
+    empty = _work(client_as("distributor").get("/").get_data(as_text=True))
+    assert "USBKEY 库存" in empty and "暂无USBKEY库存记录" in empty
+    wuhan, changsha = staff[WUHAN][Role.DISTRIBUTOR], staff[CHANGSHA][Role.DISTRIBUTOR]
+    service.stock.intake(["W1", "W2", "W3"], model="ePass3003", actor=wuhan)
+    service.stock.intake(["W4"], model="ePass2003", actor=wuhan)
+    service.stock.intake(["C1"], model="SoftHSM2", actor=changsha)
+    service.stock.transfer(["W3"], to=CHANGSHA, actor=wuhan)
+    service.stock.return_defective(["W2"], reason="无法识别", actor=wuhan)
+    e3003, e2003 = (WUHAN, "飞天诚信 ePass3003"), (WUHAN, "飞天诚信 ePass2003")
+    at_wuhan = {
+        e3003: {"available": "1", "blank": "1", "outgoing": "1", "defective": "1"},
+        e2003: {"available": "1", "blank": "1", "outgoing": "0", "defective": "0"},
+    }
+    assert _stock(client_as(wuhan.username)) == at_wuhan
+    table = _work(client_as(wuhan.username).get("/").get_data(as_text=True))
+    assert "<th>可用库存</th><th>空白</th><th>调出中</th><th>故障退回</th>" in table
+    assert _stock(client_as(changsha.username)) == {
+        (CHANGSHA, "飞天诚信 ePass3003"): {"available": "0", "blank": "0", "incoming": "1"},
+        (CHANGSHA, "SoftHSM2"): {"available": "1", "blank": "1", "incoming": "0"},
+    }
+    assert _stock(client_as(staff[PROVINCIAL][Role.OPS].username)) == at_wuhan  # the points under it
+    everything = _stock(client_as("distributor"))
+    assert set(everything) == {e3003, e2003, (CHANGSHA, "飞天诚信 ePass3003"), (CHANGSHA, "SoftHSM2")}
+    for user in ("acceptor", "reviewer", "admin", staff[WUHAN][Role.ACCEPTOR].username):
+        assert 'id="stock"' not in client_as(user).get("/").get_data(as_text=True), user  # not theirs
 
 
 def test_returned_requests_wait_for_the_entry_clerk(
