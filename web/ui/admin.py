@@ -19,10 +19,11 @@ Page = str | tuple[str, int] | Response
 
 
 def _users_page(form: dict[str, str] | None = None, errors: dict[str, list[str]] | None = None) -> str:
+    users = service().users.directory(actor=actor())
     points = service().points.list()
     return render_template(
         "admin/users.html",
-        users=service().users.directory(actor=actor()),
+        users=users,
         roles=[r.value for r in Role],
         points=points,
         point_names={p.id: p.name for p in points},
@@ -67,12 +68,13 @@ def _user(username: str) -> User:
 
 def _user_page(username: str, errors: dict[str, list[str]] | None = None, status: int = 200) -> Page:
     found = _user(username)
+    points = service().points.list()
     page = render_template(
         "admin/user.html",
         user=found,
         roles=[r.value for r in Role],
-        points=service().points.list(),
-        point=service().points.name_of(found.point_id) or "",
+        points=points,
+        point=next((p.name for p in points if p.id == found.point_id), ""),  # "": a center user
         errors=errors or {},
         form=request.form if request.method == "POST" else {},
     )
