@@ -165,7 +165,7 @@ def test_records_in_the_clerks_words(center: tuple[str, Service], db_url: str) -
             page.get_by_role("button", name="上传", exact=True).click()
             expect(page.locator("#missing-attachments")).to_have_count(0)
             page.get_by_label("同意", exact=True).check()
-            page.get_by_label("USBKEY 品牌及型号").fill("飞天诚信 ePass3003")
+            page.get_by_label("USBKEY 品牌及型号").select_option("飞天诚信 ePass3003")
             page.get_by_role("button", name="提交受理意见").click()
             expect(page.locator("#err-confirm_uscc")).to_contain_text("请核实后勾选确认")
             page.get_by_label("已核实信用代码与单位名称，确认受理").check()
