@@ -19,7 +19,10 @@ def blank_slots(module: Module, *, serial: str | None = None) -> list[tuple[int,
     lib = module.lib
     out = []
     for slot in call("listing slots", lambda: lib.getSlotList(tokenPresent=True)):
-        info = call(f"reading the token in slot {slot}", partial(lib.getTokenInfo, slot))
+        try:
+            info = call(f"reading the token in slot {slot}", partial(lib.getTokenInfo, slot))
+        except TokenError:
+            continue  # a faulty key (or one pulled out half-way) does not hide the blank ones
         found = str(info.serialNumber).rstrip(" \x00")
         if not info.flags & PyKCS11.CKF_TOKEN_INITIALIZED and serial in (None, found):
             out.append((int(slot), found))
