@@ -6,14 +6,11 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
 import click
 
 from pki.cli.app import as_option, desk, json_option, print_json
-from pki.cli.token_commands import _find_token, _load, token
-
-MIN_USER_PIN, MAX_USER_PIN = 6, 16
+from pki.cli.token_commands import _find_token, _load, module_paths, token
 
 
 def _secret(env: str, prompt: str, *, confirm: bool) -> str:
@@ -23,14 +20,6 @@ def _secret(env: str, prompt: str, *, confirm: bool) -> str:
     if not sys.stdin.isatty():
         raise click.UsageError(f"no {prompt}: set {env} or run in a terminal to be prompted")
     return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
-
-
-def _module_paths(module_path: str | None) -> tuple[str, ...]:
-    from policies import load_policies
-
-    if module_path:
-        return (module_path,)
-    return tuple(p for p in load_policies().tokens.modules() if Path(p).is_file())
 
 
 @token.command("init")
@@ -49,15 +38,16 @@ def token_init(
     """Initialise a blank USB key: a random SO PIN (kept, sealed, by the center; never shown) and the
     holder's PIN (PKI_NEW_TOKEN_PIN or a hidden prompt)."""
     from pki.errors import TokenError
-    from pki.token_pins import new_so_pin
+    from pki.token_pins import USER_PIN_LENGTHS, new_so_pin
     from tokens import admin
 
     user_pin = _secret("PKI_NEW_TOKEN_PIN", "new user PIN for the holder", confirm=True)
-    if not MIN_USER_PIN <= len(user_pin) <= MAX_USER_PIN:
-        raise click.UsageError(f"the holder's PIN must have {MIN_USER_PIN} to {MAX_USER_PIN} characters")
+    if len(user_pin) not in USER_PIN_LENGTHS:
+        lengths = USER_PIN_LENGTHS
+        raise click.UsageError(f"the holder's PIN must have {lengths[0]} to {lengths[-1]} characters")
     d = desk(as_user)
     d.call("token.admin.allowed")  # before the key is touched: initialising erases it
-    for path in _module_paths(module_path):
+    for path in module_paths(d, (module_path,) if module_path else ()):
         module = _load(path)
         blanks = admin.blank_slots(module, serial=token_serial)
         if blanks:
@@ -100,7 +90,9 @@ def token_register_so_pin(
         raise click.UsageError("give one of --token-label, --token-serial")
     so_pin = _secret("PKI_TOKEN_SO_PIN", "the key's SO PIN", confirm=False)
     d = desk(as_user)
-    module, info = _find_token(_module_paths(module_path), token_label, token_serial)
+    module, info = _find_token(
+        module_paths(d, (module_path,) if module_path else ()), token_label, token_serial
+    )
     admin.check_so_pin(module, info, so_pin)
     d.call("token.so_pin.register", serial=info.serial, so_pin=so_pin)
     click.echo(f"token {info.label} (serial {info.serial}): SO PIN on record at the center")

@@ -31,6 +31,8 @@ from pki.cli.app import (
 )
 
 if TYPE_CHECKING:
+    from pki.desk.local import LocalDesk
+    from pki.desk.remote import RemoteDesk
     from pki.services import Actor, Service
     from pki.services.token_issuance import TokenIssued
     from tokens.session import Module, TokenInfo
@@ -309,13 +311,10 @@ def token() -> None:
 def token_list(modules: tuple[str, ...], as_user: str | None, as_json: bool) -> None:
     """List recorded tokens by acceptance point and state (holder, certificates), the tokens present now,
     and the stock per point, model and state."""
-    from pki.desk.local import LocalDesk
     from pki.errors import TokenError
-    from policies import load_policies
 
     d = desk(as_user)
-    policy = d.service.ctx.policies if isinstance(d, LocalDesk) else load_policies()
-    paths = modules or tuple(p for p in policy.tokens.modules() if Path(p).is_file())
+    paths = module_paths(d, modules)
     seen: list[dict[str, str]] = []
     for path in paths:
         try:
@@ -388,8 +387,6 @@ def token_clean(
     """List (or --remove) what an interrupted issuance left on a USB key: pkictl's key pairs that no
     certificate record places on it (one pkictl process at a time opens a key, so none is mid-issuance)."""
     from pki.desk import usbkey
-    from pki.desk.local import LocalDesk
-    from policies import load_policies
     from tokens.usbkey import open_usb_key
 
     if (token_label is None) == (token_serial is None):
@@ -397,9 +394,9 @@ def token_clean(
     if remove and as_user is None:
         raise click.UsageError("--remove needs --as USER")
     d = desk(as_user if remove else None)
-    policy = d.service.ctx.policies if isinstance(d, LocalDesk) else load_policies()
-    paths = (module_path,) if module_path else tuple(p for p in policy.tokens.modules() if Path(p).is_file())
-    module, info = _find_token(paths, token_label, token_serial)
+    module, info = _find_token(
+        module_paths(d, (module_path,) if module_path else ()), token_label, token_serial
+    )
     with open_usb_key(module, info, token_pin()) as device:
         found = usbkey.clean(d, device, remove=remove)
     if as_json:
@@ -415,6 +412,18 @@ def token_clean(
         )
     if found and not remove:
         click.echo(f"remove them with: pkictl token clean --token-serial {info.serial} --remove --as USER")
+
+
+def module_paths(d: LocalDesk | RemoteDesk, given: tuple[str, ...]) -> tuple[str, ...]:
+    """The PKCS#11 modules to look through: those given, or every module of tokens.toml found on this
+    machine (the home's policies on the center's host, the packaged ones on a desk)."""
+    from pki.desk.local import LocalDesk
+    from policies import load_policies
+
+    if given:
+        return given
+    policy = d.service.ctx.policies if isinstance(d, LocalDesk) else load_policies()
+    return tuple(p for p in policy.tokens.modules() if Path(p).is_file())
 
 
 def _find(module: Module, label: str | None, serial: str | None) -> TokenInfo:

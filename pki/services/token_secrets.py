@@ -66,10 +66,6 @@ class TokenSecretService:
         with self._ctx.denials_recorded(actor, OPERATION, SUBJECT), self._ctx.read() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), OPERATION)
 
-    def registered(self, serial: str) -> bool:
-        with self._ctx.read() as s:
-            return s.get(TokenSoPin, serial) is not None
-
     def register(self, serial: str, so_pin: str, *, actor: Actor, replace: bool = False) -> None:
         """Keep ``so_pin`` for the key ``serial`` (once; ``replace`` for a key initialised anew)."""
         if not 4 <= len(so_pin) <= 64 or not so_pin.isprintable():
