@@ -15,6 +15,9 @@ class RequestState(StrEnum):
     DISTRIBUTED = "distributed"  # handed over (terminal)
     REJECTED = "rejected"  # 受理意见 不同意, or refused by the reviewer (terminal)
     CANCELLED = "cancelled"  # withdrawn (terminal)
+    COMPLETED = (
+        "completed"  # a deal that issues nothing (unlock, hold, release, revoke) carried out (terminal)
+    )
 
 
 class Action(StrEnum):
@@ -31,6 +34,7 @@ class Action(StrEnum):
     ISSUE = "issue"
     DISTRIBUTE = "distribute"
     CANCEL = "cancel"
+    COMPLETE = "complete"  # carry out a deal that issues nothing (办理: unlock, hold, release, revoke)
 
 
 class Role(StrEnum):
@@ -90,6 +94,7 @@ STATE_LABELS_ZH: dict[RequestState, str] = {
     RequestState.DISTRIBUTED: "已分发",
     RequestState.REJECTED: "已拒绝",
     RequestState.CANCELLED: "已撤销",
+    RequestState.COMPLETED: "已办结",
 }
 
 # A work queue by the state its requests wait in (pki.services.requests.WORK_STEPS): "待我处理" in words.
@@ -230,3 +235,41 @@ READINESS_LABELS_ZH: dict[Readiness, str] = {
     Readiness.REVOKED: "证书已吊销",
     Readiness.MISSING: "无证书",
 }
+
+
+class Deal(StrEnum):
+    """What a unit comes to the desk for (业务类型): every deal is a request of its own type."""
+
+    NEW = "new"  # 新办
+    RENEW = "renew"  # 续期: the same key certified again
+    REKEY = "rekey"  # 更新: a new key pair
+    CHANGE = "change"  # 变更: the unit's details changed
+    REPLACE_LOST = "replace-lost"  # 补办 (遗失)
+    REPLACE_DAMAGED = "replace-damaged"  # 补办 (损坏)
+    UNLOCK = "unlock"  # 解锁: the holder's PIN
+    HOLD = "hold"  # 冻结
+    RELEASE = "release"  # 解冻
+    REVOKE = "revoke"  # 注销
+
+
+# The deals that end in a new certificate (issued, then distributed); the others are carried out (办理) and
+# complete.
+ISSUING_DEALS = frozenset(
+    {Deal.NEW, Deal.RENEW, Deal.REKEY, Deal.CHANGE, Deal.REPLACE_LOST, Deal.REPLACE_DAMAGED}
+)
+
+DEAL_LABELS_ZH: dict[Deal, str] = {
+    Deal.NEW: "新办",
+    Deal.RENEW: "续期",
+    Deal.REKEY: "更新",
+    Deal.CHANGE: "变更",
+    Deal.REPLACE_LOST: "补办（遗失）",
+    Deal.REPLACE_DAMAGED: "补办（损坏）",
+    Deal.UNLOCK: "解锁",
+    Deal.HOLD: "冻结",
+    Deal.RELEASE: "解冻",
+    Deal.REVOKE: "注销",
+}
+
+# What became of a damaged key the unit brought back (补办（损坏）): the token's inventory state after the deal.
+DAMAGED_KEY_FATES: dict[str, str] = {"returned": "交回", "destroyed": "已销毁"}

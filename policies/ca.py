@@ -45,6 +45,11 @@ class CaPolicy:
     key_store: str = "file"  # "file" | "pkcs11"
     hold_max_days: int = 90  # a hold (冻结) left longer becomes a revocation at the next CRL publication
     hold_expiry_reason: str = "cessationOfOperation"
+    # 补办（损坏）: within this many months of the key's first issuance the new certificate keeps the old not-after
+    replacement_warranty_months: int = 12
+    change_revoke_reason: str = (
+        "affiliationChanged"  # 变更: the old certificate's reason at the new one's hand-over
+    )
     pkcs11_module: str = ""
     pkcs11_token_label: str = ""
 
@@ -123,6 +128,15 @@ def _days(table: dict[str, Any], key: str, where: str) -> int:
     return value
 
 
+def _warranty(table: dict[str, Any]) -> int:
+    value = table.get("warranty_months", 12)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 120:
+        raise ConfigurationError(
+            "ca.toml [replacement]: 'warranty_months' must be a whole number from 0 to 120"
+        )
+    return value
+
+
 def _flag(table: dict[str, Any], key: str, where: str) -> bool:
     value = table.get(key, False)
     if not isinstance(value, bool):
@@ -132,6 +146,8 @@ def _flag(table: dict[str, Any], key: str, where: str) -> bool:
 
 # What a hold becomes once it has lasted longer than [hold] max_days (RFC 5280 reason names).
 HOLD_EXPIRY_REASONS = ("cessationOfOperation", "keyCompromise", "privilegeWithdrawn", "unspecified")
+# What the old certificate of a change (变更) is revoked as.
+CHANGE_REVOKE_REASONS = ("affiliationChanged", "superseded")
 
 
 def load_ca(directory: Path) -> CaPolicy:
@@ -153,6 +169,13 @@ def load_ca(directory: Path) -> CaPolicy:
     if hold_reason not in HOLD_EXPIRY_REASONS:
         raise ConfigurationError(
             f"ca.toml [hold]: expiry_reason must be one of {', '.join(HOLD_EXPIRY_REASONS)}"
+        )
+    replacement = data.get("replacement", {})
+    change = data.get("change", {})
+    change_reason = change.get("revoke_reason", "affiliationChanged")
+    if change_reason not in CHANGE_REVOKE_REASONS:
+        raise ConfigurationError(
+            f"ca.toml [change]: revoke_reason must be one of {', '.join(CHANGE_REVOKE_REASONS)}"
         )
     keys = _table(data, "keys", "ca.toml")
     store = need(keys, "store", str, "ca.toml [keys]")
@@ -196,6 +219,8 @@ def load_ca(directory: Path) -> CaPolicy:
         key_store=store,
         hold_max_days=_positive(hold, "max_days", "ca.toml [hold]", 3650) if "max_days" in hold else 90,
         hold_expiry_reason=hold_reason,
+        replacement_warranty_months=_warranty(replacement),
+        change_revoke_reason=change_reason,
         pkcs11_module=need(keys, "pkcs11_module", str, "ca.toml [keys]"),
         pkcs11_token_label=need(keys, "pkcs11_token_label", str, "ca.toml [keys]"),
     )

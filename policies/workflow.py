@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 
-from pki.enums import AccessType, Action, Role
+from pki.enums import ISSUING_DEALS, AccessType, Action, Deal, Role
 from pki.errors import ConfigurationError
+from pki.lifecycle import FULL_ROUTE, OPTIONAL_STEPS, Route
 from policies._load import need, read_toml, str_list, tables
 
 # Operations outside the request state machine, guarded by role only.
@@ -54,14 +55,38 @@ class AcceptancePolicy:
 
 
 @dataclass(frozen=True)
+class DealPolicy:
+    """One deal type ([deals.<type>]): its way through the state machine and who takes its steps where
+    that differs from [actions]."""
+
+    route: Route
+    roles: Mapping[Action, frozenset[Role]]
+
+
+@dataclass(frozen=True)
 class WorkflowPolicy:
     roles_for: Mapping[Action, frozenset[Role]]
     separation: tuple[SeparationRule, ...]
     operations: Mapping[str, frozenset[Role]]
     acceptance: AcceptancePolicy
+    deals: Mapping[Deal, DealPolicy] = field(default_factory=lambda: MappingProxyType({}))
 
-    def role_allows(self, roles: Iterable[str], action: Action) -> bool:
-        return not self.roles_for.get(action, frozenset()).isdisjoint(roles)
+    def role_allows(self, roles: Iterable[str], action: Action, deal: Deal = Deal.NEW) -> bool:
+        return not self.roles_of(action, deal).isdisjoint(roles)
+
+    def roles_of(self, action: Action, deal: Deal = Deal.NEW) -> frozenset[Role]:
+        """The roles that may take ``action`` on a request of type ``deal``."""
+        policy = self.deals.get(deal)
+        if policy is not None and action in policy.roles:
+            return policy.roles[action]
+        return self.roles_for.get(action, frozenset())
+
+    def route(self, deal: Deal) -> Route:
+        """The steps a deal of this type takes (all of them for a type the policy does not name)."""
+        policy = self.deals.get(deal)
+        if policy is not None:
+            return policy.route
+        return FULL_ROUTE if deal in ISSUING_DEALS else Route(finish=Action.COMPLETE)
 
     def operation_allows(self, roles: Iterable[str], operation: str) -> bool:
         return not self.operations.get(operation, frozenset()).isdisjoint(roles)
@@ -118,7 +143,47 @@ def load_workflow(directory: Path) -> WorkflowPolicy:
         separation=tuple(rules),
         operations=MappingProxyType(operations),
         acceptance=_acceptance(data),
+        deals=_deals(data),
     )
+
+
+def _deals(data: dict[str, object]) -> Mapping[Deal, DealPolicy]:
+    """[deals.<type>]: ``steps`` (the optional steps it needs: countersign, approve) and ``roles`` (per
+    action, overriding [actions]). A type not named takes every step with the roles of [actions]."""
+    table = data.get("deals", {})
+    if not isinstance(table, dict):
+        raise ConfigurationError("workflow.toml [deals] must be a table of deal types")
+    optional = {a.value: a for a in OPTIONAL_STEPS.values()}
+    out: dict[Deal, DealPolicy] = {}
+    for name, raw in table.items():
+        where = f"workflow.toml [deals.{name}]"
+        try:
+            deal = Deal(name)
+        except ValueError:
+            known = ", ".join(d.value for d in Deal)
+            raise ConfigurationError(f"{where}: unknown deal type; known: {known}") from None
+        if not isinstance(raw, dict):
+            raise ConfigurationError(f"{where} must be a table")
+        unknown = sorted(set(raw) - {"steps", "roles"})
+        if unknown:
+            raise ConfigurationError(f"{where}: unknown key {', '.join(unknown)}")
+        steps = str_list(raw, "steps", where)
+        bad = sorted(set(steps) - set(optional))
+        if bad:
+            raise ConfigurationError(
+                f"{where} steps: {', '.join(bad)} cannot be chosen; the optional steps are countersign, approve"
+            )
+        roles_raw = raw.get("roles", {})
+        if not isinstance(roles_raw, dict):
+            raise ConfigurationError(f"{where}: 'roles' must be a table of action = [roles]")
+        roles = {
+            action: _roles(str_list(roles_raw, action.value, where), f"[deals.{name}] roles")
+            for action in _actions(list(roles_raw), f"{where} roles")
+        }
+        finish = Action.ISSUE if deal in ISSUING_DEALS else Action.COMPLETE
+        skips = frozenset(a for v, a in optional.items() if v not in steps)
+        out[deal] = DealPolicy(Route(skips, finish), MappingProxyType(roles))
+    return MappingProxyType(out)
 
 
 def _acceptance(data: dict[str, object]) -> AcceptancePolicy:

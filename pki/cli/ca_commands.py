@@ -240,17 +240,17 @@ def cert_export(serial: str, fmt: str, out: Path | None, as_user: str | None) ->
 )
 @click.option(
     "--reason",
-    required=True,
     metavar="REASON",
-    help=f"RFC 5280: {', '.join(r.value for r in REVOKE_REASONS)} (key-compromise etc. also accepted).",
+    help=f"RFC 5280: {', '.join(r.value for r in REVOKE_REASONS)} (key-compromise etc. also accepted); "
+    "required unless the certificate has an approved revoke deal, whose reason it then must match.",
 )
 @click.option("--comment", default="")
 @as_option
 @json_option
 def revoke(
-    serial: str | None, from_file: Path | None, reason: str, comment: str, as_user: str, as_json: bool
+    serial: str | None, from_file: Path | None, reason: str | None, comment: str, as_user: str, as_json: bool
 ) -> None:
-    """Revoke one certificate, or a list of them from a file."""
+    """Revoke one certificate, or a list of them from a file (carrying out approved revoke deals)."""
     if (serial is None) == (from_file is None):
         raise click.UsageError("give either SERIAL or --from-file FILE")
     serials = (

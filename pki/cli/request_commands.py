@@ -19,7 +19,7 @@ from pki.cli.app import (
     read_json_file,
     reader_option,
 )
-from pki.enums import AccessType, RequestState
+from pki.enums import AccessType, Deal, RequestState
 from pki.errors import ImportRowsError, PkiError
 
 WORKFLOW_STATES = tuple(s.value for s in RequestState)
@@ -41,19 +41,62 @@ def _echo_request(req: dict[str, Any], as_json: bool, verb: str) -> None:
 
 @request.command("new")
 @click.option(
+    "--type",
+    "deal",
+    type=click.Choice([d.value for d in Deal]),
+    default=Deal.NEW.value,
+    show_default=True,
+    help="The deal (业务类型): a new application, or a deal on the certificate --serial.",
+)
+@click.option("--serial", help="The certificate a deal concerns (every type but new).")
+@click.option(
     "--file",
     "path",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    required=True,
-    help="Application as JSON (keys documented in docs/application-json.md).",
+    help="Application as JSON (keys documented in docs/application-json.md): a new one, or a change's form.",
 )
+@click.option("--months", type=int, help="A renew or rekey deal's validity in months.")
+@click.option(
+    "--reason",
+    default="",
+    help="revoke: an RFC 5280 reason (default unspecified); replace-damaged: returned or destroyed.",
+)
+@click.option("--comment", default="", help="What the unit says, in its words.")
 @point_option
 @as_option
 @json_option
-def request_new(path: Path, point: str | None, as_user: str, as_json: bool) -> None:
-    """Enter one application."""
-    raw = read_json_file(path)
-    _echo_request(desk(as_user).call("request.new", application=raw, point=point), as_json, "entered")
+def request_new(
+    deal: str,
+    serial: str | None,
+    path: Path | None,
+    months: int | None,
+    reason: str,
+    comment: str,
+    point: str | None,
+    as_user: str,
+    as_json: bool,
+) -> None:
+    """Enter one application, or a deal on a certificate (renew, rekey, change, replace-lost,
+    replace-damaged, unlock, hold, release, revoke)."""
+    raw = read_json_file(path) if path is not None else None
+    if deal == Deal.NEW.value:
+        if raw is None or serial is not None or months is not None or reason or comment:
+            raise click.UsageError("a new application takes --file only (a deal names --type and --serial)")
+        _echo_request(desk(as_user).call("request.new", application=raw, point=point), as_json, "entered")
+        return
+    if serial is None:
+        raise click.UsageError(f"a {deal} deal names the certificate it concerns: --serial SERIAL")
+    req = desk(as_user).call(
+        "request.deal",
+        type=deal,
+        serial=serial,
+        application=raw,
+        months=months,
+        reason=reason,
+        comment=comment,
+        point=point,
+    )
+    _echo_request(req, as_json, f"entered ({deal} deal on certificate {serial})")
 
 
 @request.command("edit")

@@ -12,9 +12,14 @@ from sqlmodel import Field
 from pki.db import UTCDateTime
 
 
-def enum_field(enum_cls: type[Enum], *, nullable: bool = False, index: bool = False) -> Any:
-    """A VARCHAR column holding the enum's *value* (SQLAlchemy would store its name otherwise)."""
+def enum_field(
+    enum_cls: type[Enum], *, nullable: bool = False, index: bool = False, default: Enum | None = None
+) -> Any:
+    """A VARCHAR column holding the enum's *value* (SQLAlchemy would store its name otherwise); with
+    ``default``, rows inserted without it (and rows older than the column) hold that value."""
+    extra: dict[str, Any] = {} if default is None else {"default": default}
     return Field(
+        **extra,
         sa_column=Column(
             SAEnum(
                 enum_cls,
@@ -26,7 +31,8 @@ def enum_field(enum_cls: type[Enum], *, nullable: bool = False, index: bool = Fa
             ),
             nullable=nullable,
             index=index,
-        )
+            server_default=None if default is None else str(default.value),
+        ),
     )
 
 

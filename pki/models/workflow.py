@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Index, String
+from sqlalchemy import Column, ForeignKey, Index, String
 from sqlmodel import Field, SQLModel
 
 from pki.enums import (
     AccessMode,
     AccessType,
     CredentialType,
+    Deal,
     HandlerIdType,
     Network,
     RequestState,
@@ -65,6 +66,7 @@ class CertificateRequest(SQLModel, table=True):
         Index("ix_request_access_type_id", "access_type", "id"),
         Index("ix_request_entered_at_id", "entered_at", "id"),
         Index("ix_request_point_id", "point_id", "id"),
+        Index("ix_request_subject_certificate", "subject_certificate_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -128,3 +130,12 @@ class CertificateRequest(SQLModel, table=True):
     distributed_at: datetime | None = _utc()
     updated_at: datetime = _utc(nullable=False)
     point_id: int | None = Field(default=None, foreign_key="point.id")  # the 受理点 whose work it is
+
+    # The deal (业务类型) and, for every deal but a new one, the certificate (and so the key) it concerns
+    deal: Deal = _enum(Deal, default=Deal.NEW)
+    subject_certificate_id: int | None = Field(
+        default=None,
+        sa_column=Column(ForeignKey("certificate.id", name="fk_request_subject_certificate", use_alter=True)),
+    )
+    deal_reason: str = Field(default="", max_length=32)  # a revocation reason, a damaged key's fate
+    deal_comment: str = Field(default="", max_length=500)  # what the unit says, in its words

@@ -16,6 +16,7 @@ from pki.services.certificates import CertificateFilter, CertificateService
 from pki.services.context import Actor, Context
 from pki.services.crl_publisher import CrlService
 from pki.services.cutover import CutoverService
+from pki.services.deals import DealService
 from pki.services.distribution import DistributionService
 from pki.services.home_settings import HomeSettingsService
 from pki.services.idempotency import IdempotencyService
@@ -67,16 +68,19 @@ class Service:
         self.bulk = BulkService(self.ctx, self.requests)
         self.audit = AuditService(self.ctx)
         self.authority = AuthorityService(self.ctx)
-        self.issuance = IssuanceService(self.ctx, self.requests, self.authority)
+        self.deals = DealService(self.ctx, self.requests)
+        self.revocation = RevocationService(self.ctx, self.deals)
+        self.inventory = InventoryService(self.ctx, self.revocation)
+        self.issuance = IssuanceService(
+            self.ctx, self.requests, self.authority, self.deals, self.revocation, self.inventory
+        )
         self.certificates = CertificateService(self.ctx, self.authority)
-        self.revocation = RevocationService(self.ctx)
         self.crl = CrlService(self.ctx, self.authority, self.revocation)
-        self.renewal = RenewalService(self.ctx, self.issuance, self.revocation)
+        self.renewal = RenewalService(self.ctx, self.issuance, self.revocation, self.requests, self.deals)
         self.ocsp = OcspService(self.ctx, self.authority)
         self.token_issuance = TokenIssuanceService(self.ctx, self.requests, self.issuance)
         self.token_handshake = TokenHandshakeService(self.ctx, self.token_issuance)
         self.distribution = DistributionService(self.ctx, self.requests, self.revocation)
-        self.inventory = InventoryService(self.ctx, self.revocation)
         self.stock = StockService(self.ctx)
         self.token_cleanup = TokenCleanupService(self.ctx)
         self.parties = PartyService(self.ctx)

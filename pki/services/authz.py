@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from pki.enums import Action
+from pki.enums import DEAL_LABELS_ZH, Action, Deal
 from pki.errors import PermissionDeniedError
 from pki.lifecycle import ACTION_LABELS_ZH
 from pki.services.context import Actor
 from policies.workflow import WorkflowPolicy
 
 
-def require_role(workflow: WorkflowPolicy, actor: Actor, action: Action) -> None:
-    """Raise PermissionDeniedError unless one of the actor's roles may take ``action``."""
-    if not workflow.role_allows(actor.roles, action):
+def require_role(workflow: WorkflowPolicy, actor: Actor, action: Action, deal: Deal | None = None) -> None:
+    """Raise PermissionDeniedError unless one of the actor's roles may take ``action`` on a request of type
+    ``deal`` (None: on a request of some type, before the request is read)."""
+    deals = list(Deal) if deal is None else [deal]
+    if not any(workflow.role_allows(actor.roles, action, d) for d in deals):
+        kind = "" if deal is None or deal is Deal.NEW else f" on a {deal.value} deal"
+        kind_zh = "" if deal is None or deal is Deal.NEW else f"（{DEAL_LABELS_ZH[deal]}）"
         raise PermissionDeniedError(
-            f"user {actor.username!r} has no role that may {action.value}",
-            message_zh=f"当前用户无权执行“{ACTION_LABELS_ZH[action]}”",
+            f"user {actor.username!r} has no role that may {action.value}{kind}",
+            message_zh=f"当前用户无权执行“{ACTION_LABELS_ZH[action]}”{kind_zh}",
         )
 
 

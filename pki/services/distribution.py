@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, select
 
 from pki import audit
-from pki.enums import Action, CertificateStatus, RequestState, RevocationReason
+from pki.enums import Action, CertificateStatus, Deal, RequestState, RevocationReason
 from pki.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from pki.ids import known_id
 from pki.models import Certificate, CertificateRequest, HandOver
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
+from pki.services.reasons import parse_reason
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService, missing_request
 from pki.services.revocation import RevocationService
@@ -77,7 +78,9 @@ class DistributionService:
                     handed_at=now,
                 )
             )
-            revoked = self._revoke_predecessor(s, cert, actor)
+            # a later hand-over on a distributed request is a direct renewal's, whatever the request's deal
+            deal = Deal.NEW if state is RequestState.DISTRIBUTED else req.deal
+            revoked = self._revoke_predecessor(s, cert, actor, deal)
             details = {"serial": cert.serial, "recipient": recipient, "superseded_revoked": revoked}
             if state is RequestState.DISTRIBUTED:
                 audit.append(
@@ -132,15 +135,22 @@ class DistributionService:
             )
         return cert
 
-    def _revoke_predecessor(self, s: Session, cert: Certificate, actor: Actor) -> str | None:
-        if cert.renewed_from_id is None or self._ctx.policies.ca.revoke_superseded != "distribute":
+    def _revoke_predecessor(self, s: Session, cert: Certificate, actor: Actor, deal: Deal) -> str | None:
+        """The certificate the handed-over one follows, revoked now when policy says so: a change's
+        (ca.toml [change] revoke_reason), a renewal's when [renewal] revoke_superseded is "distribute"."""
+        ca = self._ctx.policies.ca
+        if deal is Deal.CHANGE:
+            why = parse_reason(ca.change_revoke_reason)
+        elif deal in (Deal.NEW, Deal.RENEW, Deal.REKEY) and ca.revoke_superseded == "distribute":
+            why = RevocationReason.SUPERSEDED
+        else:
+            return None
+        if cert.renewed_from_id is None:
             return None
         old = s.exec(
             select(Certificate).where(Certificate.id == cert.renewed_from_id).with_for_update()
         ).one()
         if old.status is not CertificateStatus.VALID:
             return None
-        self._revocation.revoke_locked(
-            s, [old], RevocationReason.SUPERSEDED, actor=actor, comment=f"superseded by {cert.serial}"
-        )
+        self._revocation.revoke_locked(s, [old], why, actor=actor, comment=f"superseded by {cert.serial}")
         return old.serial

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy import func, or_
 from sqlalchemy.orm import aliased
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.enums import TOKEN_STATE_LABELS_ZH, CertificateStatus, TokenState
@@ -18,7 +18,8 @@ from pki.errors import ConflictError, FieldError, InvalidTransitionError, Valida
 from pki.models import Certificate, Point, TokenCertificate, UsbToken
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
-from pki.services.revocation import COMMENT_MAX, RevocationService
+from pki.services.reasons import COMMENT_MAX
+from pki.services.revocation import RevocationService
 from pki.services.scope import require_in_scope, scope_for
 from pki.services.stock import missing_token
 from policies.tokens import MARKS
@@ -120,55 +121,61 @@ class InventoryService:
         comment = comment.strip()
         if len(comment) > COMMENT_MAX:
             raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
-        rule = configured[mark]
         with self._ctx.denials_recorded(actor, "token_mark", "token", serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_mark")
             token = s.exec(select(UsbToken).where(UsbToken.serial == serial).with_for_update()).first()
             if token is None:
                 raise missing_token(serial)
             require_in_scope(scope_for(s, actor), token.point_id, missing_token(serial), f"token {serial}")
-            if token.state is rule.state:
-                raise ConflictError(f"token {serial} is already {rule.state.value}")
-            if token.state not in rule.allowed_from:
-                raise InvalidTransitionError(
-                    f"a token that is {token.state.value} cannot be marked {mark}",
-                    message_zh=f"USB Key当前状态“{TOKEN_STATE_LABELS_ZH[token.state]}”不能标记为"
-                    f"“{TOKEN_STATE_LABELS_ZH[rule.state]}”",
-                )
-            revoked: list[str] = []
-            if rule.revoke is not None:
-                certs = list(
-                    s.exec(
-                        select(Certificate)
-                        .join(TokenCertificate, col(TokenCertificate.certificate_id) == col(Certificate.id))
-                        .where(
-                            TokenCertificate.token_id == token.id,
-                            Certificate.status == CertificateStatus.VALID,
-                            col(Certificate.not_valid_after) > self._ctx.now(),
-                        )
-                        .order_by(col(Certificate.id))
-                        .with_for_update()
-                    ).all()
-                )
-                why = comment or f"token {serial} marked {mark}"
-                self._revocation.revoke_locked(s, certs, rule.revoke, actor=actor, comment=why)
-                revoked = [c.serial for c in certs]
-            before = token.state
-            token.state, token.updated_at, token.updated_by = rule.state, self._ctx.now(), actor.username
-            s.add(token)
-            audit.append(
-                s,
-                at=self._ctx.now(),
-                actor=actor.username,
-                action=f"token.{mark}",
-                subject_type="token",
-                subject_id=serial,
-                details={
-                    "from": before.value,
-                    "to": rule.state.value,
-                    "revoked": revoked,
-                    "reason": rule.revoke.value if rule.revoke else None,
-                    "comment": comment,
-                },
+            return self.mark_locked(s, token, mark, actor=actor, comment=comment)
+
+    def mark_locked(self, s: Session, token: UsbToken, mark: str, *, actor: Actor, comment: str) -> Marked:
+        """:meth:`mark` on a locked token the caller checked, inside the caller's transaction (a replacement
+        deal marks the old key as its issuance commits)."""
+        rule = self._ctx.policies.tokens.marks[mark]
+        serial = token.serial
+        if token.state is rule.state:
+            raise ConflictError(f"token {serial} is already {rule.state.value}")
+        if token.state not in rule.allowed_from:
+            raise InvalidTransitionError(
+                f"a token that is {token.state.value} cannot be marked {mark}",
+                message_zh=f"USB Key当前状态“{TOKEN_STATE_LABELS_ZH[token.state]}”不能标记为"
+                f"“{TOKEN_STATE_LABELS_ZH[rule.state]}”",
             )
-            return Marked(serial, rule.state, revoked)
+        revoked: list[str] = []
+        if rule.revoke is not None:
+            certs = list(
+                s.exec(
+                    select(Certificate)
+                    .join(TokenCertificate, col(TokenCertificate.certificate_id) == col(Certificate.id))
+                    .where(
+                        TokenCertificate.token_id == token.id,
+                        Certificate.status == CertificateStatus.VALID,
+                        col(Certificate.not_valid_after) > self._ctx.now(),
+                    )
+                    .order_by(col(Certificate.id))
+                    .with_for_update()
+                ).all()
+            )
+            why = comment or f"token {serial} marked {mark}"
+            self._revocation.revoke_locked(s, certs, rule.revoke, actor=actor, comment=why)
+            revoked = [c.serial for c in certs]
+        before = token.state
+        token.state, token.updated_at, token.updated_by = rule.state, self._ctx.now(), actor.username
+        s.add(token)
+        audit.append(
+            s,
+            at=self._ctx.now(),
+            actor=actor.username,
+            action=f"token.{mark}",
+            subject_type="token",
+            subject_id=serial,
+            details={
+                "from": before.value,
+                "to": rule.state.value,
+                "revoked": revoked,
+                "reason": rule.revoke.value if rule.revoke else None,
+                "comment": comment,
+            },
+        )
+        return Marked(serial, rule.state, revoked)

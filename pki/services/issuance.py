@@ -23,7 +23,7 @@ from pki import audit
 from pki.ca import certs, sm2
 from pki.ca.keys import PublicKey, algorithm_of, is_sm2, spki_sha256
 from pki.ca.validity import add_months, whole_seconds
-from pki.enums import AccessType, Action, CertificateStatus, RevocationReason
+from pki.enums import AccessType, Action, CertificateStatus, Deal, RevocationReason
 from pki.errors import (
     ConflictError,
     FieldError,
@@ -33,13 +33,16 @@ from pki.errors import (
     ValidationError,
 )
 from pki.lifecycle import transition
-from pki.models import Certificate
+from pki.models import Certificate, UsbToken
 from pki.services.authority import AuthorityService, LoadedCa
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
+from pki.services.deals import DealService, DealTerms
 from pki.services.home_settings import publication, read_public_url
+from pki.services.inventory import InventoryService
 from pki.services.requests import SUBJECT as REQUEST
 from pki.services.requests import RequestService
+from pki.services.revocation import RevocationService
 
 
 def csr_public_key(data: bytes) -> PublicKey:
@@ -138,8 +141,25 @@ class Applicant(Protocol):
     @property
     def credential_number(self) -> str: ...
 
+    @property
+    def deal(self) -> Deal: ...
 
-APPLICANT_COLUMNS = ("access_type", "validity_months", "unit_name", "province", "county", "credential_number")
+    @property
+    def subject_certificate_id(self) -> int | None: ...
+
+    @property
+    def deal_reason(self) -> str: ...
+
+
+APPLICANT_COLUMNS = (
+    "access_type",
+    "validity_months",
+    "unit_name",
+    "province",
+    "county",
+    "credential_number",
+    "deal_reason",
+)
 
 
 @dataclass(frozen=True)
@@ -154,10 +174,21 @@ class IssuedRow:
 
 
 class IssuanceService:
-    def __init__(self, ctx: Context, requests: RequestService, authority: AuthorityService) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        requests: RequestService,
+        authority: AuthorityService,
+        deals: DealService,
+        revocation: RevocationService,
+        inventory: InventoryService,
+    ) -> None:
         self._ctx = ctx
         self._requests = requests
         self._authority = authority
+        self._deals = deals
+        self._revocation = revocation
+        self._inventory = inventory
 
     def issue_from_csr(
         self, request_id: int, csr_data: bytes, *, actor: Actor, expected_version: int | None = None
@@ -201,6 +232,11 @@ class IssuanceService:
                 req = reqs.get(rid)
                 if req is None:
                     raise NotFoundError(f"request {rid} not found", message_zh=f"申请 {rid} 不存在")
+                if req.deal is not Deal.NEW:
+                    raise IssuanceError(
+                        f"request {rid} is a {req.deal.value} deal: issue it on its own ('pkictl issue {rid}')",
+                        message_zh="业务申请须单独签发",
+                    )
                 rule = wf.conflict(earlier.get(rid, set()), Action.ISSUE)
                 if rule is not None:
                     raise SeparationOfDutiesError(f"{rule.reason} (request {rid})", message_zh=rule.reason_zh)
@@ -257,15 +293,18 @@ class IssuanceService:
         months: int | None,
         public_url: str | None,
         months_from: datetime | None = None,
+        not_after: datetime | None = None,
     ) -> dict[str, Any]:
         """Build and sign the certificate for ``req``; return the certificate row's values (and ``_ca``).
 
         ``public_url``: the home's public URL as the caller's transaction reads it (None: ca.toml's URLs).
-        ``months_from``: where the months count from (a renewal's carry-over: the old not-after), else now.
+        ``months_from``: where the months count from (a renewal's carry-over: the old not-after), else now;
+        ``not_after``: the end kept as is instead (a damaged key replaced within its warranty).
         """
         ca = self._authority.issuing_for(req.access_type)
         _refuse_other_family(ca, req.access_type, public_key)
-        not_after = add_months(months_from or now, months or req.validity_months)
+        if not_after is None:
+            not_after = add_months(months_from or now, months or req.validity_months)
         self._refuse_past_ca(ca, not_after)
         profiles = self._ctx.policies.profiles
         subject = certs.end_entity_name(
@@ -316,6 +355,7 @@ class IssuanceService:
         renewed_from: Certificate | None = None,
         delivered: bool = True,
         pending_refused: bool = False,
+        onto_token: int | None = None,
     ) -> Certificate:
         """The one issuance function: the rules, the certificate built and signed, its row and audit record.
 
@@ -323,17 +363,39 @@ class IssuanceService:
         caller, who owns the transaction and moves the request: a first issuance from a CSR moves it to
         'issued' at once, a renewal (``renewed_from``) leaves its state alone, and an issuance onto a USB key
         (``delivered=False``) moves it when the certificate is on the key (services/token_issuance.py).
+        A deal (``req.deal``: renew, rekey, change, replacement) follows its certificate: services/deals.py
+        says where the months count from, what becomes of the old certificate and key, and whether the old key
+        may be certified again; ``onto_token``, the USB key the certificate goes onto (a replacement never
+        goes onto the old one).
         Raises IssuanceError when policy refuses (key reuse, validity past the issuing CA) and ConflictError
         while the request has a certificate waiting for its token.
         """
         assert req.id is not None
         if not pending_refused:  # or the caller did, in this transaction, after locking the request
             self.refuse_pending(s, [req.id])
-        self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
+        terms = (  # a direct renewal names its predecessor; a deal's request names it
+            None
+            if renewed_from is not None
+            else self._deals.terms(s, req.deal, req.subject_certificate_id, req.deal_reason)
+        )
+        not_after = None
+        if terms is not None:
+            _refuse_terms(terms, req, public_key, onto_token)
+            renewed_from, months_from, not_after = terms.predecessor, terms.months_from, terms.not_after
+            if not terms.same_key:
+                self._refuse_key_reuse(s, req, public_key, renewing=False)
+        else:
+            self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = _row(
             self._certify(
-                req, public_key, now, months=months, public_url=read_public_url(s), months_from=months_from
+                req,
+                public_key,
+                now,
+                months=months,
+                public_url=read_public_url(s),
+                months_from=months_from,
+                not_after=not_after,
             ),
             actor,
             now,
@@ -347,7 +409,7 @@ class IssuanceService:
             s,
             at=self._ctx.now(),
             actor=actor.username,
-            action="certificate.renew" if renewed_from else "certificate.issue",
+            action="certificate.renew" if renewed_from and _is_renewal(req.deal) else "certificate.issue",
             subject_type="certificate",
             subject_id=row.serial,
             details={
@@ -356,9 +418,25 @@ class IssuanceService:
                 "ca": ca_slug,
                 "not_after": row.not_valid_after.isoformat(),
                 "renewed_from": renewed_from.serial if renewed_from else None,
+                **({} if req.deal is Deal.NEW else {"deal": req.deal.value}),
             },
         )
+        if terms is not None:
+            self._settle_predecessor(s, terms, row, actor)
         return row
+
+    def _settle_predecessor(self, s: Session, terms: DealTerms, new: Certificate, actor: Actor) -> None:
+        """What a deal's issuance does to the old certificate and its key, in the issuing transaction."""
+        old = terms.predecessor
+        if terms.revoke_at_issue is not None:  # valid, or held: DealService.check saw to it
+            comment = f"replaced by {new.serial}" if terms.old_key_mark else f"superseded by {new.serial}"
+            self._revocation.revoke_locked(s, [old], terms.revoke_at_issue, actor=actor, comment=comment)
+        if terms.old_key_mark and terms.old_token_id is not None:
+            token = s.exec(select(UsbToken).where(UsbToken.id == terms.old_token_id).with_for_update()).one()
+            if token.state is not self._ctx.policies.tokens.marks[terms.old_key_mark].state:
+                self._inventory.mark_locked(
+                    s, token, terms.old_key_mark, actor=actor, comment=f"replaced by {new.serial}"
+                )
 
     # -- rules --------------------------------------------------------------------------------------------
 
@@ -468,6 +546,27 @@ def _refuse_other_family(ca: LoadedCa, kind: AccessType, public_key: PublicKey) 
             )
         ]
     )
+
+
+def _is_renewal(deal: Deal) -> bool:
+    return deal in (Deal.NEW, Deal.RENEW, Deal.REKEY)
+
+
+def _refuse_terms(terms: DealTerms, req: Applicant, public_key: PublicKey, onto_token: int | None) -> None:
+    """A renew deal certifies the old key and nothing else; a replacement never goes onto the old key."""
+    same = spki_sha256(public_key) == terms.predecessor.spki_sha256
+    if terms.same_key and not same:
+        raise IssuanceError(
+            f"request {req.id} is a renew deal: it certifies the key of certificate {terms.predecessor.serial} "
+            f"again ('pkictl renew {terms.predecessor.serial}'); a new key pair is a rekey deal",
+            message_zh="续期业务沿用原密钥；更换密钥请办理更新业务",
+        )
+    if onto_token is not None and onto_token == terms.old_token_id:
+        raise IssuanceError(
+            f"request {req.id} replaces the USB key of certificate {terms.predecessor.serial}: issue onto "
+            "another key",
+            message_zh="补办须使用新的USB Key",
+        )
 
 
 def _key_reused(serial: str) -> IssuanceError:

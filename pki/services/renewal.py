@@ -2,27 +2,37 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from cryptography import x509
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from pki.ca import certs
-from pki.enums import CertificateStatus, RevocationReason
+from pki.ca.keys import PublicKey
+from pki.enums import Action, Deal, RevocationReason
 from pki.errors import FieldError, IssuanceError, ValidationError
 from pki.models import Certificate, CertificateRequest
-from pki.services.authz import require_operation
 from pki.services.certificates import CertificateService
 from pki.services.context import Actor, Context
+from pki.services.deals import DealService, missing_deal
 from pki.services.issuance import IssuanceService, csr_public_key
+from pki.services.renewal_window import check_renewable
+from pki.services.requests import RequestService
 from pki.services.revocation import RevocationService
 
 
 class RenewalService:
-    def __init__(self, ctx: Context, issuance: IssuanceService, revocation: RevocationService) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        issuance: IssuanceService,
+        revocation: RevocationService,
+        requests: RequestService,
+        deals: DealService,
+    ) -> None:
         self._ctx = ctx
         self._issuance = issuance
         self._revocation = revocation
+        self._requests = requests
+        self._deals = deals
 
     def renew(
         self, serial: str, *, actor: Actor, months: int | None = None, csr: bytes | None = None
@@ -34,21 +44,33 @@ class RenewalService:
         it ends, the months count from the old not-after when ``carry_over`` is on (the unit keeps what it
         paid for); after it ended, from now. Policy also says whether the old certificate is revoked as
         superseded.
+
+        An approved renew deal (rekey, with ``csr``) on the certificate is carried out: the certificate is
+        issued for the deal's request, which moves to 'issued' (then `pkictl distribute`), with the deal's
+        months. Without one, only the roles workflow.toml [operations] renew names may renew directly.
         """
         if months is not None and months not in self._ctx.policies.form.validity_months:
             allowed = ", ".join(map(str, self._ctx.policies.form.validity_months))
             raise ValidationError([FieldError("months", f"must be one of {allowed}", "有效期无效")])
         new_key = self._issuance.checked_key(csr_public_key(csr)) if csr is not None else None
         with self._ctx.denials_recorded(actor, "renew", "certificate", serial), self._ctx.write() as s:
-            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "renew")
+            actor = self._ctx.resolve(s, actor)
             old = CertificateService.get_in(s, serial, lock=True, actor=actor)
-            self._check_renewable(old)
+            deal = Deal.REKEY if csr is not None else Deal.RENEW
+            deal_id = self._deals.approved(s, deal, old)
+            if deal_id is not None:
+                if months is not None:
+                    raise ValidationError(
+                        [FieldError("months", "the deal says the months", "有效期以业务申请为准")]
+                    )
+                return self._carry_out(s, deal_id, old, new_key, actor)
+            if not self._ctx.policies.workflow.operation_allows(actor.roles, "renew"):
+                raise missing_deal(deal, old.serial)
+            check_renewable(self._ctx.policies.ca, old, self._ctx.now())
             req = s.exec(
                 select(CertificateRequest).where(CertificateRequest.id == old.request_id).with_for_update()
             ).one()
-            key = new_key or self._issuance.checked_key(
-                certs.public_key_of(x509.load_der_x509_certificate(old.der))
-            )
+            key = new_key or self._old_key(old)
             successor = s.exec(
                 select(Certificate.serial).where(Certificate.renewed_from_id == old.id)
             ).first()
@@ -77,26 +99,14 @@ class RenewalService:
                 )
             return issued
 
-    def _check_renewable(self, old: Certificate) -> None:
-        now = self._ctx.now()
-        if old.status is CertificateStatus.REVOKED:
-            raise IssuanceError(
-                f"certificate {old.serial} is revoked: a revoked certificate is not renewed",
-                message_zh="证书已吊销，不能更新",
-            )
-        after = self._ctx.policies.ca.renewal_after_expiry_days
-        if old.not_valid_after + timedelta(days=after) <= now:
-            raise IssuanceError(
-                f"certificate {old.serial} expired on {old.not_valid_after.date().isoformat()}, more than "
-                f"{after} days ago (ca.toml [renewal] after_expiry_days): apply anew",
-                message_zh="证书过期已超过可更新期限，请重新申请",
-            )
-        if old.request_id is None:
-            raise IssuanceError(f"certificate {old.serial} has no request to renew from")
-        opens = old.not_valid_after - timedelta(days=self._ctx.policies.ca.renewal_window_days)
-        if now < opens:
-            raise IssuanceError(
-                f"certificate {old.serial} can be renewed from {opens.date().isoformat()} "
-                f"({self._ctx.policies.ca.renewal_window_days} days before it ends)",
-                message_zh=f"证书更新期自 {opens.date().isoformat()} 开始",
-            )
+    def _carry_out(
+        self, s: Session, deal_id: int, old: Certificate, new_key: PublicKey | None, actor: Actor
+    ) -> Certificate:
+        req = self._requests.lock_for(s, deal_id, actor, Action.ISSUE, None)
+        issued = self._issuance.issue_locked(s, req, new_key or self._old_key(old), actor=actor)
+        req.issued_by, req.issued_at = actor.username, issued.issued_at
+        self._requests.advance(s, req, actor, Action.ISSUE, {"serial": issued.serial})
+        return issued
+
+    def _old_key(self, old: Certificate) -> PublicKey:
+        return self._issuance.checked_key(certs.public_key_of(x509.load_der_x509_certificate(old.der)))

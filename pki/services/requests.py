@@ -23,10 +23,17 @@ from pki import audit
 from pki.application import single_line, validate_application
 from pki.clock import CHINA_TZ
 from pki.db import UTCDateTime
-from pki.enums import AccessType, Action, CertificateStatus, RequestState
-from pki.errors import ConflictError, FieldError, NotFoundError, SeparationOfDutiesError, ValidationError
+from pki.enums import DEAL_LABELS_ZH, AccessType, Action, CertificateStatus, Deal, RequestState
+from pki.errors import (
+    ConflictError,
+    FieldError,
+    InvalidTransitionError,
+    NotFoundError,
+    SeparationOfDutiesError,
+    ValidationError,
+)
 from pki.ids import id_bound, known_id
-from pki.lifecycle import ACTION_LABELS_ZH, TERMINAL, actions_from, transition
+from pki.lifecycle import ACTION_LABELS_ZH, FINISHES, TERMINAL, actions_from, transition
 from pki.models import AuditRecord, Certificate, CertificateRequest
 from pki.services import acceptance
 from pki.services.authz import require_role
@@ -50,6 +57,9 @@ class RequestRow(Protocol):
 
     @property
     def state(self) -> RequestState: ...
+
+    @property
+    def deal(self) -> Deal: ...
 
 
 _REQUESTS = CertificateRequest.__table__  # type: ignore[attr-defined]
@@ -81,6 +91,8 @@ def _lock_row_statement(columns: tuple[str, ...]) -> Any:
             _REQUESTS.c.state,
             _REQUESTS.c.version,
             _REQUESTS.c.point_id,
+            _REQUESTS.c.deal,
+            _REQUESTS.c.subject_certificate_id,
             *(_REQUESTS.c[c] for c in columns),
         )
         .where(_REQUESTS.c.id == bindparam("rid"))
@@ -118,6 +130,7 @@ WORK_STEPS: Mapping[Action, RequestState] = {
     Action.COUNTERSIGN: RequestState.ACCEPTED,
     Action.APPROVE: RequestState.COUNTERSIGNED,
     Action.ISSUE: RequestState.APPROVED,
+    Action.COMPLETE: RequestState.APPROVED,
     Action.DISTRIBUTE: RequestState.ISSUED,
 }
 
@@ -133,7 +146,7 @@ class RequestService:
         entry goes to the default point unless they name one). Raises PermissionDeniedError, ValidationError
         or ConflictError."""
         with self._ctx.denials_recorded(actor, Action.ENTER.value, SUBJECT), self._ctx.write() as s:
-            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER, Deal.NEW)
             scope = scope_for(s, actor)
             point_id = point_for_new_work(s, scope, point)
             values = validate_application(raw, policies=self._ctx.policies, today=self._ctx.today())
@@ -149,9 +162,16 @@ class RequestService:
             return self.insert_validated(s, values, actor=actor, point_id=point_id)
 
     def insert_validated(
-        self, s: Session, values: Mapping[str, Any], *, actor: Actor, point_id: int
+        self,
+        s: Session,
+        values: Mapping[str, Any],
+        *,
+        actor: Actor,
+        point_id: int,
+        details: Mapping[str, Any] | None = None,
     ) -> CertificateRequest:
-        """Insert an already validated record for ``point_id`` inside the caller's transaction."""
+        """Insert an already validated record for ``point_id`` inside the caller's transaction (``details``:
+        more for its audit record)."""
         now = self._ctx.now()
         req = CertificateRequest(
             **values,
@@ -163,7 +183,7 @@ class RequestService:
         )
         s.add(req)
         s.flush()
-        self._audit(s, req, actor, Action.ENTER, {"state": req.state.value, "batch": None})
+        self._audit(s, req, actor, Action.ENTER, {"state": req.state.value, "batch": None, **(details or {})})
         return req
 
     def insert_many(
@@ -211,6 +231,7 @@ class RequestService:
                 ).where(
                     col(CertificateRequest.credential_number).in_(numbers[i : i + 500]),
                     col(CertificateRequest.state).not_in(TERMINAL),
+                    col(CertificateRequest.deal) == Deal.NEW,
                 )
             ).all()
             for rid, number, access, system, point_id in hits:
@@ -268,8 +289,8 @@ class RequestService:
                         )
                     ]
                 )
-            _check_text("usbkey", usbkey_model, 128, "USBKEY 品牌及型号", lines=False)
-            _check_text("comment", comment, REASON_MAX, "受理意见")
+            check_text("usbkey", usbkey_model, 128, "USBKEY 品牌及型号", lines=False)
+            check_text("comment", comment, REASON_MAX, "受理意见")
             confirmed: tuple[acceptance.NameConflict, ...] = ()
             if agree:  # a model of tokens.toml that the request's point has in stock
                 usbkey_model = require_stocked_model(s, self._ctx.policies.tokens, req.point_id, usbkey_model)
@@ -324,7 +345,7 @@ class RequestService:
                         )
                     ]
                 )
-            _check_text("reason", reason, REASON_MAX, "理由")
+            check_text("reason", reason, REASON_MAX, "理由")
             if decision is Action.APPROVE and req.access_type is AccessType.FORMAL:
                 require_prerequisites(s, self._ctx.policies, req, self._ctx.now())  # cutover.toml rules
             req.reviewed_by, req.reviewed_at = actor.username, self._ctx.now()
@@ -341,7 +362,7 @@ class RequestService:
                 raise ValidationError(
                     [FieldError("reason", "a reason is required to cancel", "撤销须填写理由")]
                 )
-            _check_text("reason", reason, REASON_MAX, "理由")
+            check_text("reason", reason, REASON_MAX, "理由")
             self._refuse_cancel_pending(s, req)
             self.advance(s, req, actor, Action.CANCEL, {"reason": reason})
             return req
@@ -452,7 +473,13 @@ class RequestService:
         """The states whose next step one of ``actor``'s roles may take (their "待我处理" queue)."""
         wf = self._ctx.policies.workflow
         return tuple(
-            sorted({state for step, state in WORK_STEPS.items() if wf.role_allows(actor.roles, step)})
+            sorted(
+                {
+                    state
+                    for step, state in WORK_STEPS.items()
+                    if any(wf.role_allows(actor.roles, step, deal) for deal in Deal)
+                }
+            )
         )
 
     def history(self, request_id: int, *, actor: Actor | None = None) -> list[AuditRecord]:
@@ -469,8 +496,8 @@ class RequestService:
         wf = self._ctx.policies.workflow
         return frozenset(
             a
-            for a in actions_from(req.state)
-            if wf.role_allows(actor.roles, a) and wf.conflict(earlier, a) is None
+            for a in actions_from(req.state, wf.route(req.deal))
+            if wf.role_allows(actor.roles, a, req.deal) and wf.conflict(earlier, a) is None
         )
 
     # -- the one gate every change passes ---------------------------------------------------------------
@@ -492,7 +519,8 @@ class RequestService:
         stripped of a role since logging in cannot act on the rights they had.
         """
         known_id(request_id)
-        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), action)
+        actor = self._ctx.resolve(s, actor)
+        require_role(self._ctx.policies.workflow, actor, action)
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
         ).one_or_none()
@@ -504,7 +532,8 @@ class RequestService:
         """:meth:`lock_for` for a caller that needs only some columns: the same checks, the locked row as a
         plain row (``id``, ``state``, ``version`` and ``columns``), no ORM object."""
         known_id(request_id)
-        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), action)
+        actor = self._ctx.resolve(s, actor)
+        require_role(self._ctx.policies.workflow, actor, action)
         row = s.execute(_lock_row_statement(tuple(c.name for c in columns)), {"rid": request_id}).first()
         self._admit(s, request_id, row, actor, action, None, row.point_id if row else None)
         return row
@@ -524,8 +553,13 @@ class RequestService:
         if found is None:
             raise missing_request(request_id)
         require_in_scope(scope_for(s, actor), point_id, missing_request(request_id), f"request {request_id}")
+        wf = self._ctx.policies.workflow
+        require_role(wf, actor, action, found.deal)
         self.refuse_conflicting(s, request_id, actor, action)
-        transition(found.state, action)  # raises InvalidTransitionError
+        route = wf.route(found.deal)
+        if action in FINISHES and action is not route.finish:
+            raise wrong_finish(request_id, found.deal)
+        transition(found.state, action, route)  # raises InvalidTransitionError
         if expected_version is not None and expected_version != found.version:
             raise ConflictError(
                 f"request {request_id} was changed by someone else; reload it",
@@ -622,7 +656,7 @@ class RequestService:
         self, s: Session, req: CertificateRequest, actor: Actor, action: Action, details: dict[str, Any]
     ) -> None:
         before = req.state
-        req.state = transition(before, action)
+        req.state = transition(before, action, self._ctx.policies.workflow.route(req.deal))
         req.version += 1
         req.updated_at = self._ctx.now()
         s.add(req)
@@ -661,7 +695,7 @@ class RequestService:
         req.review_reason = ""
 
 
-def _check_text(field: str, value: str, limit: int, label: str, *, lines: bool = True) -> None:
+def check_text(field: str, value: str, limit: int, label: str, *, lines: bool = True) -> None:
     """Length, and no control characters (line breaks allowed in reasons and comments unless ``lines``)."""
     if len(value) > limit:
         raise ValidationError(
@@ -681,6 +715,30 @@ def request_in_scope(s: Session, request_id: int, actor: Actor | None) -> Certif
         raise missing_request(request_id)
     require_in_scope(scope_for(s, actor), req.point_id, missing_request(request_id), f"request {request_id}")
     return req
+
+
+# The command that carries out each deal that issues nothing.
+CARRIED_OUT_BY: Mapping[Deal, str] = {
+    Deal.UNLOCK: "pkictl token unlock --token-serial S",
+    Deal.HOLD: "pkictl hold SERIAL",
+    Deal.RELEASE: "pkictl release SERIAL",
+    Deal.REVOKE: "pkictl revoke SERIAL",
+}
+
+
+def wrong_finish(request_id: int, deal: Deal) -> InvalidTransitionError:
+    """The refusal to issue a deal that issues nothing, or to carry out one that issues a certificate."""
+    if deal in CARRIED_OUT_BY:
+        return InvalidTransitionError(
+            f"request {request_id} is a {deal.value} deal: it issues no certificate; carry it out with "
+            f"'{CARRIED_OUT_BY[deal]}'",
+            message_zh=f"该申请为{DEAL_LABELS_ZH[deal]}业务，不签发证书，请办理",
+        )
+    return InvalidTransitionError(
+        f"request {request_id} is a {deal.value} deal: it ends in a certificate; issue it with "
+        f"'pkictl issue {request_id}'",
+        message_zh=f"该申请为{DEAL_LABELS_ZH[deal]}业务，须签发证书",
+    )
 
 
 def missing_request(request_id: int) -> NotFoundError:

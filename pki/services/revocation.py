@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import timedelta
 
@@ -10,60 +9,87 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca.validity import whole_seconds
-from pki.enums import REVOKE_REASONS, CertificateStatus, RevocationReason
+from pki.enums import CertificateStatus, Deal, RevocationReason
 from pki.errors import ConflictError, FieldError, IssuanceError, NotFoundError, ValidationError
 from pki.models import Certificate
-from pki.services.authz import require_operation
 from pki.services.certificates import missing_certificate, normalize_serial
 from pki.services.context import Actor, Context
+from pki.services.deals import DealService, missing_deal
+from pki.services.reasons import check_comment, parse_reason
 from pki.services.scope import Scope, require_certificates_in_scope, scope_for
-
-COMMENT_MAX = 500
-
-
-def parse_reason(text: str) -> RevocationReason:
-    """keyCompromise, key-compromise, key_compromise, KEYCOMPROMISE … -> RevocationReason (a hold is not a
-    reason to revoke: it has its own operation, :meth:`RevocationService.hold`)."""
-    key = re.sub(r"[-_\s]", "", text).lower()
-    for reason in REVOKE_REASONS:
-        if reason.value.lower() == key:
-            return reason
-    allowed = ", ".join(r.value for r in REVOKE_REASONS)
-    if key == RevocationReason.CERTIFICATE_HOLD.value.lower():
-        raise ValidationError(
-            [FieldError("reason", "a hold is not a revocation: use 'pkictl hold'", "冻结请使用冻结操作")]
-        )
-    raise ValidationError(
-        [FieldError("reason", f"unknown reason {text!r}; use one of {allowed}", "吊销原因无效")]
-    )
 
 
 class RevocationService:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, deals: DealService) -> None:
         self._ctx = ctx
+        self._deals = deals
 
     def revoke(
-        self, serial: str, reason: RevocationReason | str, *, actor: Actor, comment: str = ""
+        self, serial: str, reason: RevocationReason | str | None, *, actor: Actor, comment: str = ""
     ) -> Certificate:
         """Revoke one certificate. Unknown, already revoked or expired certificates are refused."""
         return self.revoke_many([serial], reason, actor=actor, comment=comment)[0]
 
     def revoke_many(
-        self, serials: Sequence[str], reason: RevocationReason | str, *, actor: Actor, comment: str = ""
+        self,
+        serials: Sequence[str],
+        reason: RevocationReason | str | None,
+        *,
+        actor: Actor,
+        comment: str = "",
     ) -> list[Certificate]:
-        """Revoke every listed certificate in one transaction, or none when any of them is refused."""
-        why = parse_reason(reason if isinstance(reason, str) else reason.value)
-        comment = comment.strip()
-        if len(comment) > COMMENT_MAX:
-            raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
+        """Revoke every listed certificate in one transaction, or none when any of them is refused.
+
+        A certificate with an approved revoke deal (注销) is revoked with the deal's reason (``reason``, if
+        given, must agree) and its deal completes; the others only by the roles workflow.toml [operations]
+        revoke names, with ``reason``."""
+        why = parse_reason(reason if isinstance(reason, str) else reason.value) if reason else None
+        comment = check_comment(comment)
         wanted = self._normalized(serials)
         with self._ctx.denials_recorded(actor, "revoke", "certificate"), self._ctx.write() as s:
-            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "revoke")
+            actor = self._ctx.resolve(s, actor)
             certs = self._lock_all(s, wanted, scope_for(s, actor))
-            if why is RevocationReason.KEY_COMPROMISE:
-                certs += self._sharing_a_key(s, certs)
-            self.revoke_locked(s, certs, why, actor=actor, comment=comment)
-            return certs
+            deals = self._deals.approved_many(s, Deal.REVOKE, certs)
+            undealt = [c for c in certs if c.id not in deals]
+            if undealt and not self._ctx.policies.workflow.operation_allows(actor.roles, "revoke"):
+                raise missing_deal(Deal.REVOKE, undealt[0].serial)
+            groups: dict[RevocationReason, list[Certificate]] = {}
+            for cert in certs:
+                groups.setdefault(self._reason_for(cert, why, deals.get(cert.id or 0)), []).append(cert)
+            done: list[Certificate] = []
+            for because, group in groups.items():
+                if because is RevocationReason.KEY_COMPROMISE:
+                    group += [c for c in self._sharing_a_key(s, group) if c not in done]
+                self.revoke_locked(s, group, because, actor=actor, comment=comment)
+                done += group
+            for cert in certs:
+                if cert.id in deals:
+                    details = {"serial": cert.serial, "reason": deals[cert.id][1]}
+                    self._deals.complete(s, deals[cert.id][0], actor, details)
+            return done
+
+    @staticmethod
+    def _reason_for(
+        cert: Certificate, given: RevocationReason | None, deal: tuple[int, str] | None
+    ) -> RevocationReason:
+        if deal is None:
+            if given is None:
+                raise ValidationError(
+                    [FieldError("reason", "a revocation reason is required", "请选择吊销原因")]
+                )
+            return given
+        agreed = RevocationReason(deal[1])
+        if given is not None and given is not agreed:
+            raise ValidationError(
+                [
+                    FieldError(
+                        "reason",
+                        f"certificate {cert.serial}'s revoke deal (request {deal[0]}) says {agreed.value}",
+                        "吊销原因须与注销业务申请一致",
+                    )
+                ]
+            )
+        return agreed
 
     def revoke_locked(
         self, s: Session, certs: Sequence[Certificate], why: RevocationReason, *, actor: Actor, comment: str
@@ -103,22 +129,27 @@ class RevocationService:
         return self._hold_or_release(serial, actor=actor, comment=comment, hold=False)
 
     def _hold_or_release(self, serial: str, *, actor: Actor, comment: str, hold: bool) -> Certificate:
-        comment = comment.strip()
-        if len(comment) > COMMENT_MAX:
-            raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
+        """One transaction: an approved hold (release) deal on the certificate completes with it; without one,
+        only the roles workflow.toml [operations] hold names may act (an emergency hold at the center)."""
+        comment = check_comment(comment)
         wanted = self._normalized([serial])
-        action = "hold" if hold else "release"
+        action, deal = ("hold", Deal.HOLD) if hold else ("release", Deal.RELEASE)
         with self._ctx.denials_recorded(actor, action, "certificate", wanted[0]), self._ctx.write() as s:
-            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "hold")
+            actor = self._ctx.resolve(s, actor)
             if hold:
                 (cert,) = self._lock_all(s, wanted, scope_for(s, actor))
+            else:
+                cert = self._locked_hold(s, wanted[0], scope_for(s, actor))
+            deal_id = self._deals.approved(s, deal, cert)
+            if deal_id is None and not self._ctx.policies.workflow.operation_allows(actor.roles, "hold"):
+                raise missing_deal(deal, cert.serial)
+            if hold:
                 if cert.status is CertificateStatus.REVOKED:
                     raise ConflictError(f"certificate {cert.serial} is already held", message_zh="证书已冻结")
                 cert.status, cert.revoked_at = CertificateStatus.REVOKED, whole_seconds(self._ctx.now())
                 cert.revocation_reason, cert.revocation_comment = RevocationReason.CERTIFICATE_HOLD, comment
                 cert.revoked_by = actor.username
             else:
-                cert = self._locked_hold(s, wanted[0], scope_for(s, actor))
                 cert.status, cert.revoked_at, cert.revocation_reason = CertificateStatus.VALID, None, None
                 cert.revocation_comment, cert.revoked_by = "", None
             s.add(cert)
@@ -130,8 +161,10 @@ class RevocationService:
                 action=f"certificate.{action}",
                 subject_type="certificate",
                 subject_id=cert.serial,
-                details={"comment": comment, "request": cert.request_id},
+                details={"comment": comment, "request": cert.request_id, "deal": deal_id},
             )
+            if deal_id is not None:
+                self._deals.complete(s, deal_id, actor, {"serial": cert.serial})
             return cert
 
     def _locked_hold(self, s: Session, serial: str, scope: Scope) -> Certificate:

@@ -28,7 +28,7 @@ from pki.models import Point, UsbToken
 from pki.services.authz import require_operation
 from pki.services.context import Actor, Context
 from pki.services.points import point_for_new_work, point_named
-from pki.services.revocation import COMMENT_MAX
+from pki.services.reasons import COMMENT_MAX
 from pki.services.scope import Scope, require_in_scope, scope_for
 from policies.tokens import TokenModel, TokenPolicy
 

@@ -480,7 +480,7 @@ class TokenIssuanceService:
             if token_id is None:
                 token_id = self._new_token_row(s, device, actor, req.point_id)
             cert = self._issuance.issue_locked(
-                s, req, public_key, actor=actor, delivered=False, pending_refused=True
+                s, req, public_key, actor=actor, delivered=False, pending_refused=True, onto_token=token_id
             )
             s.execute(
                 _INSERT_PLACEMENT,

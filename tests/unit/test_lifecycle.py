@@ -9,7 +9,7 @@ import pytest
 
 from pki.enums import Action, RequestState
 from pki.errors import InvalidTransitionError
-from pki.lifecycle import TERMINAL, actions_from, transition
+from pki.lifecycle import TERMINAL, Route, actions_from, transition
 
 S, A = RequestState, Action
 
@@ -55,7 +55,7 @@ def test_forbidden_transition(pair: tuple[RequestState, Action]) -> None:
 
 
 def test_terminal_states_allow_nothing() -> None:
-    assert {S.DISTRIBUTED, S.REJECTED, S.CANCELLED} == TERMINAL
+    assert {S.DISTRIBUTED, S.REJECTED, S.CANCELLED, S.COMPLETED} == TERMINAL
     for state in TERMINAL:
         assert actions_from(state) == frozenset()
 
@@ -65,7 +65,27 @@ def test_enter_is_never_a_transition() -> None:
     assert all(A.ENTER not in actions_from(s) for s in S)
 
 
+# A deal that issues nothing and needs acceptance only (an unlock, a hold: workflow.toml [deals]).
+SHORT = Route(skips=frozenset({A.COUNTERSIGN, A.APPROVE}), finish=A.COMPLETE)
+
+
+def test_a_short_route_skips_its_optional_steps_and_completes() -> None:
+    assert transition(S.ENTERED, A.ACCEPT, SHORT) is S.APPROVED
+    assert actions_from(S.APPROVED, SHORT) == {A.COMPLETE, A.CANCEL}
+    assert transition(S.APPROVED, A.COMPLETE, SHORT) is S.COMPLETED
+    for refused in (A.ISSUE, A.COUNTERSIGN, A.APPROVE):
+        with pytest.raises(InvalidTransitionError):
+            transition(S.APPROVED if refused is A.ISSUE else S.ACCEPTED, refused, SHORT)
+
+
+def test_a_route_without_countersignature_goes_from_acceptance_to_review() -> None:
+    review_only = Route(skips=frozenset({A.COUNTERSIGN}))
+    assert transition(S.ENTERED, A.ACCEPT, review_only) is S.COUNTERSIGNED
+    assert transition(S.COUNTERSIGNED, A.APPROVE, review_only) is S.APPROVED
+    assert A.COMPLETE not in actions_from(S.APPROVED, review_only)
+
+
 def test_every_non_terminal_state_is_reachable_and_can_move() -> None:
-    reachable = {S.ENTERED} | set(EXPECTED.values())
+    reachable = {S.ENTERED} | set(EXPECTED.values()) | {transition(S.APPROVED, A.COMPLETE, SHORT)}
     assert reachable == set(S)
     assert all(actions_from(s) for s in set(S) - TERMINAL)

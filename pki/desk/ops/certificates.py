@@ -47,7 +47,8 @@ class Exported(BaseModel):
 
 class Revoke(Input):
     serials: list[Serial] = Field(max_length=10_000)  # none at all: the service says so
-    reason: str = Field(min_length=1, max_length=64)
+    # none: an approved revoke deal's (注销), for each certificate that has one
+    reason: str | None = Field(default=None, max_length=64)
     comment: Text = ""
 
 

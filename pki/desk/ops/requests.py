@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from pki.desk.contract import Input, acting, later, operation
-from pki.desk.types import Document, FileData, Instant, Name, RecordId, Text
-from pki.enums import AccessMode, AccessType, Action, RequestState
+from pki.desk.types import Document, FileData, Instant, Name, RecordId, Serial, Text
+from pki.enums import AccessMode, AccessType, Action, Deal, RequestState
 
 if TYPE_CHECKING:
     from pki.services import Actor, Service
@@ -26,6 +26,16 @@ class NewRequest(Input):
 
 class RequestRef(Input):
     request_id: RecordId
+
+
+class NewDeal(Input):
+    type: Deal
+    serial: Serial  # the certificate the deal concerns
+    application: Application | None = Field(default=None, max_length=100)  # a change's new form
+    months: int | None = Field(default=None, ge=1, le=120)  # a renewal's validity
+    reason: Text = ""  # a revocation reason (revoke); returned or destroyed (replace-damaged)
+    comment: Text = ""
+    point: Name | None = None
 
 
 class EditRequest(RequestRef):
@@ -142,6 +152,29 @@ REQUESTS = later(lambda: list[_request_doc()])  # type: ignore[misc]
 )
 def new(svc: Service, actor: Actor | None, data: NewRequest) -> Any:
     return svc.requests.create(data.application, actor=acting(actor), point=data.point)
+
+
+@operation(
+    "request.deal",
+    "POST",
+    "/deals",
+    NewDeal,
+    REQUEST,
+    summary="Enter a deal on a certificate (renew, rekey, change, replacement, unlock, hold, release, revoke)",
+    tag=TAG,
+    status=201,
+)
+def new_deal(svc: Service, actor: Actor | None, data: NewDeal) -> Any:
+    return svc.deals.open(
+        data.type,
+        data.serial,
+        actor=acting(actor),
+        application=data.application,
+        months=data.months,
+        reason=data.reason,
+        comment=data.comment,
+        point=data.point,
+    )
 
 
 @operation(
