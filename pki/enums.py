@@ -258,6 +258,9 @@ ISSUING_DEALS = frozenset(
     {Deal.NEW, Deal.RENEW, Deal.REKEY, Deal.CHANGE, Deal.REPLACE_LOST, Deal.REPLACE_DAMAGED}
 )
 
+# The deals whose certificate goes onto a key the desk hands out: their acceptance names the USBKEY model.
+NEW_KEY_DEALS = frozenset({Deal.NEW, Deal.CHANGE, Deal.REPLACE_LOST, Deal.REPLACE_DAMAGED})
+
 DEAL_LABELS_ZH: dict[Deal, str] = {
     Deal.NEW: "新办",
     Deal.RENEW: "续期",

@@ -23,7 +23,7 @@ from pki import audit
 from pki.application import single_line, validate_application
 from pki.clock import CHINA_TZ
 from pki.db import UTCDateTime
-from pki.enums import DEAL_LABELS_ZH, AccessType, Action, CertificateStatus, Deal, RequestState
+from pki.enums import DEAL_LABELS_ZH, NEW_KEY_DEALS, AccessType, Action, CertificateStatus, Deal, RequestState
 from pki.errors import (
     ConflictError,
     FieldError,
@@ -271,13 +271,13 @@ class RequestService:
         expected_version: int | None = None,
         confirm_uscc: bool = False,
     ) -> CertificateRequest:
-        """Record 受理意见: 同意 needs the USBKEY 品牌及型号 (a model of tokens.toml the request's point has in
-        stock: services/stock.py), the scans workflow.toml [acceptance] requires, and ``confirm_uscc`` when
+        """Record 受理意见: 同意 needs the USBKEY 品牌及型号 when the request hands out a key (enums.NEW_KEY_DEALS;
+        a model of tokens.toml the request's point has in stock: services/stock.py), the scans workflow.toml [acceptance] requires, and ``confirm_uscc`` when
         the credit code is on record under another unit name; 不同意 needs a reason and rejects the request."""
         action = Action.ACCEPT if agree else Action.DISAGREE
         with self._change(request_id, actor, action, expected_version) as (s, req):
             usbkey_model, comment = usbkey_model.strip(), comment.strip()
-            if agree and not usbkey_model:
+            if agree and not usbkey_model and req.deal in NEW_KEY_DEALS:
                 raise ValidationError(
                     [FieldError("usbkey", "USB key brand and model are required", "USBKEY 品牌及型号：必填")]
                 )
@@ -292,8 +292,9 @@ class RequestService:
             check_text("usbkey", usbkey_model, 128, "USBKEY 品牌及型号", lines=False)
             check_text("comment", comment, REASON_MAX, "受理意见")
             confirmed: tuple[acceptance.NameConflict, ...] = ()
-            if agree:  # a model of tokens.toml that the request's point has in stock
+            if agree and usbkey_model:  # a model of tokens.toml that the request's point has in stock
                 usbkey_model = require_stocked_model(s, self._ctx.policies.tokens, req.point_id, usbkey_model)
+            if agree:
                 confirmed = acceptance.require_ready(s, self._ctx.policies, req, confirm_uscc=confirm_uscc)
             req.acceptance_opinion = "agree" if agree else "disagree"
             req.acceptance_comment = comment
