@@ -382,10 +382,11 @@ class DealService:
         return req
 
 
-def missing_deal(deal: Deal, serial: str) -> PermissionDeniedError:
+def missing_deal(deal: Deal, serial: str, actor: Actor) -> PermissionDeniedError:
     """No approved deal of this type on the certificate, for an operator whose roles need one to act."""
     return PermissionDeniedError(
-        f"certificate {serial} has no approved {deal.value} deal: enter one with 'pkictl request new --type "
-        f"{deal.value} --serial {serial}' and have it accepted",
-        message_zh=f"该证书没有已批准的{DEAL_LABELS_ZH[deal]}业务",
+        f"user {actor.username!r} has no role that may {deal.value} without a deal: certificate {serial} has no "
+        f"approved {deal.value} deal; enter one with 'pkictl request new --type {deal.value} --serial {serial}' "
+        "and have it accepted",
+        message_zh=f"该证书没有已批准的{DEAL_LABELS_ZH[deal]}业务，请先录入并受理",
     )

@@ -65,7 +65,7 @@ class RenewalService:
                     )
                 return self._carry_out(s, deal_id, old, new_key, actor)
             if not self._ctx.policies.workflow.operation_allows(actor.roles, "renew"):
-                raise missing_deal(deal, old.serial)
+                raise missing_deal(deal, old.serial, actor)
             check_renewable(self._ctx.policies.ca, old, self._ctx.now())
             req = s.exec(
                 select(CertificateRequest).where(CertificateRequest.id == old.request_id).with_for_update()

@@ -52,7 +52,7 @@ class RevocationService:
             deals = self._deals.approved_many(s, Deal.REVOKE, certs)
             undealt = [c for c in certs if c.id not in deals]
             if undealt and not self._ctx.policies.workflow.operation_allows(actor.roles, "revoke"):
-                raise missing_deal(Deal.REVOKE, undealt[0].serial)
+                raise missing_deal(Deal.REVOKE, undealt[0].serial, actor)
             groups: dict[RevocationReason, list[Certificate]] = {}
             for cert in certs:
                 groups.setdefault(self._reason_for(cert, why, deals.get(cert.id or 0)), []).append(cert)
@@ -142,7 +142,7 @@ class RevocationService:
                 cert = self._locked_hold(s, wanted[0], scope_for(s, actor))
             deal_id = self._deals.approved(s, deal, cert)
             if deal_id is None and not self._ctx.policies.workflow.operation_allows(actor.roles, "hold"):
-                raise missing_deal(deal, cert.serial)
+                raise missing_deal(deal, cert.serial, actor)
             if hold:
                 if cert.status is CertificateStatus.REVOKED:
                     raise ConflictError(f"certificate {cert.serial} is already held", message_zh="证书已冻结")

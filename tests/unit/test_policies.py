@@ -56,7 +56,13 @@ def test_every_action_has_roles() -> None:
 
 
 def test_separation_rules_are_explained() -> None:
-    assert [r.name for r in WORKFLOW.separation] == [ENTRY_RULE, ACCEPTOR_RULE, HEAD_RULE, REVIEWER_RULE]
+    assert [r.name for r in WORKFLOW.separation] == [
+        ENTRY_RULE,
+        ACCEPTOR_RULE,
+        HEAD_RULE,
+        REVIEWER_RULE,
+        "acceptor-not-carry-out",
+    ]
     for rule in WORKFLOW.separation:
         assert rule.reason.strip(), rule.name
         assert rule.reason_zh.strip(), rule.name
