@@ -218,10 +218,18 @@ def request_show(request_id: int, as_user: str | None, as_json: bool) -> None:
         print_json(detail)
         return
     for key, value in detail.items():
-        if key in ("history", "prerequisites"):
+        if key in ("history", "prerequisites", "deal_certificate"):
             continue
         shown = local_time(value) if key.endswith("_at") and value else value  # instants: entered_at, …
         click.echo(f"{FIELD_LABELS.get(key, key)} ({key}): {shown if shown not in (None, '') else '-'}")
+    subject = detail.get("deal_certificate")
+    if subject:
+        key_text = (
+            f"USB key {subject['token_serial']} ({subject['token_state']})"
+            if subject["token_serial"]
+            else "no USB key"
+        )
+        click.echo(f"the deal's certificate: {subject['serial']} ({subject['status']}), {key_text}")
     click.echo("history (China Standard Time):")
     for a in detail["history"]:
         click.echo(f"  #{a['seq']} {local_time(a['at'])} {a['actor']} {a['action']} {_details(a['details'])}")

@@ -42,7 +42,7 @@ from pki.services.context import Actor, Context
 from pki.services.points import point_for_new_work
 from pki.services.reasons import check_comment, parse_reason
 from pki.services.renewal_window import check_renewable
-from pki.services.requests import SUBJECT, RequestService
+from pki.services.requests import SUBJECT, RequestService, request_in_scope
 from pki.services.scope import scope_for
 
 # What each deal needs of its certificate's effective status (services/certificates.effective_status).
@@ -85,6 +85,17 @@ class KeyOf:
     serial: str
     state: str
     first_issued: datetime  # the first certificate issued onto it: its warranty counts from here
+
+
+@dataclass(frozen=True)
+class DealSubject:
+    """What a deal concerns, as its request page and `pkictl request show` present it."""
+
+    serial: str
+    status: str  # effective: valid, held, revoked, expired
+    not_valid_after: datetime
+    token_serial: str | None  # the USB key it is on, if the center recorded one
+    token_state: str | None
 
 
 class DealService:
@@ -152,6 +163,22 @@ class DealService:
             }
             return self._requests.insert_validated(
                 s, values, actor=actor, point_id=point_id, details={"deal": deal.value, "serial": cert.serial}
+            )
+
+    def subject(self, request_id: int, *, actor: Actor | None = None) -> DealSubject | None:
+        """The certificate and key request ``request_id`` is a deal on (None for a new application)."""
+        with self._ctx.denials_recorded(actor, "show", SUBJECT, request_id), self._ctx.read() as s:
+            req = request_in_scope(s, request_id, actor)
+            if req.subject_certificate_id is None:
+                return None
+            cert = s.exec(select(Certificate).where(Certificate.id == req.subject_certificate_id)).one()
+            key = self.key_of(s, cert)
+            return DealSubject(
+                cert.serial,
+                effective_status(cert, self._ctx.now()),
+                cert.not_valid_after,
+                key.serial if key else None,
+                key.state if key else None,
             )
 
     # -- the rules a deal's certificate must meet -----------------------------------------------------------

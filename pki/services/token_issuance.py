@@ -37,7 +37,7 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca.keys import is_sm2, spki_sha256
-from pki.enums import Action, CaRole, CertificateStatus, RequestState, TokenState
+from pki.enums import ISSUING_DEALS, Action, CaRole, CertificateStatus, Deal, RequestState, TokenState
 from pki.errors import ConflictError, IssuanceError, NotFoundError, TokenError
 from pki.ids import known_id
 from pki.lifecycle import transition
@@ -53,7 +53,7 @@ from pki.services.authz import require_role
 from pki.services.context import Actor, Context, Transaction
 from pki.services.issuance import APPLICANT_COLUMNS, IssuanceService
 from pki.services.requests import SUBJECT as REQUEST
-from pki.services.requests import RequestService, missing_request
+from pki.services.requests import RequestService, missing_request, wrong_finish
 from pki.services.scope import require_in_scope, scope_for
 from pki.services.stock import blank_key
 from pki.services.token_device import (
@@ -102,6 +102,7 @@ _PRECHECK = (
         .limit(1)
         .scalar_subquery()
         .label("ca_algorithm"),
+        _REQUESTS.c.deal,
     )
     .select_from(_REQUESTS)
     .outerjoin(_TOKENS, _TOKENS.c.serial == bindparam("token"))
@@ -393,7 +394,8 @@ class TokenIssuanceService:
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.read() as s,
         ):
-            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
+            resolved = self._ctx.resolve(s, actor)
+            require_role(self._ctx.policies.workflow, resolved, Action.ISSUE)
             row = s.execute(_PRECHECK, {"rid": known_id(request_id), "token": token_serial}).first()
             if row is None:
                 raise missing_request(request_id)
@@ -401,8 +403,12 @@ class TokenIssuanceService:
             require_in_scope(
                 scope_for(s, actor), row.point_id, missing_request(request_id), f"request {request_id}"
             )
+            deal = Deal(row.deal)
+            require_role(self._ctx.policies.workflow, resolved, Action.ISSUE, deal)
             self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
-        transition(RequestState(state), Action.ISSUE)
+        if deal not in ISSUING_DEALS:
+            raise wrong_finish(request_id, deal)
+        transition(RequestState(state), Action.ISSUE, self._ctx.policies.workflow.route(deal))
         if row.ca_algorithm is not None and is_sm2(row.ca_algorithm):
             raise IssuanceError(
                 f"request {request_id}'s kind is issued by an SM2 CA, and USB keys here make EC or RSA key pairs:"

@@ -37,6 +37,7 @@ def test_a_hold_deal_from_entry_to_completion(ca_home: Cli, tmp_path: Path) -> N
     assert ca_home.json("request", "show", str(rid))["state"] == "completed"
     text = ca_home.ok("request", "show", str(rid)).out
     assert "deal (deal): hold" in text and "request.complete" in text
+    assert f"the deal's certificate: {serial} (held), no USB key" in text
 
 
 def test_a_revoke_deal_is_carried_out_with_its_reason(ca_home: Cli, tmp_path: Path) -> None:

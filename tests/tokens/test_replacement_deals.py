@@ -17,7 +17,7 @@ from sqlmodel import Session, select
 from pki.ca.validity import add_months
 from pki.clock import FixedClock
 from pki.enums import CertificateStatus, Deal, RequestState, RevocationReason, TokenState
-from pki.errors import IssuanceError, ValidationError
+from pki.errors import InvalidTransitionError, IssuanceError, ValidationError
 from pki.models import Certificate, UsbToken
 from pki.services import Actor, Service
 from tests.integration.test_hold import ocsp_status, on_crl
@@ -25,6 +25,7 @@ from tests.judges.tools import ca_certs, run, write_pem
 from tests.support import softhsm
 from tests.support.deals import deal_approved
 from tests.support.pki import approved
+from tests.tokens.test_usbkey_issuance import objects
 from tokens.session import Module
 from tokens.usbkey import UsbKey, open_usb_key
 
@@ -143,3 +144,15 @@ def test_a_certificate_on_no_recorded_key_has_no_key_deals(
     for deal in (Deal.REPLACE_LOST, Deal.REPLACE_DAMAGED, Deal.UNLOCK):
         with pytest.raises(IssuanceError, match="no USB key"):
             ca_service.deals.open(deal, cert.serial, actor=people["clerk2"])
+
+
+def test_a_deal_that_issues_nothing_is_refused_before_the_key_is_touched(
+    ca_service: Service, people: dict[str, Actor], softhsm_conf: Path
+) -> None:
+    first, second = softhsm.new_token(softhsm_conf), softhsm.new_token(softhsm_conf)
+    old = _on_key(ca_service, people, first, approved(ca_service, people, usbkey_model=SOFTHSM))
+    rid = deal_approved(ca_service, people, Deal.HOLD, old.serial)
+    with opened(second) as device, pytest.raises(InvalidTransitionError, match="pkictl hold"):
+        ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    assert "Object" not in objects(second)  # pkcs11-tool sees nothing made on it
+    assert ca_service.requests.get(rid).state is RequestState.APPROVED

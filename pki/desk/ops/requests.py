@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,6 +93,16 @@ class Prerequisites(Document):
     rules: list[Rule]
 
 
+class DealCertificate(Document):
+    """The certificate (and USB key) a deal concerns."""
+
+    serial: str
+    status: str
+    not_valid_after: Instant
+    token_serial: str | None
+    token_state: str | None
+
+
 class RowProblem(BaseModel):
     field: str
     message: str
@@ -127,6 +138,7 @@ def _detail_model() -> Any:
         __base__=RequestDoc,
         history=(list[AuditDoc], ...),
         prerequisites=(Prerequisites, ...),
+        deal_certificate=(DealCertificate | None, None),
     )
 
 
@@ -261,7 +273,9 @@ def show(svc: Service, actor: Actor | None, data: RequestRef) -> Any:
     from pki.serialize import audit_to_dict
 
     doc = _request_doc().model_validate(req).model_dump()
+    subject = svc.deals.subject(data.request_id, actor=actor)
     return doc | {
+        "deal_certificate": None if subject is None else asdict(subject),
         "history": [audit_to_dict(a) for a in svc.requests.history(data.request_id, actor=actor)],
         "prerequisites": {
             "applies": report.applies,
