@@ -16,6 +16,10 @@ if [ "${PKI_SYSTEM:-test}" = test ]; then
   [ -x /usr/sbin/nginx ] || need+=(nginx)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   [ -e "/usr/lib/$(uname -m)-linux-gnu/engines-3/pkcs11.so" ] || need+=(libengine-pkcs11-openssl)
+  # A USB key with its user PIN locked (SoftHSM2 never locks one): tests/support/pin_locked_pkcs11.c,
+  # compiled by the tests with gcc against p11-kit's pkcs11.h.
+  command -v gcc >/dev/null 2>&1 || need+=(gcc)
+  [ -e /usr/include/p11-kit-1/p11-kit/pkcs11.h ] || need+=(libp11-kit-dev)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

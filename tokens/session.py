@@ -162,6 +162,24 @@ class Module:
             return "few tries left before the PIN locks"
         return ""
 
+    def user_pin_status(self, token: TokenInfo) -> str:
+        """Before the holder's PIN is asked for or tried: TokenError (CKR_PIN_LOCKED, the code a log-in
+        would fail with) when the token reports the PIN locked (CKF_USER_PIN_LOCKED); else a warning when it
+        reports the last try or few tries left, or ''."""
+        flags = call("reading token info", lambda: self._lib.getTokenInfo(token.slot)).flags
+        if flags & PyKCS11.CKF_USER_PIN_LOCKED:
+            raise TokenError(
+                f"token {token.serial}'s user PIN is locked (CKF_USER_PIN_LOCKED): the token needs its SO "
+                "to unblock it",
+                message_zh="USB Key的用户PIN已锁定",
+                ckr="CKR_PIN_LOCKED",
+            )
+        if flags & PyKCS11.CKF_USER_PIN_FINAL_TRY:
+            return "last try: one more wrong PIN locks the key"
+        if flags & PyKCS11.CKF_USER_PIN_COUNT_LOW:
+            return "few tries left before the PIN locks"
+        return ""
+
     @contextmanager
     def session(self, token: TokenInfo, pin: str | None) -> Iterator[Any]:
         """A read-write session, logged in as user when ``pin`` is given; closed on exit."""

@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -34,7 +36,7 @@ if TYPE_CHECKING:
     from pki.desk.local import LocalDesk
     from pki.desk.remote import RemoteDesk
     from pki.services import Actor, Service
-    from pki.services.token_issuance import TokenIssued
+    from pki.services.token_issuance import LockedKey, TokenIssued
     from tokens.session import Module, TokenInfo
 
 
@@ -122,6 +124,7 @@ def issue_onto_token(
     or the center's API (pki/desk/usbkey.py, the handshake) with the key pair made on the token here."""
     from pki.desk import usbkey
     from pki.desk.local import LocalDesk
+    from pki.services.token_issuance import LockedKey
     from tokens.usbkey import open_usb_key
 
     d = desk(as_user)
@@ -134,26 +137,49 @@ def issue_onto_token(
         path, chosen = _module_for(d.service, request_id, module_path, key_type)
     module = _load(path)
     info = _find(module, token_label, token_serial)
-    pin = token_pin()
+    with _locked_pin_named(lambda serial: LockedKey(**d.call("token.locked", token_serial=serial)), info):
+        warning = module.user_pin_status(info)  # a locked key is refused before its PIN is asked for
+        if warning:
+            click.echo(f"pkictl: warning: token {info.serial}: {warning}", err=True)
+        pin = token_pin()
 
-    def open_device() -> Any:
-        return open_usb_key(module, info, pin)
+        def open_device() -> Any:
+            return open_usb_key(module, info, pin)
 
-    if not isinstance(d, LocalDesk):
-        document = (
-            usbkey.resume(d, request_id, open_device, plan)
-            if resume
-            else usbkey.issue(d, request_id, open_device, info.serial, chosen)
-        )
-        _echo_issued(document, as_json)
-        return
-    svc, actor = d.service, d.actor()
-    if resume:
-        with open_device() as device:
-            done = svc.token_issuance.resume(request_id, device, actor=actor)
-    else:
-        done = issue_prechecked(svc, module, info, pin, request_id, actor, chosen)
+        if not isinstance(d, LocalDesk):
+            document = (
+                usbkey.resume(d, request_id, open_device, plan)
+                if resume
+                else usbkey.issue(d, request_id, open_device, info.serial, chosen)
+            )
+            _echo_issued(document, as_json)
+            return
+        svc, actor = d.service, d.actor()
+        if resume:
+            with open_device() as device:
+                done = svc.token_issuance.resume(request_id, device, actor=actor)
+        else:
+            done = issue_prechecked(svc, module, info, pin, request_id, actor, chosen)
     _echo_issued(asdict(done), as_json)
+
+
+@contextmanager
+def _locked_pin_named(lookup: Callable[[str], LockedKey], info: TokenInfo) -> Iterator[None]:
+    """A key found with its holder's PIN locked, before the log-in or by it: refused with the deal that
+    fixes it, which names the certificate of ours the key holds (services/token_issuance.LockedKey)."""
+    from pki.errors import PkiError, TokenError
+
+    try:
+        yield
+    except TokenError as e:
+        if e.ckr != "CKR_PIN_LOCKED":
+            raise
+        try:
+            found = lookup(info.serial)
+        except PkiError as failed:  # say what the key said, and why no deal is named
+            e.add_note(f"the certificate on token {info.serial} could not be looked up: {failed.message}")
+            raise e from None
+        raise found.refusal() from None
 
 
 def issue_prechecked(
@@ -227,6 +253,10 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
     pin = token_pin() if queue and serials else ""
     results: list[dict[str, Any]] = []
     pairs = svc.token_issuance.pairs(queue, list(present))  # a key only where its point may issue onto it
+
+    def locked(serial: str) -> LockedKey:
+        return svc.token_issuance.locked_key(serial, actor=actor)
+
     with (
         _StopRequested() as stop,
         click.progressbar(pairs, label="issuing onto USB keys", file=sys.stderr, show_pos=True) as bar,
@@ -237,7 +267,8 @@ def issue_all_approved(as_user: str, module_path: str | None, key_type: str | No
             item: dict[str, Any] = {"request": q.id, "token": serial}
             try:
                 chosen = policy.key_type_for(q.usbkey_model, key_type)
-                done = issue_prechecked(svc, module, present[serial], pin, q.id, actor, chosen)
+                with _locked_pin_named(locked, present[serial]):
+                    done = issue_prechecked(svc, module, present[serial], pin, q.id, actor, chosen)
                 item |= {"status": "issued", "serial": done.serial, "label": done.label}
             except PkiError as e:
                 item |= {"status": "failed", "error": e.message}

@@ -160,6 +160,22 @@ _TOKEN_ISSUED = (
     )
 )
 
+# The certificates of ours a key holds, for a key whose holder's PIN is locked: valid and unexpired, the
+# delivered ones first, then the newest; with the point of each one's request (a certificate's point).
+_ON_KEY = (
+    sa_select(_CERTIFICATES.c.serial, _REQUESTS.c.point_id)
+    .select_from(_PLACEMENTS)
+    .join(_TOKENS, _TOKENS.c.id == _PLACEMENTS.c.token_id)
+    .join(_CERTIFICATES, _CERTIFICATES.c.id == _PLACEMENTS.c.certificate_id)
+    .outerjoin(_REQUESTS, _REQUESTS.c.id == _CERTIFICATES.c.request_id)
+    .where(
+        _TOKENS.c.serial == bindparam("token"),
+        _CERTIFICATES.c.status == CertificateStatus.VALID,
+        _CERTIFICATES.c.not_valid_after > bindparam("now"),
+    )
+    .order_by(_CERTIFICATES.c.delivered.desc(), _CERTIFICATES.c.issued_at.desc(), _CERTIFICATES.c.id.desc())
+)
+
 # Tokens in these states take no new certificate.
 _UNUSABLE = frozenset({TokenState.LOST, TokenState.DESTROYED, TokenState.SUSPENDED, TokenState.DEFECTIVE})
 # Tokens that --all-approved may fill: new to us, blank, or back at the acceptance point.
@@ -202,6 +218,45 @@ class _Pending:
     certificate: Certificate
     placement: TokenCertificate
     token_serial: str
+
+
+@dataclass(frozen=True)
+class LockedKey:
+    """What a USB key whose holder's PIN is locked holds of ours (TokenIssuanceService.locked_key)."""
+
+    token_serial: str
+    certificate: str | None  # the certificate its unlock deal names: of the actor's points, valid
+    elsewhere: bool = False  # it holds a valid certificate of another acceptance point (not named)
+
+    def refusal(self) -> TokenError:
+        """The refusal that sends the distributor to the deal that fixes the key."""
+        locked = (
+            f"token {self.token_serial}'s user PIN is locked (CKF_USER_PIN_LOCKED): the key was left as it "
+            "was and nothing was recorded"
+        )
+        zh = f"USB Key {self.token_serial} 的用户PIN已锁定，未做任何操作"
+        if self.certificate is not None:
+            return TokenError(
+                f"{locked}. It holds certificate {self.certificate}: start an unlock deal with "
+                f"'pkictl request new --type unlock --serial {self.certificate} --as USER', and once it is "
+                "approved set the holder's new PIN with "
+                f"'pkictl token unlock --token-serial {self.token_serial} --as USER'",
+                message_zh=f"{zh}。该USB Key存有证书 {self.certificate}，请办理解锁业务",
+                ckr="CKR_PIN_LOCKED",
+            )
+        if self.elsewhere:
+            return TokenError(
+                f"{locked}. It holds a certificate of another acceptance point: its unlock deal is made "
+                "there",
+                message_zh=f"{zh}。该USB Key存有其他受理点的证书，请到该受理点办理解锁",
+                ckr="CKR_PIN_LOCKED",
+            )
+        return TokenError(
+            f"{locked}. It holds no certificate of the center: initialise it again (this erases it) with "
+            f"'pkictl token init --token-serial {self.token_serial} --token-label LABEL --as USER'",
+            message_zh=f"{zh}。该USB Key未存有本中心的证书，请重新初始化",
+            ckr="CKR_PIN_LOCKED",
+        )
 
 
 OBJECT_PREFIX = "pkictl-"
@@ -383,6 +438,20 @@ class TokenIssuanceService:
         return self._write_and_deliver(
             cert, device, key_id, placement.label, placement.key_type, actor, resumed=True
         )
+
+    def locked_key(self, token_serial: str, *, actor: Actor) -> LockedKey:
+        """For a USB key that reports its holder's PIN locked: the certificate of ours it holds (its unlock
+        deal names it), the newest delivered one first (else one waiting for --resume, whose key pair the
+        unlock keeps too). Read-only; for the roles that issue onto keys."""
+        with (
+            self._ctx.denials_recorded(actor, Action.ISSUE.value, "token", token_serial),
+            self._ctx.read() as s,
+        ):
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
+            scope = scope_for(s, actor)
+            held = s.execute(_ON_KEY, {"token": token_serial, "now": self._ctx.now()}).all()
+        mine = next((serial for serial, point in held if scope.covers(point)), None)
+        return LockedKey(token_serial, mine, elsewhere=mine is None and bool(held))
 
     # -- phases ----------------------------------------------------------------------------------------
 

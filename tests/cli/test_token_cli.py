@@ -78,8 +78,16 @@ def make_tokens(directory: Path, n: int, *, mechanisms: str = "") -> Tokens:
     return tokens
 
 
-def pkictl(cli: Cli, tokens: Tokens, *argv: str, shim: Path | None = None, pin: str = USER_PIN) -> Run:
+def pkictl(
+    cli: Cli,
+    tokens: Tokens,
+    *argv: str,
+    shim: Path | None = None,
+    pin: str = USER_PIN,
+    env: dict[str, str] | None = None,
+) -> Run:
     env = {
+        **(env or {}),
         **tokens.env(),
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "PKI_HOME": str(cli.home),

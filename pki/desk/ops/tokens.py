@@ -190,6 +190,29 @@ def deliver(svc: Service, actor: Actor | None, data: Deliver) -> Any:
     )
 
 
+class LockedToken(Input):
+    token_serial: str = TokenSerial
+
+
+def _locked_key() -> Any:
+    from pki.services.token_issuance import LockedKey
+
+    return LockedKey
+
+
+@operation(
+    "token.locked",
+    "GET",
+    "/tokens/{token_serial}/locked-pin",
+    LockedToken,
+    later(_locked_key),
+    summary="A USB key whose holder's PIN is locked: the certificate on it that its unlock deal names",
+    tag=TAG,
+)
+def locked_key(svc: Service, actor: Actor | None, data: LockedToken) -> Any:
+    return svc.token_issuance.locked_key(data.token_serial, actor=acting(actor))
+
+
 @operation(
     "token.list",
     "POST",
