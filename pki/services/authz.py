@@ -22,6 +22,15 @@ def require_role(workflow: WorkflowPolicy, actor: Actor, action: Action, deal: D
         )
 
 
+def require_operation_or_deal(
+    workflow: WorkflowPolicy, actor: Actor, operation: str, action: Action, deals: tuple[Deal, ...]
+) -> None:
+    """Raise PermissionDeniedError unless the actor may run ``operation`` directly or take ``action`` (the
+    step that carries it out) on a deal of one of ``deals``: checked before anything is looked up."""
+    if not any(workflow.role_allows(actor.roles, action, d) for d in deals):
+        require_operation(workflow, actor, operation)
+
+
 def require_operation(workflow: WorkflowPolicy, actor: Actor, operation: str) -> None:
     """Raise PermissionDeniedError unless one of the actor's roles may run ``operation`` (workflow.toml)."""
     if not workflow.operation_allows(actor.roles, operation):

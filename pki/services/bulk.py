@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from pki import audit
 from pki.application import FIELD_LABELS, validate_application
-from pki.enums import AccessMode, Action
+from pki.enums import AccessMode, Action, Deal
 from pki.errors import FieldError, ImportRowsError, RowError, ValidationError
 from pki.models import ImportBatch
 from pki.services.authz import require_role
@@ -200,13 +200,13 @@ class BulkService:
         Raises ImportRowsError when any row is bad and ``skip_invalid`` is false; then nothing is written.
         """
         with self._ctx.denials_recorded(actor, "batch.import", "batch"), self._ctx.read() as s:
-            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER, Deal.NEW)
         label = label.strip()
         if not label:
             raise ValidationError([FieldError("label", "a batch label is required", "批次名称：必填")])
         parsed = parse_unit_list(data, defaults, policies=self._ctx.policies, today=self._ctx.today())
         with self._ctx.denials_recorded(actor, "batch.import", "batch"), self._ctx.write() as s:
-            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER)
+            require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ENTER, Deal.NEW)
             scope = scope_for(s, actor)
             point_id = point_for_new_work(s, scope, point)
             good = self._drop_open_duplicates(s, parsed, scope)

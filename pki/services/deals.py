@@ -193,7 +193,7 @@ class DealService:
                 f"{' or '.join(sorted(_NEEDS_STATUS[deal]))}",
                 message_zh=f"证书{_STATUS_ZH[status]}，不能办理{DEAL_LABELS_ZH[deal]}",
             )
-        if not cert.delivered:
+        if not cert.delivered and deal is not Deal.UNLOCK:  # a locked key may hold one waiting for it
             raise ConflictError(
                 f"certificate {cert.serial} is not on its USB key yet: finish its issuance first",
                 message_zh="证书尚未写入USB Key",

@@ -100,7 +100,7 @@ class DistributionService:
 
     def _lock_renewed(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
         """A distributed request may hand over a renewal: same role and duty checks as a first hand-over."""
-        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.DISTRIBUTE)
+        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.DISTRIBUTE, Deal.NEW)
         req = s.exec(
             select(CertificateRequest).where(CertificateRequest.id == request_id).with_for_update()
         ).one()

@@ -219,7 +219,7 @@ class IssuanceService:
             raise ValidationError([FieldError("request", "a request is listed twice", "申请重复")])
         wf = self._ctx.policies.workflow
         with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
-            require_role(wf, self._ctx.resolve(s, actor), Action.ISSUE)
+            require_role(wf, self._ctx.resolve(s, actor), Action.ISSUE, Deal.NEW)
             reqs = self._requests.lock_many(s, ids, actor=actor)
             self.refuse_pending(s, ids)
             earlier = self._requests.actions_by_many(s, ids, actor.username)

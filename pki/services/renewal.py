@@ -10,6 +10,7 @@ from pki.ca.keys import PublicKey
 from pki.enums import Action, Deal, RevocationReason
 from pki.errors import FieldError, IssuanceError, ValidationError
 from pki.models import Certificate, CertificateRequest
+from pki.services.authz import require_operation_or_deal
 from pki.services.certificates import CertificateService
 from pki.services.context import Actor, Context
 from pki.services.deals import DealService, missing_deal
@@ -55,6 +56,8 @@ class RenewalService:
         new_key = self._issuance.checked_key(csr_public_key(csr)) if csr is not None else None
         with self._ctx.denials_recorded(actor, "renew", "certificate", serial), self._ctx.write() as s:
             actor = self._ctx.resolve(s, actor)
+            deals = (Deal.RENEW, Deal.REKEY)
+            require_operation_or_deal(self._ctx.policies.workflow, actor, "renew", Action.ISSUE, deals)
             old = CertificateService.get_in(s, serial, lock=True, actor=actor)
             deal = Deal.REKEY if csr is not None else Deal.RENEW
             deal_id = self._deals.approved(s, deal, old)

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, insert, literal, or_, tuple_, update
+from sqlalchemy import and_, bindparam, false, insert, literal, or_, tuple_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -42,6 +42,7 @@ from pki.services.points import point_for_new_work
 from pki.services.prerequisites import require_prerequisites
 from pki.services.scope import require_in_scope, scope_for
 from pki.services.stock import require_stocked_model
+from policies.workflow import WorkflowPolicy
 
 SUBJECT = "request"
 
@@ -120,6 +121,7 @@ class RequestFilter:
     newest_first: bool = False
     # With an entry-date range, newest-first pages go by (entered_at, id): the cursor is both.
     before_entered_at: datetime | None = None
+    queue: bool = False  # the actor's work queue ("待我处理"): what waits for a step their roles may take
 
 
 # The states in which each forward step waits: a role's work queue ("待我处理") is the states of the steps
@@ -436,6 +438,10 @@ class RequestService:
             stmt = stmt.where(col(CertificateRequest.id) > flt.after_id)
         if flt.states is not None:
             stmt = stmt.where(col(CertificateRequest.state).in_(flt.states))
+        if flt.queue:
+            stmt = stmt.where(
+                queue_clause(self._ctx.policies.workflow, actor.roles if actor else frozenset())
+            )
         if flt.entered_from is not None:
             stmt = stmt.where(col(CertificateRequest.entered_at) >= china_midnight(flt.entered_from))
         if flt.entered_to is not None:
@@ -471,17 +477,9 @@ class RequestService:
         return rows
 
     def queue_states(self, actor: Actor) -> tuple[RequestState, ...]:
-        """The states whose next step one of ``actor``'s roles may take (their "待我处理" queue)."""
-        wf = self._ctx.policies.workflow
-        return tuple(
-            sorted(
-                {
-                    state
-                    for step, state in WORK_STEPS.items()
-                    if any(wf.role_allows(actor.roles, step, deal) for deal in Deal)
-                }
-            )
-        )
+        """The states whose next step one of ``actor``'s roles may take on some deal type (their "待我处理"
+        queue; :func:`queue_clause` narrows each state to those deal types)."""
+        return tuple(sorted(queue_deals(self._ctx.policies.workflow, actor.roles)))
 
     def history(self, request_id: int, *, actor: Actor | None = None) -> list[AuditRecord]:
         with self._ctx.denials_recorded(actor, "show", SUBJECT, request_id), self._ctx.read() as s:
@@ -725,6 +723,28 @@ CARRIED_OUT_BY: Mapping[Deal, str] = {
     Deal.RELEASE: "pkictl release SERIAL",
     Deal.REVOKE: "pkictl revoke SERIAL",
 }
+
+
+def queue_deals(workflow: WorkflowPolicy, roles: Iterable[str]) -> dict[RequestState, frozenset[Deal]]:
+    """Per state, the deal types whose next step waiting in it one of ``roles`` may take."""
+    out: dict[RequestState, set[Deal]] = {}
+    for step, state in WORK_STEPS.items():
+        for deal in Deal:
+            if workflow.route(deal).admits(step) and workflow.role_allows(roles, step, deal):
+                out.setdefault(state, set()).add(deal)
+    return {state: frozenset(deals) for state, deals in out.items()}
+
+
+def queue_clause(workflow: WorkflowPolicy, roles: Iterable[str]) -> Any:
+    """The requests waiting for a step ``roles`` may take, as a WHERE condition (false when none)."""
+    slots = queue_deals(workflow, roles)
+    return or_(
+        false(),
+        *(
+            and_(col(CertificateRequest.state) == state, col(CertificateRequest.deal).in_(sorted(deals)))
+            for state, deals in sorted(slots.items())
+        ),
+    )
 
 
 def wrong_finish(request_id: int, deal: Deal) -> InvalidTransitionError:

@@ -9,9 +9,10 @@ from sqlmodel import Session, col, select
 
 from pki import audit
 from pki.ca.validity import whole_seconds
-from pki.enums import CertificateStatus, Deal, RevocationReason
+from pki.enums import Action, CertificateStatus, Deal, RevocationReason
 from pki.errors import ConflictError, FieldError, IssuanceError, NotFoundError, ValidationError
 from pki.models import Certificate
+from pki.services.authz import require_operation_or_deal
 from pki.services.certificates import missing_certificate, normalize_serial
 from pki.services.context import Actor, Context
 from pki.services.deals import DealService, missing_deal
@@ -48,6 +49,9 @@ class RevocationService:
         wanted = self._normalized(serials)
         with self._ctx.denials_recorded(actor, "revoke", "certificate"), self._ctx.write() as s:
             actor = self._ctx.resolve(s, actor)
+            require_operation_or_deal(
+                self._ctx.policies.workflow, actor, "revoke", Action.COMPLETE, (Deal.REVOKE,)
+            )
             certs = self._lock_all(s, wanted, scope_for(s, actor))
             deals = self._deals.approved_many(s, Deal.REVOKE, certs)
             undealt = [c for c in certs if c.id not in deals]
@@ -136,6 +140,7 @@ class RevocationService:
         action, deal = ("hold", Deal.HOLD) if hold else ("release", Deal.RELEASE)
         with self._ctx.denials_recorded(actor, action, "certificate", wanted[0]), self._ctx.write() as s:
             actor = self._ctx.resolve(s, actor)
+            require_operation_or_deal(self._ctx.policies.workflow, actor, "hold", Action.COMPLETE, (deal,))
             if hold:
                 (cert,) = self._lock_all(s, wanted, scope_for(s, actor))
             else:

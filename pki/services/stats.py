@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal
+from sqlalchemy import and_, case, func, literal
 from sqlmodel import col, select
 
 from pki.clock import CHINA_TZ
 from pki.enums import AccessType, CertificateStatus, RequestState
 from pki.models import Certificate, CertificateRequest
 from pki.services.context import Actor, Context
+from pki.services.requests import queue_clause
 from pki.services.scope import by_request, scope_for
 
 EXPIRY_HORIZONS = (30, 60, 90)
@@ -65,13 +66,16 @@ class StatsService:
         self, states: Sequence[RequestState], *, longest: int = 5, actor: Actor | None = None
     ) -> list[QueueFigure]:
         """For each of ``states`` (a role's queue: RequestService.queue_states), the requests of ``actor``'s
-        scope waiting in it: one GROUP BY for the counts and oldest instants, one query per state for its
+        scope waiting in it for a step their roles may take (requests.queue_clause: a distributor's 待签发
+        holds no hold deal): one GROUP BY for the counts and oldest instants, one query per state for its
         longest waiting."""
         if not states:
             return []
         req = CertificateRequest
         with self._ctx.read(snapshot=True) as s:
             mine = scope_for(s, actor).where(col(req.point_id))
+            if actor is not None:
+                mine = and_(mine, queue_clause(self._ctx.policies.workflow, actor.roles))
             counts = {
                 state: (int(n), oldest)
                 for state, n, oldest in s.exec(

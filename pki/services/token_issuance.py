@@ -505,8 +505,10 @@ class TokenIssuanceService:
         return str(credential)
 
     def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
-        require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
+        resolved = self._ctx.resolve(s, actor)
+        require_role(self._ctx.policies.workflow, resolved, Action.ISSUE)
         req = self._requests.get_in_scope(s, request_id, actor)
+        require_role(self._ctx.policies.workflow, resolved, Action.ISSUE, req.deal)
         self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
         return req
 

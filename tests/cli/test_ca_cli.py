@@ -410,7 +410,7 @@ def test_the_reviewer_who_approved_may_not_issue(ca_home: Cli, tmp_path: Path) -
 
     refused = ca_home("issue", str(rid), "--csr", csr, "--as", "reviewer2")
 
-    assert_refused(refused, "the reviewer may not issue or distribute the request")
+    assert_refused(refused, "the reviewer may not issue, distribute or carry out the request")
     assert ca_home.json("cert", "list") == []
     assert request_state(ca_home, rid) == "approved"
     denied = ca_home.json("audit", "show")
@@ -612,7 +612,7 @@ def test_revoke_refusals(ca_home: Cli, tmp_path: Path) -> None:
         "authentication failed",
     )
     assert_usage_error(ca_home("revoke", "--reason", "superseded", "--as", OPERATOR), "SERIAL", "--from-file")
-    assert_usage_error(ca_home("revoke", serial, "--as", OPERATOR), "--reason")
+    assert_refused(ca_home("revoke", serial, "--as", OPERATOR), "reason", "a revocation reason is required")
     assert_usage_error(ca_home("revoke", serial, "--reason", "superseded"), "--as")
     both = tmp_path / "both.txt"
     both.write_text(serial + "\n")

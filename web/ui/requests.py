@@ -81,7 +81,7 @@ def _list_page(*, queue: bool) -> Page:
     except ValueError:
         pass
     if queue:
-        flt_args["states"] = service().requests.queue_states(actor())
+        flt_args["queue"] = True
     rows = [] if errors else service().requests.find(RequestFilter(**flt_args), actor=actor())
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
