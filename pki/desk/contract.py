@@ -213,10 +213,13 @@ def operation(
     needs_actor: bool = True,
     status: int = 200,
     reads_only: bool = False,
+    secret_answer: bool = False,
     rows: str | None = None,
 ) -> Callable[[Any], Any]:
     """Register ``run`` as the operation ``name`` (see :class:`Operation`). ``reads_only``: a POST that
     changes nothing (its input is too large or too private for a query string): no Idempotency-Key.
+    ``secret_answer``: a write whose answer carries secrets (a USB key's SO PINs): no Idempotency-Key
+    either, so the API never keeps the answer for a replay; repeating the call must be harmless.
     ``rows``: the decorated function is a :data:`Streamer` and ``rows`` the list field it streams."""
 
     def register(run: Any) -> Any:
@@ -234,7 +237,7 @@ def operation(
             tag=tag,
             needs_actor=needs_actor,
             status=status,
-            writes=method != "GET" and not reads_only,
+            writes=method != "GET" and not reads_only and not secret_answer,
             rows=rows,
             stream=stream,
         )

@@ -217,7 +217,11 @@ def test_conflict_accepts_any_iterable() -> None:
         ),
         pytest.param(
             "workflow.toml",
-            _edited("workflow.toml", 'may_not = ["issue", "distribute", "complete"]', 'may_not = ["issue", "shred"]'),
+            _edited(
+                "workflow.toml",
+                'may_not = ["issue", "distribute", "complete"]',
+                'may_not = ["issue", "shred"]',
+            ),
             ["workflow.toml", "[[separation]] #4", "shred"],
             id="separation-unknown-action",
         ),
