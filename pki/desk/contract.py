@@ -66,7 +66,8 @@ class Operation:
     tag: str
     needs_actor: bool = True  # the operator acting (locally: --as USER and a password)
     status: int = 200
-    # Operations that change something: the API takes an Idempotency-Key for them.
+    # Operations that change something: the API takes an Idempotency-Key for them (but for those whose answer
+    # carries secrets, which are safe to repeat and whose answer is never kept: see ``secret_answer``).
     writes: bool = field(default=False)
     rows: str | None = None  # the list field a desk may take one row at a time (see :data:`Streamer`)
     stream: Streamer | None = None

@@ -17,7 +17,7 @@ from policies import load_policies
 from policies._load import PACKAGED
 from tests.conftest import T0, fixed_seal
 from tests.support import softhsm
-from tests.support.pki import approved
+from tests.support.pki import approved, on_record
 from tokens import admin
 from tokens.session import Module, TokenInfo
 from tokens.usbkey import open_usb_key
@@ -57,18 +57,6 @@ def so_logs_in(module: Module, info: TokenInfo, so_pin: str) -> bool:
         return True
     except TokenError:
         return False
-
-
-class _UndoError(Exception):
-    pass
-
-
-def on_record(svc: Service, serial: str, actor: Actor) -> tuple[str, ...]:
-    """The SO PINs the center would hand out for ``serial`` now (asked in a transaction rolled back)."""
-    with pytest.raises(_UndoError), svc.ctx.write() as s:
-        found = svc.token_secrets.for_unblock(s, serial, actor=actor).current
-        raise _UndoError
-    return found
 
 
 def pending(svc: Service, serial: str) -> bool:
