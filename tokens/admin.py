@@ -5,7 +5,10 @@ never touched here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import PyKCS11
 
@@ -50,6 +53,37 @@ def unlock(module: Module, token: TokenInfo, *, so_pin: str, new_user_pin: str) 
     )
 
 
+@dataclass(frozen=True)
+class Unblocked:
+    """What :func:`unblock` did beyond the holder's new PIN, which it always set."""
+
+    so_pin_changed: bool  # the key's SO PIN is now the new one
+    so_pin_error: TokenError | None  # why not, when the key refused the change
+
+
+def unblock(
+    module: Module, token: TokenInfo, *, so_pins: Sequence[str], new_user_pin: str, new_so_pin: str
+) -> Unblocked:
+    """An unlock deal on the key, in one SO session: log in with the first of ``so_pins`` the key takes,
+    set the holder's ``new_user_pin`` (C_InitPIN), then the SO PIN to ``new_so_pin`` (C_SetPIN; nothing to
+    do when the key has it already, from an attempt that stopped before the center heard of it). The key
+    pair and certificate stay. A refused SO PIN change is reported, not raised: the holder's PIN is set, and
+    the center keeps both SO PINs until it hears that the key took the new one."""
+    with module.session(token, None) as s:
+        used = _so_login(s, token, so_pins)
+        failed: TokenError | None = None
+        try:
+            call(f"setting a new user PIN on token {token.label!r}", lambda: s.initPin(new_user_pin))
+            if used != new_so_pin:
+                try:
+                    call(f"changing the SO PIN of token {token.label!r}", lambda: s.setPin(used, new_so_pin))
+                except TokenError as e:
+                    failed = e
+        finally:
+            call("logging out", s.logout)
+    return Unblocked(failed is None, failed)
+
+
 def change_so_pin(module: Module, token: TokenInfo, *, old: str, new: str) -> None:
     """Replace the SO PIN (C_SetPIN logged in as SO)."""
     _as_so(module, token, old, f"changing the SO PIN of token {token.label!r}", lambda s: s.setPin(old, new))
@@ -67,18 +101,26 @@ def user_pin_locked(module: Module, token: TokenInfo) -> bool:
     return bool(info.flags & PyKCS11.CKF_USER_PIN_LOCKED)
 
 
+def _so_login(s: Any, token: TokenInfo, so_pins: Sequence[str]) -> str:
+    """Log the session in as SO with the first of ``so_pins`` the key takes; that PIN."""
+    for so_pin in so_pins:
+        try:
+            call(f"logging in to token {token.label!r} as SO", partial(s.login, so_pin, PyKCS11.CKU_SO))
+        except TokenError as e:
+            if e.ckr != "CKR_PIN_INCORRECT":
+                raise
+            continue
+        return so_pin
+    raise TokenError(
+        f"token {token.label!r} refused its SO PIN on record: it was changed outside pkictl",
+        message_zh="USB Key的管理员PIN与登记的不符",
+        ckr="CKR_PIN_INCORRECT",
+    )
+
+
 def _as_so(module: Module, token: TokenInfo, so_pin: str, doing: str, action: object) -> None:
     with module.session(token, None) as s:
-        try:
-            call(f"logging in to token {token.label!r} as SO", lambda: s.login(so_pin, PyKCS11.CKU_SO))
-        except TokenError as e:
-            if e.ckr == "CKR_PIN_INCORRECT":
-                raise TokenError(
-                    f"token {token.label!r} refused its SO PIN on record: it was changed outside pkictl",
-                    message_zh="USB Key的管理员PIN与登记的不符",
-                    ckr=e.ckr,
-                ) from e
-            raise
+        _so_login(s, token, [so_pin])
         try:
             call(doing, lambda: action(s))  # type: ignore[operator]
         finally:

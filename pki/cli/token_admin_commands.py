@@ -1,6 +1,6 @@
-"""`pkictl token init` and `pkictl token register-so-pin`: a USB key's SO PIN made by pkictl (or given once)
-and kept, sealed, by the center; never an argument, never printed. The holder's PIN comes from
-PKI_NEW_TOKEN_PIN or a hidden prompt."""
+"""`pkictl token init`, `pkictl token register-so-pin` and `pkictl token unlock`: a USB key's SO PIN made by
+pkictl (or given once) and kept, sealed, by the center; never an argument, never printed. The holder's PIN
+comes from PKI_NEW_TOKEN_PIN or a hidden prompt."""
 
 from __future__ import annotations
 
@@ -22,6 +22,17 @@ def _secret(env: str, prompt: str, *, confirm: bool) -> str:
     return str(click.prompt(prompt, hide_input=True, confirmation_prompt=confirm))
 
 
+def _holder_pin() -> str:
+    """The holder's new PIN (PKI_NEW_TOKEN_PIN or a hidden prompt, asked twice), of a length every key takes."""
+    from pki.token_pins import USER_PIN_LENGTHS
+
+    user_pin = _secret("PKI_NEW_TOKEN_PIN", "new user PIN for the holder", confirm=True)
+    if len(user_pin) not in USER_PIN_LENGTHS:
+        lengths = USER_PIN_LENGTHS
+        raise click.UsageError(f"the holder's PIN must have {lengths[0]} to {lengths[-1]} characters")
+    return user_pin
+
+
 @token.command("init")
 @click.option(
     "--module", "module_path", metavar="PATH", help="PKCS#11 module (default: those in tokens.toml)."
@@ -38,13 +49,10 @@ def token_init(
     """Initialise a blank USB key: a random SO PIN (kept, sealed, by the center; never shown) and the
     holder's PIN (PKI_NEW_TOKEN_PIN or a hidden prompt)."""
     from pki.errors import TokenError
-    from pki.token_pins import USER_PIN_LENGTHS, new_so_pin
+    from pki.token_pins import new_so_pin
     from tokens import admin
 
-    user_pin = _secret("PKI_NEW_TOKEN_PIN", "new user PIN for the holder", confirm=True)
-    if len(user_pin) not in USER_PIN_LENGTHS:
-        lengths = USER_PIN_LENGTHS
-        raise click.UsageError(f"the holder's PIN must have {lengths[0]} to {lengths[-1]} characters")
+    user_pin = _holder_pin()
     d = desk(as_user)
     d.call("token.admin.allowed")  # before the key is touched: initialising erases it
     for path in module_paths(d, (module_path,) if module_path else ()):
@@ -96,3 +104,51 @@ def token_register_so_pin(
     admin.check_so_pin(module, info, so_pin)
     d.call("token.so_pin.register", serial=info.serial, so_pin=so_pin)
     click.echo(f"token {info.label} (serial {info.serial}): SO PIN on record at the center")
+
+
+@token.command("unlock")
+@click.option(
+    "--module", "module_path", metavar="PATH", help="PKCS#11 module (default: those in tokens.toml)."
+)
+@click.option("--token-label", metavar="L", help="The key's label.")
+@click.option("--token-serial", metavar="S", help="The key's serial.")
+@as_option
+@json_option
+def token_unlock(
+    module_path: str | None, token_label: str | None, token_serial: str | None, as_user: str, as_json: bool
+) -> None:
+    """Carry out the approved unlock deal (解锁) on a USB key: as its SO (the PIN the center keeps), set the
+    holder's new PIN (PKI_NEW_TOKEN_PIN or a hidden prompt) and a new SO PIN. The key pair and certificate
+    stay. Run it again if it stopped half-way."""
+    from tokens import admin
+
+    if (token_label is None) == (token_serial is None):
+        raise click.UsageError("give one of --token-label, --token-serial")
+    user_pin = _holder_pin()
+    d = desk(as_user)
+    module, info = _find_token(
+        module_paths(d, (module_path,) if module_path else ()), token_label, token_serial
+    )
+    plan = d.call("token.unlock.begin", token_serial=info.serial)
+    done = admin.unblock(
+        module, info, so_pins=plan["so_pins"], new_user_pin=user_pin, new_so_pin=plan["new_so_pin"]
+    )
+    if done.so_pin_error is not None:
+        click.echo(
+            f"pkictl: warning: the key kept its SO PIN ({done.so_pin_error.message}); the center keeps both "
+            "and the next unlock changes it",
+            err=True,
+        )
+    finished = d.call(
+        "token.unlock.finish",
+        token_serial=info.serial,
+        request_id=plan["request_id"],
+        so_pin_changed=done.so_pin_changed,
+    )
+    if as_json:
+        print_json(finished)
+        return
+    click.echo(
+        f"token {info.label} (serial {info.serial}) unlocked: the holder's new PIN is set; unlock deal "
+        f"{finished['request_id']} on certificate {finished['serial']} is {finished['state']}"
+    )

@@ -66,7 +66,8 @@ class Operation:
     tag: str
     needs_actor: bool = True  # the operator acting (locally: --as USER and a password)
     status: int = 200
-    # Operations that change something: the API takes an Idempotency-Key for them.
+    # Operations that change something: the API takes an Idempotency-Key for them (but for those whose answer
+    # carries secrets, which are safe to repeat and whose answer is never kept: see ``secret_answer``).
     writes: bool = field(default=False)
     rows: str | None = None  # the list field a desk may take one row at a time (see :data:`Streamer`)
     stream: Streamer | None = None
@@ -213,10 +214,13 @@ def operation(
     needs_actor: bool = True,
     status: int = 200,
     reads_only: bool = False,
+    secret_answer: bool = False,
     rows: str | None = None,
 ) -> Callable[[Any], Any]:
     """Register ``run`` as the operation ``name`` (see :class:`Operation`). ``reads_only``: a POST that
     changes nothing (its input is too large or too private for a query string): no Idempotency-Key.
+    ``secret_answer``: a write whose answer carries secrets (a USB key's SO PINs): no Idempotency-Key
+    either, so the API never keeps the answer for a replay; repeating the call must be harmless.
     ``rows``: the decorated function is a :data:`Streamer` and ``rows`` the list field it streams."""
 
     def register(run: Any) -> Any:
@@ -234,7 +238,7 @@ def operation(
             tag=tag,
             needs_actor=needs_actor,
             status=status,
-            writes=method != "GET" and not reads_only,
+            writes=method != "GET" and not reads_only and not secret_answer,
             rows=rows,
             stream=stream,
         )

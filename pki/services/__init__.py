@@ -36,6 +36,7 @@ from pki.services.token_cleanup import TokenCleanupService
 from pki.services.token_handshake import TokenHandshakeService
 from pki.services.token_issuance import TokenIssuanceService
 from pki.services.token_secrets import TokenSecretService
+from pki.services.unlock import UnlockService
 from pki.services.users import UserService
 from policies import Policies, load_policies
 
@@ -90,6 +91,7 @@ class Service:
         self.stats = StatsService(self.ctx)
         self.reminders = ReminderService(self.ctx)
         self.token_secrets = TokenSecretService(self.ctx)
+        self.unlock = UnlockService(self.ctx, self.requests, self.deals, self.token_secrets)
 
 
 __all__ = ["Actor", "CertificateFilter", "RequestFilter", "Service"]

@@ -6,14 +6,15 @@ the database alone, a backup of it, or a row copied to another key's serial open
 written to the audit trail, a log or the screen.
 
 An unblock hands the desk the key's SO PIN and a new one made here, kept as ``next`` until the desk reports
-that the key took it (C_SetPIN): the SO PIN that travelled is then retired, and a desk that stops half-way
-leaves both on record, so the next attempt works with whichever the key has.
+that the key took it (C_SetPIN): the SO PIN that travelled is then retired. A desk that stops half-way leaves
+both on record, and the next attempt is handed the same ``next`` again (never a third one, which would lose
+the SO PIN of a key that took ``next`` and stopped again), so it works with whichever the key has.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -37,8 +38,8 @@ class SoPins:
     stopped half-way), and the SO PIN to change it to."""
 
     serial: str
-    current: tuple[str, ...]  # try in this order
-    new: str
+    current: tuple[str, ...] = field(repr=False)  # try in this order
+    new: str = field(repr=False)
 
 
 class TokenSecretService:
@@ -91,35 +92,41 @@ class TokenSecretService:
 
     def for_unblock(self, s: Session, serial: str, *, actor: Actor) -> SoPins:
         """Inside the caller's transaction (the unlock deal's step, which checks the deal): the SO PINs to
-        try and the new one, kept as ``next`` until :meth:`changed`."""
-        row = s.get(TokenSoPin, serial)
+        try and the new one, kept as ``next`` until :meth:`changed`. A ``next`` still pending from an attempt
+        that stopped half-way is offered first and handed out again as the new one."""
+        row = s.exec(select(TokenSoPin).where(TokenSoPin.serial == serial).with_for_update()).one_or_none()
         if row is None:
             raise NotFoundError(
                 f"token {serial} has no SO PIN on record: register it with 'pkictl token register-so-pin'",
                 message_zh="该USB Key未登记管理员PIN",
             )
-        current = [self._open(serial, row.sealed)]
-        if row.next_sealed is not None:
-            current.insert(0, self._open(serial, row.next_sealed))  # the key may already have taken it
+        current = self._open(serial, row.sealed)
+        if row.next_sealed is not None:  # the key may already have taken it: try it first, and keep it
+            new = self._open(serial, row.next_sealed)
+            self._kept(s, row, actor, "token.so_pin_released", pending=True)
+            return SoPins(serial, (new, current), new)
         new = new_so_pin()
         row.next_sealed, row.updated_at = self._seal(serial, new), self._ctx.now()
-        self._kept(s, row, actor, "token.so_pin_released")
-        return SoPins(serial, tuple(current), new)
+        self._kept(s, row, actor, "token.so_pin_released", pending=False)
+        return SoPins(serial, (current,), new)
 
     def changed(self, serial: str, *, actor: Actor) -> None:
         """The desk reports that the key took the new SO PIN: it becomes the one on record."""
         with self._ctx.denials_recorded(actor, OPERATION, SUBJECT, serial), self._ctx.write() as s:
-            require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), OPERATION)
-            row = s.exec(
-                select(TokenSoPin).where(TokenSoPin.serial == serial).with_for_update()
-            ).one_or_none()
-            if row is None or row.next_sealed is None:
-                raise ConflictError(
-                    f"token {serial} has no SO PIN change under way",
-                    message_zh="该USB Key没有待确认的管理员PIN变更",
-                )
-            row.sealed, row.next_sealed, row.updated_at = row.next_sealed, None, self._ctx.now()
-            self._kept(s, row, actor, "token.so_pin_changed")
+            actor = self._ctx.resolve(s, actor)
+            require_operation(self._ctx.policies.workflow, actor, OPERATION)
+            self.changed_in(s, serial, actor=actor)
+
+    def changed_in(self, s: Session, serial: str, *, actor: Actor) -> None:
+        """:meth:`changed` inside the caller's transaction (the unlock deal's completion)."""
+        row = s.exec(select(TokenSoPin).where(TokenSoPin.serial == serial).with_for_update()).one_or_none()
+        if row is None or row.next_sealed is None:
+            raise ConflictError(
+                f"token {serial} has no SO PIN change under way",
+                message_zh="该USB Key没有待确认的管理员PIN变更",
+            )
+        row.sealed, row.next_sealed, row.updated_at = row.next_sealed, None, self._ctx.now()
+        self._kept(s, row, actor, "token.so_pin_changed")
 
     def _kept(self, s: Session, row: TokenSoPin, actor: Actor, action: str, **details: Any) -> None:
         """Store ``row`` and audit ``action`` on its key (never with a PIN in the details)."""

@@ -331,6 +331,21 @@ OTHER_OPERATIONS = {
         "/api/v1/tokens/KEY-{rid}/so-pin",
         lambda rid: {"so_pin": "so-pin-12345678"},
     ),
+    # [deals.unlock] roles.complete and [operations] token_admin name the same roles (distributor, ops).
+    "token.unlock.begin": (
+        "operation",
+        "token_admin",
+        "POST",
+        "/api/v1/tokens/KEY-{rid}/unlock",
+        lambda rid: {},
+    ),
+    "token.unlock.finish": (
+        "operation",
+        "token_admin",
+        "POST",
+        "/api/v1/tokens/KEY-{rid}/unlock/done",
+        lambda rid: {"request_id": rid + 100000, "so_pin_changed": True},
+    ),
 }
 
 

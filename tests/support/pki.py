@@ -52,3 +52,19 @@ def approved(
     service.requests.countersign(req.id, actor=people["head"])
     service.requests.review(req.id, actor=people["reviewer"], decision=Action.APPROVE)
     return req.id
+
+
+class _UndoError(Exception):
+    pass
+
+
+def on_record(service: Service, token_serial: str, actor: Actor) -> tuple[str, ...]:
+    """The SO PINs the center would hand out for the key ``token_serial`` now (asked in a transaction that
+    is rolled back, so nothing is handed out)."""
+    found: tuple[str, ...] = ()
+    try:
+        with service.ctx.write() as s:
+            found = service.token_secrets.for_unblock(s, token_serial, actor=actor).current
+            raise _UndoError
+    except _UndoError:
+        return found

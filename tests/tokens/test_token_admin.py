@@ -60,10 +60,12 @@ def test_so_pins_are_sealed_and_rotated(ca_service: Service, people: dict[str, A
     with ca_service.ctx.write() as s:
         first = ca_service.token_secrets.for_unblock(s, "T-1", actor=ops)
     assert first.current == (pin,) and first.new != pin
-    # Stopped before the desk confirmed: both are offered, the pending one first; then confirmed.
+    # Stopped before the desk confirmed: both are offered, the pending one first and handed out again as the
+    # new one (a third would lose the SO PIN of a key that took the second and stopped again); then confirmed.
     with ca_service.ctx.write() as s:
         second = ca_service.token_secrets.for_unblock(s, "T-1", actor=ops)
-    assert second.current == (first.new, pin)
+    assert second.current == (first.new, pin) and second.new == first.new
+    assert pin not in repr(second) and first.new not in repr(second)
     ca_service.token_secrets.changed("T-1", actor=ops)
     with ca_service.ctx.write() as s:
         assert ca_service.token_secrets.for_unblock(s, "T-1", actor=ops).current == (second.new,)

@@ -1,4 +1,5 @@
-"""A USB key's own administration from a desk: registering its SO PIN with the center."""
+"""A USB key's own administration from a desk: registering its SO PIN with the center, and carrying out an
+approved unlock deal (解锁) in two calls around the desk's work on the key."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 
 from pki.desk.contract import Input, NoInput, acting, operation
+from pki.desk.types import RecordId
 
 if TYPE_CHECKING:
     from pki.services import Actor, Service
@@ -55,3 +57,58 @@ class AllowedDoc(BaseModel):
 def admin_allowed(svc: Service, actor: Actor | None, data: NoInput) -> Any:
     svc.token_secrets.require_admin(acting(actor))
     return {"allowed": True}
+
+
+class UnlockKey(Input):
+    token_serial: str = Field(min_length=1, max_length=64)
+
+
+class UnlockPlanDoc(BaseModel):
+    request_id: int
+    serial: str  # the certificate the deal concerns
+    token_serial: str
+    so_pins: list[str] = Field(repr=False)  # to try in this order; never printed, never logged
+    new_so_pin: str = Field(repr=False)
+
+
+class UnlockDone(Input):
+    token_serial: str = Field(min_length=1, max_length=64)
+    request_id: RecordId
+    so_pin_changed: bool  # the key took the new SO PIN
+
+
+class UnlockedDoc(BaseModel):
+    request_id: int
+    serial: str
+    token_serial: str
+    state: str
+    so_pin_changed: bool
+
+
+@operation(
+    "token.unlock.begin",
+    "POST",
+    "/tokens/{token_serial}/unlock",
+    UnlockKey,
+    UnlockPlanDoc,
+    summary="Start carrying out the approved unlock deal on a USB key: the deal and the key's SO PINs",
+    tag=TAG,
+    secret_answer=True,
+)
+def unlock_begin(svc: Service, actor: Actor | None, data: UnlockKey) -> Any:
+    return svc.unlock.begin(data.token_serial, actor=acting(actor))
+
+
+@operation(
+    "token.unlock.finish",
+    "POST",
+    "/tokens/{token_serial}/unlock/done",
+    UnlockDone,
+    UnlockedDoc,
+    summary="The key took the holder's new PIN (and the new SO PIN): the unlock deal completes",
+    tag=TAG,
+)
+def unlock_finish(svc: Service, actor: Actor | None, data: UnlockDone) -> Any:
+    return svc.unlock.finish(
+        data.token_serial, data.request_id, actor=acting(actor), so_pin_changed=data.so_pin_changed
+    )
