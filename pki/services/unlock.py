@@ -24,6 +24,7 @@ from pki.services.certificates import effective_status
 from pki.services.context import Actor, Context
 from pki.services.deals import DealService, missing_deal
 from pki.services.requests import RequestService
+from pki.services.scope import require_certificates_in_scope, scope_for
 from pki.services.token_secrets import OPERATION, SUBJECT, TokenSecretService
 
 ATTEMPT = "token.unlock"
@@ -65,11 +66,12 @@ class UnlockService:
             actor = self._ctx.resolve(s, actor)
             self._may_unlock(actor)
             certs = self._certificates_on(s, token_serial)
+            require_certificates_in_scope(s, scope_for(s, actor), certs, lambda _: _unrecorded(token_serial))
             deals = self._deals.approved_many(s, Deal.UNLOCK, certs)
             if not deals:
                 now = self._ctx.now()
                 live = [c for c in certs if effective_status(c, now) in ("valid", "held")] or certs
-                raise missing_deal(Deal.UNLOCK, live[-1].serial)
+                raise missing_deal(Deal.UNLOCK, live[-1].serial, actor)
             cert = next(c for c in certs if c.id in deals)
             request_id = deals[cert.id or 0][0]
             self._requests.lock_for(s, request_id, actor, Action.COMPLETE, None)
@@ -111,10 +113,7 @@ class UnlockService:
         """The certificates the center wrote onto the key, oldest first."""
         token_id = s.exec(select(UsbToken.id).where(UsbToken.serial == token_serial)).one_or_none()
         if token_id is None:
-            raise NotFoundError(
-                f"token {token_serial} is not a USB key the center recorded",
-                message_zh="该USB Key未在证书中心登记",
-            )
+            raise _unrecorded(token_serial)
         certs = list(
             s.exec(
                 select(Certificate)
@@ -155,3 +154,9 @@ class UnlockService:
                 ]
             )
         return row
+
+
+def _unrecorded(token_serial: str) -> NotFoundError:
+    return NotFoundError(
+        f"token {token_serial} is not a USB key the center recorded", message_zh="该USB Key未在证书中心登记"
+    )

@@ -75,4 +75,4 @@ def test_deal_entry_refusals_name_the_option_or_field(ca_home: Cli, tmp_path: Pa
         ca_home("request", "new", "--type", "renew", "--serial", serial, "--as", "clerk"),
         "can be renewed from",
     )
-    assert_refused(ca_home("hold", serial, "--as", "head"), f"--type hold --serial {serial}")
+    assert_refused(ca_home("hold", serial, "--as", "head"), "no role that may hold")

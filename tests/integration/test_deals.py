@@ -169,7 +169,7 @@ def test_hold_then_release_as_deals(ca_service: Service, people: dict[str, Actor
         ca_service.issuance.issue_from_csr(
             hold, csr_for(key("ec-p256", next(_keys))), actor=people["distributor"]
         )
-    with pytest.raises(PermissionDeniedError, match="may complete"):
+    with pytest.raises(PermissionDeniedError, match="no role that may hold"):
         ca_service.revocation.hold(old.serial, actor=people["distributor"])
     ca_service.revocation.hold(old.serial, actor=people["ops"])
     assert ca_service.requests.get(hold).state is RequestState.COMPLETED
@@ -191,12 +191,17 @@ def test_hold_then_release_as_deals(ca_service: Service, people: dict[str, Actor
     assert done.actor == "ops" and json.loads(done.details)["to"] == "completed"
 
 
-def test_without_a_deal_only_ops_hold_and_others_are_sent_to_the_deal(
-    ca_service: Service, people: dict[str, Actor]
+def test_without_a_deal_only_ops_act_and_others_are_sent_to_the_deal(
+    ca_service: Service, people: dict[str, Actor], clock: FixedClock
 ) -> None:
     old = _issued(ca_service, people)
-    with pytest.raises(PermissionDeniedError, match=f"--type hold --serial {old.serial}"):
+    with pytest.raises(PermissionDeniedError, match="no role that may hold"):
         ca_service.revocation.hold(old.serial, actor=people["distributor"])
+    clock.set(old.not_valid_after - timedelta(days=30))
+    # the distributor carries out renew deals, so is told which one is missing
+    with pytest.raises(PermissionDeniedError, match=f"--type renew --serial {old.serial}"):
+        ca_service.renewal.renew(old.serial, actor=people["distributor"])
+    clock.set(old.not_valid_before)
     ca_service.revocation.hold(old.serial, actor=people["ops"])  # the center's emergency hold
     with pytest.raises(IssuanceError, match="is held"):
         ca_service.deals.open(Deal.HOLD, old.serial, actor=people["clerk2"])
