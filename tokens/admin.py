@@ -101,6 +101,30 @@ def user_pin_locked(module: Module, token: TokenInfo) -> bool:
     return bool(info.flags & PyKCS11.CKF_USER_PIN_LOCKED)
 
 
+def reinitialize(
+    module: Module, token: TokenInfo, *, so_pins: Sequence[str], user_pin: str, label: str
+) -> tuple[TokenInfo, str]:
+    """Initialise an initialised key again (C_InitToken erases it) with the first of ``so_pins`` it takes,
+    keeping that SO PIN, then set the holder's ``user_pin``: the key as found afterwards, and the SO PIN."""
+    lib = module.lib
+    doing = f"initialising token {token.label!r} again"
+    for so_pin in so_pins:
+        try:
+            call(doing, partial(lib.initToken, token.slot, so_pin, label))
+        except TokenError as e:
+            if e.ckr != "CKR_PIN_INCORRECT":
+                raise
+            continue
+        again = module.find(label=label)
+        _as_so(module, again, so_pin, "setting the holder's PIN", lambda s: s.initPin(user_pin))
+        return again, so_pin
+    raise TokenError(
+        f"token {token.label!r} refused its SO PIN on record: it was changed outside pkictl",
+        message_zh="USB Key的管理员PIN与登记的不符",
+        ckr="CKR_PIN_INCORRECT",
+    )
+
+
 def _so_login(s: Any, token: TokenInfo, so_pins: Sequence[str]) -> str:
     """Log the session in as SO with the first of ``so_pins`` the key takes; that PIN."""
     for so_pin in so_pins:

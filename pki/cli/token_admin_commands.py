@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -41,19 +42,37 @@ def _holder_pin() -> str:
     "--token-serial", metavar="S", help="The blank key with this serial (default: the one blank key)."
 )
 @click.option("--token-label", metavar="L", required=True, help="The label to give the key.")
+@click.option(
+    "--again",
+    is_flag=True,
+    help="Initialise again (erase) the initialised key --token-serial, which holds no good certificate of "
+    "the center, with the SO PIN the center keeps (a locked holder's PIN on a key back in stock).",
+)
 @as_option
 @json_option
 def token_init(
-    module_path: str | None, token_serial: str | None, token_label: str, as_user: str, as_json: bool
+    module_path: str | None,
+    token_serial: str | None,
+    token_label: str,
+    again: bool,
+    as_user: str,
+    as_json: bool,
 ) -> None:
     """Initialise a blank USB key: a random SO PIN (kept, sealed, by the center; never shown) and the
-    holder's PIN (PKI_NEW_TOKEN_PIN or a hidden prompt)."""
+    holder's PIN (PKI_NEW_TOKEN_PIN or a hidden prompt). With --again, an initialised key is erased and
+    initialised with its SO PIN on record."""
     from pki.errors import TokenError
     from pki.token_pins import new_so_pin
     from tokens import admin
 
+    if again and token_serial is None:
+        raise click.UsageError("--again erases a key: name it with --token-serial")
     user_pin = _holder_pin()
     d = desk(as_user)
+    if again:
+        assert token_serial is not None
+        _init_again(d, module_path, token_serial, token_label, user_pin, as_json)
+        return
     d.call("token.admin.allowed")  # before the key is touched: initialising erases it
     for path in module_paths(d, (module_path,) if module_path else ()):
         module = _load(path)
@@ -78,6 +97,22 @@ def token_init(
     click.echo(
         f"token {info.label} (serial {info.serial}) initialised; its SO PIN is on record at the center"
     )
+
+
+def _init_again(
+    d: Any, module_path: str | None, token_serial: str, token_label: str, user_pin: str, as_json: bool
+) -> None:
+    from tokens import admin
+
+    module, info = _find_token(module_paths(d, (module_path,) if module_path else ()), None, token_serial)
+    plan = d.call("token.reset.begin", token_serial=info.serial)
+    pins = plan["so_pins"]
+    again, used = admin.reinitialize(module, info, so_pins=pins, user_pin=user_pin, label=token_label)
+    d.call("token.reset.finish", token_serial=info.serial, pending_used=len(pins) > 1 and used == pins[0])
+    if as_json:
+        print_json({"serial": again.serial, "label": again.label, "initialised_again": True})
+        return
+    click.echo(f"token {again.label} (serial {again.serial}) erased and initialised again with its SO PIN")
 
 
 @token.command("register-so-pin")

@@ -35,6 +35,7 @@ from pki.services.stock import StockService
 from pki.services.token_cleanup import TokenCleanupService
 from pki.services.token_handshake import TokenHandshakeService
 from pki.services.token_issuance import TokenIssuanceService
+from pki.services.token_reset import TokenResetService
 from pki.services.token_secrets import TokenSecretService
 from pki.services.unlock import UnlockService
 from pki.services.users import UserService
@@ -91,6 +92,7 @@ class Service:
         self.stats = StatsService(self.ctx)
         self.reminders = ReminderService(self.ctx)
         self.token_secrets = TokenSecretService(self.ctx)
+        self.token_reset = TokenResetService(self.ctx, self.token_secrets)
         self.unlock = UnlockService(self.ctx, self.requests, self.deals, self.token_secrets)
 
 

@@ -253,7 +253,7 @@ class LockedKey:
             )
         return TokenError(
             f"{locked}. It holds no certificate of the center: initialise it again (this erases it) with "
-            f"'pkictl token init --token-serial {self.token_serial} --token-label LABEL --as USER'",
+            f"'pkictl token init --again --token-serial {self.token_serial} --token-label LABEL --as USER'",
             message_zh=f"{zh}。该USB Key未存有本中心的证书，请重新初始化",
             ckr="CKR_PIN_LOCKED",
         )

@@ -67,6 +67,17 @@ class TokenSecretService:
         with self._ctx.denials_recorded(actor, OPERATION, SUBJECT), self._ctx.read() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), OPERATION)
 
+    def require_admin_in(self, actor: Actor) -> None:
+        """:meth:`require_admin` inside the caller's transaction, for an actor it resolved."""
+        require_operation(self._ctx.policies.workflow, actor, OPERATION)
+
+    def on_record(self, s: Session, serial: str) -> tuple[str, ...]:
+        """The key's SO PIN as the center knows it: a change still unconfirmed first (the key may have taken
+        it), then the one on record."""
+        row = s.exec(select(TokenSoPin).where(TokenSoPin.serial == serial)).one()
+        current = self._open(serial, row.sealed)
+        return (current,) if row.next_sealed is None else (self._open(serial, row.next_sealed), current)
+
     def register(self, serial: str, so_pin: str, *, actor: Actor, replace: bool = False) -> None:
         """Keep ``so_pin`` for the key ``serial`` (once; ``replace`` for a key initialised anew)."""
         if not 4 <= len(so_pin) <= 64 or not so_pin.isprintable():

@@ -111,7 +111,7 @@ def test_a_locked_key_holding_nothing_of_ours_names_token_init(
     refused = pkictl(desk, tokens, *issue, env=double.env())
     assert refused.code == 1, refused
     assert f"token {serial}'s user PIN is locked" in refused.err, refused
-    assert f"'pkictl token init --token-serial {serial} " in refused.err, refused
+    assert f"'pkictl token init --again --token-serial {serial} " in refused.err, refused
     assert "--type unlock" not in refused.err and "Traceback" not in refused.err, refused
     # The approved queue onto the keys present: the locked one fails with the same words.
     batch = pkictl(
@@ -120,13 +120,50 @@ def test_a_locked_key_holding_nothing_of_ours_names_token_init(
     assert (
         batch.code == 1 and f"request {rid} -> token {serial}: failed: token {serial}'s user" in batch.out
     ), batch
-    assert f"'pkictl token init --token-serial {serial} " in batch.out, batch
+    assert f"'pkictl token init --again --token-serial {serial} " in batch.out, batch
     assert state(desk, rid) == "approved" and desk.json("cert", "list") == []
     assert "Object" not in listing(tokens, "USBKEY-0")
     # One wrong PIN from locking (CKF_USER_PIN_FINAL_TRY): said before the log-in, which goes through.
     last = pkictl(desk, tokens, *issue, env=double.env("final-try"))
     assert last.code == 0 and f"warning: token {serial}: last try" in last.err, last
     assert state(desk, rid) == "issued"
+
+
+def test_a_locked_key_holding_nothing_of_ours_is_initialised_again(
+    desk: Cli, tmp_path: Path, double: LockedDouble
+) -> None:
+    """`pkictl token init --again`: erased and initialised with the SO PIN the center keeps; refused while
+    the key holds a good certificate of ours (an unlock deal keeps that key pair)."""
+    tokens = make_tokens(tmp_path / "hsm", 1)
+    [serial] = tokens.serials()
+    registered = pkictl(
+        desk, tokens, "token", "register-so-pin", "--token-serial", serial, "--as", "dist",
+        env={"PKI_TOKEN_SO_PIN": SO_PIN},
+    )  # fmt: skip
+    assert registered.code == 0, registered
+    double.lock(serial)
+    again = (
+        "token", "init", "--again", "--token-serial", serial, "--token-label", "RESET-0",
+        "--module", double.module, "--as", "dist",
+    )  # fmt: skip
+    done = pkictl(desk, tokens, *again, env={**double.env(), "PKI_NEW_TOKEN_PIN": NEW_PIN})
+    assert done.code == 0 and f"token RESET-0 (serial {serial}) erased and initialised again" in done.out, (
+        done
+    )
+    assert double.serials() == []  # the holder's PIN set anew: no longer locked
+    assert SO_PIN not in done.out + done.err
+    rid = approved(desk, tmp_path)
+    issued = pkictl(
+        desk, tokens, "issue", str(rid), "--as", "dist", "--token-serial", serial, "--json", pin=NEW_PIN
+    )
+    assert issued.code == 0, issued
+    desk.ok("distribute", str(rid), "--recipient", "王五", "--as", "dist")
+    refused = pkictl(desk, tokens, *again, env={**double.env(), "PKI_NEW_TOKEN_PIN": NEW_PIN})
+    assert refused.code == 1 and f"holds certificate {issued.json()['serial']}" in refused.err, refused
+    assert "--type unlock" in refused.err
+    assert f"pkictl-{rid}-" in listing(tokens, "RESET-0", NEW_PIN)  # nothing erased
+    actions = [r["action"] for r in audit_trail(desk)]
+    assert "token.reset" in actions and all(SO_PIN not in str(r) for r in audit_trail(desk))
 
 
 def test_resuming_onto_a_locked_key_then_unblocked(desk: Cli, tmp_path: Path, double: LockedDouble) -> None:

@@ -122,9 +122,9 @@ def shim(directory: Path, body: str) -> Path:
     return directory
 
 
-def listing(tokens: Tokens, label: str) -> str:
+def listing(tokens: Tokens, label: str, pin: str = USER_PIN) -> str:
     return subprocess.run(
-        ["pkcs11-tool", "--module", MODULE, "--token-label", label, "--login", "--pin", USER_PIN, "-O"],
+        ["pkcs11-tool", "--module", MODULE, "--token-label", label, "--login", "--pin", pin, "-O"],
         capture_output=True,
         text=True,
         check=True,

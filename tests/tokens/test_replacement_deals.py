@@ -1,4 +1,4 @@
-"""Replacement deals (补办) on SoftHSM2 keys, on SQLite and PostgreSQL: a lost key's certificate revoked for
+"""Replacement (补办) and change (变更) deals on SoftHSM2 keys, on SQLite and PostgreSQL: a lost key's certificate revoked for
 keyCompromise and the key marked lost; a damaged key taken back, its replacement keeping the old not-after
 inside the key's warranty (ca.toml [replacement]) and a full validity outside it; never onto the old key. CRL
 and OCSP show the change at once; openssl verifies every new certificate."""
@@ -156,3 +156,32 @@ def test_a_deal_that_issues_nothing_is_refused_before_the_key_is_touched(
         ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
     assert "Object" not in objects(second)  # pkcs11-tool sees nothing made on it
     assert ca_service.requests.get(rid).state is RequestState.APPROVED
+
+
+def test_a_change_onto_the_units_own_key_revokes_the_old_certificate_at_hand_over(
+    ca_service: Service, people: dict[str, Actor], softhsm_conf: Path, clock: FixedClock, tmp_path: Path
+) -> None:
+    from tests.support.data import application
+
+    key = softhsm.new_token(softhsm_conf)
+    old = _on_key(ca_service, people, key, approved(ca_service, people, usbkey_model=SOFTHSM))
+    changed = application(credential_number=old.credential_number, unit_name="北京变更后名称中心")
+    rid = deal_approved(
+        ca_service,
+        people,
+        Deal.CHANGE,
+        old.serial,
+        usbkey_model=SOFTHSM,
+        application=changed,
+        confirm_uscc=True,
+    )
+    with opened(key) as device:  # a new key pair on the unit's own key, beside the old one
+        done = ca_service.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    assert _row(ca_service, old.serial).status is CertificateStatus.VALID  # until the hand-over
+    ca_service.distribution.distribute(rid, recipient="赵六", actor=people["distributor"])
+    new = _row(ca_service, done.serial)
+    assert "北京变更后名称中心" in new.subject and new.renewed_from_id == old.id
+    assert _row(ca_service, old.serial).revocation_reason is RevocationReason.AFFILIATION_CHANGED
+    assert on_crl(ca_service, int(old.serial, 16)) is x509.ReasonFlags.affiliation_changed
+    assert _token_state(ca_service, key) is TokenState.ISSUED
+    _verifies(ca_service, new, tmp_path, clock)

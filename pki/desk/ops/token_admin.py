@@ -112,3 +112,46 @@ def unlock_finish(svc: Service, actor: Actor | None, data: UnlockDone) -> Any:
     return svc.unlock.finish(
         data.token_serial, data.request_id, actor=acting(actor), so_pin_changed=data.so_pin_changed
     )
+
+
+class ResetPlanDoc(BaseModel):
+    token_serial: str
+    so_pins: list[str] = Field(repr=False)  # to try in this order; never printed, never logged
+
+
+class ResetDone(Input):
+    token_serial: str = Field(min_length=1, max_length=64)
+    pending_used: bool  # the key took the SO PIN of a change not yet confirmed
+
+
+class ResetDoc(BaseModel):
+    token_serial: str
+    reset: bool
+
+
+@operation(
+    "token.reset.begin",
+    "POST",
+    "/tokens/{token_serial}/reset",
+    UnlockKey,
+    ResetPlanDoc,
+    summary="Start initialising again a USB key holding no good certificate: its SO PINs on record",
+    tag=TAG,
+    secret_answer=True,
+)
+def reset_begin(svc: Service, actor: Actor | None, data: UnlockKey) -> Any:
+    return svc.token_reset.begin(data.token_serial, actor=acting(actor))
+
+
+@operation(
+    "token.reset.finish",
+    "POST",
+    "/tokens/{token_serial}/reset/done",
+    ResetDone,
+    ResetDoc,
+    summary="The key was initialised again (erased) with its SO PIN on record",
+    tag=TAG,
+)
+def reset_finish(svc: Service, actor: Actor | None, data: ResetDone) -> Any:
+    svc.token_reset.finish(data.token_serial, actor=acting(actor), pending_used=data.pending_used)
+    return {"token_serial": data.token_serial, "reset": True}
