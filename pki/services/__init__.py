@@ -16,6 +16,7 @@ from pki.services.certificates import CertificateFilter, CertificateService
 from pki.services.context import Actor, Context
 from pki.services.crl_publisher import CrlService
 from pki.services.cutover import CutoverService
+from pki.services.deal_options import DealOptionsService
 from pki.services.deals import DealService
 from pki.services.distribution import DistributionService
 from pki.services.home_settings import HomeSettingsService
@@ -71,6 +72,7 @@ class Service:
         self.audit = AuditService(self.ctx)
         self.authority = AuthorityService(self.ctx)
         self.deals = DealService(self.ctx, self.requests)
+        self.deal_options = DealOptionsService(self.ctx, self.deals, self.requests)
         self.revocation = RevocationService(self.ctx, self.deals)
         self.inventory = InventoryService(self.ctx, self.revocation)
         self.issuance = IssuanceService(

@@ -11,6 +11,8 @@ ALLOWED_WORDS = frozenset(
     {
         "PEM", "OCSP", "USBKEY", "CSR", "CRL", "URL", "Email", "PKCS", "PDF", "JPEG", "PNG", "KB", "MB",
         "CSV", "CA", "ECC", "RSA",
+        # The service's own Chinese messages write the key as "USB Key" and its PINs as PIN (管理员PIN).
+        "USB", "Key", "PIN",
     }
 )  # fmt: skip
 _SHOWN_ATTRIBUTES = frozenset({"title", "placeholder", "aria-label", "alt"})

@@ -45,6 +45,7 @@ def test_request_pages_and_forms_with_ids_out_of_range_are_404(
         "attachments": {"kind": "scan"},
         "evidence": {"evidence_type": "waiver"},
         "edit": {"unit_name": "x"},
+        "distribute": {"recipient": "李四"},
     }
     for action, data in forms.items():
         got = post(client, f"/requests/{rid}/{action}", data, page="/requests/")
@@ -58,11 +59,28 @@ def test_request_pages_and_forms_with_ids_out_of_range_are_404(
     ids=["41-digits", "not-hex", "unknown", "zero"],
 )
 def test_certificate_pages_with_bad_serials(
-    client_as: Callable[[str], FlaskClient], people: dict[str, Actor], serial: str, status: int
+    client_as: Callable[[str], FlaskClient],
+    service: Service,
+    people: dict[str, Actor],
+    serial: str,
+    status: int,
 ) -> None:
     client = client_as("omni")
-    for path in (f"/certificates/{serial}", f"/certificates/{serial}.pem"):
+    for path in (f"/certificates/{serial}", f"/certificates/{serial}.pem", f"/certificates/{serial}/change"):
         assert client.get(path).status_code == status, path
+    before = audit_count(service)
+    forms = {
+        "deals": {"deal": "hold", "comment": "x"},
+        "change": {"unit_name": "x"},
+        "revoke": {"confirm": "yes", "reason": "keyCompromise"},
+        "hold": {"confirm": "yes"},
+        "release": {},
+    }
+    for action, data in forms.items():
+        got = post(client, f"/certificates/{serial}/{action}", data, page="/certificates/")
+        assert got.status_code == status, (action, got.status_code)
+        assert "<title>" in got.get_data(as_text=True) and "Traceback" not in got.get_data(as_text=True)
+    assert audit_count(service) == before
 
 
 def test_list_bounds_out_of_range_are_a_clear_400(

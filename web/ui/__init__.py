@@ -23,9 +23,14 @@ from pki.ca.keys import key_algorithm_label
 from pki.clock import CHINA_TZ
 from pki.enums import (
     CERTIFICATE_STATUS_LABELS_ZH,
+    DAMAGED_KEY_FATES,
+    DEAL_LABELS_ZH,
     REVOCATION_REASON_LABELS_ZH,
+    REVOKE_REASONS,
     ROLE_LABELS_ZH,
     STATE_LABELS_ZH,
+    TOKEN_STATE_LABELS_ZH,
+    Deal,
     Role,
 )
 from pki.lifecycle import ACTION_LABELS_ZH
@@ -135,6 +140,11 @@ def register_ui(app: Flask, svc: Service) -> None:
         ROLE_LABELS={r.value: label for r, label in ROLE_LABELS_ZH.items()},
         REVOCATION_LABELS={r.value: label for r, label in REVOCATION_REASON_LABELS_ZH.items()},
         CERTIFICATE_STATUS_LABELS=CERTIFICATE_STATUS_LABELS_ZH,
+        DEAL_LABELS={d.value: label for d, label in DEAL_LABELS_ZH.items()},
+        REVOKE_REASONS=[r.value for r in REVOKE_REASONS],
+        DAMAGED_KEY_FATES=DAMAGED_KEY_FATES,
+        TOKEN_STATE_LABELS={s.value: label for s, label in TOKEN_STATE_LABELS_ZH.items()},
+        Deal=Deal,
         Role=Role,
         SELECTS=SELECTS,
         RADIOS=RADIOS,

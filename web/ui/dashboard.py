@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 from markupsafe import Markup
 
-from pki.enums import QUEUE_LABELS_ZH, TOKEN_STATE_LABELS_ZH, Role, TokenState
+from pki.enums import TOKEN_STATE_LABELS_ZH, Role, TokenState
 from pki.services import CertificateFilter
 from pki.services.stock import StockLine
 from web.ui import actor, service
@@ -41,7 +41,7 @@ def index() -> str:
         chart=Markup(monthly_bars(figures.by_month)),  # noqa: S704 (built from numbers, text escaped)
         queue_states=queue_states,
         queues=svc.stats.work_queues(queue_states, actor=me),
-        queue_labels=QUEUE_LABELS_ZH,
+        queue_labels=svc.deal_options.queue_labels(me),
         expiring=(
             svc.certificates.find(
                 CertificateFilter(expiring_within_days=EXPIRING_DAYS, limit=EXPIRING_SHOWN), actor=me

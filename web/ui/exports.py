@@ -9,7 +9,7 @@ from datetime import datetime
 
 from pki.application import CHOICE_LABELS, FIELD_LABELS
 from pki.clock import CHINA_TZ
-from pki.enums import STATE_LABELS_ZH
+from pki.enums import DEAL_LABELS_ZH, STATE_LABELS_ZH
 from pki.models import CertificateRequest
 from pki.reports import CsvReport
 
@@ -21,6 +21,7 @@ REQUEST_COLUMNS: tuple[tuple[str, str], ...] = (
     (FIELD_LABELS["province"], "province"),
     (FIELD_LABELS["access_type"], "access_type"),
     ("状态", "state"),
+    ("业务类型", "deal"),
     ("录入员", "entered_by"),
     ("录入时间", "entered_at"),
     ("受理人", "accepted_by"),
@@ -53,6 +54,8 @@ def _cell(req: CertificateRequest, attribute: str, names: Mapping[str, str]) -> 
         return ""
     if attribute == "state":
         return STATE_LABELS_ZH[value]
+    if attribute == "deal":
+        return DEAL_LABELS_ZH[value]
     if attribute == "access_type":
         return CHOICE_LABELS["access_type"].get(value.value, value.value)
     if attribute.endswith("_by"):

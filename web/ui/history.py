@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 
 from pki.application import FIELD_LABELS
-from pki.enums import STATE_LABELS_ZH, Action, RequestState
+from pki.enums import (
+    DEAL_LABELS_ZH,
+    REVOCATION_REASON_LABELS_ZH,
+    STATE_LABELS_ZH,
+    Action,
+    Deal,
+    RequestState,
+    RevocationReason,
+)
 from pki.lifecycle import ACTION_LABELS_ZH
 
 _HISTORY_LABELS = {
@@ -38,8 +46,13 @@ _DETAIL_LABELS = {
     "attempted": "尝试的操作",
     "code": "拒绝原因",
     "uscc_confirmed": "已核实的信用代码重名记录",
+    "deal": "业务类型",
+    "recipient": "领取人",
+    "superseded_revoked": "吊销的原证书",
 }
 _STATE_VALUES = frozenset(s.value for s in RequestState)
+_DEAL_VALUES = frozenset(d.value for d in Deal)
+_REASON_VALUES = frozenset(r.value for r in RevocationReason)
 
 
 def history_label(action: str) -> str:
@@ -77,6 +90,10 @@ def _shown(key: str, value: object, attachment_kinds: dict[str, str]) -> str:
         return "、".join(FIELD_LABELS.get(str(v), str(v)) for v in value)
     if key == "uscc_confirmed" and isinstance(value, list):
         return "、".join(_record_ref(str(v)) for v in value)
+    if key == "deal" and value in _DEAL_VALUES:
+        return DEAL_LABELS_ZH[Deal(str(value))]
+    if key == "reason" and value in _REASON_VALUES:
+        return REVOCATION_REASON_LABELS_ZH[RevocationReason(str(value))]
     if key == "kind":
         return attachment_kinds.get(str(value), str(value))
     if key == "attempted":

@@ -10,10 +10,10 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, send_file, url_for
 from werkzeug.wrappers import Response
 
-from pki.enums import EVIDENCE_LABELS_ZH, AccessType, Action, EvidenceType, RequestState
+from pki.enums import EVIDENCE_LABELS_ZH, NEW_KEY_DEALS, AccessType, Action, EvidenceType, RequestState
 from pki.errors import FieldError, PrerequisiteMissingError, ValidationError
-from pki.models import CertificateRequest
-from pki.services import RequestFilter
+from pki.models import Certificate, CertificateRequest
+from pki.services import CertificateFilter, RequestFilter
 from pki.services.attachments import sniff
 from web.errors import field_errors
 from web.ui import actor, service
@@ -102,6 +102,7 @@ def _list_page(*, queue: bool) -> Page:
         export_url=url_for("requests.export", **first_args),
         provinces=service().ctx.policies.provinces.names,
         queue_states=service().requests.queue_states(actor()) if queue else (),
+        queue_labels=service().deal_options.queue_labels(actor()),
     )
 
 
@@ -141,12 +142,12 @@ def people_of(req: CertificateRequest) -> tuple[str | None, ...]:
 # -- entry and edit ------------------------------------------------------------------------------------
 
 
-def _typed() -> dict[str, str]:
+def typed_form() -> dict[str, str]:
     """The form as typed: only the 附件7 fields, blanks dropped (the service says which are required)."""
     return {k: request.form.get(k, "") for k in FORM_FIELDS if request.form.get(k, "").strip()}
 
 
-def _as_form(req: CertificateRequest) -> dict[str, str]:
+def as_form(req: CertificateRequest) -> dict[str, str]:
     out: dict[str, str] = {}
     for key in FORM_FIELDS:
         value = getattr(req, key)
@@ -159,9 +160,16 @@ def _as_form(req: CertificateRequest) -> dict[str, str]:
     return out
 
 
-def _form_page(
-    values: dict[str, str], errors: dict[str, list[str]], *, req: CertificateRequest | None, point: str = ""
+def form_page(
+    values: dict[str, str],
+    errors: dict[str, list[str]],
+    *,
+    req: CertificateRequest | None,
+    point: str = "",
+    change_of: Certificate | None = None,
+    comment: str = "",
 ) -> str:
+    """The 附件7 form: a new application, an edit of ``req``, or a change deal on ``change_of``."""
     policies = service().ctx.policies
     # A new request goes to a point of the clerk's scope: a choice when there is more than their own.
     points = [] if req else service().points.for_new_work(actor=actor())
@@ -170,6 +178,8 @@ def _form_page(
         values=values,
         errors=errors,
         req=req,
+        change_of=change_of,
+        comment=comment,
         provinces=policies.provinces.names,
         validity_months=policies.form.validity_months,
         points=points if len(points) > 1 else [],
@@ -183,13 +193,13 @@ def new() -> Page:
     if request.method == "GET":
         if not svc.ctx.policies.workflow.role_allows(actor().roles, Action.ENTER):
             abort(403)  # not offered; a forced POST is refused by the service
-        return _form_page({"application_date": svc.ctx.today().isoformat()}, {}, req=None)
-    typed = _typed()
+        return form_page({"application_date": svc.ctx.today().isoformat()}, {}, req=None)
+    typed = typed_form()
     point = request.form.get("point", "").strip()
     try:
         created = svc.requests.create(typed, actor=actor(), point=point or None)
     except ValidationError as e:
-        return _form_page(typed, field_errors(e), req=None, point=point), 400
+        return form_page(typed, field_errors(e), req=None, point=point), 400
     flash(f"申请 {created.id} 已录入", "ok")
     return redirect(url_for("requests.detail", request_id=created.id))
 
@@ -201,12 +211,12 @@ def edit(request_id: int) -> Page:
     if request.method == "GET":
         if Action.EDIT not in svc.requests.allowed_actions(request_id, actor()):
             abort(403)  # not offered; a forced POST is refused by the service
-        return _form_page(_as_form(req), {}, req=req)
-    typed = _typed()
+        return form_page(as_form(req), {}, req=req)
+    typed = typed_form()
     try:
         svc.requests.edit(request_id, typed, actor=actor(), expected_version=_version())
     except ValidationError as e:
-        return _form_page(typed, field_errors(e), req=req), 400
+        return form_page(typed, field_errors(e), req=req), 400
     flash("申请已修改", "ok")
     return redirect(url_for("requests.detail", request_id=request_id))
 
@@ -232,11 +242,14 @@ def _detail_page(request_id: int, errors: dict[str, list[str]] | None = None, st
     page = render_template(
         "requests/detail.html",
         req=req,
+        subject=svc.deals.subject(request_id, actor=me),
+        certificates=svc.certificates.find(CertificateFilter(request_id=request_id), actor=me),
         allowed=allowed,
         Action=Action,
         history=history,
         acceptance=svc.requests.acceptance_check(request_id, actor=me) if Action.ACCEPT in allowed else None,
         usbkey_models=svc.stock.acceptable_models(req.point_id) if Action.ACCEPT in allowed else [],
+        needs_usbkey=req.deal in NEW_KEY_DEALS,  # a deal on the key the unit holds names no model
         attachments=attachments,
         may_attach=svc.attachments.may_attach(me),
         attachment_kinds=svc.ctx.policies.access.attachment_kinds,
@@ -347,6 +360,18 @@ def review(request_id: int) -> Page:
     )
 
 
+@bp.post("/<int:request_id>/distribute")
+def distribute(request_id: int) -> Page:
+    """The hand-over (分发) of the USB key the certificate was issued onto, to the unit's named recipient."""
+    return _act(
+        request_id,
+        "已分发",
+        lambda: service().distribution.distribute(
+            request_id, recipient=request.form.get("recipient", ""), actor=actor()
+        ),
+    )
+
+
 @bp.post("/<int:request_id>/cancel")
 def cancel(request_id: int) -> Page:
     return _act(
@@ -368,7 +393,8 @@ def cancel(request_id: int) -> Page:
 def printable(request_id: int) -> Page:
     req = service().requests.get(request_id, actor=actor())
     want_all(people_of(req))
-    return render_template("requests/print.html", req=req)
+    subject = service().deals.subject(request_id, actor=actor())
+    return render_template("requests/print.html", req=req, subject=subject)
 
 
 @bp.post("/<int:request_id>/attachments")
