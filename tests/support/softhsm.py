@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,17 @@ def configure(directory: Path) -> Path:
     )
     os.environ["SOFTHSM2_CONF"] = str(conf)
     return conf
+
+
+_configured: list[Path] = []
+
+
+def configure_once(make_directory: Callable[[], Path]) -> Path:
+    """The process's one SoftHSM configuration, made in ``make_directory()`` on first use: SoftHSM reads it
+    once per process, so every suite that needs tokens (tokens/, e2e/) must share it."""
+    if not _configured:
+        _configured.append(configure(make_directory()))
+    return _configured[0]
 
 
 @dataclass(frozen=True)

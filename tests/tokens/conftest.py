@@ -19,7 +19,7 @@ def softhsm_conf(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail(
             "SoftHSM2 and OpenSC are needed: apt-get install softhsm2 opensc (scripts/test does this)"
         )
-    return softhsm.configure(tmp_path_factory.mktemp("softhsm"))
+    return softhsm.configure_once(lambda: tmp_path_factory.mktemp("softhsm"))
 
 
 @pytest.fixture
