@@ -282,7 +282,9 @@ class TokenIssuanceService:
     # -- reads for the distributor ----------------------------------------------------------------------
 
     def approved_queue(self, limit: int = 10_000, *, actor: Actor | None = None) -> list[QueuedRequest]:
-        """Approved requests of ``actor``'s scope without an undelivered certificate, oldest first."""
+        """Approved requests of ``actor``'s scope without an undelivered certificate, oldest first: those
+        that take a new key pair on a key (a new application, rekey, change, replacement; not a renewal of
+        the same key, nor a deal that issues nothing)."""
         pending = select(Certificate.request_id).where(
             col(Certificate.delivered).is_(False),
             col(Certificate.request_id).is_not(None),
@@ -298,6 +300,7 @@ class TokenIssuanceService:
             )
             .where(
                 col(CertificateRequest.state) == RequestState.APPROVED,
+                col(CertificateRequest.deal).in_(sorted(ISSUING_DEALS - {Deal.RENEW})),
                 col(CertificateRequest.id).not_in(pending),
             )
             .order_by(col(CertificateRequest.id))

@@ -263,3 +263,16 @@ def test_a_deal_is_audited_with_its_certificate_and_listed(
     assert allowed == {Action.COMPLETE, Action.CANCEL}
     assert Action.ISSUE not in ca_service.requests.allowed_actions(rid, people["omni"])
     assert RequestState.APPROVED in ca_service.requests.queue_states(people["ops"])
+
+
+def test_the_key_queue_holds_only_requests_that_take_a_new_key_pair(
+    ca_service: Service, people: dict[str, Actor], clock: FixedClock
+) -> None:
+    old = _issued(ca_service, people, months=12)
+    clock.set(old.not_valid_after - timedelta(days=30))
+    fresh = approved(ca_service, people)
+    renew = deal_approved(ca_service, people, Deal.RENEW, old.serial)
+    other = _issued(ca_service, people, months=12)
+    hold = deal_approved(ca_service, people, Deal.HOLD, other.serial)
+    queued = {q.id for q in ca_service.token_issuance.approved_queue(actor=people["distributor"])}
+    assert fresh in queued and renew not in queued and hold not in queued
