@@ -4,6 +4,10 @@ signed, and answers with the certificate, which is written beside the key and re
 
 A failure before the center recorded the certificate removes the new key pair; after it, the certificate
 waits on the center for ``pkictl issue ID --resume`` with the same token.
+
+A renewal onto the key (services/token_renewal.py) makes no key pair: the key pair already there signs a
+CSR (the proof), the center issues, the desk writes the new certificate object in place of the old one; after
+the center recorded it, ``pkictl renew SERIAL --token-serial S --resume`` finishes.
 """
 
 from __future__ import annotations

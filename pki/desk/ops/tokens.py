@@ -1,5 +1,6 @@
-"""USB keys: the issuance handshake with a desk holding the token (services/token_handshake.py), the
-inventory next to the tokens the desk sees, and marks (lost, destroyed, returned, suspended, reinstated)."""
+"""USB keys: the issuance handshake with a desk holding the token (services/token_handshake.py), a renewal
+onto the key holding the old key pair (renew.token.*: services/token_renewal.py), the inventory next to the
+tokens the desk sees, and marks (lost, destroyed, returned, suspended, reinstated)."""
 
 from __future__ import annotations
 
