@@ -242,7 +242,12 @@ class TokenRenewalService:
             now = self._ctx.now()
             unit, credential = new.unit_name, new.credential_number
             record_delivery(s, new, on_token, TokenState(state), unit, credential, by=actor.username, at=now)
-            details = {"token": on_token, "key_id": placement.key_id, "renewed_from": old.serial}
+            details = {
+                "token": on_token,
+                "key_id": placement.key_id,
+                "renewed_from": old.serial,
+                "resumed": resumed,
+            }
             if req is not None:
                 self._renewal.mark_carried_out(s, req, new, actor, details)
             else:
@@ -253,7 +258,7 @@ class TokenRenewalService:
                     action="certificate.deliver",
                     subject_type=SUBJECT,
                     subject_id=new.serial,
-                    details={"request": new.request_id, **details, "resumed": resumed},
+                    details={"request": new.request_id, **details},
                 )
             assert new.request_id is not None
             return RenewedOntoKey(
