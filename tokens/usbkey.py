@@ -123,6 +123,13 @@ class UsbKey:
     def has_private_key(self, key_id: bytes) -> bool:
         return bool(self._find(PyKCS11.CKO_PRIVATE_KEY, key_id))
 
+    def signing_key(self, key_id: bytes) -> PrivateKey | None:
+        """The signing key class of the key pair ``key_id`` already on the token (a renewal proves with it that
+        the old key pair is there), or None when the token has no private key with that CKA_ID."""
+        if not self.has_private_key(key_id):
+            return None
+        return token_private_key(SingleUserSession(self._s), key_id)
+
     def remove_labelled(self, key_id: bytes, label: str) -> None:
         """Destroy the objects with both this CKA_ID and this CKA_LABEL."""
         if not key_id:
@@ -162,6 +169,16 @@ class UsbKey:
             lambda: native.for_session(self._s).create_object(self._s, template),
         )
 
+    def certificates(self, key_id: bytes) -> list[bytes]:
+        """The DER of every certificate object with this CKA_ID (a renewal's write finds the old one too)."""
+        return [self._value(handle) for handle in self._find(PyKCS11.CKO_CERTIFICATE, key_id)]
+
+    def remove_certificate(self, key_id: bytes, der: bytes) -> None:
+        """Destroy the certificate objects with this CKA_ID whose value is ``der``, and nothing else."""
+        for handle in self._find(PyKCS11.CKO_CERTIFICATE, key_id):
+            if self._value(handle) == der:
+                self._destroy(handle)
+
     def read_certificate(self, key_id: bytes) -> bytes | None:
         """The DER of the certificate object with this CKA_ID, or None."""
         found = self._find(PyKCS11.CKO_CERTIFICATE, key_id)
@@ -171,6 +188,13 @@ class UsbKey:
             "reading the certificate back", lambda: self._s.getAttributeValue(found[0], [PyKCS11.CKA_VALUE])
         )[0]
         return bytes(value)
+
+    def _value(self, handle: Any) -> bytes:
+        return bytes(
+            call(
+                "reading the certificate back", lambda: self._s.getAttributeValue(handle, [PyKCS11.CKA_VALUE])
+            )[0]
+        )
 
     def _attribute(self, handle: Any, attribute: int) -> Any:
         return self._attributes(handle, attribute)[0]

@@ -349,14 +349,62 @@ def crl_publish(out: Path | None, as_user: str | None, as_json: bool) -> None:
 @click.option("--months", type=int, help="Validity of the new certificate (default: the request's).")
 @click.option("--rekey", is_flag=True, help="Certify a new key (needs --csr) instead of the old one.")
 @click.option("--csr", "csr_path", type=CSR_FILE)
+@click.option(
+    "--token-label", metavar="LABEL", help="The USB key holding the certificate's key pair, by its label."
+)
+@click.option(
+    "--token-serial", metavar="SERIAL", help="The USB key holding the certificate's key pair, by its serial."
+)
+@click.option(
+    "--module",
+    "module_path",
+    metavar="PATH",
+    help="PKCS#11 module of the USB key (default: from tokens.toml by the model the key was recorded as).",
+)
+@click.option("--resume", is_flag=True, help="Finish writing a renewal issued but not yet on its USB key.")
 @as_option
 @json_option
 def renew(
-    serial: str, months: int | None, rekey: bool, csr_path: Path | None, as_user: str, as_json: bool
+    serial: str,
+    months: int | None,
+    rekey: bool,
+    csr_path: Path | None,
+    token_label: str | None,
+    token_serial: str | None,
+    module_path: str | None,
+    resume: bool,
+    as_user: str,
+    as_json: bool,
 ) -> None:
-    """Renew a certificate inside its renewal window: same unit, same kind, linked to the old one."""
+    """Renew a certificate inside its renewal window: same unit, same kind, linked to the old one. A
+    certificate on a USB key is renewed onto that key, beside the same key pair (user PIN from PKI_TOKEN_PIN
+    or a prompt): the new certificate object replaces the old one.
+
+    \b
+      pkictl renew SERIAL --as ops [--months N]
+      pkictl renew SERIAL --as dist --token-serial 1A2B [--module PATH]
+      pkictl renew SERIAL --as dist --token-serial 1A2B --resume
+      pkictl renew SERIAL --as ops --rekey --csr unit.csr
+    """
+    from pki.cli import token_commands as tc
+
     if rekey != (csr_path is not None):
         raise click.UsageError("--rekey needs --csr FILE, and --csr is only for --rekey")
+    on_key = token_label is not None or token_serial is not None
+    if token_label is not None and token_serial is not None:
+        raise click.UsageError("give --token-label or --token-serial, not both")
+    if (module_path or resume) and not on_key:
+        raise click.UsageError("--module and --resume go with --token-label or --token-serial")
+    if on_key and rekey:
+        raise click.UsageError(
+            "--rekey certifies a key made elsewhere: a new key pair on the USB key is a rekey deal, issued "
+            "with 'pkictl issue ID --token-label L'"
+        )
+    if resume and months is not None:
+        raise click.UsageError("--months was chosen when the renewal was issued: --resume takes none")
+    if on_key:
+        tc.renew_onto_token(serial, as_user, module_path, token_label, token_serial, months, resume, as_json)
+        return
     new = desk(as_user).call(
         "renew", serial=serial, months=months, csr=csr_path.read_bytes() if csr_path else None
     )

@@ -163,6 +163,58 @@ def issue_onto_token(
     _echo_issued(asdict(done), as_json)
 
 
+def renew_onto_token(
+    serial: str,
+    as_user: str,
+    module_path: str | None,
+    token_label: str | None,
+    token_serial: str | None,
+    months: int | None,
+    resume: bool,
+    as_json: bool,
+) -> None:
+    """`pkictl renew SERIAL --token-…`: the renewal written onto the key holding the old key pair, through
+    whichever desk this is (pki/desk/usbkey.py; the center decides every step, services/token_renewal.py)."""
+    from pki.desk import usbkey
+    from pki.services.token_issuance import LockedKey
+    from tokens.usbkey import open_usb_key
+
+    d = desk(as_user)
+    plan = (
+        d.call("renew.token.pending", serial=serial)
+        if resume
+        else d.call("renew.token.begin", serial=serial, months=months)
+    )
+    path = module_path or plan["module"] or _unknown_model(plan["usbkey_model"])
+    module = _load(path)
+    info = _find(module, token_label, token_serial)
+    usbkey.refuse_other_token(plan, info.serial)
+    with _locked_pin_named(lambda s: LockedKey(**d.call("token.locked", token_serial=s)), info):
+        warning = module.user_pin_status(info)  # a locked key is refused before its PIN is asked for
+        if warning:
+            click.echo(f"pkictl: warning: token {info.serial}: {warning}", err=True)
+        pin = token_pin()
+
+        def open_device() -> Any:
+            return open_usb_key(module, info, pin)
+
+        done = (
+            usbkey.resume_renewal(d, plan, open_device)
+            if resume
+            else usbkey.renew(d, plan, open_device, months=months)
+        )
+    if as_json:
+        print_json(done)
+        return
+    verb = "written (resumed)" if done["resumed"] else "issued and written"
+    click.echo(
+        f"certificate {done['serial']}, the renewal of {done['renewed_from']}, {verb} onto token "
+        f"{done['token_serial']} beside the same key pair as {done['label']!r} (key id {done['key_id']}), "
+        f"until {local_time(done['not_valid_after'])}; the old certificate object was removed from the key. "
+        f"Hand it over with 'pkictl distribute {done['request_id']}'"
+    )
+
+
 @contextmanager
 def _locked_pin_named(lookup: Callable[[str], LockedKey], info: TokenInfo) -> Iterator[None]:
     """A key found with its holder's PIN locked, before the log-in or by it: refused with the deal that

@@ -4,6 +4,10 @@ signed, and answers with the certificate, which is written beside the key and re
 
 A failure before the center recorded the certificate removes the new key pair; after it, the certificate
 waits on the center for ``pkictl issue ID --resume`` with the same token.
+
+A renewal onto the key (services/token_renewal.py) makes no key pair: the key pair already there signs a
+CSR (the proof), the center issues, the desk writes the new certificate object in place of the old one; after
+the center recorded it, ``pkictl renew SERIAL --token-serial S --resume`` finishes.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from pki.ca.keys import spki_sha256
 from pki.errors import TokenError
-from pki.services.token_device import TokenDevice, put_on_token, refuse_labelled, token_csr
+from pki.services.token_device import (
+    HoldingDevice,
+    TokenDevice,
+    not_this_token,
+    put_on_token,
+    refuse_labelled,
+    replace_on_token,
+    token_csr,
+)
 
 OpenDevice = Callable[[], AbstractContextManager[TokenDevice]]
 
@@ -146,6 +158,117 @@ def _remove(device: TokenDevice, key_id: bytes, failure: BaseException) -> None:
         device.remove(key_id)
     except TokenError as cleanup:
         failure.add_note(f"the new key pair {key_id.hex()} is still on the token: {cleanup.message}")
+
+
+# -- 续期 onto the key holding the old key pair (services/token_renewal.py is the center's half) ----------------
+
+OpenHolding = Callable[[], AbstractContextManager[HoldingDevice]]
+
+
+def refuse_other_token(plan: dict[str, Any], presented: str) -> None:
+    """Before the PIN is asked for: the key presented must be the one the certificate's key pair is on
+    (``plan``: the renew.token.begin or renew.token.pending document)."""
+    if presented != plan["token_serial"]:
+        raise not_this_token(plan["serial"], plan["token_serial"], presented)
+
+
+def renew(desk: Caller, plan: dict[str, Any], open_device: OpenHolding, *, months: int | None) -> Any:
+    """Renew ``plan["serial"]`` (its renew.token.begin document) onto the key holding its key pair: the key
+    pair found and proven there, the renewal recorded, written beside it in place of the old certificate
+    object, delivered. Nothing is written to the key before the center recorded the renewal; after that a
+    failure leaves it for --resume. The delivery document."""
+    import base64
+
+    serial, key_id = plan["serial"], bytes.fromhex(plan["key_id"])
+    with open_device() as device:
+        refuse_other_token(plan, device.serial)
+        proof = _proof(device, serial, key_id, plan["spki_sha256"], plan["label"])
+        recorded = desk.call(
+            "renew.token.record", serial=serial, token_serial=device.serial, months=months, csr=proof
+        )
+        return _replace_and_deliver(
+            desk,
+            device,
+            serial,
+            recorded["renewal"],
+            base64.b64decode(recorded["der"]),
+            base64.b64decode(plan["der"]),
+            key_id,
+            plan["label"],
+            resumed=False,
+        )
+
+
+def resume_renewal(desk: Caller, waiting: dict[str, Any], open_device: OpenHolding) -> Any:
+    """Finish a renewal the center recorded for the key (``waiting``: its renew.token.pending document)."""
+    import base64
+
+    der = base64.b64decode(waiting["der"])
+    key_id = bytes.fromhex(waiting["key_id"])
+    with open_device() as device:
+        refuse_other_token(waiting, device.serial)
+        public = device.public_key(key_id)
+        certified = x509.load_der_x509_certificate(der).public_key()
+        if public is None or spki_sha256(public) != spki_sha256(certified):  # type: ignore[arg-type]
+            raise _not_the_key_pair(device.serial, waiting["serial"], waiting["key_id"])
+        return _replace_and_deliver(
+            desk,
+            device,
+            waiting["serial"],
+            waiting["renewal"],
+            der,
+            base64.b64decode(waiting["replaces"]),
+            key_id,
+            waiting["label"],
+            resumed=True,
+        )
+
+
+def _proof(device: HoldingDevice, serial: str, key_id: bytes, spki: str, label: str) -> bytes:
+    """A CSR the key pair ``key_id`` on the key signs, once its public half is seen to be certificate
+    ``serial``'s (``spki``) and its private half is there; the center checks the signature again."""
+    public = device.public_key(key_id)
+    if public is None or spki_sha256(public) != spki:
+        raise _not_the_key_pair(device.serial, serial, key_id.hex())
+    private_key = device.signing_key(key_id)
+    if private_key is None:
+        raise TokenError(
+            f"token {device.serial} holds no private key with id {key_id.hex()}: certificate {serial}'s key "
+            "pair is not whole on it, and its renewal would be of no use (nothing was written)",
+            message_zh="USB Key中缺少原证书的私钥",
+        )
+    return token_csr(private_key, label).public_bytes(Encoding.DER)
+
+
+def _not_the_key_pair(token_serial: str, serial: str, key_id: str) -> TokenError:
+    return TokenError(
+        f"token {token_serial} holds no key pair with id {key_id} whose public key is certificate {serial}'s: "
+        "it is not the key that certificate was issued onto, or its key pair was changed (nothing was written)",
+        message_zh="USB Key中没有原证书对应的密钥",
+    )
+
+
+def _replace_and_deliver(
+    desk: Caller,
+    device: HoldingDevice,
+    serial: str,
+    renewal: str,
+    der: bytes,
+    replaces: bytes,
+    key_id: bytes,
+    label: str,
+    *,
+    resumed: bool,
+) -> Any:
+    resume = f"pkictl renew {serial} --token-serial {device.serial} --resume"
+    replace_on_token(_Sent(renewal, der, None), device, key_id, label, replaces, resume)
+    return desk.call(
+        "renew.token.deliver",
+        serial=serial,
+        token_serial=device.serial,
+        renewal=renewal,
+        resumed=resumed,
+    )
 
 
 def clean(desk: Caller, device: Any, *, remove: bool) -> list[dict[str, Any]]:

@@ -36,6 +36,7 @@ from pki.services.stock import StockService
 from pki.services.token_cleanup import TokenCleanupService
 from pki.services.token_handshake import TokenHandshakeService
 from pki.services.token_issuance import TokenIssuanceService
+from pki.services.token_renewal import TokenRenewalService
 from pki.services.token_reset import TokenResetService
 from pki.services.token_secrets import TokenSecretService
 from pki.services.unlock import UnlockService
@@ -84,6 +85,9 @@ class Service:
         self.ocsp = OcspService(self.ctx, self.authority)
         self.token_issuance = TokenIssuanceService(self.ctx, self.requests, self.issuance)
         self.token_handshake = TokenHandshakeService(self.ctx, self.token_issuance)
+        self.token_renewal = TokenRenewalService(
+            self.ctx, self.renewal, self.requests, self.issuance, self.deals
+        )
         self.distribution = DistributionService(self.ctx, self.requests, self.revocation)
         self.stock = StockService(self.ctx)
         self.token_cleanup = TokenCleanupService(self.ctx)

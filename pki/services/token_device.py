@@ -173,6 +173,77 @@ def put_on_token(
         )
 
 
+class HoldingDevice(TokenIdentity, Protocol):
+    """A logged-in USB key that already holds a key pair of ours, as a renewal onto it needs it
+    (tokens.usbkey.UsbKey; services/token_renewal.py). Every method raises TokenError on a token failure."""
+
+    def public_key(self, key_id: bytes) -> PublicKey | None: ...
+
+    def has_private_key(self, key_id: bytes) -> bool: ...
+
+    def signing_key(self, key_id: bytes) -> PrivateKey | None: ...
+
+    def certificates(self, key_id: bytes) -> list[bytes]: ...
+
+    def write_certificate(self, der: bytes, key_id: bytes, label: str) -> None: ...
+
+    def remove_certificate(self, key_id: bytes, der: bytes) -> None: ...
+
+
+def not_this_token(serial: str, holder: str, presented: str) -> TokenError:
+    """Certificate ``serial``'s key pair is on token ``holder``; ``presented`` is another key."""
+    return TokenError(
+        f"certificate {serial}'s key pair is on token {holder}, not on {presented}: insert that key "
+        "(nothing was written)",
+        message_zh="该证书的密钥不在此USB Key中，请插入原USB Key",
+        ckr="CKR_TOKEN_NOT_PRESENT",
+    )
+
+
+def replace_on_token(
+    cert: CertificateToWrite, device: HoldingDevice, key_id: bytes, label: str, replaces: bytes, resume: str
+) -> None:
+    """A renewal's phase 3 on the key that holds its key pair: the new certificate object written beside it
+    (same CKA_ID and CKA_LABEL) unless a resumed renewal finds it there, read back, and only then the old
+    certificate's object (DER ``replaces``) removed, so that the key always holds a certificate for its key
+    pair and, once done, only the new one (software that looks a key pair's certificate up by CKA_ID finds
+    one). The key pair is not touched, nor any other object. ``resume``: the command that finishes it."""
+    try:
+        held = device.certificates(key_id)
+        if cert.der not in held:
+            device.write_certificate(cert.der, key_id, label)
+            held = device.certificates(key_id)
+        if cert.der in held and replaces in held:
+            device.remove_certificate(key_id, replaces)
+            held = device.certificates(key_id)
+        key_kept = device.has_private_key(key_id)
+    except TokenError as e:
+        raise TokenError(
+            f"{e.message}. Certificate {cert.serial} is issued but not (or not only) on the token: "
+            f"run '{resume}' with token {device.serial}",
+            message_zh=e.message_zh,
+            ckr=e.ckr,
+        ) from e
+    if cert.der not in held:
+        raise TokenError(
+            f"no certificate object read back from token {device.serial} with id {key_id.hex()} equals "
+            f"certificate {cert.serial}: remove what was written and run '{resume}'",
+            message_zh="写入USB Key的证书与签发记录不一致",
+        )
+    if replaces in held:
+        raise TokenError(
+            f"token {device.serial} kept the certificate object the renewal {cert.serial} replaces: run "
+            f"'{resume}'",
+            message_zh="USB Key中的原证书未能删除",
+        )
+    if not key_kept:  # removed behind our back (another tool): a certificate without its key is no use
+        raise TokenError(
+            f"token {device.serial} no longer holds the private key of certificate {cert.serial} "
+            f"(id {key_id.hex()}): revoke it and issue anew",
+            message_zh="USB Key上已无该证书对应的私钥",
+        )
+
+
 def reported(failure: BaseException, on_token: BaseException | None, also: str) -> BaseException:
     """The error to report when the token failed (``on_token``) while a transaction beside it failed too
     (``failure``): the token's, as doing them in turn would have met it first, the other named in a note

@@ -300,6 +300,8 @@ class TokenIssuanceService:
             )
             .where(
                 col(CertificateRequest.state) == RequestState.APPROVED,
+                # a renew deal takes no key pair (`pkictl renew` writes it onto the unit's own key), a deal
+                # that issues nothing no key at all
                 col(CertificateRequest.deal).in_(sorted(ISSUING_DEALS - {Deal.RENEW})),
                 col(CertificateRequest.id).not_in(pending),
             )
@@ -478,9 +480,12 @@ class TokenIssuanceService:
             deal = Deal(row.deal)
             require_role(self._ctx.policies.workflow, resolved, Action.ISSUE, deal)
             self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
+            renews = _renewed_by(s, request_id) if deal is Deal.RENEW else None
         if deal not in ISSUING_DEALS:
             raise wrong_finish(request_id, deal)
         transition(RequestState(state), Action.ISSUE, self._ctx.policies.workflow.route(deal))
+        if renews is not None:
+            raise renew_on_its_key(request_id, renews)
         if row.ca_algorithm is not None and is_sm2(row.ca_algorithm):
             raise IssuanceError(
                 f"request {request_id}'s kind is issued by an SM2 CA, and USB keys here make EC or RSA key pairs:"
@@ -494,7 +499,7 @@ class TokenIssuanceService:
                 message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
             )
         if token_state_value is not None:
-            _refuse_token(token_serial, TokenState(token_state_value), holder, str(credential))
+            refuse_token(token_serial, TokenState(token_state_value), holder, str(credential))
         if token_serial:
             _refuse_elsewhere(
                 token_serial,
@@ -513,6 +518,8 @@ class TokenIssuanceService:
         req = self._requests.get_in_scope(s, request_id, actor)
         require_role(self._ctx.policies.workflow, resolved, Action.ISSUE, req.deal)
         self._requests.refuse_conflicting(s, request_id, actor, Action.ISSUE)
+        if req.deal is Deal.RENEW:  # written onto the unit's key, and resumed, by `pkictl renew`
+            raise renew_on_its_key(request_id, _renewed_by(s, request_id), resume=True)
         return req
 
     @staticmethod
@@ -586,7 +593,7 @@ class TokenIssuanceService:
             kept = s.execute(_STOCK_KEPT, {"point": point_id}).scalar() if point_id is not None else None
             _refuse_elsewhere(device.serial, request_id, point_id, False, None, None, kept)
             return None
-        _refuse_token(device.serial, TokenState(found.state), found.holder_credential, credential)
+        refuse_token(device.serial, TokenState(found.state), found.holder_credential, credential)
         _refuse_elsewhere(
             device.serial, request_id, point_id, True, found.point_id, found.transfer_to_id, None
         )
@@ -666,26 +673,19 @@ class TokenIssuanceService:
             transition(req.state, Action.ISSUE)
             audit.lock_chain(s)  # see _record_in
             written.result()
-            marked = s.execute(_MARK_DELIVERED, {"cid": cert.id})
-            if marked.rowcount != 1:  # type: ignore[attr-defined]
-                raise ConflictError(
-                    f"certificate {cert.serial} was delivered or revoked meanwhile: nothing changed",
-                    message_zh="该证书已交付或已被吊销",
-                )
-            _refuse_token(token_serial, req.token_state, None, req.credential_number)
-            _refuse_elsewhere(
-                token_serial, cert.request_id, req.point_id, True, req.token_point, req.transfer_to_id, None
-            )
             now = self._ctx.now()
-            s.execute(
-                _TOKEN_ISSUED,
-                {
-                    "token": token_serial,
-                    "unit": req.unit_name,
-                    "credential": req.credential_number,
-                    "now": now,
-                    "by": actor.username,
-                },
+            record_delivery(
+                s,
+                cert,
+                token_serial,
+                req.token_state,
+                req.unit_name,
+                req.credential_number,
+                by=actor.username,
+                at=now,
+            )
+            _refuse_elsewhere(  # (a refusal rolls the writes back)
+                token_serial, cert.request_id, req.point_id, True, req.token_point, req.transfer_to_id, None
             )
             self._requests.mark_issued_many(
                 s,
@@ -707,6 +707,54 @@ class TokenIssuanceService:
                 select(TokenCertificate.token_id, func.count()).group_by(col(TokenCertificate.token_id))
             ).all()
         )
+
+
+def record_delivery(
+    s: Session,
+    cert: Certificate,
+    token_serial: str,
+    token_state: TokenState,
+    unit: str,
+    credential: str,
+    *,
+    by: str,
+    at: datetime,
+) -> None:
+    """Phase 4's writes, in the caller's transaction (an issuance's, or a renewal's onto its key,
+    services/token_renewal.py): the certificate delivered (refused if it was delivered or revoked
+    meanwhile), then, unless the token (locked, ``token_state``) may take no certificate now, the token
+    issued to the unit."""
+    marked = s.execute(_MARK_DELIVERED, {"cid": cert.id})
+    if marked.rowcount != 1:  # type: ignore[attr-defined]
+        raise ConflictError(
+            f"certificate {cert.serial} was delivered or revoked meanwhile: nothing changed",
+            message_zh="该证书已交付或已被吊销",
+        )
+    refuse_token(token_serial, token_state, None, credential)
+    s.execute(
+        _TOKEN_ISSUED, {"token": token_serial, "unit": unit, "credential": credential, "now": at, "by": by}
+    )
+
+
+def _renewed_by(s: Session, request_id: int) -> str:
+    """The serial of the certificate a renew deal renews."""
+    return s.exec(
+        select(Certificate.serial)
+        .join(CertificateRequest, col(CertificateRequest.subject_certificate_id) == col(Certificate.id))
+        .where(CertificateRequest.id == request_id)
+    ).one()
+
+
+def renew_on_its_key(request_id: int, serial: str, *, resume: bool = False) -> IssuanceError:
+    """A renew deal certifies the key pair already on the unit's USB key again: no new key pair is made, and
+    the certificate is written onto that key by `pkictl renew` (services/token_renewal.py)."""
+    tail = " --resume" if resume else ""
+    return IssuanceError(
+        f"request {request_id} is a renew deal: the key pair of certificate {serial} is certified again and "
+        f"its renewal written onto the USB key holding it, with 'pkictl renew {serial} "
+        f"(--token-label L | --token-serial S){tail} --as USER'",
+        message_zh="续期业务沿用原USB Key中的密钥，请使用 pkictl renew 办理",
+    )
 
 
 def _refuse_elsewhere(
@@ -741,7 +789,7 @@ def _refuse_elsewhere(
         )
 
 
-def _refuse_token(serial: str, state: TokenState, holder: str | None, credential: str) -> None:
+def refuse_token(serial: str, state: TokenState, holder: str | None, credential: str) -> None:
     """A token takes a new certificate unless it is lost, destroyed, suspended or defective, or holds another
     unit's."""
     if state in _UNUSABLE:

@@ -315,6 +315,35 @@ OTHER_OPERATIONS = {
         lambda rid: {"serials": ["0A0B"], "reason": "keyCompromise"},
     ),
     "renew": ("operation", "renew", "POST", "/api/v1/certificates/0A0B/renewal", lambda rid: {}),
+    # 续期 onto the USB key holding the key pair: the same roles as renew
+    "renew.token.begin": (
+        "operation",
+        "renew",
+        "POST",
+        "/api/v1/certificates/0A0B/renewal/token",
+        lambda rid: {},
+    ),
+    "renew.token.record": (
+        "operation",
+        "renew",
+        "POST",
+        "/api/v1/certificates/0A0B/renewal/token/certificate",
+        lambda rid: {"token_serial": "T1", "csr": base64.b64encode(csr_for(key("ec-p256", 48))).decode()},
+    ),
+    "renew.token.pending": (
+        "operation",
+        "renew",
+        "GET",
+        "/api/v1/certificates/0A0B/renewal/token",
+        lambda rid: {},
+    ),
+    "renew.token.deliver": (
+        "operation",
+        "renew",
+        "POST",
+        "/api/v1/certificates/0A0B/renewal/token/delivery",
+        lambda rid: {"token_serial": "T1", "renewal": "0C0D"},
+    ),
     "hold": ("operation", "hold", "POST", "/api/v1/certificates/0A0B/hold", lambda rid: {}),
     "release": ("operation", "hold", "POST", "/api/v1/certificates/0A0B/release", lambda rid: {}),
     "token.mark": (
@@ -353,6 +382,10 @@ OTHER_OPERATIONS = {
 CARRIED_OUT = {
     "revoke": ((Action.COMPLETE, Deal.REVOKE),),
     "renew": ((Action.ISSUE, Deal.RENEW), (Action.ISSUE, Deal.REKEY)),
+    **{
+        name: ((Action.ISSUE, Deal.RENEW), (Action.ISSUE, Deal.REKEY))
+        for name in ("renew.token.begin", "renew.token.record", "renew.token.pending", "renew.token.deliver")
+    },
     "hold": ((Action.COMPLETE, Deal.HOLD),),
     "release": ((Action.COMPLETE, Deal.RELEASE),),
 }

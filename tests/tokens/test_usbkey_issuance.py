@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import PyKCS11
 import pytest
@@ -14,6 +15,7 @@ from cryptography import x509
 from sqlmodel import Session, select
 
 from pki.clock import FixedClock
+from pki.desk import usbkey
 from pki.enums import Action, CertificateStatus, RequestState, RevocationReason, TokenState
 from pki.errors import (
     ConfigurationError,
@@ -28,6 +30,7 @@ from pki.models import Certificate, HandOver, TokenCertificate, UsbToken
 from pki.services import Actor, Service
 from pki.services.token_issuance import PreChecked, object_label
 from tests.judges.tools import AT_T0, ca_certs, run, write_pem
+from tests.support.acting_desk import ActingDesk
 from tests.support.data import application, make_uscc
 from tests.support.devices import OnKey
 from tests.support.pki import approved, csr_for, key
@@ -306,7 +309,7 @@ def test_a_suspended_key_takes_nothing_new_until_reinstated(
 
 
 def test_renewal_revokes_the_old_certificate_at_distribution_when_policy_says_so(
-    clock: FixedClock, ca_service: Service, people: dict[str, Actor], device: UsbKey
+    clock: FixedClock, ca_service: Service, people: dict[str, Actor], token: Token
 ) -> None:
     policies = dataclasses.replace(
         ca_service.ctx.policies,
@@ -319,14 +322,21 @@ def test_renewal_revokes_the_old_certificate_at_distribution_when_policy_says_so
         keys=ca_service.ctx.keys,
         audit_seal=ca_service.ctx.audit_seal,
     )
+    module = Module(token.module)
+
+    def opened() -> Any:
+        return open_usb_key(module, module.find(serial=token.serial), token.pin)
+
     rid = approved(svc, people, usbkey_model=SOFTHSM)
-    first = svc.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
+    with opened() as device:
+        first = svc.token_issuance.issue(rid, device, actor=people["distributor"], key_type="ec-p256")
     svc.distribution.distribute(rid, recipient="王五", actor=people["distributor"])
     clock.advance(timedelta(days=365 - 30))
-    renewed = svc.renewal.renew(first.serial, actor=people["ops"])
+    ops = ActingDesk(svc, people["ops"])  # the renewal onto the key (services/token_renewal.py)
+    renewed = usbkey.renew(ops, ops.call("renew.token.begin", serial=first.serial), opened, months=None)
     assert svc.certificates.get(first.serial).status is CertificateStatus.VALID  # not yet: not handed over
     handed = svc.distribution.distribute(rid, recipient="赵六", actor=people["distributor"])
-    assert handed.serial == renewed.serial and handed.superseded_revoked == first.serial
+    assert handed.serial == renewed["serial"] and handed.superseded_revoked == first.serial
     old = svc.certificates.get(first.serial)
     assert old.status is CertificateStatus.REVOKED and old.revocation_reason is RevocationReason.SUPERSEDED
     with pytest.raises(Exception, match="no certificate waiting to be handed over"):

@@ -1,5 +1,6 @@
-"""USB keys: the issuance handshake with a desk holding the token (services/token_handshake.py), the
-inventory next to the tokens the desk sees, and marks (lost, destroyed, returned, suspended, reinstated)."""
+"""USB keys: the issuance handshake with a desk holding the token (services/token_handshake.py), a renewal
+onto the key holding the old key pair (renew.token.*: services/token_renewal.py), the inventory next to the
+tokens the desk sees, and marks (lost, destroyed, returned, suspended, reinstated)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, Field
 
 from pki.desk.contract import Input, acting, later, operation
-from pki.desk.types import FileData, FileOut, Instant, RecordId, Text
+from pki.desk.types import FileData, FileOut, Instant, RecordId, Serial, Text
 
 if TYPE_CHECKING:
     from pki.services import Actor, Service
@@ -186,6 +187,146 @@ def deliver(svc: Service, actor: Actor | None, data: Deliver) -> Any:
         actor=acting(actor),
         token_serial=data.token_serial,
         serial=data.serial,
+        resumed=data.resumed,
+    )
+
+
+# -- 续期 onto the key holding the old key pair (services/token_renewal.py) ---------------------------------
+
+
+class RenewOnKey(Input):
+    serial: Serial
+    token_serial: str | None = Field(default=None, min_length=1, max_length=64)
+    months: int | None = Field(default=None, ge=1, le=120)
+
+
+class RenewalPlanDoc(BaseModel):
+    serial: str
+    der: FileOut  # the certificate renewed: its object on the key is replaced
+    spki_sha256: str
+    token_serial: str
+    key_id: str
+    label: str
+    key_type: str
+    usbkey_model: str
+    module: str | None
+    request_id: int | None  # the renew deal carried out; none for a direct renewal
+
+
+class RecordRenewal(Input):
+    serial: Serial
+    token_serial: str = TokenSerial
+    months: int | None = Field(default=None, ge=1, le=120)
+    csr: FileData  # signed on the key by the old key pair: the proof that it is there
+
+
+class RecordedRenewalDoc(BaseModel):
+    serial: str
+    renewal: str
+    request_id: int
+    der: FileOut
+    not_valid_after: Instant
+
+
+class RenewalRef(Input):
+    serial: Serial
+
+
+class WaitingRenewalDoc(BaseModel):
+    serial: str
+    renewal: str
+    der: FileOut
+    replaces: FileOut
+    request_id: int
+    token_serial: str
+    key_id: str
+    label: str
+    key_type: str
+    not_valid_after: Instant
+    module: str | None
+    usbkey_model: str
+
+
+class DeliverRenewal(Input):
+    serial: Serial
+    token_serial: str = TokenSerial
+    renewal: Serial
+    resumed: bool = False
+
+
+def _renewed() -> Any:
+    from pki.services.token_renewal import RenewedOntoKey
+
+    return RenewedOntoKey
+
+
+@operation(
+    "renew.token.begin",
+    "POST",
+    "/certificates/{serial}/renewal/token",
+    RenewOnKey,
+    RenewalPlanDoc,
+    summary="Start renewing a certificate onto the USB key holding its key pair: the checks, and where the key pair is",
+    tag=TAG,
+    reads_only=True,
+)
+def renew_begin(svc: Service, actor: Actor | None, data: RenewOnKey) -> Any:
+    return svc.token_renewal.begin(
+        data.serial, actor=acting(actor), token_serial=data.token_serial, months=data.months
+    )
+
+
+@operation(
+    "renew.token.record",
+    "POST",
+    "/certificates/{serial}/renewal/token/certificate",
+    RecordRenewal,
+    RecordedRenewalDoc,
+    summary="Renew for the key pair on the desk's USB key (proven by a CSR it signed); recorded as not yet on the key",
+    tag=TAG,
+    status=201,
+)
+def renew_record(svc: Service, actor: Actor | None, data: RecordRenewal) -> Any:
+    cert = svc.token_renewal.record(
+        data.serial, actor=acting(actor), token_serial=data.token_serial, csr=data.csr, months=data.months
+    )
+    return {
+        "serial": data.serial,
+        "renewal": cert.serial,
+        "request_id": cert.request_id,
+        "der": cert.der,
+        "not_valid_after": cert.not_valid_after,
+    }
+
+
+@operation(
+    "renew.token.pending",
+    "GET",
+    "/certificates/{serial}/renewal/token",
+    RenewalRef,
+    WaitingRenewalDoc,
+    summary="The renewal of a certificate issued for its USB key and not yet on it (to resume)",
+    tag=TAG,
+)
+def renew_pending(svc: Service, actor: Actor | None, data: RenewalRef) -> Any:
+    return svc.token_renewal.pending(data.serial, actor=acting(actor))
+
+
+@operation(
+    "renew.token.deliver",
+    "POST",
+    "/certificates/{serial}/renewal/token/delivery",
+    DeliverRenewal,
+    later(_renewed),
+    summary="The renewal is on the USB key beside its key pair and read back: delivered (a renew deal issued)",
+    tag=TAG,
+)
+def renew_deliver(svc: Service, actor: Actor | None, data: DeliverRenewal) -> Any:
+    return svc.token_renewal.deliver(
+        data.serial,
+        actor=acting(actor),
+        token_serial=data.token_serial,
+        renewal=data.renewal,
         resumed=data.resumed,
     )
 
