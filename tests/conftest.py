@@ -26,6 +26,34 @@ from pki.models import User
 from pki.services import Actor, Service
 
 PG_URL = os.environ.get("PKI_TEST_DATABASE_URL")
+
+# The real-world tests: each drives processes of its own (pkictl, `pkictl serve`, Chromium, an SMTP server,
+# nginx, schemathesis) and spends most of its time waiting on them. They carry the marker "slow", and
+# scripts/test runs them in a pytest of their own beside the rest, so their waits overlap the CPU-bound tests.
+SLOW = (
+    "tests/e2e/",
+    "tests/api/test_many_desks.py",
+    "tests/api/test_remote_",
+    "tests/api/test_transport.py",
+    "tests/judges/test_schemathesis.py",
+    "tests/judges/test_relying_parties.py",
+    "tests/cli/test_cli.py",
+    "tests/cli/test_notify_cli.py",
+    "tests/cli/test_pin_locked_cli.py",
+    "tests/cli/test_public_url.py",
+    "tests/cli/test_renew_onto_key_cli.py",
+    "tests/cli/test_token_cli.py",
+    "tests/integration/test_reminders.py",
+    "tests/tokens/test_token_unlock_cli.py",
+)
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        where = item.path.resolve().relative_to(_ROOT).as_posix()
+        if where.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
 # 2020-10-20 10:00 in Beijing: before the cutover, when applications were pouring in.
 T0 = datetime(2020, 10, 20, 2, 0, tzinfo=UTC)
 

@@ -27,7 +27,7 @@ def test_hold_and_release(ca_home: Cli, tmp_path: Path) -> None:
     again = ca_home("hold", serial, "--as", OPERATOR)
     assert again.code == 1 and again.err == f"pkictl: error: certificate {serial} is already held\n"
     refused = ca_home("release", serial, "--as", "clerk")
-    assert refused.code == 1 and "has no role that may release without a deal" in refused.err
+    assert refused.code == 1 and "has no role that may hold" in refused.err
     done = ca_home.json("release", serial, "--as", OPERATOR)
     assert done["status"] == "valid" and done["revocation_reason"] is None
     wrong = ca_home("revoke", serial, "--reason", "certificateHold", "--as", OPERATOR)
