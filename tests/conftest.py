@@ -54,6 +54,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         where = item.path.resolve().relative_to(_ROOT).as_posix()
         if where.startswith(SLOW):
             item.add_marker(pytest.mark.slow)
+
+
 # 2020-10-20 10:00 in Beijing: before the cutover, when applications were pouring in.
 T0 = datetime(2020, 10, 20, 2, 0, tzinfo=UTC)
 
