@@ -9,7 +9,6 @@ renewal recorded but not written is finished by a resume and never issued twice.
 from __future__ import annotations
 
 import base64
-import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import timedelta
@@ -59,29 +58,9 @@ def opener(token: softhsm.Token) -> Callable[[], AbstractContextManager[UsbKey]]
     return lambda: opened(token)
 
 
-def pkcs11_tool(token: softhsm.Token, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        [
-            "pkcs11-tool",
-            "--module",
-            token.module,
-            "--token-label",
-            token.label,
-            "--login",
-            "--pin",
-            token.pin,
-            *args,
-        ],
-        capture_output=True,
-        check=True,
-        env={"SOFTHSM2_CONF": str(token.conf), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    )
-
-
 def listed(token: softhsm.Token) -> list[str]:
     """pkcs11-tool --list-objects, one block of text per object, in the token's order."""
-    out = pkcs11_tool(token, "--list-objects").stdout.decode()
+    out = softhsm.pkcs11_tool(token, "--list-objects")
     blocks: list[str] = []
     for line in out.splitlines():
         if line and not line[0].isspace():
@@ -102,7 +81,7 @@ def certificate_objects(blocks: list[str]) -> list[str]:
 def read_certificate(token: softhsm.Token, key_id: str, tmp_path: Path) -> bytes:
     """The certificate object with CKA_ID ``key_id``, read by pkcs11-tool."""
     out = tmp_path / f"read-{key_id}.der"
-    pkcs11_tool(token, "--read-object", "--type", "cert", "--id", key_id, "--output-file", str(out))
+    softhsm.pkcs11_tool(token, "--read-object", "--type", "cert", "--id", key_id, "--output-file", str(out))
     return out.read_bytes()
 
 

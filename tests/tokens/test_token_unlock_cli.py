@@ -7,7 +7,6 @@ rerun."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,27 +75,6 @@ def unlock_deal(at: Cli, serial: str) -> int:
     return rid
 
 
-def pkcs11_objects(token: softhsm.Token, pin: str) -> str:
-    return subprocess.run(
-        [
-            "pkcs11-tool",
-            "--module",
-            token.module,
-            "--token-label",
-            token.label,
-            "--login",
-            "--pin",
-            pin,
-            "-O",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"SOFTHSM2_CONF": str(token.conf), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    ).stdout
-
-
 def request_state(at: Cli, rid: int) -> str:
     return str(at.json("request", "show", str(rid))["state"])
 
@@ -109,7 +87,7 @@ def test_unlock_end_to_end(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     serial = issued_onto(desk_home, tmp_path, token, monkeypatch)
-    before = pkcs11_objects(token, token.pin)
+    before = softhsm.pkcs11_tool(token, "-O")
     module = Module(softhsm.MODULE)
     info = module.find(serial=token.serial)
     with module.session(info, token.pin) as s:  # the holder's PIN changed behind pkictl's back
@@ -138,7 +116,9 @@ def test_unlock_end_to_end(
     assert request_state(desk_home, rid) == "completed"
     assert logs_in(module, info, NEW_PIN)
     assert not logs_in(module, info, CHANGED_PIN) and not logs_in(module, info, token.pin)
-    assert pkcs11_objects(token, NEW_PIN) == before  # the key pair and certificate stay, as they were
+    assert (
+        softhsm.pkcs11_tool(token, "-O", pin=NEW_PIN) == before
+    )  # the key pair and certificate stay, as they were
     assert "Private Key Object" in before and "Certificate Object" in before
     (new_so_pin,) = on_record(center, token.serial, center.users.authenticate("dist", PASSWORD))
     assert new_so_pin != token.so_pin

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -34,34 +33,12 @@ from tests.support.acting_desk import ActingDesk
 from tests.support.data import application, make_uscc
 from tests.support.devices import OnKey
 from tests.support.pki import approved, csr_for, key
-from tests.support.softhsm import Token
+from tests.support.softhsm import Token, pkcs11_tool
 from tokens.keys import generate_on_token
 from tokens.session import Module, token_error
 from tokens.usbkey import UsbKey, open_usb_key
 
 SOFTHSM = "SoftHSM2"
-
-
-def pkcs11_tool(token: Token, *args: str) -> str:
-    done = subprocess.run(
-        [
-            "pkcs11-tool",
-            "--module",
-            token.module,
-            "--token-label",
-            token.label,
-            "--login",
-            "--pin",
-            token.pin,
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"SOFTHSM2_CONF": str(token.conf), "PATH": "/usr/bin:/bin"},
-        timeout=60,
-    )
-    return done.stdout
 
 
 def objects(token: Token) -> str:
