@@ -66,8 +66,8 @@ class Operation:
     tag: str
     needs_actor: bool = True  # the operator acting (locally: --as USER and a password)
     status: int = 200
-    # Operations that change something: the API takes an Idempotency-Key for them (but for those whose answer
-    # carries secrets, which are safe to repeat and whose answer is never kept: see ``secret_answer``).
+    # Operations that change something: the API takes an Idempotency-Key for them (but for those whose input or
+    # answer carries secrets, which are safe to repeat and never kept for a replay: see ``secrets``).
     writes: bool = field(default=False)
     rows: str | None = None  # the list field a desk may take one row at a time (see :data:`Streamer`)
     stream: Streamer | None = None
@@ -214,13 +214,14 @@ def operation(
     needs_actor: bool = True,
     status: int = 200,
     reads_only: bool = False,
-    secret_answer: bool = False,
+    secrets: bool = False,
     rows: str | None = None,
 ) -> Callable[[Any], Any]:
     """Register ``run`` as the operation ``name`` (see :class:`Operation`). ``reads_only``: a POST that
     changes nothing (its input is too large or too private for a query string): no Idempotency-Key.
-    ``secret_answer``: a write whose answer carries secrets (a USB key's SO PINs): no Idempotency-Key
-    either, so the API never keeps the answer for a replay; repeating the call must be harmless.
+    ``secrets``: a write whose input or answer carries secrets (a USB key's SO PINs): no Idempotency-Key
+    either, so the API keeps neither the answer nor a hash of the request (a short PIN could be found from
+    it); repeating the call must be harmless.
     ``rows``: the decorated function is a :data:`Streamer` and ``rows`` the list field it streams."""
 
     def register(run: Any) -> Any:
@@ -238,7 +239,7 @@ def operation(
             tag=tag,
             needs_actor=needs_actor,
             status=status,
-            writes=method != "GET" and not reads_only and not secret_answer,
+            writes=method != "GET" and not reads_only and not secrets,
             rows=rows,
             stream=stream,
         )

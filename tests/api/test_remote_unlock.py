@@ -78,10 +78,13 @@ def test_a_remote_desk_unlocks_its_key(home: dict[str, str], tmp_path: Path) -> 
         (new_so_pin,) = on_record(svc, tokens.serials()[0], dist_actor)
         with svc.ctx.engine.connect() as conn:
             kept = [r[0] or "" for r in conn.execute(text("SELECT response FROM idempotency_record"))]
+            kept_ops = {r[0] for r in conn.execute(text("SELECT operation FROM idempotency_record"))}
             details = [str(r[0]) for r in conn.execute(text("SELECT details FROM audit_record"))]
     finally:
         svc.ctx.engine.dispose()
     assert kept  # the other writes' answers were kept; the SO PINs' answer was not
+    # nor a hash of the request that registered an SO PIN (a short one could be found from it)
+    assert "token.so_pin.register" not in kept_ops and "token.unlock.begin" not in kept_ops
     for secret in (SO_PIN, new_so_pin, NEW_PIN):
         assert not any(secret in k for k in kept) and not any(secret in d for d in details)
     assert not so_logs_in(tokens, SO_PIN) and so_logs_in(tokens, new_so_pin)

@@ -35,6 +35,7 @@ class SoPinDoc(BaseModel):
     SoPinDoc,
     summary="Keep a USB key's SO PIN, sealed, for unblocking its holder's PIN later (never shown again)",
     tag=TAG,
+    secrets=True,
 )
 def register_so_pin(svc: Service, actor: Actor | None, data: RegisterSoPin) -> Any:
     svc.token_secrets.register(data.serial, data.so_pin, actor=acting(actor), replace=data.replace)
@@ -93,7 +94,7 @@ class UnlockedDoc(BaseModel):
     UnlockPlanDoc,
     summary="Start carrying out the approved unlock deal on a USB key: the deal and the key's SO PINs",
     tag=TAG,
-    secret_answer=True,
+    secrets=True,
 )
 def unlock_begin(svc: Service, actor: Actor | None, data: UnlockKey) -> Any:
     return svc.unlock.begin(data.token_serial, actor=acting(actor))
@@ -137,7 +138,7 @@ class ResetDoc(BaseModel):
     ResetPlanDoc,
     summary="Start initialising again a USB key holding no good certificate: its SO PINs on record",
     tag=TAG,
-    secret_answer=True,
+    secrets=True,
 )
 def reset_begin(svc: Service, actor: Actor | None, data: UnlockKey) -> Any:
     return svc.token_reset.begin(data.token_serial, actor=acting(actor))
