@@ -12,6 +12,7 @@ longer be trusted.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -25,6 +26,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session, col, select
 
+from pki import locks
 from pki.audit_checkpoints import CheckpointLine
 from pki.audit_key import AuditKey
 from pki.errors import AuditIntegrityError, KeyAccessError
@@ -91,6 +93,9 @@ class Entry:
 
 
 _HEAD_KEY = "pki.audit_head"
+_PENDING_KEY = "pki.audit_pending"  # records appended, written at the commit (flush)
+_ORDERED_KEY = "pki.writers_ordered"
+_SAVEPOINTS_KEY = "pki.audit_savepoints"  # savepoint -> (records appended before it, the head then)
 _KEY_KEY = "pki.audit_key"
 _COMMITTED_KEY = "pki.audit_committed"
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
@@ -109,12 +114,49 @@ class ChainHead:
     hash: str
     key: AuditKey
     appended: bool = False
+    moved: bool = True  # the audit_head row holds seq and hash (it is written once, before the commit)
 
 
 def _forget_head(session: OrmSession, *_: object) -> None:
-    """The cached head is only good inside the transaction that locked it: a commit releases the lock and a
-    rollback (of the transaction or of a savepoint) undoes what was appended."""
+    """The cached head and the records not yet written are only good inside their transaction: a commit
+    releases the lock and a rollback undoes what was appended."""
     session.info.pop(_HEAD_KEY, None)
+    session.info.pop(_PENDING_KEY, None)
+    session.info.pop(_SAVEPOINTS_KEY, None)
+
+
+def _savepoint_taken(session: OrmSession, transaction: Any) -> None:
+    """Remember what was appended before a savepoint, and the head as it was, for a rollback to it."""
+    if transaction.nested:
+        head: ChainHead | None = session.info.get(_HEAD_KEY)
+        kept = (list(session.info.get(_PENDING_KEY, ())), dataclasses.replace(head) if head else None)
+        session.info.setdefault(_SAVEPOINTS_KEY, {})[transaction] = kept
+
+
+def _rolled_back(session: OrmSession, previous: Any) -> None:
+    """A rollback to a savepoint undoes what was appended after it, records written since included: the
+    records appended before it wait again for the commit, and the head is what it was (a head first locked
+    after the savepoint is read again: the rollback released it). Any other rollback forgets everything."""
+    kept = session.info.get(_SAVEPOINTS_KEY, {}).pop(previous, None) if previous.nested else None
+    if kept is None:
+        _forget_head(session)
+        return
+    pending, head = kept
+    session.info[_PENDING_KEY] = pending
+    if head is None:
+        session.info.pop(_HEAD_KEY, None)
+    else:
+        session.info[_HEAD_KEY] = head
+
+
+def _before_commit(session: OrmSession) -> None:
+    """The records appended are written, and the head row takes the newest link: once per transaction,
+    however many appends, with the chain's head locked only from here to the commit."""
+    flush(session)  # type: ignore[arg-type]  # an ORM session; sqlmodel's is a subclass
+    head: ChainHead | None = session.info.get(_HEAD_KEY)
+    if head is not None and not head.moved:
+        session.execute(_MOVE_HEAD, {"new_seq": head.seq, "new_hash": head.hash})
+        head.moved = True
 
 
 def _remember_commit(session: OrmSession) -> None:
@@ -123,9 +165,10 @@ def _remember_commit(session: OrmSession) -> None:
     session.info[_COMMITTED_KEY] = head if head is not None and head.appended else None
 
 
+event.listen(OrmSession, "before_commit", _before_commit)
 event.listen(OrmSession, "after_commit", _remember_commit)
-for _event in ("after_rollback", "after_soft_rollback"):
-    event.listen(OrmSession, _event, _forget_head)
+event.listen(OrmSession, "after_transaction_create", _savepoint_taken)
+event.listen(OrmSession, "after_soft_rollback", _rolled_back)  # every rollback, a savepoint's included
 
 
 def use_key(session: Session, key: AuditKey) -> None:
@@ -139,13 +182,26 @@ def committed_head(session: Session) -> ChainHead | None:
     return head
 
 
-def lock_chain(session: Session) -> ChainHead:
-    """The chain head, locked once per transaction (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE).
+def order_writers(session: Session) -> None:
+    """Take the writers' order: ordered write transactions (Context.write's default) take it first and hold
+    it to their end, so they run one after another and a check-then-insert rule such as "the first user
+    must be an admin" cannot race. PostgreSQL: an advisory lock (pki/locks.py); SQLite: nothing to do, its
+    BEGIN IMMEDIATE already orders every writer. Taken once per transaction.
 
-    Every write transaction takes it first (see Context.write), which orders all writers: check-then-insert
-    rules such as "the first user must be an admin" cannot race. Plain statements, no ORM object: every write
-    transaction pays for this.
-    """
+    It is not the chain's head: every transaction locks the head only to write its records, just before its
+    commit, so a write left out of the order (``Context.write(ordered=False)``, whose rules rest on the rows
+    it locks) waits for the others only that long, and never while holding the head. Row locks, then the
+    head: both kinds take them in that order, and the order lock, held by ordered writes only, comes before
+    both."""
+    if session.info.get(_ORDERED_KEY) or not locks.on_postgresql(session):
+        return
+    session.execute(locks.WRITERS)
+    session.info[_ORDERED_KEY] = True
+
+
+def lock_chain(session: Session) -> ChainHead:
+    """The chain head, locked once per transaction (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE), by
+    :func:`flush` at the commit. Plain statements, no ORM object: every write transaction pays for this."""
     head = session.info.get(_HEAD_KEY)
     if head is None:
         row = session.execute(_LOCK_HEAD).first()
@@ -163,30 +219,57 @@ def lock_chain(session: Session) -> ChainHead:
 
 
 def append_many(session: Session, entries: Sequence[Entry]) -> None:
-    """Append records inside the caller's transaction, in order, and move the head once."""
+    """Append records inside the caller's transaction, in order. They are written at its commit, with the
+    head (:func:`flush`); a reader of the trail inside the same transaction flushes first."""
     if not entries:
         return
+    if session.info.get(_KEY_KEY) is None:  # a record without its MAC would read as forged
+        raise KeyAccessError(
+            "no audit key for this write: the audit key is locked", message_zh="审计密钥未解锁"
+        )
+    pending: list[tuple[datetime, str, str, str, str, str]] = session.info.setdefault(_PENDING_KEY, [])
+    pending.extend(
+        (
+            e.at.astimezone(UTC),
+            e.actor,
+            e.action,
+            e.subject_type,
+            str(e.subject_id),
+            canonical_json(e.details),
+        )
+        for e in entries
+    )
+
+
+def flush(session: Session) -> ChainHead | None:
+    """Write the records appended so far (one statement), the chain's head locked for the rest of the
+    transaction; the head row itself is written once, before the commit. Returns the head, None when the
+    transaction has appended nothing (then it locks nothing)."""
+    pending = session.info.pop(_PENDING_KEY, None)
+    if not pending:
+        found: ChainHead | None = session.info.get(_HEAD_KEY)
+        return found
     head = lock_chain(session)
     seq, prev = head.seq, head.hash
     rows: list[dict[str, Any]] = []
-    for e in entries:
+    for at, actor, action, subject_type, subject_id, details in pending:
         seq += 1
         row: dict[str, Any] = {
             "seq": seq,
-            "at": e.at.astimezone(UTC),
-            "actor": e.actor,
-            "action": e.action,
-            "subject_type": e.subject_type,
-            "subject_id": str(e.subject_id),
-            "details": canonical_json(e.details),
+            "at": at,
+            "actor": actor,
+            "action": action,
+            "subject_type": subject_type,
+            "subject_id": subject_id,
+            "details": details,
             "prev_hash": prev,
         }
         row["hash"] = prev = record_hash(**row)
         row["mac"] = head.key.record_mac(prev)
         rows.append(row)
     session.execute(_INSERT_RECORDS, rows[0] if len(rows) == 1 else rows)
-    session.execute(_MOVE_HEAD, {"new_seq": seq, "new_hash": prev})
-    head.seq, head.hash, head.appended = seq, prev, True
+    head.seq, head.hash, head.appended, head.moved = seq, prev, True, False
+    return head
 
 
 def append(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Dialect, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.types import DateTime, TypeDecorator
 from sqlmodel import Session, create_engine
 
+PING_AFTER_IDLE = 10.0  # seconds
+_RETURNED = "pki_returned_at"  # a pooled connection's record: when it was last checked in
 READONLY_OPTION = "pki_readonly"
 OPTIMISTIC_OPTION = "pki_optimistic"
 # SQLite's answer when a transaction that began reading wants to write after another writer committed
@@ -77,7 +80,34 @@ def make_engine(url: str) -> Engine:
             conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Check a pooled connection before use when it sat unused for :data:`PING_AFTER_IDLE` seconds (a server
+    restart or a firewall may have closed it meanwhile), instead of before every use as ``pool_pre_ping``
+    does: a busy server hands out connections used a moment ago, and a round trip before each of its
+    short transactions costs as much as one of their statements. A connection that fails the check is
+    replaced. One that broke less than that ago fails its statement; that error (503 to a desk) marks
+    the whole pool stale, so each server process sees at most one such failure per database restart."""
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _taken(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get(_RETURNED)
+        if returned is None or time.monotonic() - returned < PING_AFTER_IDLE:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            raise DisconnectionError("a pooled connection is closed") from e
+        if not alive:
+            raise DisconnectionError("a pooled connection is closed")
 
 
 @contextmanager
@@ -85,6 +115,28 @@ def transaction(engine: Engine) -> Iterator[Session]:
     """One unit of work: commits on success, rolls back everything on any exception."""
     with Session(engine, expire_on_commit=False) as session, session.begin():
         yield session
+
+
+@contextmanager
+def one_statement(engine: Engine, *, read: bool = False) -> Iterator[Connection]:
+    """A connection for work that needs one statement (or a few, each complete in itself): on PostgreSQL each
+    statement is its own transaction (autocommit: no BEGIN and COMMIT round trips, which would double the
+    cost of a short read or update); on SQLite a short transaction, committed (``read``: a read that takes
+    no write lock, rolled back)."""
+    if engine.dialect.name == "postgresql":
+        with _autocommit_bind(engine).connect() as conn:
+            yield conn
+    elif read:
+        with _read_bind(engine, False).connect() as conn:
+            yield conn
+    else:
+        with engine.begin() as conn:
+            yield conn
+
+
+@functools.lru_cache(maxsize=64)
+def _autocommit_bind(engine: Engine) -> Engine:
+    return engine.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @contextmanager

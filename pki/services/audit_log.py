@@ -69,7 +69,9 @@ class AuditService:
         the checkpoint in the trail and checkpoints that record; returns its number."""
         with self._ctx.write(checkpoint="manual") as s:
             audit.append(s, at=self._ctx.now(), actor=actor, action="audit.checkpoint")
-            return audit.lock_chain(s).seq
+            head = audit.flush(s)
+            assert head is not None  # it appended
+            return head.seq
 
     def for_request(
         self, request_id: int, *, limit: int = 1000, actor: Actor | None = None

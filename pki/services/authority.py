@@ -300,7 +300,7 @@ class AuthorityService:
             return []
         keys = self._ctx.key_store()
         rotated: list[str] = []
-        with self._ctx.write() as s:  # writers are ordered by the audit-head lock: no double rotation
+        with self._ctx.write() as s:  # an ordered write: no double rotation
             for signer in due:
                 issuing = self.get(signer.slug.removeprefix("ocsp-"))
                 record = s.exec(

@@ -7,11 +7,12 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, text
+from sqlalchemy import and_, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from pki import audit
@@ -25,8 +26,8 @@ from pki.db import (
     read_session,
     transaction,
 )
-from pki.errors import KeyAccessError, PermissionDeniedError, ScopeRefusalError
-from pki.models import User
+from pki.errors import ConflictError, KeyAccessError, PermissionDeniedError, ScopeRefusalError
+from pki.models import Point, User
 from pki.models.workflow import parse_roles
 from pki.services import idempotency
 from policies import Policies
@@ -36,10 +37,38 @@ T = TypeVar("T")
 # Opens one write transaction: Context.write, or Context.write_optimistic.
 Transaction = Callable[[], AbstractContextManager[Session]]
 
+_DEADLOCK = "40P01"  # PostgreSQL's SQLSTATE for a deadlock it broke
 _USERS = User.__table__  # type: ignore[attr-defined]
-_RESOLVE = sa_select(_USERS.c.username, _USERS.c.roles, _USERS.c.active).where(
-    _USERS.c.username == bindparam("username")
+_POINTS = Point.__table__  # type: ignore[attr-defined]
+# The user's record and the points under theirs, one row per point under it (or one row with NULL): what the
+# role checks and the scope (services/scope.py) read, in one statement.
+_RESOLVE = (
+    sa_select(_USERS.c.username, _USERS.c.roles, _USERS.c.active, _USERS.c.point_id, _POINTS.c.id)
+    .select_from(
+        _USERS.outerjoin(
+            _POINTS, and_(_USERS.c.point_id.is_not(None), _POINTS.c.parent_id == _USERS.c.point_id)
+        )
+    )
+    .where(_USERS.c.username == bindparam("username"))
 )
+_POINTS_READ = "pki_user_points"  # session.info: username -> [(point_id, id under it)] as resolve read them
+
+
+def read_user(s: Session, username: str) -> list[Any]:
+    """The user's record and the points under theirs (:data:`_RESOLVE`'s rows), kept for :func:`user_points`."""
+    rows = s.execute(_RESOLVE, {"username": username}).all()
+    s.info.setdefault(_POINTS_READ, {})[username] = [(r.point_id, r.id) for r in rows]
+    return list(rows)
+
+
+def user_points(s: Session, username: str) -> list[tuple[int | None, int | None]]:
+    """The user's point and each point under it, (point, point under it or None), as this transaction read
+    them: the role check (Context.resolve) usually did already; no row for an unknown user."""
+    found: list[tuple[int | None, int | None]] | None = s.info.get(_POINTS_READ, {}).get(username)
+    if found is None:
+        read_user(s, username)
+        found = s.info[_POINTS_READ][username]
+    return found
 
 
 @dataclass(frozen=True)
@@ -78,20 +107,36 @@ class Context:
         return self.audit_seal
 
     @contextmanager
-    def write(self, *, checkpoint: str | None = None) -> Iterator[Session]:
-        """One write transaction; it takes the audit chain's head lock first, which orders all writers.
+    def write(self, *, checkpoint: str | None = None, ordered: bool = True) -> Iterator[Session]:
+        """One write transaction. ``ordered`` (the default) takes the writers' order first
+        (audit.order_writers), so ordered writes run one after another: check-then-insert rules need nothing
+        more. A write left out of the order (``ordered=False``) must rest every rule it checks on the rows
+        it locks (a request, a USB key) or on a lock of its own (a public key: services/issuance.py); the
+        desk's steps for one unit are written so, and so do not wait for one another. Either kind locks the
+        audit chain's head only to write its records, at the end (audit.flush).
 
-        The audit key is unlocked before the transaction (a prompt or a KDF never holds the lock); after the
+        The audit key is unlocked before the transaction (a prompt or a KDF never holds a lock); after the
         commit the head it wrote is checkpointed when the policy's interval says so, or always when
         ``checkpoint`` names a reason ("crl"). An idempotency key the API is serving (services/idempotency.py)
-        is claimed in it, after the work."""
+        is claimed in it, after the work. Two transactions that each wait for a row the other locked
+        (PostgreSQL finds it: a deadlock) end with a ConflictError for one of them: nothing of it was kept."""
         seal = self.seal()
         key = seal.key()
-        with transaction(self.engine) as session:
-            audit.use_key(session, key)
-            audit.lock_chain(session)
-            yield session
-            claim = idempotency.stake(session, self.now())
+        try:
+            with transaction(self.engine) as session:
+                audit.use_key(session, key)
+                if ordered:
+                    audit.order_writers(session)
+                yield session
+                claim = idempotency.stake(session, self.now())
+        except DBAPIError as e:
+            if getattr(getattr(e, "orig", None), "sqlstate", None) != _DEADLOCK:
+                raise
+            raise ConflictError(
+                "another change to the same records was being made at the same moment: nothing was changed;"
+                " try again",
+                message_zh="其他操作正在同时修改相同记录，本次未作更改，请重试",
+            ) from e
         if claim is not None:
             claim.staked = True
         self._after_commit(session, seal, checkpoint)
@@ -111,16 +156,10 @@ class Context:
             _log.exception("audit checkpoint not written to %s", seal.checkpoints.path)
 
     @contextmanager
-    def write_plain(self, *, durable: bool = True) -> Iterator[Session]:
+    def write_plain(self) -> Iterator[Session]:
         """A write transaction that records no audit entry and claims no idempotency key: bookkeeping such as
-        a session's last use. It takes no audit lock, so it must never wait for a transaction that holds it.
-
-        ``durable=False``: bookkeeping whose loss in a database crash costs nothing that matters (a session's
-        last use; an idempotency answer, whose claim committed durably with the work) need not wait for the
-        disk: on PostgreSQL the commit does not wait for its WAL flush (SQLite in WAL mode never does)."""
+        a reminder's mark. It takes no audit lock, so it must never wait for a transaction that holds it."""
         with transaction(self.engine) as session:
-            if not durable and self.engine.dialect.name == "postgresql":
-                session.execute(text("SET LOCAL synchronous_commit TO OFF"))
             yield session
 
     @property
@@ -131,11 +170,11 @@ class Context:
     @contextmanager
     def write_optimistic(self) -> Iterator[Session]:
         """A write transaction that may wait on something slow (a token) before it writes, holding no lock
-        meanwhile: it reads a snapshot, the audit chain's head included (audit.lock_chain reads it there),
-        and takes the write lock at its first write, which fails if another writer committed since. The
-        caller runs the whole work again through :meth:`write` when it raises a write conflict
-        (pki.db.is_write_conflict). SQLite in WAL mode only: on PostgreSQL row locks taken before the chain's
-        head would invert the order every other writer takes them in."""
+        meanwhile: it reads a snapshot, the audit chain's head included, and takes the write lock at its
+        first write, which fails if another writer committed since. The caller runs the whole work again
+        through :meth:`write` when it raises a write conflict (pki.db.is_write_conflict). SQLite in WAL mode
+        only, where every other write waits for the one lock; on PostgreSQL such work waits for the slow
+        part first (write_beside)."""
         if not self.optimistic_writes:
             raise RuntimeError("optimistic write transactions need SQLite in WAL mode")
         seal = self.seal()
@@ -148,15 +187,17 @@ class Context:
             claim.staked = True
         self._after_commit(session, seal, None)
 
-    def write_beside(self, work: Callable[[Transaction], T], ready: Callable[[], object]) -> T:
+    def write_beside(
+        self, work: Callable[[Transaction], T], ready: Callable[[], object], *, ordered: bool = True
+    ) -> T:
         """Run ``work`` in one write transaction while something slow (a token, in another thread) runs;
         ``ready`` waits for it. ``work`` opens the transaction it is given, does its reads, calls ``ready``
         before its first write, then writes.
 
         With optimistic writes (SQLite in WAL mode) the reads overlap the slow part and no lock is held
         meanwhile; when another writer got in first, ``work`` runs again whole, once ``ready`` has returned,
-        in a plain write transaction. Otherwise ``ready`` comes first: a plain write transaction takes the
-        audit chain's head, and must not hold it while a USB key works for seconds.
+        in a plain write transaction. Otherwise ``ready`` comes first: a plain write transaction holds row
+        locks (and, ``ordered``, the writers' order) and must not hold them while a USB key works for seconds.
         """
         if self.optimistic_writes:
             try:
@@ -165,7 +206,7 @@ class Context:
                 if not is_write_conflict(e):
                     raise
         ready()
-        return work(self.write)
+        return work(lambda: self.write(ordered=ordered))
 
     @staticmethod
     def resolve(s: Session, actor: Actor, *, quiet: bool = False) -> Actor:
@@ -174,7 +215,8 @@ class Context:
         Raises PermissionDeniedError for an unknown or inactive user, or returns an actor without roles
         when ``quiet``.
         """
-        user = s.execute(_RESOLVE, {"username": actor.username}).first()
+        rows = read_user(s, actor.username)
+        user = rows[0] if rows else None
         if user is None or not user.active:
             if quiet:
                 return Actor(actor.username, frozenset())

@@ -17,16 +17,25 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, update
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam, delete, insert, update
+from sqlmodel import Session, select
 
+from pki.db import one_statement
 from pki.models import IdempotencyRecord
 
 if TYPE_CHECKING:
     from pki.services.context import Context
 
+_RECORDS = IdempotencyRecord.__table__  # type: ignore[attr-defined]
+_CLAIM_INSERT = insert(_RECORDS)
+_ANSWER = (
+    update(_RECORDS)
+    .where(_RECORDS.c.username == bindparam("who"), _RECORDS.c.key == bindparam("claimed"))
+    .values(status=bindparam("answer_status"), response=bindparam("answer"))
+)
+_SWEEP = delete(_RECORDS).where(_RECORDS.c.created_at < bindparam("before"))
 KEEP = timedelta(days=1)
 SWEEP_EVERY = timedelta(minutes=10)  # old records are dropped this often per process, not on every answer
 
@@ -70,23 +79,23 @@ def stake(session: Session, at: datetime) -> Claim | None:
     claim = _CLAIM.get()
     if claim is None or claim.staked:
         return None
-    session.add(_record(claim, at))
-    session.flush()  # a concurrent retry that committed first fails us here (unique username, key)
+    # A concurrent retry that committed first fails us here (unique username, key).
+    session.execute(_CLAIM_INSERT, _values(claim, at))
     return claim
 
 
-def _record(
+def _values(
     claim: Claim, at: datetime, status: int | None = None, response: str | None = None
-) -> IdempotencyRecord:
-    return IdempotencyRecord(
-        username=claim.username,
-        key=claim.key,
-        operation=claim.operation,
-        request_hash=claim.request_hash,
-        created_at=at,
-        status=status,
-        response=response,
-    )
+) -> dict[str, Any]:
+    return {
+        "username": claim.username,
+        "key": claim.key,
+        "operation": claim.operation,
+        "request_hash": claim.request_hash,
+        "created_at": at,
+        "status": status,
+        "response": response,
+    }
 
 
 class IdempotencyService:
@@ -109,16 +118,15 @@ class IdempotencyService:
         """Keep the answer for retries (in a transaction of its own, after the work's commit)."""
         now = self._ctx.now()
         sweep = self._swept is None or now - self._swept >= SWEEP_EVERY
-        with self._ctx.write_plain(durable=False) as s:  # the claim, not this, is what must survive
+        with one_statement(self._ctx.engine) as conn:  # each statement complete in itself
             if sweep:
-                s.execute(delete(IdempotencyRecord).where(col(IdempotencyRecord.created_at) < now - KEEP))
+                conn.execute(_SWEEP, {"before": now - KEEP})
                 self._swept = now
-            done = s.execute(
-                update(IdempotencyRecord)
-                .where(
-                    col(IdempotencyRecord.username) == claim.username, col(IdempotencyRecord.key) == claim.key
-                )
-                .values(status=status, response=response)
-            )
-            if done.rowcount == 0:  # type: ignore[attr-defined]  # the work wrote nothing: claim it now
-                s.add(_record(claim, now, status, response))
+            answer = {
+                "who": claim.username,
+                "claimed": claim.key,
+                "answer_status": status,
+                "answer": response,
+            }
+            if conn.execute(_ANSWER, answer).rowcount == 0:  # the work wrote nothing: claim it now
+                conn.execute(_CLAIM_INSERT, _values(claim, now, status, response))

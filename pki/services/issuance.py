@@ -15,11 +15,11 @@ from asn1crypto import csr as a_csr
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import bindparam, insert
+from sqlalchemy import and_, bindparam, insert, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from pki import audit
+from pki import audit, locks
 from pki.ca import certs, sm2
 from pki.ca.keys import PublicKey, algorithm_of, is_sm2, spki_sha256
 from pki.ca.validity import add_months, whole_seconds
@@ -33,7 +33,7 @@ from pki.errors import (
     ValidationError,
 )
 from pki.lifecycle import transition
-from pki.models import Certificate, UsbToken
+from pki.models import Certificate, CertificateRequest, UsbToken
 from pki.services.authority import AuthorityService, LoadedCa
 from pki.services.authz import require_role
 from pki.services.context import Actor, Context
@@ -107,14 +107,24 @@ def _sm2_csr_key(csr: x509.CertificateSigningRequest) -> sm2.Sm2PublicKey:
 
 _CERTIFICATES = Certificate.__table__  # type: ignore[attr-defined]
 _INSERT = insert(_CERTIFICATES).returning(_CERTIFICATES.c.id, sort_by_parameter_order=True)
-_PENDING = sa_select(_CERTIFICATES.c.request_id, _CERTIFICATES.c.serial).where(
-    _CERTIFICATES.c.request_id.in_(bindparam("ids", expanding=True)),
-    _CERTIFICATES.c.delivered.is_(False),
-    _CERTIFICATES.c.status == CertificateStatus.VALID,
+_WAITING = and_(  # a certificate issued for its USB key, not yet on it
+    _CERTIFICATES.c.delivered.is_(False), _CERTIFICATES.c.status == CertificateStatus.VALID
 )
-_HOLDERS = sa_select(
-    _CERTIFICATES.c.serial, _CERTIFICATES.c.request_id, _CERTIFICATES.c.revocation_reason
-).where(_CERTIFICATES.c.spki_sha256 == bindparam("fingerprint"))
+_PENDING = sa_select(_CERTIFICATES.c.request_id, _CERTIFICATES.c.serial).where(
+    _CERTIFICATES.c.request_id.in_(bindparam("ids", expanding=True)), _WAITING
+)
+_BEARING = sa_select(
+    _CERTIFICATES.c.serial,
+    _CERTIFICATES.c.request_id,
+    _CERTIFICATES.c.revocation_reason,
+    and_(_CERTIFICATES.c.request_id == bindparam("rid"), _WAITING).label("pending"),
+    (_CERTIFICATES.c.spki_sha256 == bindparam("fingerprint")).label("holds"),
+).where(
+    or_(
+        _CERTIFICATES.c.spki_sha256 == bindparam("fingerprint"),
+        and_(_CERTIFICATES.c.request_id == bindparam("rid"), _WAITING),
+    )
+)
 
 
 class Applicant(Protocol):
@@ -160,6 +170,7 @@ APPLICANT_COLUMNS = (
     "credential_number",
     "deal_reason",
 )
+_APPLICANT = tuple(CertificateRequest.__table__.c[name] for name in APPLICANT_COLUMNS)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -197,12 +208,15 @@ class IssuanceService:
         public_key = self.checked_key(csr_public_key(csr_data))
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
-            self._ctx.write() as s,
+            self._ctx.write(ordered=False) as s,  # its rules rest on the request's row and the key's lock
         ):
-            req = self._requests.lock_for(s, request_id, actor, Action.ISSUE, expected_version)
+            req = self._requests.lock_row(
+                s, request_id, actor, Action.ISSUE, *_APPLICANT, expected_version=expected_version
+            )
             cert = self.issue_locked(s, req, public_key, actor=actor)
-            req.issued_by, req.issued_at = actor.username, cert.issued_at
-            self._requests.advance(s, req, actor, Action.ISSUE, {"serial": cert.serial})
+            self._requests.mark_issued_many(
+                s, [req], actor=actor, at=self._ctx.now(), issued_at=cert.issued_at, serials=[cert.serial]
+            )
             return cert
 
     def issue_many_from_csr(self, items: Sequence[tuple[int, bytes]], *, actor: Actor) -> list[IssuedRow]:
@@ -221,6 +235,7 @@ class IssuanceService:
         with self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST), self._ctx.write() as s:
             require_role(wf, self._ctx.resolve(s, actor), Action.ISSUE, Deal.NEW)
             reqs = self._requests.lock_many(s, ids, actor=actor)
+            locks.issuing_batch(s)
             self.refuse_pending(s, ids)
             earlier = self._requests.actions_by_many(s, ids, actor.username)
             fingerprints = {rid: spki_sha256(key) for rid, key in keys}
@@ -369,10 +384,17 @@ class IssuanceService:
         goes onto the old one).
         Raises IssuanceError when policy refuses (key reuse, validity past the issuing CA) and ConflictError
         while the request has a certificate waiting for its token.
+        It may run in a write left out of the writers' order (Context.write(ordered=False)): it locks the
+        public key it certifies, and a deal's issuance takes the order.
         """
         assert req.id is not None
-        if not pending_refused:  # or the caller did, in this transaction, after locking the request
-            self.refuse_pending(s, [req.id])
+        if req.deal is not Deal.NEW:  # it settles the old certificate and key too: with the ordered writes
+            audit.order_writers(s)
+        fingerprint = spki_sha256(public_key)
+        locks.issuing(s, fingerprint)  # no other issuance of this key between the read and the commit
+        pending, holders = _bearing(s, req.id, fingerprint)
+        if pending is not None and not pending_refused:  # or the caller did, after locking the request
+            raise _pending(*pending)
         terms = (  # a direct renewal names its predecessor; a deal's request names it
             None
             if renewed_from is not None
@@ -383,9 +405,9 @@ class IssuanceService:
             _refuse_terms(terms, req, public_key, onto_token)
             renewed_from, months_from, not_after = terms.predecessor, terms.months_from, terms.not_after
             if not terms.same_key:
-                self._refuse_key_reuse(s, req, public_key, renewing=False)
+                _refuse_key_reuse(holders, req, renewing=False)
         else:
-            self._refuse_key_reuse(s, req, public_key, renewing=renewed_from is not None)
+            _refuse_key_reuse(holders, req, renewing=renewed_from is not None)
         now = whole_seconds(self._ctx.now())
         values = _row(
             self._certify(
@@ -460,11 +482,7 @@ class IssuanceService:
         for i in range(0, len(request_ids), 500):
             hit = s.execute(_PENDING, {"ids": request_ids[i : i + 500]}).first()
             if hit is not None:
-                raise ConflictError(
-                    f"request {hit[0]} has certificate {hit[1]} issued but not yet written to its USB key: "
-                    "finish it with 'pkictl issue --resume'",
-                    message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
-                )
+                raise _pending(hit[0], hit[1])
 
     @staticmethod
     def _holders(s: Session, fingerprints: list[str]) -> dict[str, str]:
@@ -478,22 +496,6 @@ class IssuanceService:
             ).all():
                 found.setdefault(fingerprint, serial)
         return found
-
-    @staticmethod
-    def _refuse_key_reuse(s: Session, req: Applicant, public_key: PublicKey, renewing: bool) -> None:
-        """One key, one unit: a certified key may be certified again only when renewing the same request."""
-        holders = s.execute(_HOLDERS, {"fingerprint": spki_sha256(public_key)}).all()
-        others = [serial for serial, request_id, _ in holders if not renewing or request_id != req.id]
-        if others:
-            raise _key_reused(others[0])
-        compromised = next(
-            (serial for serial, _, reason in holders if reason is RevocationReason.KEY_COMPROMISE), None
-        )
-        if compromised is not None:
-            raise IssuanceError(
-                f"this public key was revoked for key compromise (certificate {compromised}): generate a new key",
-                message_zh="该公钥已因密钥泄露被吊销，请重新生成密钥",
-            )
 
     @staticmethod
     def _refuse_past_ca(ca: LoadedCa, not_after: datetime) -> None:
@@ -567,6 +569,39 @@ def _refuse_terms(terms: DealTerms, req: Applicant, public_key: PublicKey, onto_
             "another key",
             message_zh="补办须使用新的USB Key",
         )
+
+
+def _bearing(s: Session, request_id: int, fingerprint: str) -> tuple[tuple[int, str] | None, list[Any]]:
+    """One read of the certificates that bear on an issuance: the request's certificate still waiting for its
+    USB key, if any ((request id, serial)), and every certificate of the public key (serial, request id,
+    revocation reason)."""
+    rows = s.execute(_BEARING, {"rid": request_id, "fingerprint": fingerprint}).all()
+    pending = next(((r.request_id, r.serial) for r in rows if r.pending), None)
+    return pending, [(r.serial, r.request_id, r.revocation_reason) for r in rows if r.holds]
+
+
+def _refuse_key_reuse(holders: Sequence[Any], req: Applicant, renewing: bool) -> None:
+    """One key, one unit: a certified key may be certified again only when renewing the same request.
+    ``holders``: the certificates of the key (serial, request id, revocation reason)."""
+    others = [serial for serial, request_id, _ in holders if not renewing or request_id != req.id]
+    if others:
+        raise _key_reused(others[0])
+    compromised = next(
+        (serial for serial, _, reason in holders if reason is RevocationReason.KEY_COMPROMISE), None
+    )
+    if compromised is not None:
+        raise IssuanceError(
+            f"this public key was revoked for key compromise (certificate {compromised}): generate a new key",
+            message_zh="该公钥已因密钥泄露被吊销，请重新生成密钥",
+        )
+
+
+def _pending(request_id: int, serial: str) -> ConflictError:
+    return ConflictError(
+        f"request {request_id} has certificate {serial} issued but not yet written to its USB key: "
+        "finish it with 'pkictl issue --resume'",
+        message_zh="该申请已签发证书但尚未写入USB Key，请使用 --resume 完成",
+    )
 
 
 def _key_reused(serial: str) -> IssuanceError:

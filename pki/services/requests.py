@@ -527,14 +527,22 @@ class RequestService:
         assert req is not None
         return req
 
-    def lock_row(self, s: Session, request_id: int, actor: Actor, action: Action, *columns: Any) -> Any:
+    def lock_row(
+        self,
+        s: Session,
+        request_id: int,
+        actor: Actor,
+        action: Action,
+        *columns: Any,
+        expected_version: int | None = None,
+    ) -> Any:
         """:meth:`lock_for` for a caller that needs only some columns: the same checks, the locked row as a
         plain row (``id``, ``state``, ``version`` and ``columns``), no ORM object."""
         known_id(request_id)
         actor = self._ctx.resolve(s, actor)
         require_role(self._ctx.policies.workflow, actor, action)
         row = s.execute(_lock_row_statement(tuple(c.name for c in columns)), {"rid": request_id}).first()
-        self._admit(s, request_id, row, actor, action, None, row.point_id if row else None)
+        self._admit(s, request_id, row, actor, action, expected_version, row.point_id if row else None)
         return row
 
     def _admit(
@@ -594,6 +602,7 @@ class RequestService:
     @staticmethod
     def actions_by_many(s: Session, ids: Sequence[int], username: str) -> dict[int, set[Action]]:
         """For each request, the workflow actions ``username`` took on it (one query per 500 requests)."""
+        audit.flush(s)  # what this transaction appended counts too
         out: dict[int, set[Action]] = {}
         keys = [str(i) for i in ids]
         for i in range(0, len(keys), 500):
@@ -679,6 +688,7 @@ class RequestService:
     @staticmethod
     def _actions_by(s: Session, request_id: int, username: str) -> set[Action]:
         """Every workflow action ``username`` has ever taken on the request, from its audit trail."""
+        audit.flush(s)  # what this transaction appended counts too
         names = s.execute(_ACTIONS_BY, {"subject_id": str(request_id), "actor": username}).scalars()
         return {a for a in map(_workflow_action, names) if a is not None}
 

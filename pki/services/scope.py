@@ -15,27 +15,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, bindparam, false, true
+from sqlalchemy import false, true
 from sqlalchemy import select as sa_select
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
 from pki.errors import NotFoundError, OutOfScopeError
 from pki.models import Certificate, CertificateRequest, Point, User
-from pki.services.context import Actor
+from pki.services.context import Actor, user_points
 
 _USERS = User.__table__  # type: ignore[attr-defined]
 _POINTS = Point.__table__  # type: ignore[attr-defined]
-# The user's point and the points under it, one row per point under it (or one row with NULL).
-_SCOPE = (
-    sa_select(_USERS.c.point_id, _POINTS.c.id)
-    .select_from(
-        _USERS.outerjoin(
-            _POINTS, and_(_USERS.c.point_id.is_not(None), _POINTS.c.parent_id == _USERS.c.point_id)
-        )
-    )
-    .where(_USERS.c.username == bindparam("username"))
-)
 
 
 @dataclass(frozen=True)
@@ -67,16 +57,16 @@ NOTHING = Scope(frozenset())
 
 def scope_for(s: Session, actor: Actor | None) -> Scope:
     """The actor's scope as the user table says now (an unknown user sees nothing; a deactivated one is
-    refused by the role checks, which read the same row)."""
+    refused by the role checks, which read the same row, once per transaction: Context.resolve)."""
     if actor is None:
         return EVERYTHING
-    rows = s.execute(_SCOPE, {"username": actor.username}).all()
+    rows = user_points(s, actor.username)
     if not rows:
         return NOTHING
-    home = rows[0].point_id
+    home = rows[0][0]
     if home is None:
         return EVERYTHING
-    return Scope(frozenset({home, *(r.id for r in rows if r.id is not None)}), home)
+    return Scope(frozenset({home, *(i for _, i in rows if i is not None)}), home)
 
 
 def require_in_scope(scope: Scope, point_id: int | None, missing: NotFoundError, what: str) -> None:

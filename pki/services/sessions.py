@@ -16,9 +16,10 @@ from typing import Any
 
 from sqlalchemy import bindparam, update
 from sqlalchemy import select as sa_select
-from sqlmodel import col, select
+from sqlmodel import select
 
 from pki import audit
+from pki.db import one_statement
 from pki.errors import SessionExpiredError
 from pki.models import ApiSession, User
 from pki.models.workflow import parse_roles
@@ -41,6 +42,7 @@ _RESOLVE = (
     .join(_USERS, _USERS.c.username == _SESSIONS.c.username)
     .where(_SESSIONS.c.token_hash == bindparam("hash"))
 )
+_TOUCH = update(_SESSIONS).where(_SESSIONS.c.id == bindparam("sid")).values(last_used_at=bindparam("now"))
 TOKEN_PREFIX = "pkis_"  # noqa: S105 - a prefix that makes a leaked token recognisable
 # A session's last use is written when it is older than this: idle expiry is exact to within it.
 _TOUCH_EVERY = timedelta(minutes=1)
@@ -101,8 +103,8 @@ class SessionService:
         Raises SessionExpiredError for an unknown, revoked, idle or expired session, or a deactivated user.
         """
         now = self._ctx.now()
-        with self._ctx.read() as s:
-            row = s.execute(_RESOLVE, {"hash": token_hash(token)}).first()
+        with one_statement(self._ctx.engine, read=True) as conn:  # every API call runs it
+            row = conn.execute(_RESOLVE, {"hash": token_hash(token)}).first()
         if row is None:
             raise SessionExpiredError("unknown")
         why = self._ended(row, now)
@@ -111,8 +113,8 @@ class SessionService:
         if why is not None:
             raise SessionExpiredError(why)
         if now - row.last_used_at >= _TOUCH_EVERY:
-            with self._ctx.write_plain(durable=False) as s:  # no audit record: a use is not a change
-                s.execute(update(ApiSession).where(col(ApiSession.id) == row.id).values(last_used_at=now))
+            with one_statement(self._ctx.engine) as conn:  # no audit record: a use is not a change
+                conn.execute(_TOUCH, {"sid": row.id, "now": now})
         return Actor(row.username, parse_roles(row.roles))
 
     def _ended(self, session: Any, now: datetime) -> str | None:

@@ -18,9 +18,13 @@ is told; every rule is decided here, as for a local issuance.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlmodel import Session
 
 from pki.ca.keys import PublicKey, algorithm_of
 from pki.enums import Action
@@ -29,7 +33,7 @@ from pki.models import Certificate
 from pki.services.context import Actor, Context
 from pki.services.issuance import csr_public_key
 from pki.services.requests import SUBJECT as REQUEST
-from pki.services.token_issuance import TokenIssuanceService, TokenIssued, object_label
+from pki.services.token_issuance import TokenIssuanceService, TokenIssued, _Pending, object_label
 
 
 @dataclass(frozen=True)
@@ -83,8 +87,7 @@ class TokenHandshakeService:
 
     def begin(self, request_id: int, *, actor: Actor, token_serial: str | None = None) -> Begun:
         """Phase 1's checks and the desk's instructions. Raises what a local issuance would."""
-        credential = self._issuing._check(request_id, actor, token_serial or "")
-        model_name = self._issuing.usbkey_model(request_id)
+        credential, model_name = self._issuing._checked(request_id, actor, token_serial or "")
         model = self._ctx.policies.tokens.model(model_name)
         return Begun(
             request_id,
@@ -109,12 +112,12 @@ class TokenHandshakeService:
         if not key_id or len(key_id) > 64:
             raise ValidationError([FieldError("key_id", "1 to 64 bytes, hex", "密钥标识无效")])
         public = self._issuing._issuance.checked_key(csr_public_key(csr))
-        self._ctx.policies.tokens.key_type_for(self._issuing.usbkey_model(request_id), key_type)
+        credential, model_name = self._issuing._checked(request_id, actor, token.serial)
+        self._ctx.policies.tokens.key_type_for(model_name, key_type)
         if algorithm_of(public) != key_type:
             raise ValidationError(
                 [FieldError("key_type", f"the CSR's key is not {key_type}", "证书请求的密钥类型与所报不符")]
             )
-        credential = self._issuing._check(request_id, actor, token.serial)
         expected = object_label(request_id, credential)
         if label != expected:
             raise ValidationError(
@@ -125,7 +128,7 @@ class TokenHandshakeService:
                 ]
             )
         return self._issuing._record_in(
-            self._ctx.write,
+            self._unordered,
             request_id,
             token,
             ProvenKey(key_id, label, public),
@@ -135,17 +138,7 @@ class TokenHandshakeService:
 
     def pending(self, request_id: int, *, actor: Actor) -> Pending:
         """The certificate recorded for ``request_id`` and not yet on its token (for a resume)."""
-        with (
-            self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
-            self._ctx.read() as s,
-        ):
-            self._issuing._check_actor(s, request_id, actor)
-            found = self._issuing._pending(s, request_id)
-        if found is None:
-            raise NotFoundError(
-                f"request {request_id} has no certificate waiting to be written to a token",
-                message_zh="该申请没有待写入USB Key的证书",
-            )
+        found = self._waiting(request_id, actor)
         cert, placement = found.certificate, found.placement
         model_name = self._issuing.usbkey_model(request_id)
         model = self._ctx.policies.tokens.model(model_name)
@@ -166,26 +159,46 @@ class TokenHandshakeService:
         self, request_id: int, *, actor: Actor, token_serial: str, serial: str, resumed: bool = False
     ) -> TokenIssued:
         """Phase 4, once the desk has written the certificate and read it back."""
-        waiting = self.pending(request_id, actor=actor)
-        if (waiting.serial, waiting.token_serial) != (serial.upper(), token_serial):
+        found = self._waiting(request_id, actor)
+        cert, placement = found.certificate, found.placement
+        if (cert.serial, found.token_serial) != (serial.upper(), token_serial):
             raise ConflictError(
-                f"request {request_id} waits for certificate {waiting.serial} on token {waiting.token_serial}, "
+                f"request {request_id} waits for certificate {cert.serial} on token {found.token_serial}, "
                 f"not {serial} on {token_serial}",
                 message_zh="证书或USB Key与签发记录不符",
             )
-        with self._ctx.read() as s:
-            found = self._issuing._pending(s, request_id)
-        assert found is not None
         written: Future[None] = Future()
         written.set_result(None)
-        self._issuing._deliver(self._ctx.write, found.certificate, token_serial, actor, written)
+        self._issuing._deliver(self._unordered, cert, token_serial, actor, written)
         return TokenIssued(
             request_id,
-            waiting.serial,
+            cert.serial,
             token_serial,
-            waiting.label,
-            waiting.key_id,
-            waiting.key_type,
-            waiting.not_valid_after,
+            placement.label,
+            placement.key_id,
+            placement.key_type,
+            cert.not_valid_after,
             resumed,
         )
+
+    def _waiting(self, request_id: int, actor: Actor) -> _Pending:
+        """The certificate recorded for ``request_id`` and not yet on its token, the actor checked first."""
+        with (
+            self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
+            self._ctx.read() as s,
+        ):
+            self._issuing._check_actor(s, request_id, actor)
+            found = self._issuing._pending(s, request_id)
+        if found is None:
+            raise NotFoundError(
+                f"request {request_id} has no certificate waiting to be written to a token",
+                message_zh="该申请没有待写入USB Key的证书",
+            )
+        return found
+
+    @contextmanager
+    def _unordered(self) -> Iterator[Session]:
+        """The write transaction of the desk's steps (record, deliver): left out of the writers' order, their
+        rules rest on the request's and the USB key's rows they lock (and issuance on its key lock)."""
+        with self._ctx.write(ordered=False) as s:
+            yield s

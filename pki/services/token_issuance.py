@@ -35,7 +35,6 @@ from sqlalchemy import bindparam, func, insert, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from pki import audit
 from pki.ca.keys import is_sm2, spki_sha256
 from pki.enums import ISSUING_DEALS, Action, CaRole, CertificateStatus, Deal, RequestState, TokenState
 from pki.errors import ConflictError, IssuanceError, NotFoundError, TokenError
@@ -103,6 +102,7 @@ _PRECHECK = (
         .scalar_subquery()
         .label("ca_algorithm"),
         _REQUESTS.c.deal,
+        _REQUESTS.c.usbkey_model,
     )
     .select_from(_REQUESTS)
     .outerjoin(_TOKENS, _TOKENS.c.serial == bindparam("token"))
@@ -461,9 +461,14 @@ class TokenIssuanceService:
     # -- phases ----------------------------------------------------------------------------------------
 
     def _check(self, request_id: int, actor: Actor, token_serial: str) -> str:
+        """Phase 1's checks (:meth:`_checked`); returns the unit's credential number."""
+        return self._checked(request_id, actor, token_serial)[0]
+
+    def _checked(self, request_id: int, actor: Actor, token_serial: str) -> tuple[str, str]:
         """Phase 1's checks, read-only, before the token is touched: role, duties, state, nothing pending, the
         token usable. Three statements: the actor, the request with what is pending and the token's state, the
-        actor's earlier actions on the request. Returns the unit's credential number."""
+        actor's earlier actions on the request. Returns the unit's credential number and the USBKEY model the
+        acceptor recorded."""
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.read() as s,
@@ -510,7 +515,7 @@ class TokenIssuanceService:
                 row.transfer_to_id,
                 row.stock_kept,
             )
-        return str(credential)
+        return str(credential), str(row.usbkey_model)
 
     def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
         resolved = self._ctx.resolve(s, actor)
@@ -544,6 +549,7 @@ class TokenIssuanceService:
         return self._ctx.write_beside(
             lambda transaction: self._record_in(transaction, request_id, device, new_key, key_type, actor),
             new_key.public_key,
+            ordered=False,  # see _record_in
         )
 
     def _record_in(
@@ -562,7 +568,6 @@ class TokenIssuanceService:
             req = self._requests.lock_row(s, request_id, actor, Action.ISSUE, *_LOCKED_COLUMNS)
             token_id = self._token_row(s, device, req.credential_number, request_id, req.point_id)
             self._issuance.refuse_pending(s, [request_id])
-            audit.lock_chain(s)  # read now, from the snapshot, when optimistic (taken first otherwise)
             public_key = new_key.public_key()  # waits for the token
             if token_id is None:
                 token_id = self._new_token_row(s, device, actor, req.point_id)
@@ -631,6 +636,7 @@ class TokenIssuanceService:
             self._ctx.write_beside(
                 lambda transaction: self._deliver(transaction, cert, device.serial, actor, writing),
                 writing.result,
+                ordered=False,  # see _deliver
             )
         except BaseException as failure:
             first = reported(failure, writing.exception(), "the delivery failed too")  # waits for the token
@@ -671,7 +677,6 @@ class TokenIssuanceService:
             require_role(self._ctx.policies.workflow, self._ctx.resolve(s, actor), Action.ISSUE)
             req = s.execute(_LOCK_FOR_DELIVERY, {"rid": cert.request_id, "token": token_serial}).one()
             transition(req.state, Action.ISSUE)
-            audit.lock_chain(s)  # see _record_in
             written.result()
             now = self._ctx.now()
             record_delivery(

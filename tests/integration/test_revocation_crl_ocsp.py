@@ -322,17 +322,20 @@ def test_deactivated_user_cannot_revoke(ca_service: Service, people: dict[str, A
 
 def test_a_compromised_key_is_never_certified_again(ca_service: Service, people: dict[str, Actor]) -> None:
     """Even where reuse is allowed (renewing the same request), a key revoked for compromise is refused."""
+    from pki.ca.keys import spki_sha256
     from pki.models import CertificateRequest
-    from pki.services.issuance import IssuanceService
+    from pki.services.issuance import _bearing, _refuse_key_reuse
 
     old = issued(ca_service, people)
     ca_service.revocation.revoke(old.serial, "keyCompromise", actor=people["ops"])
     leaked = x509.load_der_x509_certificate(old.der).public_key()
     with Session(ca_service.ctx.engine) as s:
         req = s.get(CertificateRequest, old.request_id)
-        assert req is not None
+        assert req is not None and req.id is not None
+        _, holders = _bearing(s, req.id, spki_sha256(leaked))  # type: ignore[arg-type]
+        assert [serial for serial, _, _ in holders] == [old.serial]
         with pytest.raises(IssuanceError, match="revoked for key compromise"):
-            IssuanceService._refuse_key_reuse(s, req, leaked, renewing=True)  # type: ignore[arg-type]
+            _refuse_key_reuse(holders, req, renewing=True)
 
 
 def test_rotation_stops_near_the_issuing_ca_end(ca_service: Service, clock: FixedClock) -> None:
