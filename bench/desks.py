@@ -7,12 +7,15 @@ desk operation under 8 concurrent desks at most 100 ms on this machine.
     .venv/bin/python bench/desks.py [--n 1000] [--desks 4] [--p95-desks 8] [--db postgresql|sqlite]
 
 Set-up (not timed): a home (CA hierarchy, users with passwords), 3N approved requests (tests/support/bulk.py:
-bulk import, then one UPDATE with their audit records), each desk's CSRs made before its clock starts.
+bulk import, then one UPDATE with their audit records). Each desk process logs in, makes its CSRs (or its
+token) and makes one read call (its code loaded, its connection open, as at a desk at work), then says it is
+ready; the desks of a phase start their clocks together once all are ready (no desk still starting up, a
+second of CPU on this machine, while the others are timed).
 Timed:
   in-process  service.issuance.issue_from_csr(rid, csr) one by one over N requests (the baseline)
   api         N requests split among --desks desk processes (tests/support/desk_worker.py: RemoteDesk,
               the CLI's client, with an Idempotency-Key per call), alternate desks on two servers;
-              wall time from the first desk's start to the last desk's end
+              wall time from the desks' start to the last desk's end
   p95         another N requests among --p95-desks desks; every call's latency as the desk sees it
   usbkey      --usbkey-n requests among --p95-desks desks, each onto a SoftHSM2 token of its own as a
               distributor does (begin, key pair and CSR on the token, record, write, deliver, the key handed
@@ -22,6 +25,7 @@ Checked afterwards: every request issued once, serials unique, the audit chain v
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -79,8 +83,6 @@ def main() -> None:
     p.add_argument("--usbkey-n", type=int, default=200, help="units the desks issue onto SoftHSM2 tokens")
     args = p.parse_args()
     if args.db == "postgresql":
-        import os
-
         os.environ.setdefault("PKI_TEST_DATABASE_URL", common.PG_URL)
     print(common.machine())
     common.line("=")
@@ -142,7 +144,12 @@ def main() -> None:
         print(
             f"  {name:<14} {len(ms):5d} calls  p50 {percentile(ms, 0.5):6.1f} ms  p95 {percentile(ms, 0.95):6.1f} ms"
         )
+    desk_cpu = sum(r["cpu_s"] for r in key_results) / max(1, len(units)) * 1000
     print(f"  whole unit (keygen on the token included): p50 {percentile(units, 0.5):.1f} ms")
+    cores = os.cpu_count()
+    print(
+        f"  the desks' own CPU per unit (SoftHSM2 included), on the servers' {cores} cores: {desk_cpu:.1f} ms"
+    )
     common.line()
     print(f"checked: {expected} issued through the API, once each, unique serials; audit chain verifies")
 

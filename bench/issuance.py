@@ -33,6 +33,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -63,9 +64,10 @@ def make_csrs(count: int) -> list[bytes]:
     return out
 
 
-def approved_requests(env: common.Env, count: int) -> list[int]:
-    """Bulk-import ``count`` units, then move them to 'approved' with one UPDATE plus their audit records."""
-    return bulk.approved_requests(env.service, env.people, count)
+def approved_requests(env: common.Env, count: int, **options: Any) -> list[int]:
+    """Bulk-import ``count`` units, then move them to 'approved' with one UPDATE plus their audit records
+    (``options``: tests/support/bulk.approved_requests's, such as the USBKEY model)."""
+    return bulk.approved_requests(env.service, env.people, count, **options)
 
 
 class RawLoop:

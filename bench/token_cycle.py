@@ -208,7 +208,7 @@ def main() -> None:
     with common.environment(args.db, keep=args.keep, prefix="pkibench-token-") as env:
         plan = [("ec-p256", args.n), ("rsa-2048", args.n_rsa)]
         total = sum(n + args.warmup for _, n in plan)
-        ids = approved_requests(env, total)
+        ids = approved_requests(env, total, usbkey="SoftHSM2")  # the model whose key types the cycle uses
         token = softhsm.new_token(Path(os.environ["SOFTHSM2_CONF"]))
         module = Module(token.module)
         info = module.find(label=token.label)
