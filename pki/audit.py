@@ -19,7 +19,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, event, insert, update
 from sqlalchemy import select as sa_select
@@ -92,10 +92,21 @@ class Entry:
     details: Mapping[str, Any] = field(default_factory=dict)
 
 
+class Waiting(NamedTuple):
+    """A record appended in this transaction, written at its commit (:func:`flush`)."""
+
+    at: datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str
+    details: str  # canonical JSON
+
+
 _HEAD_KEY = "pki.audit_head"
 _PENDING_KEY = "pki.audit_pending"  # records appended, written at the commit (flush)
 _ORDERED_KEY = "pki.writers_ordered"
-_SAVEPOINTS_KEY = "pki.audit_savepoints"  # savepoint -> (records appended before it, the head then)
+_SAVEPOINTS_KEY = "pki.audit_savepoints"  # savepoint -> (records waiting before it, the head, ordered)
 _KEY_KEY = "pki.audit_key"
 _COMMITTED_KEY = "pki.audit_committed"
 _HEAD = AuditHead.__table__  # type: ignore[attr-defined]
@@ -120,29 +131,33 @@ class ChainHead:
 def _forget_head(session: OrmSession, *_: object) -> None:
     """The cached head and the records not yet written are only good inside their transaction: a commit
     releases the lock and a rollback undoes what was appended."""
-    session.info.pop(_HEAD_KEY, None)
-    session.info.pop(_PENDING_KEY, None)
-    session.info.pop(_SAVEPOINTS_KEY, None)
+    for kept in (_HEAD_KEY, _PENDING_KEY, _SAVEPOINTS_KEY, _ORDERED_KEY):
+        session.info.pop(kept, None)
 
 
 def _savepoint_taken(session: OrmSession, transaction: Any) -> None:
     """Remember what was appended before a savepoint, and the head as it was, for a rollback to it."""
     if transaction.nested:
         head: ChainHead | None = session.info.get(_HEAD_KEY)
-        kept = (list(session.info.get(_PENDING_KEY, ())), dataclasses.replace(head) if head else None)
+        kept = (
+            list(session.info.get(_PENDING_KEY, ())),
+            dataclasses.replace(head) if head else None,
+            session.info.get(_ORDERED_KEY, False),
+        )
         session.info.setdefault(_SAVEPOINTS_KEY, {})[transaction] = kept
 
 
 def _rolled_back(session: OrmSession, previous: Any) -> None:
     """A rollback to a savepoint undoes what was appended after it, records written since included: the
-    records appended before it wait again for the commit, and the head is what it was (a head first locked
-    after the savepoint is read again: the rollback released it). Any other rollback forgets everything."""
+    records appended before it wait again for the commit, and the head and the writers' order are as they
+    were (a lock first taken after the savepoint is taken again: the rollback released it). Any other
+    rollback forgets everything."""
     kept = session.info.get(_SAVEPOINTS_KEY, {}).pop(previous, None) if previous.nested else None
     if kept is None:
         _forget_head(session)
         return
-    pending, head = kept
-    session.info[_PENDING_KEY] = pending
+    pending, head, ordered = kept
+    session.info[_PENDING_KEY], session.info[_ORDERED_KEY] = pending, ordered
     if head is None:
         session.info.pop(_HEAD_KEY, None)
     else:
@@ -151,7 +166,10 @@ def _rolled_back(session: OrmSession, previous: Any) -> None:
 
 def _before_commit(session: OrmSession) -> None:
     """The records appended are written, and the head row takes the newest link: once per transaction,
-    however many appends, with the chain's head locked only from here to the commit."""
+    however many appends, with the chain's head locked only from here to the commit. A savepoint released
+    is no commit: what was appended waits for the transaction's."""
+    if session.in_nested_transaction():
+        return
     flush(session)  # type: ignore[arg-type]  # an ORM session; sqlmodel's is a subclass
     head: ChainHead | None = session.info.get(_HEAD_KEY)
     if head is not None and not head.moved:
@@ -160,9 +178,15 @@ def _before_commit(session: OrmSession) -> None:
 
 
 def _remember_commit(session: OrmSession) -> None:
-    """What a commit made durable, for the checkpoint taken after it (committed_head)."""
+    """What a commit made durable, for the checkpoint taken after it (committed_head); what was kept for the
+    transaction is dropped (a session may open another). A savepoint released commits nothing yet."""
+    if session.in_nested_transaction():  # released: nothing to undo to it any more
+        session.info.get(_SAVEPOINTS_KEY, {}).pop(session.get_nested_transaction(), None)
+        return
     head = session.info.pop(_HEAD_KEY, None)
     session.info[_COMMITTED_KEY] = head if head is not None and head.appended else None
+    for kept in (_PENDING_KEY, _SAVEPOINTS_KEY, _ORDERED_KEY):
+        session.info.pop(kept, None)
 
 
 event.listen(OrmSession, "before_commit", _before_commit)
@@ -199,6 +223,13 @@ def order_writers(session: Session) -> None:
     session.info[_ORDERED_KEY] = True
 
 
+def require_ordered(session: Session) -> None:
+    """A programming error unless the transaction took the writers' order (PostgreSQL; on SQLite every
+    write is ordered): for work whose rules do not all rest on the rows it locks."""
+    if locks.on_postgresql(session) and not session.info.get(_ORDERED_KEY):
+        raise RuntimeError("this work must run in an ordered write: Context.write()")
+
+
 def lock_chain(session: Session) -> ChainHead:
     """The chain head, locked once per transaction (FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE), by
     :func:`flush` at the commit. Plain statements, no ORM object: every write transaction pays for this."""
@@ -209,27 +240,24 @@ def lock_chain(session: Session) -> ChainHead:
             raise AuditIntegrityError(
                 "the audit chain head is missing: run 'pkictl audit verify'", message_zh="审计链头记录缺失"
             )
-        key = session.info.get(_KEY_KEY)
-        if key is None:  # a record without its MAC would read as forged: refuse the write instead
-            raise KeyAccessError(
-                "no audit key for this write: the audit key is locked", message_zh="审计密钥未解锁"
-            )
-        head = session.info[_HEAD_KEY] = ChainHead(row.seq, row.hash, key)
+        head = session.info[_HEAD_KEY] = ChainHead(
+            row.seq, row.hash, session.info[_KEY_KEY]
+        )  # append_many checked it
     return head
 
 
 def append_many(session: Session, entries: Sequence[Entry]) -> None:
     """Append records inside the caller's transaction, in order. They are written at its commit, with the
-    head (:func:`flush`); a reader of the trail inside the same transaction flushes first."""
+    head (:func:`flush`); a reader of the trail inside the same transaction adds :func:`waiting`."""
     if not entries:
         return
     if session.info.get(_KEY_KEY) is None:  # a record without its MAC would read as forged
         raise KeyAccessError(
             "no audit key for this write: the audit key is locked", message_zh="审计密钥未解锁"
         )
-    pending: list[tuple[datetime, str, str, str, str, str]] = session.info.setdefault(_PENDING_KEY, [])
+    pending: list[Waiting] = session.info.setdefault(_PENDING_KEY, [])
     pending.extend(
-        (
+        Waiting(
             e.at.astimezone(UTC),
             e.actor,
             e.action,
@@ -239,6 +267,13 @@ def append_many(session: Session, entries: Sequence[Entry]) -> None:
         )
         for e in entries
     )
+
+
+def waiting(session: Session) -> Sequence[Waiting]:
+    """The records this transaction appended that wait for its commit: a reader of the trail inside the
+    transaction adds them to what it reads (locking nothing, as :func:`flush` would)."""
+    found: list[Waiting] = session.info.get(_PENDING_KEY, [])
+    return found
 
 
 def flush(session: Session) -> ChainHead | None:

@@ -172,7 +172,12 @@ def _optimistic_bind(engine: Engine) -> Engine:
 
 @contextmanager
 def read_session(engine: Engine, *, snapshot: bool = False) -> Iterator[Session]:
-    """A read that never takes the write lock and never commits; ``snapshot`` for one consistent view."""
+    """A read that never takes the write lock and never commits; ``snapshot`` for one consistent view.
+
+    On PostgreSQL a plain read runs its statements in autocommit: at READ COMMITTED each statement of a
+    transaction sees what was committed when it began anyway, so BEGIN and ROLLBACK would buy nothing but two
+    round trips. A snapshot read is a REPEATABLE READ transaction (and the one place a server-side cursor,
+    which needs a transaction, streams rows)."""
     with Session(_read_bind(engine, snapshot), expire_on_commit=False) as session:
         yield session  # closing the session rolls the read transaction back
 
@@ -182,6 +187,6 @@ def _read_bind(engine: Engine, snapshot: bool) -> Engine:
     """The engine with the read-only options, made once per engine and kind (making it costs more than a
     short read)."""
     options: dict[str, Any] = {READONLY_OPTION: True}
-    if snapshot and engine.dialect.name == "postgresql":
-        options["isolation_level"] = "REPEATABLE READ"
+    if engine.dialect.name == "postgresql":
+        options["isolation_level"] = "REPEATABLE READ" if snapshot else "AUTOCOMMIT"
     return engine.execution_options(**options)

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import and_, bindparam
+from sqlalchemy import and_, bindparam, event
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from pki import audit
@@ -52,6 +53,14 @@ _RESOLVE = (
     .where(_USERS.c.username == bindparam("username"))
 )
 _POINTS_READ = "pki_user_points"  # session.info: username -> [(point_id, id under it)] as resolve read them
+
+
+def _forget_reads(session: OrmSession, *_: object) -> None:
+    session.info.pop(_POINTS_READ, None)  # good for one transaction only
+
+
+event.listen(OrmSession, "after_commit", _forget_reads)
+event.listen(OrmSession, "after_soft_rollback", _forget_reads)
 
 
 def read_user(s: Session, username: str) -> list[Any]:
@@ -170,8 +179,8 @@ class Context:
     @contextmanager
     def write_optimistic(self) -> Iterator[Session]:
         """A write transaction that may wait on something slow (a token) before it writes, holding no lock
-        meanwhile: it reads a snapshot, the audit chain's head included, and takes the write lock at its
-        first write, which fails if another writer committed since. The caller runs the whole work again
+        meanwhile: it reads a snapshot and takes the write lock at its first write, which fails if another
+        writer committed since (the audit chain's head, read at the commit, is then the newest). The caller runs the whole work again
         through :meth:`write` when it raises a write conflict (pki.db.is_write_conflict). SQLite in WAL mode
         only, where every other write waits for the one lock; on PostgreSQL such work waits for the slow
         part first (write_beside)."""

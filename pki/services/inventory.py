@@ -121,10 +121,7 @@ class InventoryService:
         comment = comment.strip()
         if len(comment) > COMMENT_MAX:
             raise ValidationError([FieldError("comment", f"at most {COMMENT_MAX} characters", "备注过长")])
-        with (
-            self._ctx.denials_recorded(actor, "token_mark", "token", serial),
-            self._ctx.write(ordered=False) as s,  # its rules rest on the key's row and its certificates' rows
-        ):
+        with self._ctx.denials_recorded(actor, "token_mark", "token", serial), self._ctx.write() as s:
             require_operation(self._ctx.policies.workflow, self._ctx.resolve(s, actor), "token_mark")
             token = s.exec(select(UsbToken).where(UsbToken.serial == serial).with_for_update()).first()
             if token is None:

@@ -206,9 +206,12 @@ class IssuanceService:
     ) -> Certificate:
         """Issue for an approved request from a CSR; the subject comes from the approved record, never the CSR."""
         public_key = self.checked_key(csr_public_key(csr_data))
+        # A new certificate's rules rest on the request's row and the public key's lock: a write left out of
+        # the writers' order, so that desks do not wait for one another; a deal's issuance is ordered.
+        ordered = self._requests.deal_of(request_id) not in (None, Deal.NEW)
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
-            self._ctx.write(ordered=False) as s,  # its rules rest on the request's row and the key's lock
+            self._ctx.write(ordered=ordered) as s,
         ):
             req = self._requests.lock_row(
                 s, request_id, actor, Action.ISSUE, *_APPLICANT, expected_version=expected_version
@@ -384,12 +387,12 @@ class IssuanceService:
         goes onto the old one).
         Raises IssuanceError when policy refuses (key reuse, validity past the issuing CA) and ConflictError
         while the request has a certificate waiting for its token.
-        It may run in a write left out of the writers' order (Context.write(ordered=False)): it locks the
-        public key it certifies, and a deal's issuance takes the order.
+        A new certificate may be issued in a write left out of the writers' order (Context.write(ordered=
+        False)): it locks the public key it certifies. A deal's issuance must be ordered (checked).
         """
         assert req.id is not None
         if req.deal is not Deal.NEW:  # it settles the old certificate and key too: with the ordered writes
-            audit.order_writers(s)
+            audit.require_ordered(s)
         fingerprint = spki_sha256(public_key)
         locks.issuing(s, fingerprint)  # no other issuance of this key between the read and the commit
         pending, holders = _bearing(s, req.id, fingerprint)

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from pki import audit
 from pki.application import single_line, validate_application
 from pki.clock import CHINA_TZ
-from pki.db import UTCDateTime
+from pki.db import UTCDateTime, one_statement
 from pki.enums import DEAL_LABELS_ZH, NEW_KEY_DEALS, AccessType, Action, CertificateStatus, Deal, RequestState
 from pki.errors import (
     ConflictError,
@@ -81,6 +81,9 @@ _MARK_ISSUED = (
         updated_at=bindparam("at"),
     )
 )
+
+
+_DEAL_OF = sa_select(_REQUESTS.c.deal).where(_REQUESTS.c.id == bindparam("rid"))
 
 
 @functools.cache
@@ -527,6 +530,13 @@ class RequestService:
         assert req is not None
         return req
 
+    def deal_of(self, request_id: int) -> Deal | None:
+        """The request's type (None: no such request), in one statement of its own. A type never changes, so
+        a caller may choose its transaction by it (a deal's issuance is an ordered write)."""
+        with one_statement(self._ctx.engine, read=True) as conn:
+            found = conn.execute(_DEAL_OF, {"rid": known_id(request_id)}).scalar()
+        return None if found is None else Deal(found)
+
     def lock_row(
         self,
         s: Session,
@@ -602,9 +612,13 @@ class RequestService:
     @staticmethod
     def actions_by_many(s: Session, ids: Sequence[int], username: str) -> dict[int, set[Action]]:
         """For each request, the workflow actions ``username`` took on it (one query per 500 requests)."""
-        audit.flush(s)  # what this transaction appended counts too
         out: dict[int, set[Action]] = {}
         keys = [str(i) for i in ids]
+        mine = set(keys)
+        for rec in audit.waiting(s):  # what this transaction appended counts too
+            action = _workflow_action(rec.action)
+            if rec.subject_type == SUBJECT and rec.subject_id in mine and rec.actor == username and action:
+                out.setdefault(int(rec.subject_id), set()).add(action)
         for i in range(0, len(keys), 500):
             for subject_id, name in s.exec(
                 select(AuditRecord.subject_id, AuditRecord.action).where(
@@ -688,8 +702,12 @@ class RequestService:
     @staticmethod
     def _actions_by(s: Session, request_id: int, username: str) -> set[Action]:
         """Every workflow action ``username`` has ever taken on the request, from its audit trail."""
-        audit.flush(s)  # what this transaction appended counts too
-        names = s.execute(_ACTIONS_BY, {"subject_id": str(request_id), "actor": username}).scalars()
+        names = [*s.execute(_ACTIONS_BY, {"subject_id": str(request_id), "actor": username}).scalars()]
+        names += [  # what this transaction appended counts too
+            rec.action
+            for rec in audit.waiting(s)
+            if rec.subject_type == SUBJECT and rec.subject_id == str(request_id) and rec.actor == username
+        ]
         return {a for a in map(_workflow_action, names) if a is not None}
 
     @staticmethod

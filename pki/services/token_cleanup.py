@@ -31,8 +31,10 @@ from pki.services.token_issuance import OBJECT_PREFIX, request_of_label
 
 _PLACEMENTS = TokenCertificate.__table__  # type: ignore[attr-defined]
 _TOKENS = UsbToken.__table__  # type: ignore[attr-defined]
-_HELD_BY = sa_select(UsbToken.__table__.c.point_id).where(  # type: ignore[attr-defined]
-    UsbToken.__table__.c.serial == bindparam("token")  # type: ignore[attr-defined]
+_HELD_BY = (  # the key's row locked: an issuance recording onto it (not in the writers' order) waits, or is seen
+    sa_select(UsbToken.__table__.c.point_id)  # type: ignore[attr-defined]
+    .where(UsbToken.__table__.c.serial == bindparam("token"))  # type: ignore[attr-defined]
+    .with_for_update()
 )
 _PLACED_IDS = (
     sa_select(_PLACEMENTS.c.key_id)

@@ -27,13 +27,13 @@ from datetime import datetime
 from sqlmodel import Session
 
 from pki.ca.keys import PublicKey, algorithm_of
-from pki.enums import Action
+from pki.enums import Action, Deal
 from pki.errors import ConflictError, FieldError, NotFoundError, ValidationError
 from pki.models import Certificate
 from pki.services.context import Actor, Context
 from pki.services.issuance import csr_public_key
 from pki.services.requests import SUBJECT as REQUEST
-from pki.services.token_issuance import TokenIssuanceService, TokenIssued, _Pending, object_label
+from pki.services.token_issuance import TokenIssuanceService, TokenIssued, WaitingCertificate, object_label
 
 
 @dataclass(frozen=True)
@@ -87,12 +87,12 @@ class TokenHandshakeService:
 
     def begin(self, request_id: int, *, actor: Actor, token_serial: str | None = None) -> Begun:
         """Phase 1's checks and the desk's instructions. Raises what a local issuance would."""
-        credential, model_name = self._issuing._checked(request_id, actor, token_serial or "")
-        model = self._ctx.policies.tokens.model(model_name)
+        checked = self._issuing._check(request_id, actor, token_serial or "")
+        model = self._ctx.policies.tokens.model(checked.model)
         return Begun(
             request_id,
-            object_label(request_id, credential),
-            model_name,
+            object_label(request_id, checked.credential),
+            checked.model,
             model.module if model else None,
             model.key_type(None) if model else None,
         )
@@ -112,13 +112,13 @@ class TokenHandshakeService:
         if not key_id or len(key_id) > 64:
             raise ValidationError([FieldError("key_id", "1 to 64 bytes, hex", "密钥标识无效")])
         public = self._issuing._issuance.checked_key(csr_public_key(csr))
-        credential, model_name = self._issuing._checked(request_id, actor, token.serial)
-        self._ctx.policies.tokens.key_type_for(model_name, key_type)
+        checked = self._issuing._check(request_id, actor, token.serial)
+        self._ctx.policies.tokens.key_type_for(checked.model, key_type)
         if algorithm_of(public) != key_type:
             raise ValidationError(
                 [FieldError("key_type", f"the CSR's key is not {key_type}", "证书请求的密钥类型与所报不符")]
             )
-        expected = object_label(request_id, credential)
+        expected = object_label(request_id, checked.credential)
         if label != expected:
             raise ValidationError(
                 [
@@ -128,7 +128,9 @@ class TokenHandshakeService:
                 ]
             )
         return self._issuing._record_in(
-            self._unordered,
+            self._unordered
+            if checked.deal is Deal.NEW
+            else self._ctx.write,  # see TokenIssuanceService._record
             request_id,
             token,
             ProvenKey(key_id, label, public),
@@ -138,9 +140,8 @@ class TokenHandshakeService:
 
     def pending(self, request_id: int, *, actor: Actor) -> Pending:
         """The certificate recorded for ``request_id`` and not yet on its token (for a resume)."""
-        found = self._waiting(request_id, actor)
+        found, model_name = self._waiting(request_id, actor)
         cert, placement = found.certificate, found.placement
-        model_name = self._issuing.usbkey_model(request_id)
         model = self._ctx.policies.tokens.model(model_name)
         return Pending(
             request_id,
@@ -159,7 +160,7 @@ class TokenHandshakeService:
         self, request_id: int, *, actor: Actor, token_serial: str, serial: str, resumed: bool = False
     ) -> TokenIssued:
         """Phase 4, once the desk has written the certificate and read it back."""
-        found = self._waiting(request_id, actor)
+        found, _ = self._waiting(request_id, actor)
         cert, placement = found.certificate, found.placement
         if (cert.serial, found.token_serial) != (serial.upper(), token_serial):
             raise ConflictError(
@@ -181,20 +182,21 @@ class TokenHandshakeService:
             resumed,
         )
 
-    def _waiting(self, request_id: int, actor: Actor) -> _Pending:
-        """The certificate recorded for ``request_id`` and not yet on its token, the actor checked first."""
+    def _waiting(self, request_id: int, actor: Actor) -> tuple[WaitingCertificate, str]:
+        """The certificate recorded for ``request_id`` and not yet on its token, the actor checked first; and
+        the USBKEY model the acceptor recorded."""
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.read() as s,
         ):
-            self._issuing._check_actor(s, request_id, actor)
+            req = self._issuing._check_actor(s, request_id, actor)
             found = self._issuing._pending(s, request_id)
         if found is None:
             raise NotFoundError(
                 f"request {request_id} has no certificate waiting to be written to a token",
                 message_zh="该申请没有待写入USB Key的证书",
             )
-        return found
+        return found, req.usbkey_model
 
     @contextmanager
     def _unordered(self) -> Iterator[Session]:

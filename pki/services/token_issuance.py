@@ -195,13 +195,22 @@ class TokenIssued:
 
 
 @dataclass(frozen=True)
+class Checked:
+    """What phase 1's checks read of the request."""
+
+    credential: str  # the unit's credential number, part of the objects' label
+    model: str  # the USBKEY model the acceptor recorded
+    deal: Deal  # a request's type never changes: its issuance may choose its transaction by it
+
+
+@dataclass(frozen=True)
 class PreChecked:
     """Phase 1 passed for this request, actor and token (see TokenIssuanceService.precheck)."""
 
     request_id: int
     username: str
     token_serial: str
-    credential: str  # the unit's credential number, part of the objects' label
+    checked: Checked
 
 
 @dataclass(frozen=True)
@@ -214,7 +223,9 @@ class QueuedRequest:
 
 
 @dataclass(frozen=True)
-class _Pending:
+class WaitingCertificate:
+    """A certificate recorded for a request and not yet on its USB key, and where it goes."""
+
     certificate: Certificate
     placement: TokenCertificate
     token_serial: str
@@ -388,14 +399,16 @@ class TokenIssuanceService:
             prechecked is not None
             and (prechecked.request_id, prechecked.username, prechecked.token_serial) == wanted
         ):
-            credential = prechecked.credential
+            checked = prechecked.checked
         else:
-            credential = self._check(request_id, actor, device.serial)
-        label = object_label(request_id, credential)
+            checked = self._check(request_id, actor, device.serial)
+        label = object_label(request_id, checked.credential)
         refuse_labelled(device, label, request_id)
         new_key = NewKey(TOKEN_WORKER.submit(device.generate, key_type, label), label, self._issuance)
         try:
-            cert = self._record(request_id, device, new_key, key_type, actor)
+            cert = self._record(
+                request_id, device, new_key, key_type, actor, ordered=checked.deal is not Deal.NEW
+            )
         except BaseException as failure:
             key_id, on_token = new_key.settled()
             if key_id is not None:
@@ -460,15 +473,10 @@ class TokenIssuanceService:
 
     # -- phases ----------------------------------------------------------------------------------------
 
-    def _check(self, request_id: int, actor: Actor, token_serial: str) -> str:
-        """Phase 1's checks (:meth:`_checked`); returns the unit's credential number."""
-        return self._checked(request_id, actor, token_serial)[0]
-
-    def _checked(self, request_id: int, actor: Actor, token_serial: str) -> tuple[str, str]:
+    def _check(self, request_id: int, actor: Actor, token_serial: str) -> Checked:
         """Phase 1's checks, read-only, before the token is touched: role, duties, state, nothing pending, the
         token usable. Three statements: the actor, the request with what is pending and the token's state, the
-        actor's earlier actions on the request. Returns the unit's credential number and the USBKEY model the
-        acceptor recorded."""
+        actor's earlier actions on the request."""
         with (
             self._ctx.denials_recorded(actor, Action.ISSUE.value, REQUEST, request_id),
             self._ctx.read() as s,
@@ -515,7 +523,7 @@ class TokenIssuanceService:
                 row.transfer_to_id,
                 row.stock_kept,
             )
-        return str(credential), str(row.usbkey_model)
+        return Checked(str(credential), str(row.usbkey_model), deal)
 
     def _check_actor(self, s: Session, request_id: int, actor: Actor) -> CertificateRequest:
         resolved = self._ctx.resolve(s, actor)
@@ -528,7 +536,7 @@ class TokenIssuanceService:
         return req
 
     @staticmethod
-    def _pending(s: Session, request_id: int) -> _Pending | None:
+    def _pending(s: Session, request_id: int) -> WaitingCertificate | None:
         row = s.exec(
             select(Certificate, TokenCertificate, UsbToken.serial)
             .join(TokenCertificate, col(TokenCertificate.certificate_id) == col(Certificate.id))
@@ -539,17 +547,26 @@ class TokenIssuanceService:
                 Certificate.status == CertificateStatus.VALID,
             )
         ).first()
-        return None if row is None else _Pending(row[0], row[1], row[2])
+        return None if row is None else WaitingCertificate(row[0], row[1], row[2])
 
     def _record(
-        self, request_id: int, device: TokenDevice, new_key: NewKey, key_type: str, actor: Actor
+        self,
+        request_id: int,
+        device: TokenDevice,
+        new_key: NewKey,
+        key_type: str,
+        actor: Actor,
+        *,
+        ordered: bool,
     ) -> Certificate:
         """Phase 2: issue (not yet delivered) and record where the certificate goes, in one transaction,
-        which reads and checks while the token generates the key pair where it can (Context.write_beside)."""
+        which reads and checks while the token generates the key pair where it can (Context.write_beside).
+        Not ``ordered`` (a new certificate): its rules rest on the request's and the key's rows it locks and
+        on the public key's lock (IssuanceService.issue_locked); a deal's issuance is ordered."""
         return self._ctx.write_beside(
             lambda transaction: self._record_in(transaction, request_id, device, new_key, key_type, actor),
             new_key.public_key,
-            ordered=False,  # see _record_in
+            ordered=ordered,
         )
 
     def _record_in(

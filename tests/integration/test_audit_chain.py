@@ -192,3 +192,44 @@ def test_a_session_that_rolls_back_or_commits_reads_the_head_again(service: Serv
     assert result.ok, result.problems
     assert [r.action for r in service.audit.recent(limit=10)].count("test.kept") == 3
     assert "test.undone" not in [r.action for r in service.audit.recent(limit=10)]
+
+
+def test_a_released_savepoint_keeps_its_records_for_the_commit(service: Service) -> None:
+    """Releasing a savepoint is no commit: what was appended before and inside it is written at the
+    transaction's commit, which the checkpoint after it sees."""
+    now = service.ctx.now()
+    with Session(service.ctx.engine) as s:
+        audit.use_key(s, service.ctx.seal().key())
+        with s.begin():
+            audit.append(s, at=now, actor="t", action="test.before")
+            with s.begin_nested():
+                audit.append(s, at=now, actor="t", action="test.inside")
+            assert [w.action for w in audit.waiting(s)] == ["test.before", "test.inside"]
+        head = audit.committed_head(s)
+    assert head is not None and head.appended
+    service.audit.checkpoint()
+    assert service.audit.verify().ok
+    actions = [r.action for r in service.audit.recent(limit=10)]
+    assert "test.before" in actions and "test.inside" in actions
+
+
+def test_a_duty_check_inside_a_write_sees_what_it_appended_without_locking_the_head(
+    service: Service, people: dict[str, Actor]
+) -> None:
+    """Separation of duties reads the trail; inside a transaction that appended, the records waiting for
+    its commit count too, and reading them takes no lock on the chain's head."""
+    req = service.requests.create(application(), actor=people["clerk"])
+    assert req.id is not None
+    with pytest.raises(LookupError, match="rolled back"), service.ctx.write() as s:
+        audit.append(
+            s,
+            at=service.ctx.now(),
+            actor="acceptor",
+            action=f"request.{Action.ACCEPT.value}",
+            subject_type="request",
+            subject_id=req.id,
+        )
+        assert Action.ACCEPT in service.requests._actions_by(s, req.id, "acceptor")
+        assert Action.ACCEPT in service.requests.actions_by_many(s, [req.id], "acceptor")[req.id]
+        assert len(audit.waiting(s)) == 1  # nothing written yet: the head is locked at the commit
+        raise LookupError("rolled back: the record was the test's own")

@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from pki.clock import FixedClock
 from pki.desk import usbkey
-from pki.enums import Action, CertificateStatus, RequestState, RevocationReason, TokenState
+from pki.enums import Action, CertificateStatus, Deal, RequestState, RevocationReason, TokenState
 from pki.errors import (
     ConfigurationError,
     ConflictError,
@@ -27,7 +27,7 @@ from pki.errors import (
 )
 from pki.models import Certificate, HandOver, TokenCertificate, UsbToken
 from pki.services import Actor, Service
-from pki.services.token_issuance import PreChecked, object_label
+from pki.services.token_issuance import Checked, PreChecked, object_label
 from tests.judges.tools import AT_T0, ca_certs, run, write_pem
 from tests.support.acting_desk import ActingDesk
 from tests.support.data import application, make_uscc
@@ -326,11 +326,11 @@ def test_a_precheck_counts_only_for_its_request_actor_and_token(
     rid = approved(ca_service, people, usbkey_model=SOFTHSM)
     credential = ca_service.requests.get(rid).credential_number
     checked = ca_service.token_issuance.precheck(rid, actor=people["distributor"], token_serial=device.serial)
-    assert checked == PreChecked(rid, "distributor", device.serial, credential)
+    assert checked == PreChecked(rid, "distributor", device.serial, Checked(credential, SOFTHSM, Deal.NEW))
     with pytest.raises(PermissionDeniedError):
         ca_service.token_issuance.precheck(rid, actor=people["reviewer"], token_serial=device.serial)
     # One made for another token is not trusted: the checks run again (and the real label is used).
-    stale = PreChecked(rid, "distributor", "another-token", "91XXXXXXXXXXXXXXXX")
+    stale = PreChecked(rid, "distributor", "another-token", Checked("91XXXXXXXXXXXXXXXX", SOFTHSM, Deal.NEW))
     done = ca_service.token_issuance.issue(
         rid, device, actor=people["distributor"], key_type="ec-p256", prechecked=stale
     )
