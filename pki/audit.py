@@ -240,9 +240,8 @@ def lock_chain(session: Session) -> ChainHead:
             raise AuditIntegrityError(
                 "the audit chain head is missing: run 'pkictl audit verify'", message_zh="审计链头记录缺失"
             )
-        head = session.info[_HEAD_KEY] = ChainHead(
-            row.seq, row.hash, session.info[_KEY_KEY]
-        )  # append_many checked it
+        key: AuditKey = session.info[_KEY_KEY]  # there: append_many refuses to append without it
+        head = session.info[_HEAD_KEY] = ChainHead(row.seq, row.hash, key)
     return head
 
 

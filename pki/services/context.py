@@ -180,10 +180,10 @@ class Context:
     def write_optimistic(self) -> Iterator[Session]:
         """A write transaction that may wait on something slow (a token) before it writes, holding no lock
         meanwhile: it reads a snapshot and takes the write lock at its first write, which fails if another
-        writer committed since (the audit chain's head, read at the commit, is then the newest). The caller runs the whole work again
-        through :meth:`write` when it raises a write conflict (pki.db.is_write_conflict). SQLite in WAL mode
-        only, where every other write waits for the one lock; on PostgreSQL such work waits for the slow
-        part first (write_beside)."""
+        writer committed since (so the audit chain's head, read at the commit, is the newest). The caller
+        runs the whole work again through :meth:`write` when it raises a write conflict
+        (pki.db.is_write_conflict). SQLite in WAL mode only, where every other write waits for the one lock;
+        on PostgreSQL such work waits for the slow part first (write_beside)."""
         if not self.optimistic_writes:
             raise RuntimeError("optimistic write transactions need SQLite in WAL mode")
         seal = self.seal()
