@@ -123,11 +123,11 @@ def one_statement(engine: Engine, *, read: bool = False) -> Iterator[Connection]
     statement is its own transaction (autocommit: no BEGIN and COMMIT round trips, which would double the
     cost of a short read or update); on SQLite a short transaction, committed (``read``: a read that takes
     no write lock, rolled back)."""
-    if engine.dialect.name == "postgresql":
-        with _autocommit_bind(engine).connect() as conn:
-            yield conn
-    elif read:
+    if read:  # a plain read: in autocommit on PostgreSQL already (read_session)
         with _read_bind(engine, False).connect() as conn:
+            yield conn
+    elif engine.dialect.name == "postgresql":
+        with _autocommit_bind(engine).connect() as conn:
             yield conn
     else:
         with engine.begin() as conn:
